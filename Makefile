@@ -1,0 +1,24 @@
+# One command set for people, CI and hooks.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup run test lint bench clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+run: setup
+	@REDIS_URL=$$(bash scripts/ensure-redis.sh) && export REDIS_URL && $(PY) -m core.runner
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench: setup
+	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf .run $(VENV) build *.egg-info

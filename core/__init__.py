@@ -1,0 +1,1 @@
+"""What the web, worker and clock processes share. Imports none of them."""

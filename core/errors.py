@@ -1,0 +1,57 @@
+"""One error tree; each class says how a handler should treat it."""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base of every error the bridge raises on purpose."""
+
+    status_code: int = 500
+    transient: bool = False
+
+
+class ConfigError(BridgeError):
+    """The configuration cannot be used; every problem is listed with its key path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        return f"configuration has {len(self.problems)} problem(s):\n{lines}"
+
+
+class TransientError(BridgeError):
+    """Worth retrying: a timeout, a 5xx, a 429, a connection refused."""
+
+    status_code = 503
+    transient = True
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(BridgeError):
+    """Retrying will not help: bad credentials, unknown user, a 4xx the peer means."""
+
+    status_code = 502
+
+
+class GraphError(BridgeError):
+    """Microsoft Graph (or the identity platform) answered with an error."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        self.transient = status == 429 or status >= 500
+        super().__init__(f"Graph {status} {code}: {message}")
+
+
+class PbxError(BridgeError):
+    """A PBX adapter could not apply or read a profile."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient

@@ -1,0 +1,71 @@
+"""Every Redis key the bridge uses, in one place, under one prefix.
+
+Owner, type and lifetime of each key are listed in docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+PREFIX = "pb:"
+
+# Intake (owner: webhook writes, workers read).
+INTAKE_STREAM = PREFIX + "intake"  # stream; entries deleted once turned into RQ jobs
+INTAKE_GROUP = "forwarders"
+DEDUP_TTL_SECONDS = 24 * 3600
+METRICS_HASH = PREFIX + "metrics"  # hash of cluster-wide counters; no expiry
+WORKER_HEARTBEAT = PREFIX + "heartbeat:worker"  # string, EX 30 s
+CLOCK_HEARTBEAT = PREFIX + "heartbeat:clock"  # string, EX 60 s
+
+
+def dedup(digest: str) -> str:
+    """Content-derived key that absorbs a redelivered notification (string, EX 24 h)."""
+    return f"{PREFIX}dedup:{digest}"
+
+
+def subscription(subscription_id: str) -> str:
+    """Hash: tenant, client_state_sha256, account, expires_at... (owner: subscriptions/)."""
+    return f"{PREFIX}sub:{subscription_id}"
+
+
+def tenant_subscriptions(tenant: str) -> str:
+    """Set of subscription ids of one tenant (owner: subscriptions/)."""
+    return f"{PREFIX}tenant:{tenant}:subs"
+
+
+def tenant_notifications(tenant: str) -> str:
+    """Capped stream of accepted notifications of one tenant (owner: workers/)."""
+    return f"{PREFIX}tenant:{tenant}:notifications"
+
+
+def token_cache(tenant: str, account: str) -> str:
+    """Encrypted MSAL token cache of one service account (string; no expiry)."""
+    return f"{PREFIX}tenant:{tenant}:account:{account}:cache"
+
+
+def account_health(tenant: str) -> str:
+    """Hash: account -> JSON health record (owner: core.auth)."""
+    return f"{PREFIX}tenant:{tenant}:accounts"
+
+
+def presence(tenant: str) -> str:
+    """Hash: graph user id -> JSON of the last presence applied (owner: workers/)."""
+    return f"{PREFIX}tenant:{tenant}:presence"
+
+
+def profile_state(tenant: str) -> str:
+    """Hash: pbx user -> JSON profile state (owner: workers/)."""
+    return f"{PREFIX}tenant:{tenant}:profiles"
+
+
+def user_events(tenant: str, pbx_user: str) -> str:
+    """Capped list of recent transitions of one PBX user (owner: workers/)."""
+    return f"{PREFIX}tenant:{tenant}:events:{pbx_user}"
+
+
+def dead_letters(tenant: str) -> str:
+    """List of JSON dead letters with their reason (owner: workers/)."""
+    return f"{PREFIX}tenant:{tenant}:dead"
+
+
+def leader_lock(name: str) -> str:
+    """String with expiry held by the clock that acts (owner: subscriptions/)."""
+    return f"{PREFIX}lock:{name}"

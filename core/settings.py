@@ -1,0 +1,253 @@
+"""Settings: environment variables plus a tenants file, validated once into frozen objects.
+
+Secrets come only from the environment and are `SecretStr`, so reprs and errors hide them.
+Every problem is reported at once, each with its key path, in one `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigError
+
+ENV_PREFIX = "PRESENCE_BRIDGE_"
+GRAPH_ATTRIBUTES = ("userPrincipalName", "mail", "mailNickname", "onPremisesSamAccountName")
+PBX_ATTRIBUTES = ("username", "email", "extension")
+PRESETS = ("pascom", "glocom", "simple")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CertificateCredential(_Frozen):
+    """An app certificate: PEM private key on disk, its SHA-1 thumbprint (hex)."""
+
+    private_key_path: Path
+    thumbprint: str = Field(pattern=r"^[0-9A-Fa-f]{40}$")
+    public_certificate_path: Path | None = None
+    passphrase: SecretStr | None = None
+
+
+class RuleSettings(_Frozen):
+    """One mapping rule: Teams availability/activity (any listed; empty = any) -> profile."""
+
+    availability: list[str] = []
+    activity: list[str] = []
+    profile: str | None = None  # None: leave the PBX profile unchanged
+    sticky: bool = False
+
+
+class MappingSettings(_Frozen):
+    preset: Literal["pascom", "glocom", "simple"] = "simple"
+    rules: list[RuleSettings] = []  # tried before the preset's rules
+    hold_seconds: float = Field(default=15.0, ge=0, le=600)
+
+
+class MatchingSettings(_Frozen):
+    graph_attribute: Literal[
+        "userPrincipalName", "mail", "mailNickname", "onPremisesSamAccountName"
+    ] = "userPrincipalName"
+    pbx_attribute: Literal["username", "email", "extension"] = "username"
+    strip_domain: bool = False
+
+
+class PbxUser(_Frozen):
+    """A PBX user from the tenants file (the directory when the adapter cannot list users)."""
+
+    username: str
+    email: str | None = None
+    extension: str | None = None
+    enabled: bool | None = None  # per-user override; None follows the tenant
+
+
+class PbxSettings(_Frozen):
+    adapter: Literal["builtin", "sip", "http"] = "builtin"
+    options: dict[str, Any] = {}  # validated by the adapter itself
+    secret: SecretStr | None = None  # from PRESENCE_BRIDGE_TENANT_<NAME>_PBX_SECRET
+
+
+class TenantSettings(_Frozen):
+    name: str
+    tenant_id: str
+    client_id: str
+    client_secret: SecretStr | None = None
+    certificate: CertificateCredential | None = None
+    login_base_url: HttpUrl = HttpUrl("https://login.microsoftonline.com")
+    graph_base_url: HttpUrl = HttpUrl("https://graph.microsoft.com")
+    public_base_url: HttpUrl
+    enabled: bool = True
+    rich_notifications: bool = False
+    service_accounts: list[str] = []  # UPNs of the delegated accounts that hold subscriptions
+    mapping: MappingSettings = MappingSettings()
+    matching: MatchingSettings = MatchingSettings()
+    pbx: PbxSettings = PbxSettings()
+    pbx_users: list[PbxUser] = []
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("must be lowercase letters, digits and '-' (at most 63)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> TenantSettings:
+        if self.client_secret is None and self.certificate is None:
+            raise ValueError(
+                f"needs a client secret ({secret_env_name(self.name, 'CLIENT_SECRET')}) "
+                "or a [certificate] table"
+            )
+        return self
+
+    @property
+    def authority(self) -> str:
+        return f"{str(self.login_base_url).rstrip('/')}/{self.tenant_id}"
+
+
+class TenantsFile(_Frozen):
+    tenants: list[TenantSettings] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> TenantsFile:
+        names = [t.name for t in self.tenants]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"tenant names must be unique: {', '.join(dupes)}")
+        return self
+
+
+class ProcessSettings(BaseSettings):
+    """Settings of the processes themselves, from PRESENCE_BRIDGE_* variables."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    tenants_file: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    web_workers: int = Field(default=1, ge=1, le=64)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    cache_key: SecretStr | None = None  # encrypts token caches at rest (Fernet key)
+    admin_api_key: SecretStr | None = None
+    pbx_events_secret: SecretStr | None = None
+    ca_bundle: Path | None = None  # extra CA for Graph/login (the emulator's)
+    coalesce_window_ms: int = Field(default=100, ge=0, le=10_000)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+
+class Settings(BaseModel):
+    """Everything a process needs, built once at start."""
+
+    model_config = ConfigDict(frozen=True)
+
+    process: ProcessSettings
+    tenants: tuple[TenantSettings, ...] = ()
+
+    def tenant(self, name: str) -> TenantSettings | None:
+        return next((t for t in self.tenants if t.name == name), None)
+
+
+def secret_env_name(tenant: str, what: str) -> str:
+    return f"{ENV_PREFIX}TENANT_{tenant.upper().replace('-', '_')}_{what}"
+
+
+def _loc(prefix: str, loc: tuple[int | str, ...]) -> str:
+    path = prefix
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(root)"
+
+
+def _problems(exc: ValidationError, prefix: str) -> list[str]:
+    return [f"{_loc(prefix, tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
+
+
+def _inject_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    """Put env secrets into the raw tenants; secrets written in the file are refused."""
+    problems: list[str] = []
+    tenants = raw.get("tenants", [])
+    if not isinstance(tenants, list):
+        return problems
+    for i, tenant in enumerate(tenants):
+        if not isinstance(tenant, dict):
+            continue
+        for key in ("client_secret",):
+            if key in tenant:
+                problems.append(f"tenants[{i}].{key}: secrets belong in the environment, not the file")
+        name = str(tenant.get("name", ""))
+        secret = env.get(secret_env_name(name, "CLIENT_SECRET"))
+        if secret:
+            tenant["client_secret"] = secret
+        pbx_secret = env.get(secret_env_name(name, "PBX_SECRET"))
+        if pbx_secret:
+            tenant.setdefault("pbx", {})
+            if isinstance(tenant["pbx"], dict):
+                tenant["pbx"]["secret"] = pbx_secret
+        passphrase = env.get(secret_env_name(name, "CERT_PASSPHRASE"))
+        if passphrase and isinstance(tenant.get("certificate"), dict):
+            tenant["certificate"]["passphrase"] = passphrase
+    return problems
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings or raise one ConfigError that lists every problem."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    process: ProcessSettings | None = None
+    try:
+        scoped = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+        if "REDIS_URL" in env and f"{ENV_PREFIX}REDIS_URL" not in scoped:
+            scoped[f"{ENV_PREFIX}REDIS_URL"] = env["REDIS_URL"]
+        process = _process_from(scoped)
+    except ValidationError as exc:
+        problems += _problems(exc, "env " + ENV_PREFIX)
+
+    tenants: tuple[TenantSettings, ...] = ()
+    path = process.tenants_file if process else None
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            problems.append(f"{ENV_PREFIX}TENANTS_FILE: {path} does not exist")
+            raw = None
+        except tomllib.TOMLDecodeError as exc:
+            problems.append(f"{path}: not valid TOML: {exc}")
+            raw = None
+        if raw is not None:
+            problems += _inject_secrets(raw, env)
+            try:
+                tenants = tuple(TenantsFile.model_validate(raw).tenants)
+            except ValidationError as exc:
+                problems += _problems(exc, "")
+    if process is not None and tenants and process.cache_key is None:
+        if any(t.service_accounts for t in tenants):
+            problems.append(f"{ENV_PREFIX}CACHE_KEY: required to keep service-account tokens")
+    if problems or process is None:
+        raise ConfigError(problems)
+    return Settings(process=process, tenants=tenants)
+
+
+def _process_from(scoped: Mapping[str, str]) -> ProcessSettings:
+    # BaseSettings reads os.environ itself; feed it the mapping we were given instead.
+    values = {k[len(ENV_PREFIX):].lower(): v for k, v in scoped.items()}
+    known = set(ProcessSettings.model_fields)
+    return ProcessSettings.model_validate({k: v for k, v in values.items() if k in known})

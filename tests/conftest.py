@@ -1,0 +1,40 @@
+"""Shared fixtures: a real Redis server, a dedicated DB that must start empty."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.redis_server import RedisServer
+
+TEST_DB = 9
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    url = os.environ.get("PB_TEST_REDIS_URL") or redis_server.url(TEST_DB)
+    client = redis.Redis.from_url(url)
+    if client.dbsize():
+        raise RuntimeError(f"refusing to run tests on a non-empty Redis DB: {url}")
+    client.close()
+    return url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()

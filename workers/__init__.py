@@ -1,0 +1,1 @@
+"""The worker process: RQ jobs that turn Graph notifications into PBX profiles."""

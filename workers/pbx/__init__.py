@@ -1,0 +1,1 @@
+"""PBX adapters: one small Protocol (base.py), one module per kind of PBX."""
