@@ -219,10 +219,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             scoped[f"{ENV_PREFIX}REDIS_URL"] = env["REDIS_URL"]
         process = _process_from(scoped)
     except ValidationError as exc:
-        problems += _problems(exc, "env " + ENV_PREFIX)
+        problems += [
+            f"{ENV_PREFIX}{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors()
+        ]
 
     tenants: tuple[TenantSettings, ...] = ()
-    path = process.tenants_file if process else None
+    path = env.get(f"{ENV_PREFIX}TENANTS_FILE") or None
     if path is not None:
         try:
             raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))

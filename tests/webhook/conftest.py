@@ -1,0 +1,63 @@
+"""Fixtures for the web process: the real app under uvicorn against the test Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis
+
+from core import keys, subscription_registry
+from core.settings import load_settings
+from tests.webserver import ServedApp
+from webhook.app import create_app
+
+TENANT = "contoso"
+TENANT_ID = "11111111-2222-3333-4444-555555555555"
+
+
+@pytest.fixture
+def web(redis_client: redis.Redis, redis_url: str) -> Iterator[httpx.Client]:
+    settings = load_settings({"PRESENCE_BRIDGE_REDIS_URL": redis_url})
+    with ServedApp(create_app(settings)) as served, httpx.Client(base_url=served.url) as client:
+        yield client
+
+
+@pytest.fixture
+def subscription(redis_client: redis.Redis) -> Callable[..., tuple[str, str]]:
+    """Register a subscription as the clock would; returns (id, clientState)."""
+    def make(tenant: str = TENANT) -> tuple[str, str]:
+        sid, state = str(uuid.uuid4()), uuid.uuid4().hex + uuid.uuid4().hex
+        subscription_registry.register(redis_client, sid, tenant, state)
+        return sid, state
+    return make
+
+
+def presence_item(sid: str, state: str, user_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    user_id = user_id or str(uuid.uuid4())
+    item: dict[str, Any] = {
+        "subscriptionId": sid,
+        "clientState": state,
+        "changeType": "updated",
+        "resource": f"communications/presences/{user_id}",
+        "subscriptionExpirationDateTime": "2026-11-22T10:00:00.0000000Z",
+        "resourceData": {
+            "@odata.type": "#Microsoft.Graph.presence",
+            "@odata.id": f"users/{user_id}/presence",
+            "id": user_id,
+        },
+        "tenantId": TENANT_ID,
+    }
+    item.update(extra)
+    return item
+
+
+def stream_items(client: redis.Redis) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for _, fields in client.xrange(keys.INTAKE_STREAM):
+        out.extend(orjson.loads(fields[b"items"]))
+    return out

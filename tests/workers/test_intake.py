@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import orjson
+import redis
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from core import intake, keys
+from core.queue import QUEUE_LIFECYCLE, QUEUE_PRESENCE, queue
+from workers.intake import IntakeForwarder
+
+
+def append(client: redis.Redis, entries: list[intake.Accepted]) -> None:
+    script = client.register_script(intake.APPEND_SCRIPT)
+    script(keys=[keys.INTAKE_STREAM, keys.METRICS_HASH], args=intake.script_args(entries, {}))
+
+
+def notification(tenant: str, user: str, n: int) -> intake.Accepted:
+    item = {"subscriptionId": "s", "userId": user, "id": f"{user}-{n}"}
+    return intake.Accepted(tenant=tenant, kind="notification", item=item)
+
+
+def forwarder(client: redis.Redis, name: str = "w1") -> IntakeForwarder:
+    f = IntakeForwarder(client, name)
+    f.ensure_group()
+    return f
+
+
+def test_entries_become_rq_jobs_per_tenant_and_kind(redis_client: redis.Redis) -> None:
+    f = forwarder(redis_client)
+    append(redis_client, [notification("a", "u1", 1), notification("b", "u2", 1)])
+    lifecycle = intake.Accepted("a", "lifecycle", {"subscriptionId": "s", "lifecycleEvent": "missed"})
+    append(redis_client, [lifecycle])
+    assert f.run_once(block_ms=10) == 3
+    assert (queue(redis_client, QUEUE_PRESENCE).count, queue(redis_client, QUEUE_LIFECYCLE).count) == (2, 1)
+
+
+def test_forwarded_entries_leave_the_stream(redis_client: redis.Redis) -> None:
+    f = forwarder(redis_client)
+    append(redis_client, [notification("a", "u1", 1)])
+    f.run_once(block_ms=10)
+    assert redis_client.xlen(keys.INTAKE_STREAM) == 0
+
+
+def test_a_job_carries_many_items(redis_client: redis.Redis) -> None:
+    f = forwarder(redis_client)
+    append(redis_client, [notification("a", f"u{n}", n) for n in range(150)])
+    f.run_once(block_ms=10)
+    [job] = queue(redis_client, QUEUE_PRESENCE).jobs
+    assert len(job.args[1]) == 150
+
+
+def test_entry_read_by_a_dead_worker_is_claimed_by_another(redis_client: redis.Redis) -> None:
+    dead = forwarder(redis_client, "dead")
+    append(redis_client, [notification("a", "u1", 1)])
+    redis_client.xreadgroup(keys.INTAKE_GROUP, "dead", {keys.INTAKE_STREAM: ">"}, count=10)
+    del dead  # read but never forwarded
+    survivor = IntakeForwarder(redis_client, "alive")
+    # Age the pending entry past the claim threshold instead of waiting a minute.
+    [[_, entries]] = redis_client.xreadgroup(
+        keys.INTAKE_GROUP, "dead", {keys.INTAKE_STREAM: "0"}, count=10)
+    entry_id = entries[0][0]
+    redis_client.xclaim(keys.INTAKE_STREAM, keys.INTAKE_GROUP, "dead", 0, [entry_id],
+                        idle=10 * 60_000)
+    assert survivor.run_once(block_ms=10) == 1
+
+
+def test_worker_records_the_notification_in_the_tenant_stream(redis_client: redis.Redis) -> None:
+    f = forwarder(redis_client)
+    append(redis_client, [notification("contoso", "u7", 1)])
+    f.run_once(block_ms=10)
+    worker = SimpleWorker([queue(redis_client, QUEUE_PRESENCE)], connection=redis_client,
+                          serializer=JSONSerializer)
+    worker.work(burst=True)
+    [(_, fields)] = redis_client.xrange(keys.tenant_notifications("contoso"))
+    assert fields[b"userId"] == b"u7"
+
+
+def test_stream_entry_round_trips(redis_client: redis.Redis) -> None:
+    append(redis_client, [notification("a", "u1", 1)])
+    [(_, fields)] = redis_client.xrange(keys.INTAKE_STREAM)
+    assert intake.decode_entry(fields) == [orjson.loads(notification("a", "u1", 1).encode())]

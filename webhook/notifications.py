@@ -1,0 +1,121 @@
+"""POST /graph/notifications and /graph/lifecycle: verify, hand off in one Redis call, 202."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from core import intake
+from core.subscription_registry import SubscriptionRecord, digest
+from webhook.payload import (
+    PayloadError,
+    kind_of,
+    normalise,
+    parse_collection,
+    validation_token_ok,
+)
+
+log = logging.getLogger("webhook.notifications")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused early when it is (or grows) larger than `limit`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def handshake(token: str) -> Response:
+    if not validation_token_ok(token):
+        return PlainTextResponse("invalid validationToken", status_code=400)
+    return PlainTextResponse(token, headers={"X-Content-Type-Options": "nosniff"})
+
+
+def verify(
+    items: list[Any],
+    records: dict[str, SubscriptionRecord | None],
+    tokens: list[str] | None,
+) -> tuple[list[intake.Accepted], Counter[str]]:
+    """Keep items whose subscription is known and whose clientState matches."""
+    accepted: list[intake.Accepted] = []
+    counters: Counter[str] = Counter(received=len(items))
+    for item in items:
+        sid = item.get("subscriptionId") if isinstance(item, dict) else None
+        if not isinstance(sid, str):
+            counters["dropped:malformed"] += 1
+            continue
+        record = records.get(sid)
+        if record is None:
+            counters["dropped:unknown_subscription"] += 1
+            continue
+        state = item.get("clientState")
+        sent = digest(state) if isinstance(state, str) else b""
+        if not hmac.compare_digest(sent, record.client_state_digest):
+            counters["dropped:client_state_mismatch"] += 1
+            continue
+        rich = "encryptedContent" in item
+        accepted.append(
+            intake.Accepted(
+                tenant=record.tenant,
+                kind=kind_of(item),
+                item=normalise(item),
+                validation_tokens=(tokens or []) if rich else None,
+            )
+        )
+    return accepted, counters
+
+
+async def receive(request: Request) -> Response:
+    token = request.query_params.get("validationToken")
+    if token is not None:
+        return handshake(token)  # before the body is touched, as Graph expects
+    state = request.app.state
+    try:
+        body = await read_body(request, state.settings.process.max_body_bytes)
+    except BodyTooLarge:
+        return JSONResponse({"error": "body too large"}, status_code=413)
+    try:
+        items, tokens = parse_collection(orjson.loads(body))
+    except (orjson.JSONDecodeError, PayloadError) as exc:
+        message = str(exc) if isinstance(exc, PayloadError) else "malformed JSON"
+        return JSONResponse({"error": message}, status_code=400)
+    if not items:
+        return Response(status_code=202)
+    ids = {i["subscriptionId"] for i in items if isinstance(i, dict)
+           and isinstance(i.get("subscriptionId"), str)}
+    started = time.perf_counter()
+    try:
+        records = await state.lookup.get_many(ids)
+        accepted, counters = verify(items, records, tokens)
+        await state.append(
+            keys=[state.intake_key, state.metrics_key],
+            args=intake.script_args(accepted, dict(counters)),
+        )
+    except (RedisError, OSError):
+        log.warning("redis unavailable; asking Graph to retry")
+        return JSONResponse({"error": "temporarily unavailable"}, status_code=503)
+    state.metrics.enqueue_seconds.observe(time.perf_counter() - started)
+    dropped = {k: v for k, v in counters.items() if k.startswith("dropped:")}
+    if dropped:
+        log.info("dropped unverified items", extra={"counts": dropped})
+    return Response(status_code=202)
