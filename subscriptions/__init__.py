@@ -1,0 +1,1 @@
+"""The clock process: Graph subscriptions, directory delta and resync sweep on schedules."""
