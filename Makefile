@@ -8,7 +8,7 @@ setup:
 	@bash scripts/bootstrap.sh
 
 run: setup
-	@REDIS_URL=$$(bash scripts/ensure-redis.sh) && export REDIS_URL && $(PY) -m core.runner
+	@REDIS_URL=$$(bash scripts/ensure-redis.sh) && export REDIS_URL && $(PY) scripts/run.py
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
