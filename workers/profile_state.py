@@ -1,0 +1,179 @@
+"""Per PBX user: which profile to show, given a stream of mapping decisions. Pure, no I/O.
+
+Rules, in order of precedence:
+- a repeated decision is a no-op (Graph resends, and activity changes often map alike);
+- a sticky profile (a meeting, a call) is not replaced by automatic decisions while it lasts;
+  when its condition ends, a decision that names a profile wins, otherwise the last
+  non-sticky profile (automatic or set by the user on the PBX) comes back;
+- leaving a sticky profile, and any change made while Teams says Offline/PresenceUnknown,
+  waits `hold_seconds`: it applies (from `tick`) only if nothing else was decided meanwhile,
+  so flaps and short blips never reach the PBX. Entering a sticky profile is immediate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Final
+
+from workers.mapping import Decision, normalise
+
+# Shown when a sticky profile ends and nothing is known about the profile before it:
+# pascom and gloCOM both ship a system profile/status of this name.
+DEFAULT_PROFILE: Final = "Available"
+
+# Teams reports these for a few seconds while a client restarts or the network blinks.
+_BLIP_VALUES: Final = frozenset({"offline", "presenceunknown"})
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileState:
+    """Everything the machine remembers about one PBX user; plain JSON values only."""
+
+    current: str | None = None  # the profile the PBX should show; None until first known
+    restore_to: str | None = None  # the last non-sticky profile
+    sticky_since: float | None = None  # set while a sticky profile is shown
+    pending_profile: str | None = None  # a damped change waiting to hold
+    pending_sticky: bool = False
+    pending_due: float | None = None
+    last_profile: str | None = None  # the last decision, to spot repeats
+    last_sticky: bool = False
+    availability: str = ""  # the Teams presence behind the last decision
+    activity: str = ""
+    version: int = 0  # grows with every change of `current`
+
+    @property
+    def sticky(self) -> bool:
+        return self.sticky_since is not None
+
+    @property
+    def pending(self) -> bool:
+        return self.pending_due is not None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> ProfileState:
+        """Rebuild from `to_dict` output; missing or mistyped fields fall back to defaults."""
+        return cls(
+            current=_opt_str(data.get("current")),
+            restore_to=_opt_str(data.get("restore_to")),
+            sticky_since=_opt_float(data.get("sticky_since")),
+            pending_profile=_opt_str(data.get("pending_profile")),
+            pending_sticky=data.get("pending_sticky") is True,
+            pending_due=_opt_float(data.get("pending_due")),
+            last_profile=_opt_str(data.get("last_profile")),
+            last_sticky=data.get("last_sticky") is True,
+            availability=_opt_str(data.get("availability")) or "",
+            activity=_opt_str(data.get("activity")) or "",
+            version=_int(data.get("version")),
+        )
+
+
+def step(
+    state: ProfileState,
+    decision: Decision,
+    now: float,
+    hold_seconds: float,
+    *,
+    availability: str = "",
+    activity: str = "",
+    default_profile: str = DEFAULT_PROFILE,
+) -> tuple[ProfileState, str | None]:
+    """Feed one decision; return the new state and the profile to apply now, if any."""
+    before = state.current
+    state = replace(_settle(state, now), availability=availability, activity=activity)
+    if (decision.profile, decision.sticky) != (state.last_profile, state.last_sticky):
+        blip = normalise(availability) in _BLIP_VALUES or normalise(activity) in _BLIP_VALUES
+        state = _decide(state, decision, now, max(hold_seconds, 0.0), blip, default_profile)
+    return _emit(before, state)
+
+
+def tick(state: ProfileState, now: float) -> tuple[ProfileState, str | None]:
+    """Apply a damped change whose hold time has passed."""
+    return _emit(state.current, _settle(state, now))
+
+
+def set_manual(state: ProfileState, profile: str) -> ProfileState:
+    """The user chose a profile on the PBX: it wins now and becomes the restore target."""
+    if profile == state.current:
+        # Most likely our own change read back from the PBX: keep any sticky state.
+        return state
+    return replace(
+        state,
+        current=profile,
+        restore_to=profile,
+        sticky_since=None,
+        pending_profile=None,
+        pending_sticky=False,
+        pending_due=None,
+        version=state.version + 1,
+    )
+
+
+def _decide(
+    state: ProfileState,
+    decision: Decision,
+    now: float,
+    hold_seconds: float,
+    blip: bool,
+    default_profile: str,
+) -> ProfileState:
+    # A new decision means any pending one did not hold: drop it.
+    state = replace(
+        state,
+        last_profile=decision.profile,
+        last_sticky=decision.sticky,
+        pending_profile=None,
+        pending_sticky=False,
+        pending_due=None,
+    )
+    if decision.profile is not None:
+        profile, sticky = decision.profile, decision.sticky
+    elif state.sticky:
+        # "Leave unchanged" cannot keep a sticky profile: its condition is what ended.
+        profile, sticky = state.restore_to or default_profile, False
+    else:
+        return state
+    if profile != state.current and hold_seconds > 0 and (state.sticky or blip):
+        return replace(
+            state, pending_profile=profile, pending_sticky=sticky, pending_due=now + hold_seconds
+        )
+    return _arrive(state, profile, sticky, now)
+
+
+def _arrive(state: ProfileState, profile: str, sticky: bool, at: float) -> ProfileState:
+    if sticky:
+        # restore_to is left alone: it still names the profile from before the sticky one.
+        since = at if state.sticky_since is None else state.sticky_since
+        return replace(state, current=profile, sticky_since=since)
+    return replace(state, current=profile, restore_to=profile, sticky_since=None)
+
+
+def _settle(state: ProfileState, now: float) -> ProfileState:
+    if state.pending_due is None or state.pending_profile is None or now < state.pending_due:
+        return state
+    profile, sticky, due = state.pending_profile, state.pending_sticky, state.pending_due
+    cleared = replace(state, pending_profile=None, pending_sticky=False, pending_due=None)
+    return _arrive(cleared, profile, sticky, due)
+
+
+def _emit(before: str | None, state: ProfileState) -> tuple[ProfileState, str | None]:
+    if state.current is None or state.current == before:
+        return state, None
+    return replace(state, version=state.version + 1), state.current
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _opt_float(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
