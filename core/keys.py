@@ -62,10 +62,35 @@ def user_events(tenant: str, pbx_user: str) -> str:
 
 
 def dead_letters(tenant: str) -> str:
-    """List of JSON dead letters with their reason (owner: workers/)."""
+    """Hash: pbx user -> JSON of its latest dead letter with the reason (owner: workers/)."""
     return f"{PREFIX}tenant:{tenant}:dead"
 
 
 def leader_lock(name: str) -> str:
     """String with expiry held by the clock that acts (owner: subscriptions/)."""
     return f"{PREFIX}lock:{name}"
+
+
+def desired(tenant: str) -> str:
+    """Hash: pbx user -> JSON desired profile with version (owner: workers/)."""
+    return f"{PREFIX}tenant:{tenant}:desired"
+
+
+def applied(tenant: str) -> str:
+    """Hash: pbx user -> version last applied to the PBX (owner: workers/)."""
+    return f"{PREFIX}tenant:{tenant}:applied"
+
+
+def builtin_profiles(tenant: str) -> str:
+    """Hash: pbx user -> JSON profile served by the builtin adapter's API (owner: workers/)."""
+    return f"{PREFIX}tenant:{tenant}:builtin"
+
+
+def builtin_events(tenant: str) -> str:
+    """Stream of profile changes for the builtin adapter's SSE route; capped (owner: workers/)."""
+    return f"{PREFIX}tenant:{tenant}:builtin:events"
+
+
+def links(tenant: str) -> str:
+    """Hash: graph user id -> JSON list of linked PBX users (owner: directory sync)."""
+    return f"{PREFIX}tenant:{tenant}:links"

@@ -77,6 +77,7 @@ class PbxUser(_Frozen):
     email: str | None = None
     extension: str | None = None
     enabled: bool | None = None  # per-user override; None follows the tenant
+    graph_id: str | None = None  # a static link to a Graph user id, for small sites
 
 
 class PbxSettings(_Frozen):

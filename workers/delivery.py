@@ -1,0 +1,65 @@
+"""Apply desired profiles through the tenant's adapter: retry what is transient, dead-letter the rest.
+
+Safe to repeat: a user is applied only while its desired version is ahead of the applied
+one, and the adapter is always handed the latest desired record, never a stale one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from redis import Redis
+
+from core.errors import PbxError
+from workers import desired as store
+from workers.pbx.base import PbxAdapter
+
+log = logging.getLogger("workers.delivery")
+
+
+@dataclass
+class Outcome:
+    applied: list[str] = field(default_factory=list)
+    transient: dict[str, str] = field(default_factory=dict)  # user -> reason
+    dead: dict[str, str] = field(default_factory=dict)
+
+
+def deliver(redis: Redis, tenant: str, adapter: PbxAdapter, users: list[str]) -> Outcome:
+    outcome = Outcome()
+    due = [d for d, applied in store.load(redis, tenant, sorted(set(users))).values()
+           if d is not None and d.version > applied]
+    if not due:
+        return outcome
+    apply_many = getattr(adapter, "apply_many", None)
+    if apply_many is not None:
+        try:
+            apply_many([d.change() for d in due])
+            done = due
+        except PbxError as exc:
+            done = []
+            _fail(redis, tenant, due, exc, outcome)
+    else:
+        done = []
+        for d in due:
+            try:
+                adapter.apply_profile(d.change())
+                done.append(d)
+            except PbxError as exc:
+                _fail(redis, tenant, [d], exc, outcome)
+    store.mark_applied(redis, tenant, done, {"adapter": adapter.name})
+    outcome.applied = [d.user for d in done]
+    return outcome
+
+
+def _fail(redis: Redis, tenant: str, failed: list[store.Desired], exc: PbxError,
+          outcome: Outcome) -> None:
+    reason = str(exc)
+    for d in failed:
+        if exc.transient:
+            outcome.transient[d.user] = reason
+        else:
+            outcome.dead[d.user] = reason
+            store.dead_letter(redis, tenant, d, reason)
+    log.warning("pbx apply failed", extra={"tenant": tenant, "users": len(failed),
+                                           "transient": exc.transient})

@@ -1,0 +1,165 @@
+"""Presence updates -> PBX profiles: order, staleness, links, mapping, per-user state.
+
+Everything for one batch is read in one round trip and written in one more; the mapping
+and the state machine in between are pure.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import orjson
+from redis import Redis
+
+from core import keys
+from workers import desired as store
+from workers.mapping import RuleSet, decide
+from workers.pbx.base import ProfileChange
+from workers.profile_state import ProfileState, step, tick
+
+
+@dataclass(frozen=True)
+class PresenceUpdate:
+    user_id: str  # Graph user id
+    availability: str
+    activity: str
+    sequence: str | None = None  # Graph's sequenceNumber, lexicographically sortable
+    observed_at: float = 0.0  # when it was read or received (orders updates without one)
+
+    @classmethod
+    def from_graph(cls, presence: dict[str, object], observed_at: float) -> PresenceUpdate:
+        seq = presence.get("sequenceNumber")
+        return cls(str(presence["id"]), str(presence.get("availability") or ""),
+                   str(presence.get("activity") or ""), str(seq) if seq else None, observed_at)
+
+
+@dataclass
+class BatchResult:
+    changes: list[ProfileChange] = field(default_factory=list)
+    stale: int = 0
+    duplicate: int = 0
+    unlinked: int = 0
+    pending_due: dict[str, float] = field(default_factory=dict)  # pbx user -> due time
+
+
+def is_newer(update: PresenceUpdate, last: dict[str, object] | None) -> bool | None:
+    """True: apply; False: stale; None: same presence again (a no-op)."""
+    if last is None:
+        return True
+    last_seq = last.get("sequence")
+    if update.sequence and isinstance(last_seq, str) and last_seq:
+        if update.sequence < last_seq:
+            return False
+        if update.sequence == last_seq:
+            return None
+    elif update.observed_at < float(last.get("observed_at", 0.0)):  # type: ignore[arg-type]
+        return False
+    same = (update.availability, update.activity) == (last.get("availability"), last.get("activity"))
+    return None if same else True
+
+
+def latest_per_user(updates: list[PresenceUpdate]) -> list[PresenceUpdate]:
+    """Within a batch only each user's newest update matters (last writer wins)."""
+    newest: dict[str, PresenceUpdate] = {}
+    for u in updates:
+        cur = newest.get(u.user_id)
+        if cur is None or (u.sequence or "", u.observed_at) >= (cur.sequence or "", cur.observed_at):
+            newest[u.user_id] = u
+    return list(newest.values())
+
+
+def process(
+    redis: Redis,
+    tenant: str,
+    rules: RuleSet,
+    hold_seconds: float,
+    updates: list[PresenceUpdate],
+    static_links: dict[str, list[str]] | None = None,
+    now: float | None = None,
+) -> BatchResult:
+    now = time.time() if now is None else now
+    result = BatchResult()
+    batch = latest_per_user(updates)
+    if not batch:
+        return result
+    ids = [u.user_id for u in batch]
+    pipe = redis.pipeline(transaction=False)
+    pipe.hmget(keys.presence(tenant), ids)
+    pipe.hmget(keys.links(tenant), ids)
+    last_raw, links_raw = pipe.execute()
+
+    fresh: list[tuple[PresenceUpdate, list[str]]] = []
+    presence_writes: dict[str, bytes] = {}
+    for update, last, linked in zip(batch, last_raw, links_raw, strict=True):
+        verdict = is_newer(update, orjson.loads(last) if last else None)
+        if verdict is False:
+            result.stale += 1
+            continue
+        if verdict is None:
+            result.duplicate += 1
+            continue
+        presence_writes[update.user_id] = orjson.dumps({
+            "availability": update.availability, "activity": update.activity,
+            "sequence": update.sequence, "observed_at": update.observed_at})
+        users = (orjson.loads(linked) if linked else []) + (static_links or {}).get(update.user_id, [])
+        if users:
+            fresh.append((update, sorted(set(users))))
+        else:
+            result.unlinked += 1
+
+    pbx_users = sorted({u for _, users in fresh for u in users})
+    states: dict[str, ProfileState] = {}
+    if pbx_users:
+        raw_states = redis.hmget(keys.profile_state(tenant), pbx_users)
+        states = {u: ProfileState.from_dict(orjson.loads(r)) if r else ProfileState()
+                  for u, r in zip(pbx_users, raw_states, strict=True)}
+    for update, users in fresh:
+        decision = decide(rules, update.availability, update.activity)
+        for user in users:
+            state, profile = step(states[user], decision, now, hold_seconds,
+                                  availability=update.availability, activity=update.activity)
+            states[user] = state
+            if profile is not None:
+                result.changes.append(ProfileChange(user, profile, update.availability,
+                                                    update.activity))
+            if state.pending_due is not None:
+                result.pending_due[user] = state.pending_due
+
+    pipe = redis.pipeline(transaction=False)
+    if presence_writes:
+        pipe.hset(keys.presence(tenant), mapping=presence_writes)  # type: ignore[arg-type]
+    if states:
+        pipe.hset(keys.profile_state(tenant),  # type: ignore[arg-type]
+                  mapping={u: orjson.dumps(s.to_dict()) for u, s in states.items()})
+    for update, users in fresh:
+        for user in users:
+            store.record_event(pipe, tenant, user, {
+                "teams": {"availability": update.availability, "activity": update.activity},
+                "profile": states[user].current, "result": "decided"})
+    pipe.execute()
+    store.set_desired(redis, tenant, result.changes)
+    return result
+
+
+def tick_users(redis: Redis, tenant: str, users: list[str], now: float | None = None) -> BatchResult:
+    """Apply damped changes whose hold time has passed."""
+    now = time.time() if now is None else now
+    result = BatchResult()
+    if not users:
+        return result
+    raw = redis.hmget(keys.profile_state(tenant), users)
+    writes: dict[str, bytes] = {}
+    for user, r in zip(users, raw, strict=True):
+        if not r:
+            continue
+        state, profile = tick(ProfileState.from_dict(orjson.loads(r)), now)
+        writes[user] = orjson.dumps(state.to_dict())
+        if profile is not None:
+            result.changes.append(ProfileChange(user, profile, state.availability, state.activity))
+        if state.pending_due is not None:
+            result.pending_due[user] = state.pending_due
+    if writes:
+        redis.hset(keys.profile_state(tenant), mapping=writes)  # type: ignore[arg-type]
+    store.set_desired(redis, tenant, result.changes)
+    return result
