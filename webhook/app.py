@@ -11,7 +11,7 @@ from starlette.routing import Route
 from core import intake, keys
 from core.redis import connect_async
 from core.settings import Settings, load_settings
-from webhook import health, notifications
+from webhook import builtin_api, health, notifications
 from webhook.lookup import SubscriptionLookup
 from webhook.metrics import WebMetrics
 
@@ -32,6 +32,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
+        *builtin_api.routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
