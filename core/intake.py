@@ -66,8 +66,8 @@ class Accepted:
 
     def dedup_key(self) -> tuple[str, int]:
         digest = hashlib.sha256(orjson.dumps(self.item, option=orjson.OPT_SORT_KEYS)).hexdigest()
-        bare = not (
-            self.item.get("id") or self.item.get("encryptedContent") or self.kind == "lifecycle"
+        bare = self.kind == "notification" and not (
+            self.item.get("id") or self.item.get("encryptedContent")
         )
         ttl = BARE_DEDUP_TTL_SECONDS if bare else keys.DEDUP_TTL_SECONDS
         return keys.dedup(digest[:40]), ttl

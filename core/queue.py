@@ -24,6 +24,10 @@ QUEUES = (QUEUE_LIFECYCLE, QUEUE_PRESENCE, QUEUE_PBX, QUEUE_GRAPH, QUEUE_DEFAULT
 # Job paths (strings, so callers need not import the worker side).
 JOB_NOTIFICATIONS = "workers.jobs.process_notifications"
 JOB_LIFECYCLE = "workers.jobs.process_lifecycle"
+JOB_PBX_EVENTS = "workers.jobs.process_pbx_events"
+JOB_REFRESH_CALL = "workers.jobs.refresh_call_presence"
+JOB_DELIVER = "workers.jobs.deliver_pending"
+JOB_TICK = "workers.jobs.tick_profiles"
 
 JOB_TIMEOUT_SECONDS = 60
 RESULT_TTL_SECONDS = 0  # results are not read; state lives in our own keys

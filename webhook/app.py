@@ -11,7 +11,7 @@ from starlette.routing import Route
 from core import intake, keys
 from core.redis import connect_async
 from core.settings import Settings, load_settings
-from webhook import builtin_api, health, notifications
+from webhook import builtin_api, health, notifications, pbx_events
 from webhook.lookup import SubscriptionLookup
 from webhook.metrics import WebMetrics
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
         *builtin_api.routes,
+        *pbx_events.routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings

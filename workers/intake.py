@@ -18,6 +18,8 @@ from core.queue import (
     ITEMS_PER_JOB,
     JOB_LIFECYCLE,
     JOB_NOTIFICATIONS,
+    JOB_PBX_EVENTS,
+    QUEUE_GRAPH,
     QUEUE_LIFECYCLE,
     QUEUE_PRESENCE,
     job_kwargs,
@@ -28,7 +30,8 @@ log = logging.getLogger("workers.intake")
 
 CLAIM_IDLE_MS = 60_000  # an entry read by a worker that died this long ago is taken over
 ROUTES = {"notification": (QUEUE_PRESENCE, JOB_NOTIFICATIONS),
-          "lifecycle": (QUEUE_LIFECYCLE, JOB_LIFECYCLE)}
+          "lifecycle": (QUEUE_LIFECYCLE, JOB_LIFECYCLE),
+          "pbx": (QUEUE_GRAPH, JOB_PBX_EVENTS)}
 
 
 class IntakeForwarder:
