@@ -42,16 +42,25 @@ class PermanentError(BridgeError):
 class GraphError(BridgeError):
     """Microsoft Graph (or the identity platform) answered with an error."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, retry_after: float | None = None,
+        transient: bool | None = None,
+    ) -> None:
         self.status = status
         self.code = code
-        self.transient = status == 429 or status >= 500
+        self.retry_after = retry_after
+        self.transient = (status == 429 or status >= 500) if transient is None else transient
         super().__init__(f"Graph {status} {code}: {message}")
 
 
 class PbxError(BridgeError):
     """A PBX adapter could not apply or read a profile."""
 
-    def __init__(self, message: str, *, transient: bool) -> None:
+    def __init__(
+        self, message: str, *, transient: bool, retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.transient = transient
+        self.retry_after = retry_after
+        self.status = status

@@ -1,0 +1,538 @@
+"""The `http` PBX adapter: per-action request templates for PBX REST APIs and webhooks.
+
+Templates use `$name` / `${name}` (string.Template). Names: user, profile, availability,
+activity, extension, id, the operator's `vars`, and the per-profile values from `profiles`
+(a scalar value is `$value`; it defaults to the profile name). In a JSON body a string that is
+exactly one `$name` keeps the value's type, so `{"enabled" = "$dnd"}` sends a boolean.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import re
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from core.errors import ConfigError, PbxError
+from core.settings import PbxSettings, secret_env_name
+from workers.pbx.base import PbxUserRecord, ProfileChange
+from workers.pbx.http_auth import (
+    REDACTOR,
+    ApiKeyAuth,
+    Authenticator,
+    AuthOptions,
+    build_authenticator,
+    secret_problems,
+)
+from workers.pbx.http_presets import apply_preset
+
+log = logging.getLogger(__name__)
+
+BUILTIN_NAMES = frozenset({"user", "profile", "availability", "activity", "extension", "id"})
+DIRECTORY_NAMES = frozenset({"extension", "id"})
+MAX_PAGES = 100
+PathSpec = str | list[str | int]  # "a.b.0" or ["@odata.nextLink"] when a key has dots
+Scalar = str | int | float | bool
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Action(_Frozen):
+    url: str = Field(min_length=1)  # absolute, or relative to base_url
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    query: dict[str, str] = {}  # a parameter that renders empty is left out
+    headers: dict[str, str] = {}
+    json_body: Any = Field(default=None, alias="json")
+    form: dict[str, str] | None = None
+    content: str | None = None
+    error_path: PathSpec | None = None  # a 2xx JSON body with this key is a failure (Bicom)
+
+
+class ApplyAction(Action):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    merge_read: bool = False  # full-object PUT: send the read_profile answer with `json` on top
+
+
+class ReadAction(Action):
+    result: PathSpec
+    values: dict[str, str] = {}  # PBX value -> profile; unmatched values are returned as-is
+
+
+class ListAction(Action):
+    items: PathSpec = ""  # a list, or an object of objects ($key is the object key)
+    username: PathSpec
+    email: PathSpec | None = None
+    extension: PathSpec | None = None
+    id: PathSpec | None = None
+    next: PathSpec | None = None  # URL of the next page
+
+
+class Actions(_Frozen):
+    apply_profile: ApplyAction | None = None
+    read_profile: ReadAction | None = None
+    list_users: ListAction | None = None
+
+
+class UserRef(_Frozen):
+    id: str | None = None
+    extension: str | None = None
+
+
+class HttpOptions(_Frozen):
+    preset: str | None = None
+    base_url: str = ""
+    timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    max_connections: int = Field(default=10, ge=1, le=200)
+    ca_bundle: Path | None = None
+    headers: dict[str, str] = {}  # sent with every action
+    auth: AuthOptions | None = None
+    vars: dict[str, Scalar] = {}
+    profiles: dict[str, Scalar | dict[str, Scalar]] = {}
+    default: dict[str, Scalar] = {}  # values for profiles not listed (and missing names)
+    users: dict[str, str | UserRef] = {}  # username -> PBX id, or {id, extension}
+    directory_ttl_seconds: float = Field(default=300.0, ge=0)
+    actions: Actions = Actions()
+
+
+class HttpPbxError(PbxError):
+    """A PbxError that also says what the PBX answered and when it wants to be asked again."""
+
+    def __init__(self, message: str, *, transient: bool, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, transient=transient)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _names(value: Any) -> set[str]:
+    if isinstance(value, str):
+        found: set[str] = set()
+        for m in Template.pattern.finditer(value):
+            name = m.group("named") or m.group("braced")
+            if name:
+                found.add(name)
+        return found
+    if isinstance(value, dict):
+        return set().union(*(_names(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_names(v) for v in value)) if value else set()
+    return set()
+
+
+def _template_names(action: Action) -> dict[str, set[str]]:
+    return {
+        "url": _names(action.url), "query": _names(action.query),
+        "headers": _names(action.headers), "json": _names(action.json_body),
+        "form": _names(action.form), "content": _names(action.content),
+    }
+
+
+def validate_options(settings: PbxSettings, tenant: str = "", prefix: str = "pbx.options"
+                     ) -> HttpOptions:
+    """Preset merged under the operator's options, validated; every problem in one ConfigError."""
+    merged, problems = apply_preset(settings.options, prefix)
+    options: HttpOptions | None = None
+    bad: set[str] = set()
+    try:
+        options = HttpOptions.model_validate(merged)
+    except ValidationError as exc:
+        for e in exc.errors():
+            parts = list(e["loc"])
+            if parts[:1] == ["auth"] and len(parts) > 2:
+                del parts[1]  # the discriminator tag pydantic adds: auth.oauth2.client_id
+            bad.add(str(parts[0]) if parts else "")
+            loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+            problems.append(f"{prefix}{loc}: {e['msg']}")
+    if options is None and "" not in bad:
+        # Check the rest too, so one run lists every problem; drop what the bad keys explain.
+        try:
+            options = HttpOptions.model_validate({k: v for k, v in merged.items() if k not in bad})
+        except ValidationError:
+            options = None
+    if options is not None:
+        env = secret_env_name(tenant or "<name>", "PBX_SECRET")
+        secret_path = prefix.removesuffix(".options") + ".secret"
+        more = _semantic_problems(options, prefix) + secret_problems(
+            options.auth, settings.secret, env, secret_path)
+        problems += [p for p in more
+                     if not any(p.startswith(f"{prefix}.{key}") for key in bad)]
+    if problems or options is None:
+        raise ConfigError(_one_per_path(problems))
+    return options
+
+
+def _one_per_path(problems: list[str]) -> list[str]:
+    seen: set[str] = set()
+    kept = []
+    for problem in problems:
+        path = problem.split(": ", 1)[0]
+        if path not in seen:
+            seen.add(path)
+            kept.append(problem)
+    return kept
+
+
+def _semantic_problems(options: HttpOptions, prefix: str) -> list[str]:
+    problems: list[str] = []
+    acts = options.actions
+    if acts.apply_profile is None:
+        hint = f" (the {options.preset} preset leaves it to you)" if options.preset else ""
+        problems.append(f"{prefix}.actions.apply_profile: required{hint}")
+    elif acts.apply_profile.merge_read and acts.read_profile is None:
+        problems.append(f"{prefix}.actions.apply_profile.merge_read: needs actions.read_profile")
+    known = BUILTIN_NAMES | set(options.vars) | set(options.default) | {"value"}
+    for value in options.profiles.values():
+        if isinstance(value, dict):
+            known |= set(value)
+    for name, action in (("apply_profile", acts.apply_profile), ("read_profile", acts.read_profile),
+                         ("list_users", acts.list_users)):
+        if action is None:
+            continue
+        allowed = {
+            "apply_profile": known,
+            "read_profile": {"user", "extension", "id"} | set(options.vars),
+            "list_users": set(options.vars),
+        }[name]
+        for part, names in _template_names(action).items():
+            for unknown in sorted(names - allowed):
+                problems.append(f"{prefix}.vars.{unknown}: not set, but "
+                                f"actions.{name}.{part} uses ${unknown}")
+        bodies = [b for b in (action.json_body, action.form, action.content) if b is not None]
+        if len(bodies) > 1:
+            problems.append(f"{prefix}.actions.{name}: use only one of json, form, content")
+    if not options.base_url and any(
+        a is not None and not a.url.startswith(("http://", "https://"))
+        for a in (acts.apply_profile, acts.read_profile, acts.list_users)
+    ):
+        problems.append(f"{prefix}.base_url: required by relative action URLs")
+    elif options.base_url and not options.base_url.startswith(("http://", "https://")):
+        problems.append(f"{prefix}.base_url: must start with http:// or https://")
+    return problems
+
+
+def _lookup(data: Any, path: PathSpec | None) -> Any:
+    if path is None:
+        return None
+    parts: list[str | int] = (
+        list(path) if isinstance(path, list) else [p for p in path.split(".") if p]
+    )
+    for part in parts:
+        if isinstance(data, dict):
+            data = data.get(str(part))
+        elif isinstance(data, list) and str(part).lstrip("-").isdigit():
+            index = int(part)
+            data = data[index] if -len(data) <= index < len(data) else None
+        else:
+            return None
+    return data
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _field(item: Any, key: str | None, spec: PathSpec | None) -> str | None:
+    """One field of a listed user; `$key` is the key of an object of objects (Bicom)."""
+    value = key if spec == "$key" else _lookup(item, spec)
+    return None if value is None or value == "" else _text(value)
+
+
+def _render(value: Any, names: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        m = Template.pattern.fullmatch(value)
+        if m and (m.group("named") or m.group("braced")):
+            return names[m.group("named") or m.group("braced")]
+        return Template(value).substitute({k: _text(v) for k, v in names.items()})
+    if isinstance(value, dict):
+        return {k: _render(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render(v, names) for v in value]
+    return value
+
+
+def _deep_merge(base: Any, top: Any) -> Any:
+    if isinstance(base, dict) and isinstance(top, dict):
+        return {**base, **{k: _deep_merge(base.get(k), v) for k, v in top.items()}}
+    return top
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    raw = response.headers.get("Retry-After")
+    if not raw:
+        return None
+    if raw.strip().isdigit():
+        return float(raw.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+@dataclass(frozen=True)
+class _Sent:
+    status: int
+    body: Any
+
+
+class HttpAdapter:
+    """Applies profiles with templated HTTP requests; see docs/pbx-adapter-http.md."""
+
+    name = "http"
+
+    def __init__(self, options: HttpOptions, secret: SecretStr | None = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.options = options
+        self._clock = clock
+        verify: ssl.SSLContext | bool = True
+        if options.ca_bundle is not None:
+            verify = ssl.create_default_context(cafile=str(options.ca_bundle))
+        limits = httpx.Limits(max_connections=options.max_connections,
+                              max_keepalive_connections=options.max_connections)
+        self._client = httpx.Client(timeout=options.timeout_seconds, limits=limits,
+                                    verify=verify, follow_redirects=False)
+        self._auth: Authenticator = build_authenticator(options.auth, secret, self._client,
+                                                        self._url, clock)
+        self._secret = secret
+        if secret is not None and isinstance(options.auth, ApiKeyAuth):
+            REDACTOR.register(self, secret.get_secret_value())
+        self._directory: dict[str, tuple[str, str]] = {}
+        self._directory_loaded_at: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: PbxSettings, tenant: str = "") -> HttpAdapter:
+        return cls(validate_options(settings, tenant), settings.secret)
+
+    def __repr__(self) -> str:
+        return f"HttpAdapter(preset={self.options.preset!r}, base_url={self.options.base_url!r})"
+
+    def close(self) -> None:
+        REDACTOR.unregister(self)
+        self._client.close()
+
+    # -- the Protocol ---------------------------------------------------------------------
+
+    def apply_profile(self, change: ProfileChange) -> None:
+        action = self.options.actions.apply_profile
+        if action is None:
+            raise PbxError("no apply_profile action configured", transient=False)
+        names = self._names(change.user, self._profile_values(change.profile))
+        names.update(profile=change.profile, availability=change.availability,
+                     activity=change.activity)
+        base: Any = None
+        if action.merge_read:
+            read = self.options.actions.read_profile
+            assert read is not None  # noqa: S101 - checked by validate_options
+            base = self._send(read, self._names(change.user, {})).body
+        self._send(action, names, merge_into=base)
+
+    def read_profile(self, user: str) -> str | None:
+        action = self.options.actions.read_profile
+        if action is None:
+            return None
+        raw = _lookup(self._send(action, self._names(user, {})).body, action.result)
+        if raw is None:
+            return None
+        text = _text(raw)
+        if action.values:
+            return action.values.get(text, text)
+        for profile, value in self.options.profiles.items():
+            scalar = value.get("value") if isinstance(value, dict) else value
+            if scalar is not None and _text(scalar) == text:
+                return profile
+        return text
+
+    def list_users(self) -> list[PbxUserRecord] | None:
+        action = self.options.actions.list_users
+        if action is None:
+            return None
+        return [record for record, _ in self._list(action)]
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _list(self, action: ListAction) -> list[tuple[PbxUserRecord, str | None]]:
+        found: list[tuple[PbxUserRecord, str | None]] = []
+        url: str | None = None
+        for _ in range(MAX_PAGES):
+            body = self._send(action, dict(self.options.vars), url_override=url).body
+            items = _lookup(body, action.items) if action.items else body
+            rows: list[tuple[str | None, Any]] = (
+                list(items.items()) if isinstance(items, dict)
+                else [(None, i) for i in items] if isinstance(items, list) else []
+            )
+            for key, item in rows:
+                username = _field(item, key, action.username)
+                if username is None:
+                    continue
+                record = PbxUserRecord(username, _field(item, key, action.email),
+                                       _field(item, key, action.extension))
+                found.append((record, _field(item, key, action.id)))
+            nxt = _lookup(body, action.next)
+            if not isinstance(nxt, str) or not nxt:
+                break
+            url = nxt
+        return found
+
+    def _profile_values(self, profile: str) -> dict[str, Any]:
+        values: dict[str, Any] = {"value": profile, **self.options.default}
+        chosen = self.options.profiles.get(profile)
+        if isinstance(chosen, dict):
+            values.update(chosen)
+        elif chosen is not None:
+            values["value"] = chosen
+        return values
+
+    def _user_ref(self, user: str) -> tuple[str, str]:
+        """(id, extension) of a PBX user: the `users` option, else the listed directory."""
+        ref = self.options.users.get(user)
+        if isinstance(ref, str):
+            ref = UserRef(id=ref)
+        listed = self._directory.get(user) if ref is None else None
+        if ref is None and listed is None and self._directory_is_stale():
+            self._load_directory()
+            listed = self._directory.get(user)
+        if listed is not None:
+            return listed
+        ext = (ref.extension if ref else None) or user
+        return (ref.id if ref and ref.id else ext), ext
+
+    def _directory_is_stale(self) -> bool:
+        if self.options.actions.list_users is None:
+            return False
+        loaded = self._directory_loaded_at
+        return loaded is None or self._clock() - loaded >= self.options.directory_ttl_seconds
+
+    def _load_directory(self) -> None:
+        action = self.options.actions.list_users
+        assert action is not None  # noqa: S101 - checked by _directory_is_stale
+        self._directory_loaded_at = self._clock()
+        self._directory = {
+            r.username: (pbx_id or r.extension or r.username, r.extension or r.username)
+            for r, pbx_id in self._list(action)
+        }
+
+    def _names(self, user: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        names: dict[str, Any] = {**self.options.vars, **values, "user": user}
+        uses_directory = any(
+            DIRECTORY_NAMES & set().union(*_template_names(a).values())
+            for a in (self.options.actions.apply_profile, self.options.actions.read_profile)
+            if a is not None
+        )
+        if uses_directory:
+            names["id"], names["extension"] = self._user_ref(user)
+        return names
+
+    def _url(self, template: str, names: Mapping[str, Any] | None = None) -> str:
+        path = template
+        if names is not None:
+            # Values land in a path: quote them so a user name cannot add path segments.
+            path = Template(template).substitute({k: quote(_text(v), safe="@:")
+                                                  for k, v in names.items()})
+        if path.startswith(("http://", "https://")):
+            return path
+        return self.options.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    def _build(self, action: Action, names: Mapping[str, Any], merge_into: Any,
+               url_override: str | None) -> httpx.Request:
+        query = {k: _render(v, names) for k, v in action.query.items()}
+        params = {k: v for k, v in query.items() if v != ""}
+        headers = {**self.options.headers, **action.headers}
+        headers = {k: _render(v, names) for k, v in headers.items()}
+        kwargs: dict[str, Any] = {}
+        if action.json_body is not None or merge_into is not None:
+            body = _render(action.json_body, names)
+            if isinstance(merge_into, dict):
+                body = _deep_merge(merge_into, body or {})
+            kwargs["content"] = json.dumps(body, separators=(",", ":")).encode()
+            headers.setdefault("Content-Type", "application/json")
+        elif action.form is not None:
+            kwargs["data"] = {k: _render(v, names) for k, v in action.form.items()}
+        elif action.content is not None:
+            kwargs["content"] = _render(action.content, names).encode()
+        if url_override is not None:
+            return self._client.build_request("GET", self._url(url_override), headers=headers)
+        url = self._url(action.url, names)
+        return self._client.build_request(action.method, url, params=params or None,
+                                          headers=headers, **kwargs)
+
+    def _send(self, action: Action, names: Mapping[str, Any], *, merge_into: Any = None,
+              url_override: str | None = None) -> _Sent:
+        try:
+            request = self._build(action, names, merge_into, url_override)
+        except KeyError as exc:
+            raise PbxError(f"template name {exc} has no value for this profile",
+                           transient=False) from None
+        what = f"{request.method} {request.url.path}"
+        response = self._exchange(request, what)
+        if response.status_code == 401 and self._auth.refresh(request):
+            response = self._exchange(self._build(action, names, merge_into, url_override), what)
+        return self._check(response, action, what)
+
+    def _exchange(self, request: httpx.Request, what: str) -> httpx.Response:
+        self._auth.sign(request)
+        for attempt in (1, 2):
+            try:
+                return self._client.send(request)
+            except httpx.TimeoutException:
+                raise HttpPbxError(f"{what}: timed out after {self.options.timeout_seconds}s",
+                                   transient=True) from None
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                # A pooled keep-alive connection closed by the PBX: one quick retry is safe
+                # because every write we send is a full-state write.
+                if attempt == 2:
+                    raise HttpPbxError(f"{what}: connection lost ({type(exc).__name__})",
+                                       transient=True) from None
+            except httpx.ConnectError as exc:
+                raise HttpPbxError(f"{what}: cannot connect ({type(exc).__name__})",
+                                   transient=True) from None
+            except httpx.HTTPError as exc:
+                raise HttpPbxError(f"{what}: {type(exc).__name__}", transient=False) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check(self, response: httpx.Response, action: Action, what: str) -> _Sent:
+        status = response.status_code
+        snippet = self._redact(response.text[:200]) if response.content else ""
+        if status == 429 or status == 408 or status >= 500:
+            raise HttpPbxError(f"{what}: PBX answered {status} {snippet}".rstrip(),
+                               transient=True, status=status,
+                               retry_after=_retry_after(response))
+        if status >= 300:
+            raise HttpPbxError(f"{what}: PBX answered {status} {snippet}".rstrip(),
+                               transient=False, status=status)
+        body: Any = None
+        if response.content:
+            try:
+                body = response.json()
+            except ValueError:
+                body = response.text
+        if action.error_path is not None and _lookup(body, action.error_path) is not None:
+            message = self._redact(_text(_lookup(body, action.error_path))[:200])
+            raise HttpPbxError(f"{what}: PBX reported an error: {message}", transient=False,
+                               status=status)
+        log.debug("%s -> %s", what, status)
+        return _Sent(status, body)
+
+    def _redact(self, text: str) -> str:
+        if self._secret is not None and self._secret.get_secret_value():
+            text = text.replace(self._secret.get_secret_value(), "***")
+        return re.sub(r"[\r\n]+", " ", text)
+
+
+def build(settings: PbxSettings, tenant: str = "") -> HttpAdapter:
+    """Factory used by the adapter registry: validate options, then connect nothing yet."""
+    return HttpAdapter.from_settings(settings, tenant)
