@@ -94,3 +94,23 @@ def builtin_events(tenant: str) -> str:
 def links(tenant: str) -> str:
     """Hash: graph user id -> JSON list of linked PBX users (owner: directory sync)."""
     return f"{PREFIX}tenant:{tenant}:links"
+
+
+def adapter_state(tenant: str) -> str:
+    """String: JSON of a PBX adapter's own state, e.g. SIP ETags (owner: workers/)."""
+    return f"{PREFIX}tenant:{tenant}:adapter-state"
+
+
+def lifecycle_inbox(tenant: str) -> str:
+    """List of lifecycle items the clock drains and acts on (workers append)."""
+    return f"{PREFIX}tenant:{tenant}:lifecycle"
+
+
+def calls(tenant: str) -> str:
+    """Hash: pbx user -> JSON of its active PBX calls (owner: workers/, reverse path)."""
+    return f"{PREFIX}tenant:{tenant}:calls"
+
+
+def own_presence(tenant: str, graph_id: str) -> str:
+    """String: the Teams presence our own session set for a user, EX its duration."""
+    return f"{PREFIX}tenant:{tenant}:own:{graph_id}"

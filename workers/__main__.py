@@ -19,6 +19,7 @@ from core.logging import configure
 from core.queue import QUEUES, queue
 from core.redis import connect
 from core.settings import load_settings
+from workers.context import WorkerContext, install
 from workers.intake import IntakeForwarder
 
 HEARTBEAT_SECONDS = 10
@@ -43,11 +44,14 @@ def main() -> int:
     redis = connect(settings.process.redis_url)
     # Blocking reads need a longer socket timeout than the default.
     blocking = Redis.from_url(settings.process.redis_url, socket_timeout=30)
+    install(WorkerContext(settings, redis))
     name = f"{socket.gethostname()}-{os.getpid()}"
     stop = threading.Event()
     threads = [
         threading.Thread(target=heartbeat, args=(redis, stop), daemon=True),
-        threading.Thread(target=IntakeForwarder(blocking, name).run, args=(stop,), daemon=True),
+        threading.Thread(
+            target=IntakeForwarder(blocking, name, settings.process.coalesce_window_ms).run,
+            args=(stop,), daemon=True),
     ]
     for thread in threads:
         thread.start()

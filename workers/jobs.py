@@ -2,35 +2,164 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import time
 from typing import Any
 
-from rq import get_current_job
+import orjson
 
 from core import keys
+from core.errors import TransientError
+from core.queue import (
+    JOB_DELIVER,
+    JOB_REFRESH_CALL,
+    JOB_TICK,
+    QUEUE_GRAPH,
+    QUEUE_PBX,
+    QUEUE_PRESENCE,
+    job_kwargs,
+    queue,
+)
+from workers import calls, delivery
+from workers import desired as store
+from workers.context import TenantRuntime, current
+from workers.pbx.registry import save_state
+from workers.pipeline import BatchResult, PresenceUpdate, process, tick_users
 
+log = logging.getLogger("workers.jobs")
 NOTIFICATION_LOG_MAXLEN = 10_000
 
 
-def _record(tenant: str, items: list[dict[str, Any]]) -> int:
-    job = get_current_job()
-    assert job is not None, "runs inside an RQ job"
-    pipe = job.connection.pipeline(transaction=False)
+def _runtime(tenant: str) -> TenantRuntime | None:
+    runtime = current().tenant(tenant)
+    if runtime is None:
+        log.warning("work for an unknown tenant dropped", extra={"tenant": tenant})
+    return runtime
+
+
+def _log_notifications(tenant: str, items: list[dict[str, Any]]) -> None:
+    pipe = current().redis.pipeline(transaction=False)
     for entry in items:
-        pipe.xadd(
-            keys.tenant_notifications(tenant),
-            {"kind": entry["kind"], "subscriptionId": entry["item"].get("subscriptionId", ""),
-             "userId": entry["item"].get("userId", "")},
-            maxlen=NOTIFICATION_LOG_MAXLEN, approximate=True,
-        )
+        pipe.xadd(keys.tenant_notifications(tenant),
+                  {"kind": entry["kind"], "userId": entry["item"].get("userId") or ""},
+                  maxlen=NOTIFICATION_LOG_MAXLEN, approximate=True)
     pipe.execute()
-    return len(items)
+
+
+def _apply(tenant: str, runtime: TenantRuntime, result: BatchResult) -> None:
+    """Deliver what the batch decided; schedule retries and damped changes."""
+    redis = current().redis
+    if result.changes:
+        _deliver(tenant, runtime, [c.user for c in result.changes])
+    if result.pending_due:
+        due = max(result.pending_due.values())
+        queue(redis, QUEUE_PRESENCE).enqueue_at(
+            dt.datetime.fromtimestamp(due + 0.05, dt.UTC), JOB_TICK, tenant,
+            sorted(result.pending_due), **job_kwargs())
+
+
+def _deliver(tenant: str, runtime: TenantRuntime, users: list[str]) -> delivery.Outcome:
+    redis = current().redis
+    outcome = delivery.deliver(redis, tenant, runtime.adapter, users)
+    save_state(runtime.adapter, tenant, redis)
+    if outcome.transient:
+        # A separate job retries with backoff, so this batch's other users are not held up.
+        queue(redis, QUEUE_PBX).enqueue(JOB_DELIVER, tenant, sorted(outcome.transient),
+                                        **job_kwargs())
+    return outcome
 
 
 def process_notifications(tenant: str, items: list[dict[str, Any]]) -> int:
-    """Change notifications of one tenant."""
-    return _record(tenant, items)
+    """Basic notifications name users whose presence changed: read it for all at once."""
+    runtime = _runtime(tenant)
+    if runtime is None:
+        return 0
+    _log_notifications(tenant, items)
+    ids = sorted({e["item"]["userId"] for e in items if e["item"].get("userId")})
+    if not ids:
+        return 0
+    observed = time.time()
+    presences = runtime.graph.get_presences_by_user_id(ids)  # 650 ids a call
+    updates = [PresenceUpdate.from_graph(p, observed) for p in presences]
+    result = process(current().redis, tenant, runtime.rules, runtime.settings.mapping.hold_seconds,
+                     updates, runtime.static_links)
+    _apply(tenant, runtime, result)
+    return len(updates)
+
+
+def process_presences(tenant: str, presences: list[dict[str, Any]]) -> int:
+    """Presence read by the clock (resync sweep, polling): objects plus "observedAt"."""
+    runtime = _runtime(tenant)
+    if runtime is None:
+        return 0
+    updates = [PresenceUpdate.from_graph(p, float(p.get("observedAt") or time.time()))
+               for p in presences]
+    result = process(current().redis, tenant, runtime.rules, runtime.settings.mapping.hold_seconds,
+                     updates, runtime.static_links)
+    _apply(tenant, runtime, result)
+    return len(updates)
 
 
 def process_lifecycle(tenant: str, items: list[dict[str, Any]]) -> int:
-    """Lifecycle notifications of one tenant (reauthorizationRequired, subscriptionRemoved, missed)."""
-    return _record(tenant, items)
+    """Lifecycle events are the clock's to act on: hand them over through its inbox."""
+    redis = current().redis
+    _log_notifications(tenant, items)
+    if items:
+        redis.rpush(keys.lifecycle_inbox(tenant), *[orjson.dumps(e["item"]) for e in items])
+    return len(items)
+
+
+def process_pbx_events(tenant: str, items: list[dict[str, Any]]) -> int:
+    runtime = _runtime(tenant)
+    if runtime is None:
+        return 0
+    redis, app_id = current().redis, runtime.settings.client_id
+    for entry in items:
+        event = entry["item"]
+        if event["type"] == "call_started":
+            if calls.call_started(redis, tenant, runtime.graph, app_id, event["user"],
+                                  event["call_id"]):
+                _schedule_refresh(tenant, event["user"])
+        else:
+            calls.call_ended(redis, tenant, runtime.graph, app_id, event["user"], event["call_id"])
+    return len(items)
+
+
+def _schedule_refresh(tenant: str, pbx_user: str) -> None:
+    queue(current().redis, QUEUE_GRAPH).enqueue_in(calls.REFRESH_AFTER, JOB_REFRESH_CALL, tenant,
+                                                    pbx_user, **job_kwargs())
+
+
+def refresh_call_presence(tenant: str, pbx_user: str) -> bool:
+    runtime = _runtime(tenant)
+    if runtime is None:
+        return False
+    going_on = calls.refresh(current().redis, tenant, runtime.graph, runtime.settings.client_id,
+                             pbx_user)
+    if going_on:
+        _schedule_refresh(tenant, pbx_user)
+    return going_on
+
+
+def deliver_pending(tenant: str, users: list[str] | None = None) -> int:
+    """Re-apply desired state (all pending users when none are named); retried by RQ."""
+    runtime = _runtime(tenant)
+    if runtime is None:
+        return 0
+    redis = current().redis
+    users = users if users is not None else store.pending_users(redis, tenant)
+    outcome = delivery.deliver(redis, tenant, runtime.adapter, users)
+    save_state(runtime.adapter, tenant, redis)
+    if outcome.transient:
+        raise TransientError(f"{len(outcome.transient)} user(s) not applied yet")
+    return len(outcome.applied)
+
+
+def tick_profiles(tenant: str, users: list[str]) -> int:
+    runtime = _runtime(tenant)
+    if runtime is None:
+        return 0
+    result = tick_users(current().redis, tenant, users)
+    _apply(tenant, runtime, result)
+    return len(result.changes)

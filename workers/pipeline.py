@@ -40,6 +40,7 @@ class BatchResult:
     stale: int = 0
     duplicate: int = 0
     unlinked: int = 0
+    own_session: int = 0
     pending_due: dict[str, float] = field(default_factory=dict)  # pbx user -> due time
 
 
@@ -89,9 +90,13 @@ def process(
     pipe.hmget(keys.links(tenant), ids)
     last_raw, links_raw = pipe.execute()
 
+    own_raw = redis.mget([keys.own_presence(tenant, i) for i in ids])
     fresh: list[tuple[PresenceUpdate, list[str]]] = []
     presence_writes: dict[str, bytes] = {}
-    for update, last, linked in zip(batch, last_raw, links_raw, strict=True):
+    for update, last, linked, own in zip(batch, last_raw, links_raw, own_raw, strict=True):
+        if own and orjson.loads(own) == [update.availability, update.activity]:
+            result.own_session += 1  # our own PBX-call presence coming back: not a Teams change
+            continue
         verdict = is_newer(update, orjson.loads(last) if last else None)
         if verdict is False:
             result.stale += 1

@@ -6,7 +6,9 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from core import intake, keys
+from core.settings import load_settings
 from core.queue import QUEUE_LIFECYCLE, QUEUE_PRESENCE, queue
+from workers.context import WorkerContext, install
 from workers.intake import IntakeForwarder
 
 
@@ -65,15 +67,29 @@ def test_entry_read_by_a_dead_worker_is_claimed_by_another(redis_client: redis.R
     assert survivor.run_once(block_ms=10) == 1
 
 
-def test_worker_records_the_notification_in_the_tenant_stream(redis_client: redis.Redis) -> None:
+def test_worker_runs_the_forwarded_job(redis_client: redis.Redis, redis_url: str) -> None:
+    install(WorkerContext(load_settings({"PRESENCE_BRIDGE_REDIS_URL": redis_url}), redis_client))
     f = forwarder(redis_client)
-    append(redis_client, [notification("contoso", "u7", 1)])
+    lifecycle = intake.Accepted("contoso", "lifecycle",
+                                {"subscriptionId": "s", "lifecycleEvent": "missed"})
+    append(redis_client, [lifecycle])
     f.run_once(block_ms=10)
-    worker = SimpleWorker([queue(redis_client, QUEUE_PRESENCE)], connection=redis_client,
+    worker = SimpleWorker([queue(redis_client, QUEUE_LIFECYCLE)], connection=redis_client,
                           serializer=JSONSerializer)
     worker.work(burst=True)
-    [(_, fields)] = redis_client.xrange(keys.tenant_notifications("contoso"))
-    assert fields[b"userId"] == b"u7"
+    install(None)
+    [raw] = redis_client.lrange(keys.lifecycle_inbox("contoso"), 0, -1)
+    assert orjson.loads(raw)["lifecycleEvent"] == "missed"
+
+
+def test_coalescing_window_gathers_entries_of_a_burst(redis_client: redis.Redis) -> None:
+    f = IntakeForwarder(redis_client, "w1", window_ms=50)
+    f.ensure_group()
+    append(redis_client, [notification("a", "u1", 1)])
+    append(redis_client, [notification("a", "u2", 1)])
+    assert f.run_once(block_ms=10) == 2
+    [job] = queue(redis_client, QUEUE_PRESENCE).jobs
+    assert len(job.args[1]) == 2
 
 
 def test_stream_entry_round_trips(redis_client: redis.Redis) -> None:

@@ -1,0 +1,93 @@
+"""What a worker process holds across jobs: settings, Redis, and per tenant its rules,
+PBX adapter and Graph client. Built once per process, on first use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from redis import Redis
+
+from core.graph import GraphClient
+from core.redis import connect
+from core.settings import Settings, TenantSettings, load_settings
+from workers.mapping import RuleSet, compile_rules
+from workers.pbx.base import PbxAdapter
+from workers.pbx.registry import build_adapter
+
+GraphFactory = Callable[[Settings, TenantSettings, Redis], GraphClient]
+
+
+@dataclass
+class TenantRuntime:
+    settings: TenantSettings
+    rules: RuleSet
+    static_links: dict[str, list[str]]
+    adapter: PbxAdapter
+    _graph: GraphClient | None = None
+    _graph_factory: Callable[[], GraphClient] | None = field(default=None, repr=False)
+
+    @property
+    def graph(self) -> GraphClient:
+        if self._graph is None:
+            if self._graph_factory is None:
+                raise RuntimeError("no Graph client configured for this tenant")
+            self._graph = self._graph_factory()
+        return self._graph
+
+
+def _static_links(tenant: TenantSettings) -> dict[str, list[str]]:
+    links: dict[str, list[str]] = {}
+    for user in tenant.pbx_users:
+        enabled = tenant.enabled if user.enabled is None else user.enabled
+        if user.graph_id and enabled:
+            links.setdefault(user.graph_id, []).append(user.username)
+    return links
+
+
+def default_graph_factory(settings: Settings, tenant: TenantSettings, redis: Redis) -> GraphClient:
+    from core.auth import app_graph_client  # noqa: PLC0415 (MSAL is built only when needed)
+
+    return app_graph_client(settings, tenant)
+
+
+class WorkerContext:
+    def __init__(self, settings: Settings, redis: Redis,
+                 graph_factory: GraphFactory = default_graph_factory) -> None:
+        self.settings = settings
+        self.redis = redis
+        self._graph_factory = graph_factory
+        self._tenants: dict[str, TenantRuntime] = {}
+
+    def tenant(self, name: str) -> TenantRuntime | None:
+        runtime = self._tenants.get(name)
+        if runtime is None:
+            tenant = self.settings.tenant(name)
+            if tenant is None:
+                return None
+            runtime = TenantRuntime(
+                settings=tenant,
+                rules=compile_rules(tenant.mapping),
+                static_links=_static_links(tenant),
+                adapter=build_adapter(tenant, self.redis),
+                _graph_factory=lambda: self._graph_factory(self.settings, tenant, self.redis),
+            )
+            self._tenants[name] = runtime
+        return runtime
+
+
+_current: WorkerContext | None = None
+
+
+def current() -> WorkerContext:
+    global _current
+    if _current is None:
+        settings = load_settings()
+        _current = WorkerContext(settings, connect(settings.process.redis_url))
+    return _current
+
+
+def install(context: WorkerContext | None) -> None:
+    """Set the process's context (the worker's main, and tests that run jobs in-process)."""
+    global _current
+    _current = context

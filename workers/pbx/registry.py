@@ -1,0 +1,35 @@
+"""Builds a tenant's PBX adapter from its settings; keeps adapters' own state in Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis import Redis
+
+from core import keys
+from core.settings import TenantSettings
+from workers.pbx import http
+from workers.pbx.base import PbxAdapter
+from workers.pbx.builtin import BuiltinAdapter
+from workers.pbx.sip import SipAdapter
+
+
+def build_adapter(tenant: TenantSettings, redis: Redis) -> PbxAdapter:
+    kind = tenant.pbx.adapter
+    if kind == "builtin":
+        return BuiltinAdapter(redis, tenant.name)
+    if kind == "http":
+        return http.build(tenant.pbx, tenant.name)
+    sip = SipAdapter(tenant.pbx.options, tenant.pbx.secret)
+    raw = redis.get(keys.adapter_state(tenant.name))
+    if raw:
+        sip.import_state(raw.decode())
+    return sip
+
+
+def save_state(adapter: PbxAdapter, tenant: str, redis: Redis) -> None:
+    """SIP publications must survive a worker restart: a lost ETag shows stale state."""
+    export = getattr(adapter, "export_state", None)
+    if export is not None:
+        state: Any = export()
+        redis.set(keys.adapter_state(tenant), state)
