@@ -6,8 +6,9 @@ One `World` per emulator instance; every route reads and writes it under `world.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from emulator.clock import Clock
 
@@ -126,3 +127,20 @@ class World:
 
     def tenant(self, tenant_id: str) -> Tenant:
         return self.tenants.setdefault(tenant_id, Tenant(id=tenant_id))
+
+
+_T = TypeVar("_T")
+
+
+def extension(world: World, key: str, factory: Callable[[], _T]) -> _T:
+    """Per-world state a module keeps beside the shared model, created on first use.
+
+    Stored on the instance rather than as a field so modules can add state without
+    changing the model every other module relies on.
+    """
+    with world.lock:
+        store: dict[str, Any] = world.__dict__.setdefault("_extensions", {})
+        if key not in store:
+            store[key] = factory()
+        value: _T = store[key]
+        return value

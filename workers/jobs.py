@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from core import keys
+from core import certificates, keys
 from core.errors import TransientError
 from core.queue import (
     JOB_DELIVER,
@@ -21,11 +21,13 @@ from core.queue import (
     job_kwargs,
     queue,
 )
+from core.token_cache import CacheCipher
 from workers import calls, delivery
 from workers import desired as store
 from workers.context import TenantRuntime, current
 from workers.pbx.registry import save_state
 from workers.pipeline import BatchResult, PresenceUpdate, process, tick_users
+from workers.rich import count_rejections, fetch_jwks, open_items
 
 log = logging.getLogger("workers.jobs")
 NOTIFICATION_LOG_MAXLEN = 10_000
@@ -76,16 +78,34 @@ def process_notifications(tenant: str, items: list[dict[str, Any]]) -> int:
     if runtime is None:
         return 0
     _log_notifications(tenant, items)
-    ids = sorted({e["item"]["userId"] for e in items if e["item"].get("userId")})
-    if not ids:
-        return 0
     observed = time.time()
-    presences = runtime.graph.get_presences_by_user_id(ids)  # 650 ids a call
-    updates = [PresenceUpdate.from_graph(p, observed) for p in presences]
+    rich = [e for e in items if isinstance(e["item"].get("encryptedContent"), dict)]
+    updates = [PresenceUpdate.from_graph(p, observed) for p in _open_rich(runtime, rich, observed)]
+    ids = sorted({e["item"]["userId"] for e in items
+                  if e["item"].get("userId") and e not in rich})
+    if ids:
+        presences = runtime.graph.get_presences_by_user_id(ids)  # 650 ids a call
+        updates += [PresenceUpdate.from_graph(p, observed) for p in presences]
+    if not updates:
+        return 0
     result = process(current().redis, tenant, runtime.rules, runtime.settings.mapping.hold_seconds,
                      updates, runtime.static_links)
     _apply(tenant, runtime, result)
     return len(updates)
+
+
+def _open_rich(
+    runtime: TenantRuntime, rich: list[dict[str, Any]], now: float
+) -> list[dict[str, Any]]:
+    if not rich:
+        return []
+    ctx = current()
+    cipher = CacheCipher(ctx.settings.process.cache_key)
+    private_keys = certificates.private_keys(ctx.redis, cipher, runtime.settings.name)
+    jwks = fetch_jwks(runtime.settings, ctx.settings.process)
+    opened, rejected = open_items(rich, runtime.settings, jwks, private_keys, now)
+    count_rejections(ctx.redis, rejected)
+    return opened
 
 
 def process_presences(tenant: str, presences: list[dict[str, Any]]) -> int:

@@ -1,0 +1,145 @@
+"""Graph emulator fixtures, importable by other test packages.
+
+In another package's conftest.py:
+    from tests.emulator.conftest import emulator, emulator_factory, seeded_tenant  # noqa: F401
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import msal
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from emulator.control import ControlClient
+from emulator.server import EmulatorServer
+
+ALL_ROLES = ["User.Read.All", "Presence.Read.All", "Presence.ReadWrite.All"]
+GRAPH_DEFAULT = ["https://graph.microsoft.com/.default"]
+
+
+@dataclass(frozen=True)
+class SeededTenant:
+    """A fresh tenant with one confidential app and one service account that can sign in."""
+
+    tenant_id: str
+    client_id: str
+    secret: str
+    redirect_uri: str
+    account_id: str
+    account_upn: str
+
+
+@dataclass(frozen=True)
+class Certificate:
+    private_key_pem: str
+    certificate_pem: str
+    thumbprint: str  # SHA-1, hex
+
+
+def seed_tenant(
+    server: EmulatorServer, control: ControlClient, roles: list[str] | None = None
+) -> SeededTenant:
+    tenant_id = control.seed_tenant(str(uuid.uuid4()))
+    secret, redirect_uri = uuid.uuid4().hex, f"{server.base_url}/_emulator/callback"
+    app = control.seed_app(
+        tenant_id,
+        secret=secret,
+        redirect_uris=[redirect_uri],
+        roles=ALL_ROLES if roles is None else roles,
+    )
+    upn = f"svc-{uuid.uuid4().hex[:8]}@contoso.test"
+    account_id = control.add_service_account(tenant_id, upn, uuid.uuid4().hex, "Presence service")
+    return SeededTenant(tenant_id, app["client_id"], secret, redirect_uri, account_id, upn)
+
+
+def make_certificate() -> Certificate:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "presence-bridge test app")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    thumbprint = cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - Entra's x5t
+    return Certificate(key_pem, cert.public_bytes(serialization.Encoding.PEM).decode(), thumbprint)
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[EmulatorServer]:
+    """One emulator for the session; tests that move its clock or settings use a private one."""
+    with EmulatorServer() as server:
+        yield server
+
+
+@pytest.fixture
+def emulator_factory() -> Iterator[Callable[..., EmulatorServer]]:
+    """Start private emulators (`EmulatorServer` keyword arguments); all stop after the test."""
+    started: list[EmulatorServer] = []
+
+    def start(**kwargs: Any) -> EmulatorServer:
+        server = EmulatorServer(**kwargs).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def control(emulator: EmulatorServer) -> Iterator[ControlClient]:
+    with emulator.control() as client:
+        yield client
+
+
+@pytest.fixture
+def seeded_tenant(emulator: EmulatorServer, control: ControlClient) -> SeededTenant:
+    return seed_tenant(emulator, control)
+
+
+@pytest.fixture
+def msal_http(emulator: EmulatorServer) -> Iterator[requests.Session]:
+    with emulator.msal_session() as session:
+        yield session
+
+
+@pytest.fixture
+def graph_http(emulator: EmulatorServer) -> Iterator[httpx.Client]:
+    """An httpx client trusting the emulator's CA, with Graph's base URL."""
+    assert emulator.tls is not None
+    with httpx.Client(base_url=emulator.graph_url, verify=emulator.tls.client_context()) as client:
+        yield client
+
+
+def app_token(server: EmulatorServer, tenant: SeededTenant, http: requests.Session) -> str:
+    """An app-only Graph token obtained by the real msal with the tenant's client secret."""
+    app = msal.ConfidentialClientApplication(
+        tenant.client_id,
+        client_credential=tenant.secret,
+        **server.msal_options(tenant.tenant_id, http),
+    )
+    result = app.acquire_token_for_client(scopes=GRAPH_DEFAULT)
+    assert "access_token" in result, result
+    return str(result["access_token"])
