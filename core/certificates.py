@@ -20,10 +20,14 @@ def _key(tenant: str) -> str:
     return keys.PREFIX + f"tenant:{tenant}:certificates"
 
 
-def store(redis: Redis, cipher: CacheCipher, tenant: str, certificate_id: str,
-          private_key_pem: bytes) -> None:
-    record = {"key": cipher.encrypt(private_key_pem).decode(), "created": time.time(),
-              "retired": None}
+def store(
+    redis: Redis, cipher: CacheCipher, tenant: str, certificate_id: str, private_key_pem: bytes
+) -> None:
+    record = {
+        "key": cipher.encrypt(private_key_pem).decode(),
+        "created": time.time(),
+        "retired": None,
+    }
     redis.hset(_key(tenant), certificate_id, orjson.dumps(record))
 
 
@@ -46,8 +50,11 @@ def private_keys(redis: Redis, cipher: CacheCipher, tenant: str) -> dict[str, by
 
 def purge_retired(redis: Redis, tenant: str, now: float | None = None) -> int:
     now = time.time() if now is None else now
-    gone = [cid for cid, raw in redis.hgetall(_key(tenant)).items()
-            if (r := orjson.loads(raw))["retired"] and now - r["retired"] > KEEP_RETIRED_SECONDS]
+    gone = [
+        cid
+        for cid, raw in redis.hgetall(_key(tenant)).items()
+        if (r := orjson.loads(raw))["retired"] and now - r["retired"] > KEEP_RETIRED_SECONDS
+    ]
     if gone:
         redis.hdel(_key(tenant), *gone)
     return len(gone)

@@ -43,7 +43,12 @@ class GraphError(BridgeError):
     """Microsoft Graph (or the identity platform) answered with an error."""
 
     def __init__(
-        self, status: int, code: str, message: str, *, retry_after: float | None = None,
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
         transient: bool | None = None,
     ) -> None:
         self.status = status
@@ -57,7 +62,11 @@ class PbxError(BridgeError):
     """A PBX adapter could not apply or read a profile."""
 
     def __init__(
-        self, message: str, *, transient: bool, retry_after: float | None = None,
+        self,
+        message: str,
+        *,
+        transient: bool,
+        retry_after: float | None = None,
         status: int | None = None,
     ) -> None:
         super().__init__(message)

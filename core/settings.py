@@ -193,7 +193,9 @@ def _inject_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
             continue
         for key in ("client_secret",):
             if key in tenant:
-                problems.append(f"tenants[{i}].{key}: secrets belong in the environment, not the file")
+                problems.append(
+                    f"tenants[{i}].{key}: secrets belong in the environment, not the file"
+                )
         name = str(tenant.get("name", ""))
         secret = env.get(secret_env_name(name, "CLIENT_SECRET"))
         if secret:
@@ -220,9 +222,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             scoped[f"{ENV_PREFIX}REDIS_URL"] = env["REDIS_URL"]
         process = _process_from(scoped)
     except ValidationError as exc:
-        problems += [
-            f"{ENV_PREFIX}{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors()
-        ]
+        problems += [f"{ENV_PREFIX}{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors()]
 
     tenants: tuple[TenantSettings, ...] = ()
     path = env.get(f"{ENV_PREFIX}TENANTS_FILE") or None
@@ -241,9 +241,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 tenants = tuple(TenantsFile.model_validate(raw).tenants)
             except ValidationError as exc:
                 problems += _problems(exc, "")
-    if process is not None and tenants and process.cache_key is None:
-        if any(t.service_accounts for t in tenants):
-            problems.append(f"{ENV_PREFIX}CACHE_KEY: required to keep service-account tokens")
+    needs_cache = any(t.service_accounts for t in tenants)
+    if process is not None and needs_cache and process.cache_key is None:
+        problems.append(f"{ENV_PREFIX}CACHE_KEY: required to keep service-account tokens")
     if problems or process is None:
         raise ConfigError(problems)
     return Settings(process=process, tenants=tenants)
@@ -251,6 +251,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 def _process_from(scoped: Mapping[str, str]) -> ProcessSettings:
     # BaseSettings reads os.environ itself; feed it the mapping we were given instead.
-    values = {k[len(ENV_PREFIX):].lower(): v for k, v in scoped.items()}
+    values = {k[len(ENV_PREFIX) :].lower(): v for k, v in scoped.items()}
     known = set(ProcessSettings.model_fields)
     return ProcessSettings.model_validate({k: v for k, v in values.items() if k in known})

@@ -29,7 +29,10 @@ def register(
     redis: Redis, subscription_id: str, tenant: str, client_state: str, **extra: str
 ) -> None:
     """Record a subscription so the webhook accepts its notifications."""
-    mapping: dict[str, str | bytes] = {"tenant": tenant, "client_state_sha256": digest(client_state)}
+    mapping: dict[str, str | bytes] = {
+        "tenant": tenant,
+        "client_state_sha256": digest(client_state),
+    }
     mapping.update(extra)
     pipe = redis.pipeline()
     pipe.hset(keys.subscription(subscription_id), mapping=mapping)
@@ -44,7 +47,9 @@ def forget(redis: Redis, subscription_id: str, tenant: str) -> None:
     pipe.execute()
 
 
-def from_hash(subscription_id: str, tenant: bytes | None, digest_: bytes | None) -> SubscriptionRecord | None:
+def from_hash(
+    subscription_id: str, tenant: bytes | None, digest_: bytes | None
+) -> SubscriptionRecord | None:
     if tenant is None or digest_ is None:
         return None
     return SubscriptionRecord(subscription_id, tenant.decode(), digest_)

@@ -7,9 +7,7 @@ from datetime import UTC, datetime
 
 # Graph sends 7 fractional digits (.NET ticks) and sometimes no offset at all
 # (e.g. "2024-04-19T23:58:00.4569264"); Python takes at most 6 and needs an offset.
-_GRAPH_TIME = re.compile(
-    r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?$"
-)
+_GRAPH_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?$")
 
 
 def parse_graph_datetime(value: str) -> datetime:

@@ -57,8 +57,14 @@ def main() -> int:
     procs: dict[str, subprocess.Popen[str]] = {}
     for name, command in read_procfile(ROOT / "Procfile"):
         procs[name] = subprocess.Popen(  # noqa: S602 (the Procfile is ours)
-            command, shell=True, cwd=ROOT, env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            command,
+            shell=True,
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         threading.Thread(target=pump, args=(name, procs[name].stdout), daemon=True).start()
 
@@ -68,14 +74,19 @@ def main() -> int:
 
     base = f"http://{host}:{port}"
     if wait_healthy(f"{base}/healthz", procs, timeout=60):
-        print(f"Presence Bridge is running: web on {base} (health: {base}/readyz, "
-              f"metrics: {base}/metrics). Ctrl-C stops it.", flush=True)
+        print(
+            f"Presence Bridge is running: web on {base} (health: {base}/readyz, "
+            f"metrics: {base}/metrics). Ctrl-C stops it.",
+            flush=True,
+        )
     code = 0
     while not stopping.is_set():
         dead = [n for n, p in procs.items() if p.poll() is not None]
         if dead:
-            print(f"run: process {dead[0]} exited with {procs[dead[0]].returncode}; stopping",
-                  flush=True)
+            print(
+                f"run: process {dead[0]} exited with {procs[dead[0]].returncode}; stopping",
+                flush=True,
+            )
             code = 1
             break
         stopping.wait(0.5)

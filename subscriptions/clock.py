@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -37,10 +38,8 @@ def run(redis: Redis, schedules: list[Schedule], stop: threading.Event) -> None:
         except (RedisError, OSError):
             log.warning("clock: redis unavailable, retrying")
         stop.wait(TICK_SECONDS)
-    try:
+    with contextlib.suppress(RedisError, OSError):  # the lock expires by itself
         lock.release()
-    except (RedisError, OSError):
-        pass  # the lock expires by itself
 
 
 def run_due(schedules: list[Schedule], now: float) -> None:

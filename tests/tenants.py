@@ -8,11 +8,17 @@ TENANT_ID = "11111111-2222-3333-4444-555555555555"
 CLIENT_ID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 
 
-def tenant_toml(name: str = "contoso", *, extra: str = "", pbx: str = 'adapter = "builtin"',
-                tenant_id: str = TENANT_ID, client_id: str = CLIENT_ID,
-                login: str = "https://login.microsoftonline.com",
-                graph: str = "https://graph.microsoft.com",
-                public: str = "https://bridge.example.com") -> str:
+def tenant_toml(
+    name: str = "contoso",
+    *,
+    extra: str = "",
+    pbx: str = 'adapter = "builtin"',
+    tenant_id: str = TENANT_ID,
+    client_id: str = CLIENT_ID,
+    login: str = "https://login.microsoftonline.com",
+    graph: str = "https://graph.microsoft.com",
+    public: str = "https://bridge.example.com",
+) -> str:
     return f"""
 [[tenants]]
 name = "{name}"

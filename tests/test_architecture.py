@@ -1,4 +1,4 @@
-"""The import direction: webhook/, workers/, subscriptions/ -> core/; the bridge never imports the emulator."""
+"""The import direction: webhook/, workers/, subscriptions/ -> core/; never the emulator."""
 
 from __future__ import annotations
 

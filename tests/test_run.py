@@ -21,8 +21,12 @@ def test_all_processes_start_healthy_without_tenants(redis_url: str, redis_clien
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_BRIDGE_")}
     env.update(REDIS_URL=redis_url, PRESENCE_BRIDGE_PORT=str(port))
     proc = subprocess.Popen(
-        [sys.executable, "scripts/run.py"], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "scripts/run.py"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         assert proc.stdout is not None

@@ -16,8 +16,14 @@ class ServedApp:
     def __init__(self, app: Any, port: int | None = None) -> None:
         self.port = port or free_port()
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                           lifespan="on", log_config=None)
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                lifespan="on",
+                log_config=None,
+            )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -35,7 +41,9 @@ class ServedApp:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.server.should_exit = True

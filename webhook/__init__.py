@@ -1,1 +1,4 @@
-"""The web process: Graph notifications in, health and metrics out. Thin: verify, hand off, answer."""
+"""The web process: Graph notifications in, health and metrics out.
+
+Thin: verify, hand off, answer.
+"""

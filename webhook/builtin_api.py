@@ -23,8 +23,9 @@ def _authorised(request: Request) -> str | Response:
     tenant = request.app.state.settings.tenant(tenant_name)
     secret = tenant.pbx.secret if tenant is not None and tenant.pbx.adapter == "builtin" else None
     if not key_matches(presented_key(request), secret):
-        return JSONResponse({"error": "unauthorized"}, status_code=401,
-                            headers={"WWW-Authenticate": "Bearer"})
+        return JSONResponse(
+            {"error": "unauthorized"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
     return str(tenant_name)
 
 
@@ -33,8 +34,9 @@ async def profile(request: Request) -> Response:
     if isinstance(tenant, Response):
         return tenant
     try:
-        raw = await request.app.state.redis.hget(keys.builtin_profiles(tenant),
-                                                 request.path_params["user"])
+        raw = await request.app.state.redis.hget(
+            keys.builtin_profiles(tenant), request.path_params["user"]
+        )
     except (RedisError, OSError):
         return JSONResponse({"error": "temporarily unavailable"}, status_code=503)
     if raw is None:
@@ -59,8 +61,11 @@ async def events(request: Request) -> Response:
     if isinstance(tenant, Response):
         return tenant
     start = request.headers.get("last-event-id") or "$"
-    return StreamingResponse(_stream(request, tenant, start), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        _stream(request, tenant, start),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 async def _stream(request: Request, tenant: str, last_id: str) -> AsyncIterator[bytes]:
@@ -78,8 +83,9 @@ async def _stream(request: Request, tenant: str, last_id: str) -> AsyncIterator[
     while not await request.is_disconnected():
         started = loop.time()
         try:
-            read = await redis.xread({keys.builtin_events(tenant): last_id}, block=BLOCK_MS,
-                                     count=100)
+            read = await redis.xread(
+                {keys.builtin_events(tenant): last_id}, block=BLOCK_MS, count=100
+            )
         except (RedisError, OSError):
             await asyncio.sleep(1.0)  # Redis is away; the client keeps its connection
             read = []

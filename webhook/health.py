@@ -24,8 +24,7 @@ async def readyz(request: Request) -> Response:
     except (RedisError, OSError):
         return JSONResponse({"status": "unready", "redis": False}, status_code=503)
     status = 200 if worker_alive else 503
-    body = {"status": "ready" if worker_alive else "unready", "redis": True,
-            "worker": worker_alive}
+    body = {"status": "ready" if worker_alive else "unready", "redis": True, "worker": worker_alive}
     return JSONResponse(body, status_code=status)
 
 

@@ -27,8 +27,11 @@ class WebMetrics:
         lines: list[str] = []
         for name, help_text in COUNTERS.items():
             metric = f"{NAMESPACE}_notifications_{name}_total"
-            lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter",
-                      f"{metric} {counters.get(name, 0)}"]
+            lines += [
+                f"# HELP {metric} {help_text}",
+                f"# TYPE {metric} counter",
+                f"{metric} {counters.get(name, 0)}",
+            ]
         metric = f"{NAMESPACE}_notifications_dropped_total"
         lines += [f"# HELP {metric} {DROPPED_HELP}", f"# TYPE {metric} counter"]
         for field, value in sorted(counters.items()):

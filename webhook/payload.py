@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 from urllib.parse import unquote_plus
@@ -62,10 +63,8 @@ def normalise(item: dict[str, Any]) -> dict[str, Any]:
     for field in _TIME_FIELDS:
         value = item.get(field)
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):  # kept as sent: the workers do not need it
                 out[field] = parse_graph_datetime(value).isoformat()
-            except ValueError:
-                pass  # kept as sent: the workers do not depend on it
     user_id = user_id_of(out)
     if user_id:
         out["userId"] = user_id

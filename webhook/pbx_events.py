@@ -46,8 +46,12 @@ def _parse(body: bytes, tenants: set[str]) -> tuple[str, list[dict[str, Any]]] |
     if not isinstance(events, list) or not events:
         return "'events' must be a non-empty array"
     for event in events:
-        if not (isinstance(event, dict) and event.get("type") in EVENT_TYPES
-                and isinstance(event.get("user"), str) and isinstance(event.get("call_id"), str)):
+        if not (
+            isinstance(event, dict)
+            and event.get("type") in EVENT_TYPES
+            and isinstance(event.get("user"), str)
+            and isinstance(event.get("call_id"), str)
+        ):
             return "each event needs 'type' (call_started|call_ended), 'user' and 'call_id'"
     return str(payload["tenant"]), events
 
@@ -77,8 +81,10 @@ async def receive(request: Request) -> Response:
     try:
         if not await state.redis.set(replay_key, 1, nx=True, ex=2 * TOLERANCE_SECONDS):
             return _error(409, "replayed request")
-        await state.append(keys=[state.intake_key, state.metrics_key],
-                           args=intake.script_args(accepted, {"pbx_events": len(events)}))
+        await state.append(
+            keys=[state.intake_key, state.metrics_key],
+            args=intake.script_args(accepted, {"pbx_events": len(events)}),
+        )
     except (RedisError, OSError):
         return _error(503, "temporarily unavailable")
     return Response(status_code=202)

@@ -51,13 +51,17 @@ def main() -> int:
         threading.Thread(target=heartbeat, args=(redis, stop), daemon=True),
         threading.Thread(
             target=IntakeForwarder(blocking, name, settings.process.coalesce_window_ms).run,
-            args=(stop,), daemon=True),
+            args=(stop,),
+            daemon=True,
+        ),
     ]
     for thread in threads:
         thread.start()
     # SimpleWorker runs jobs in-process: ~3x the throughput of fork-per-job (see BENCHMARKS).
     worker = SimpleWorker(
-        [queue(blocking, q) for q in QUEUES], connection=blocking, serializer=JSONSerializer,
+        [queue(blocking, q) for q in QUEUES],
+        connection=blocking,
+        serializer=JSONSerializer,
         name=name,
     )
     print(f"worker: {name} listening on {', '.join(QUEUES)}", flush=True)

@@ -39,14 +39,17 @@ def _calls(redis: Redis, tenant: str, pbx_user: str) -> dict[str, Any]:
 def _set_busy(redis: Redis, tenant: str, graph: GraphClient, app_id: str, ids: list[str]) -> None:
     for graph_id in ids:
         # Remember first: the notification our own change causes may arrive before we return.
-        redis.set(keys.own_presence(tenant, graph_id),
-                  orjson.dumps([OWN_AVAILABILITY, OWN_ACTIVITY]),
-                  ex=int(SESSION.total_seconds()) + 60)
+        redis.set(
+            keys.own_presence(tenant, graph_id),
+            orjson.dumps([OWN_AVAILABILITY, OWN_ACTIVITY]),
+            ex=int(SESSION.total_seconds()) + 60,
+        )
         graph.set_presence(graph_id, app_id, OWN_AVAILABILITY, OWN_ACTIVITY, SESSION)
 
 
-def call_started(redis: Redis, tenant: str, graph: GraphClient, app_id: str, pbx_user: str,
-                 call_id: str) -> bool:
+def call_started(
+    redis: Redis, tenant: str, graph: GraphClient, app_id: str, pbx_user: str, call_id: str
+) -> bool:
     """Returns True when a refresh must be scheduled (the first call of this user)."""
     record = _calls(redis, tenant, pbx_user)
     first = not record["call_ids"]
@@ -60,8 +63,9 @@ def call_started(redis: Redis, tenant: str, graph: GraphClient, app_id: str, pbx
     return first
 
 
-def call_ended(redis: Redis, tenant: str, graph: GraphClient, app_id: str, pbx_user: str,
-               call_id: str) -> None:
+def call_ended(
+    redis: Redis, tenant: str, graph: GraphClient, app_id: str, pbx_user: str, call_id: str
+) -> None:
     record = _calls(redis, tenant, pbx_user)
     if call_id in record["call_ids"]:
         record["call_ids"].remove(call_id)

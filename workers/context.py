@@ -52,8 +52,9 @@ def default_graph_factory(settings: Settings, tenant: TenantSettings, redis: Red
 
 
 class WorkerContext:
-    def __init__(self, settings: Settings, redis: Redis,
-                 graph_factory: GraphFactory = default_graph_factory) -> None:
+    def __init__(
+        self, settings: Settings, redis: Redis, graph_factory: GraphFactory = default_graph_factory
+    ) -> None:
         self.settings = settings
         self.redis = redis
         self._graph_factory = graph_factory

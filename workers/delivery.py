@@ -1,4 +1,4 @@
-"""Apply desired profiles through the tenant's adapter: retry what is transient, dead-letter the rest.
+"""Apply desired profiles through the tenant's adapter; retry the transient, dead-letter the rest.
 
 Safe to repeat: a user is applied only while its desired version is ahead of the applied
 one, and the adapter is always handed the latest desired record, never a stale one.
@@ -27,8 +27,11 @@ class Outcome:
 
 def deliver(redis: Redis, tenant: str, adapter: PbxAdapter, users: list[str]) -> Outcome:
     outcome = Outcome()
-    due = [d for d, applied in store.load(redis, tenant, sorted(set(users))).values()
-           if d is not None and d.version > applied]
+    due = [
+        d
+        for d, applied in store.load(redis, tenant, sorted(set(users))).values()
+        if d is not None and d.version > applied
+    ]
     if not due:
         return outcome
     apply_many = getattr(adapter, "apply_many", None)
@@ -52,8 +55,9 @@ def deliver(redis: Redis, tenant: str, adapter: PbxAdapter, users: list[str]) ->
     return outcome
 
 
-def _fail(redis: Redis, tenant: str, failed: list[store.Desired], exc: PbxError,
-          outcome: Outcome) -> None:
+def _fail(
+    redis: Redis, tenant: str, failed: list[store.Desired], exc: PbxError, outcome: Outcome
+) -> None:
     reason = str(exc)
     for d in failed:
         if exc.transient:
@@ -61,5 +65,7 @@ def _fail(redis: Redis, tenant: str, failed: list[store.Desired], exc: PbxError,
         else:
             outcome.dead[d.user] = reason
             store.dead_letter(redis, tenant, d, reason)
-    log.warning("pbx apply failed", extra={"tenant": tenant, "users": len(failed),
-                                           "transient": exc.transient})
+    log.warning(
+        "pbx apply failed",
+        extra={"tenant": tenant, "users": len(failed), "transient": exc.transient},
+    )

@@ -42,8 +42,9 @@ class Desired:
     set_at: float
 
     def change(self) -> ProfileChange:
-        return ProfileChange(self.user, self.profile, self.availability, self.activity,
-                             self.version)
+        return ProfileChange(
+            self.user, self.profile, self.availability, self.activity, self.version
+        )
 
 
 def _versions_key(tenant: str) -> str:
@@ -57,13 +58,24 @@ def set_desired(redis: Redis, tenant: str, changes: list[ProfileChange]) -> list
     now = time.time()
     args: list[str | bytes] = []
     for c in changes:
-        args += [c.user, orjson.dumps({"user": c.user, "profile": c.profile,
-                                       "availability": c.availability,
-                                       "activity": c.activity, "set_at": now})]
+        args += [
+            c.user,
+            orjson.dumps(
+                {
+                    "user": c.user,
+                    "profile": c.profile,
+                    "availability": c.availability,
+                    "activity": c.activity,
+                    "set_at": now,
+                }
+            ),
+        ]
     script = redis.register_script(_SET_DESIRED)
     versions = script(keys=[keys.desired(tenant), _versions_key(tenant)], args=args)
-    return [Desired(c.user, c.profile, c.availability, c.activity, int(v), now)
-            for c, v in zip(changes, versions, strict=True)]
+    return [
+        Desired(c.user, c.profile, c.availability, c.activity, int(v), now)
+        for c, v in zip(changes, versions, strict=True)
+    ]
 
 
 def load(redis: Redis, tenant: str, users: list[str]) -> dict[str, tuple[Desired | None, int]]:
@@ -94,15 +106,27 @@ def pending_users(redis: Redis, tenant: str) -> list[str]:
     return sorted(pending)
 
 
-def mark_applied(redis: Redis, tenant: str, applied: list[Desired], event_extra: dict[str, Any]) -> None:
+def mark_applied(
+    redis: Redis, tenant: str, applied: list[Desired], event_extra: dict[str, Any]
+) -> None:
     pipe = redis.pipeline(transaction=False)
     for d in applied:
         pipe.hset(keys.applied(tenant), d.user, d.version)
         pipe.hdel(keys.dead_letters(tenant), d.user)
-        record_event(pipe, tenant, d.user, {"profile": d.profile, "availability": d.availability,
-                                            "activity": d.activity, "version": d.version,
-                                            "result": "applied", **event_extra,
-                                            "latency_ms": round((time.time() - d.set_at) * 1000, 1)})
+        record_event(
+            pipe,
+            tenant,
+            d.user,
+            {
+                "profile": d.profile,
+                "availability": d.availability,
+                "activity": d.activity,
+                "version": d.version,
+                "result": "applied",
+                **event_extra,
+                "latency_ms": round((time.time() - d.set_at) * 1000, 1),
+            },
+        )
     pipe.execute()
 
 
@@ -110,14 +134,19 @@ def dead_letter(redis: Redis, tenant: str, d: Desired, reason: str) -> None:
     entry = {**asdict(d), "reason": reason, "at": time.time()}
     pipe = redis.pipeline(transaction=False)
     pipe.hset(keys.dead_letters(tenant), d.user, orjson.dumps(entry))
-    record_event(pipe, tenant, d.user, {"profile": d.profile, "version": d.version,
-                                        "result": "dead-lettered", "reason": reason})
+    record_event(
+        pipe,
+        tenant,
+        d.user,
+        {"profile": d.profile, "version": d.version, "result": "dead-lettered", "reason": reason},
+    )
     pipe.execute()
 
 
 def dead_letters(redis: Redis, tenant: str) -> list[dict[str, Any]]:
-    return sorted((orjson.loads(v) for v in redis.hvals(keys.dead_letters(tenant))),
-                  key=lambda e: e["at"])
+    return sorted(
+        (orjson.loads(v) for v in redis.hvals(keys.dead_letters(tenant))), key=lambda e: e["at"]
+    )
 
 
 def record_event(pipe: Any, tenant: str, user: str, event: dict[str, Any]) -> None:
@@ -126,5 +155,7 @@ def record_event(pipe: Any, tenant: str, user: str, event: dict[str, Any]) -> No
     pipe.ltrim(key, 0, EVENTS_KEPT - 1)
 
 
-def recent_events(redis: Redis, tenant: str, user: str, count: int = EVENTS_KEPT) -> list[dict[str, Any]]:
+def recent_events(
+    redis: Redis, tenant: str, user: str, count: int = EVENTS_KEPT
+) -> list[dict[str, Any]]:
     return [orjson.loads(e) for e in redis.lrange(keys.user_events(tenant, user), 0, count - 1)]

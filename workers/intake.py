@@ -30,9 +30,11 @@ from core.queue import (
 log = logging.getLogger("workers.intake")
 
 CLAIM_IDLE_MS = 60_000  # an entry read by a worker that died this long ago is taken over
-ROUTES = {"notification": (QUEUE_PRESENCE, JOB_NOTIFICATIONS),
-          "lifecycle": (QUEUE_LIFECYCLE, JOB_LIFECYCLE),
-          "pbx": (QUEUE_GRAPH, JOB_PBX_EVENTS)}
+ROUTES = {
+    "notification": (QUEUE_PRESENCE, JOB_NOTIFICATIONS),
+    "lifecycle": (QUEUE_LIFECYCLE, JOB_LIFECYCLE),
+    "pbx": (QUEUE_GRAPH, JOB_PBX_EVENTS),
+}
 
 
 class IntakeForwarder:
@@ -53,23 +55,33 @@ class IntakeForwarder:
     def run_once(self, block_ms: int = 1000) -> int:
         """Forward what is waiting (or what a dead worker left); returns items forwarded."""
         cursor, claimed, *_ = self.redis.xautoclaim(
-            keys.INTAKE_STREAM, keys.INTAKE_GROUP, self.consumer,
-            min_idle_time=CLAIM_IDLE_MS, start_id=self._claim_cursor, count=INTAKE_BATCH,
+            keys.INTAKE_STREAM,
+            keys.INTAKE_GROUP,
+            self.consumer,
+            min_idle_time=CLAIM_IDLE_MS,
+            start_id=self._claim_cursor,
+            count=INTAKE_BATCH,
         )
         self._claim_cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
         entries = list(claimed)
         if not entries:
             read = self.redis.xreadgroup(
-                keys.INTAKE_GROUP, self.consumer, {keys.INTAKE_STREAM: ">"},
-                count=INTAKE_BATCH, block=block_ms,
+                keys.INTAKE_GROUP,
+                self.consumer,
+                {keys.INTAKE_STREAM: ">"},
+                count=INTAKE_BATCH,
+                block=block_ms,
             )
             entries = [e for _, stream_entries in read or [] for e in stream_entries]
             if entries and self.window_ms and len(entries) < INTAKE_BATCH:
                 # Coalesce a burst: more ids per job means fewer Graph reads.
                 time.sleep(self.window_ms / 1000)
                 more = self.redis.xreadgroup(
-                    keys.INTAKE_GROUP, self.consumer, {keys.INTAKE_STREAM: ">"},
-                    count=INTAKE_BATCH - len(entries))
+                    keys.INTAKE_GROUP,
+                    self.consumer,
+                    {keys.INTAKE_STREAM: ">"},
+                    count=INTAKE_BATCH - len(entries),
+                )
                 entries += [e for _, stream_entries in more or [] for e in stream_entries]
         return self.forward([(eid, fields) for eid, fields in entries if fields])
 
@@ -85,7 +97,9 @@ class IntakeForwarder:
             queue_name, job = ROUTES.get(kind, ROUTES["notification"])
             q = self.queues.setdefault(queue_name, queue(self.redis, queue_name))
             datas = [
-                Queue.prepare_data(job, args=(tenant, items[i:i + ITEMS_PER_JOB]), **_data_kwargs())
+                Queue.prepare_data(
+                    job, args=(tenant, items[i : i + ITEMS_PER_JOB]), **_data_kwargs()
+                )
                 for i in range(0, len(items), ITEMS_PER_JOB)
             ]
             q.enqueue_many(datas, pipeline=pipe)
@@ -107,5 +121,9 @@ class IntakeForwarder:
 
 def _data_kwargs() -> dict[str, Any]:
     kwargs = job_kwargs()
-    return {"timeout": kwargs["job_timeout"], "result_ttl": kwargs["result_ttl"],
-            "failure_ttl": kwargs["failure_ttl"], "retry": kwargs["retry"]}
+    return {
+        "timeout": kwargs["job_timeout"],
+        "result_ttl": kwargs["result_ttl"],
+        "failure_ttl": kwargs["failure_ttl"],
+        "retry": kwargs["retry"],
+    }

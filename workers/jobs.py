@@ -43,9 +43,12 @@ def _runtime(tenant: str) -> TenantRuntime | None:
 def _log_notifications(tenant: str, items: list[dict[str, Any]]) -> None:
     pipe = current().redis.pipeline(transaction=False)
     for entry in items:
-        pipe.xadd(keys.tenant_notifications(tenant),
-                  {"kind": entry["kind"], "userId": entry["item"].get("userId") or ""},
-                  maxlen=NOTIFICATION_LOG_MAXLEN, approximate=True)
+        pipe.xadd(
+            keys.tenant_notifications(tenant),
+            {"kind": entry["kind"], "userId": entry["item"].get("userId") or ""},
+            maxlen=NOTIFICATION_LOG_MAXLEN,
+            approximate=True,
+        )
     pipe.execute()
 
 
@@ -57,8 +60,12 @@ def _apply(tenant: str, runtime: TenantRuntime, result: BatchResult) -> None:
     if result.pending_due:
         due = max(result.pending_due.values())
         queue(redis, QUEUE_PRESENCE).enqueue_at(
-            dt.datetime.fromtimestamp(due + 0.05, dt.UTC), JOB_TICK, tenant,
-            sorted(result.pending_due), **job_kwargs())
+            dt.datetime.fromtimestamp(due + 0.05, dt.UTC),
+            JOB_TICK,
+            tenant,
+            sorted(result.pending_due),
+            **job_kwargs(),
+        )
 
 
 def _deliver(tenant: str, runtime: TenantRuntime, users: list[str]) -> delivery.Outcome:
@@ -67,8 +74,9 @@ def _deliver(tenant: str, runtime: TenantRuntime, users: list[str]) -> delivery.
     save_state(runtime.adapter, tenant, redis)
     if outcome.transient:
         # A separate job retries with backoff, so this batch's other users are not held up.
-        queue(redis, QUEUE_PBX).enqueue(JOB_DELIVER, tenant, sorted(outcome.transient),
-                                        **job_kwargs())
+        queue(redis, QUEUE_PBX).enqueue(
+            JOB_DELIVER, tenant, sorted(outcome.transient), **job_kwargs()
+        )
     return outcome
 
 
@@ -81,15 +89,20 @@ def process_notifications(tenant: str, items: list[dict[str, Any]]) -> int:
     observed = time.time()
     rich = [e for e in items if isinstance(e["item"].get("encryptedContent"), dict)]
     updates = [PresenceUpdate.from_graph(p, observed) for p in _open_rich(runtime, rich, observed)]
-    ids = sorted({e["item"]["userId"] for e in items
-                  if e["item"].get("userId") and e not in rich})
+    ids = sorted({e["item"]["userId"] for e in items if e["item"].get("userId") and e not in rich})
     if ids:
         presences = runtime.graph.get_presences_by_user_id(ids)  # 650 ids a call
         updates += [PresenceUpdate.from_graph(p, observed) for p in presences]
     if not updates:
         return 0
-    result = process(current().redis, tenant, runtime.rules, runtime.settings.mapping.hold_seconds,
-                     updates, runtime.static_links)
+    result = process(
+        current().redis,
+        tenant,
+        runtime.rules,
+        runtime.settings.mapping.hold_seconds,
+        updates,
+        runtime.static_links,
+    )
     _apply(tenant, runtime, result)
     return len(updates)
 
@@ -113,10 +126,17 @@ def process_presences(tenant: str, presences: list[dict[str, Any]]) -> int:
     runtime = _runtime(tenant)
     if runtime is None:
         return 0
-    updates = [PresenceUpdate.from_graph(p, float(p.get("observedAt") or time.time()))
-               for p in presences]
-    result = process(current().redis, tenant, runtime.rules, runtime.settings.mapping.hold_seconds,
-                     updates, runtime.static_links)
+    updates = [
+        PresenceUpdate.from_graph(p, float(p.get("observedAt") or time.time())) for p in presences
+    ]
+    result = process(
+        current().redis,
+        tenant,
+        runtime.rules,
+        runtime.settings.mapping.hold_seconds,
+        updates,
+        runtime.static_links,
+    )
     _apply(tenant, runtime, result)
     return len(updates)
 
@@ -138,8 +158,9 @@ def process_pbx_events(tenant: str, items: list[dict[str, Any]]) -> int:
     for entry in items:
         event = entry["item"]
         if event["type"] == "call_started":
-            if calls.call_started(redis, tenant, runtime.graph, app_id, event["user"],
-                                  event["call_id"]):
+            if calls.call_started(
+                redis, tenant, runtime.graph, app_id, event["user"], event["call_id"]
+            ):
                 _schedule_refresh(tenant, event["user"])
         else:
             calls.call_ended(redis, tenant, runtime.graph, app_id, event["user"], event["call_id"])
@@ -147,16 +168,18 @@ def process_pbx_events(tenant: str, items: list[dict[str, Any]]) -> int:
 
 
 def _schedule_refresh(tenant: str, pbx_user: str) -> None:
-    queue(current().redis, QUEUE_GRAPH).enqueue_in(calls.REFRESH_AFTER, JOB_REFRESH_CALL, tenant,
-                                                    pbx_user, **job_kwargs())
+    queue(current().redis, QUEUE_GRAPH).enqueue_in(
+        calls.REFRESH_AFTER, JOB_REFRESH_CALL, tenant, pbx_user, **job_kwargs()
+    )
 
 
 def refresh_call_presence(tenant: str, pbx_user: str) -> bool:
     runtime = _runtime(tenant)
     if runtime is None:
         return False
-    going_on = calls.refresh(current().redis, tenant, runtime.graph, runtime.settings.client_id,
-                             pbx_user)
+    going_on = calls.refresh(
+        current().redis, tenant, runtime.graph, runtime.settings.client_id, pbx_user
+    )
     if going_on:
         _schedule_refresh(tenant, pbx_user)
     return going_on

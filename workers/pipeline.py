@@ -30,8 +30,13 @@ class PresenceUpdate:
     @classmethod
     def from_graph(cls, presence: dict[str, object], observed_at: float) -> PresenceUpdate:
         seq = presence.get("sequenceNumber")
-        return cls(str(presence["id"]), str(presence.get("availability") or ""),
-                   str(presence.get("activity") or ""), str(seq) if seq else None, observed_at)
+        return cls(
+            str(presence["id"]),
+            str(presence.get("availability") or ""),
+            str(presence.get("activity") or ""),
+            str(seq) if seq else None,
+            observed_at,
+        )
 
 
 @dataclass
@@ -56,7 +61,10 @@ def is_newer(update: PresenceUpdate, last: dict[str, object] | None) -> bool | N
             return None
     elif update.observed_at < float(last.get("observed_at", 0.0)):  # type: ignore[arg-type]
         return False
-    same = (update.availability, update.activity) == (last.get("availability"), last.get("activity"))
+    same = (update.availability, update.activity) == (
+        last.get("availability"),
+        last.get("activity"),
+    )
     return None if same else True
 
 
@@ -65,7 +73,10 @@ def latest_per_user(updates: list[PresenceUpdate]) -> list[PresenceUpdate]:
     newest: dict[str, PresenceUpdate] = {}
     for u in updates:
         cur = newest.get(u.user_id)
-        if cur is None or (u.sequence or "", u.observed_at) >= (cur.sequence or "", cur.observed_at):
+        if cur is None or (u.sequence or "", u.observed_at) >= (
+            cur.sequence or "",
+            cur.observed_at,
+        ):
             newest[u.user_id] = u
     return list(newest.values())
 
@@ -104,10 +115,17 @@ def process(
         if verdict is None:
             result.duplicate += 1
             continue
-        presence_writes[update.user_id] = orjson.dumps({
-            "availability": update.availability, "activity": update.activity,
-            "sequence": update.sequence, "observed_at": update.observed_at})
-        users = (orjson.loads(linked) if linked else []) + (static_links or {}).get(update.user_id, [])
+        presence_writes[update.user_id] = orjson.dumps(
+            {
+                "availability": update.availability,
+                "activity": update.activity,
+                "sequence": update.sequence,
+                "observed_at": update.observed_at,
+            }
+        )
+        users = (orjson.loads(linked) if linked else []) + (static_links or {}).get(
+            update.user_id, []
+        )
         if users:
             fresh.append((update, sorted(set(users))))
         else:
@@ -117,17 +135,26 @@ def process(
     states: dict[str, ProfileState] = {}
     if pbx_users:
         raw_states = redis.hmget(keys.profile_state(tenant), pbx_users)
-        states = {u: ProfileState.from_dict(orjson.loads(r)) if r else ProfileState()
-                  for u, r in zip(pbx_users, raw_states, strict=True)}
+        states = {
+            u: ProfileState.from_dict(orjson.loads(r)) if r else ProfileState()
+            for u, r in zip(pbx_users, raw_states, strict=True)
+        }
     for update, users in fresh:
         decision = decide(rules, update.availability, update.activity)
         for user in users:
-            state, profile = step(states[user], decision, now, hold_seconds,
-                                  availability=update.availability, activity=update.activity)
+            state, profile = step(
+                states[user],
+                decision,
+                now,
+                hold_seconds,
+                availability=update.availability,
+                activity=update.activity,
+            )
             states[user] = state
             if profile is not None:
-                result.changes.append(ProfileChange(user, profile, update.availability,
-                                                    update.activity))
+                result.changes.append(
+                    ProfileChange(user, profile, update.availability, update.activity)
+                )
             if state.pending_due is not None:
                 result.pending_due[user] = state.pending_due
 
@@ -135,19 +162,30 @@ def process(
     if presence_writes:
         pipe.hset(keys.presence(tenant), mapping=presence_writes)  # type: ignore[arg-type]
     if states:
-        pipe.hset(keys.profile_state(tenant),  # type: ignore[arg-type]
-                  mapping={u: orjson.dumps(s.to_dict()) for u, s in states.items()})
+        pipe.hset(
+            keys.profile_state(tenant),  # type: ignore[arg-type]
+            mapping={u: orjson.dumps(s.to_dict()) for u, s in states.items()},
+        )
     for update, users in fresh:
         for user in users:
-            store.record_event(pipe, tenant, user, {
-                "teams": {"availability": update.availability, "activity": update.activity},
-                "profile": states[user].current, "result": "decided"})
+            store.record_event(
+                pipe,
+                tenant,
+                user,
+                {
+                    "teams": {"availability": update.availability, "activity": update.activity},
+                    "profile": states[user].current,
+                    "result": "decided",
+                },
+            )
     pipe.execute()
     store.set_desired(redis, tenant, result.changes)
     return result
 
 
-def tick_users(redis: Redis, tenant: str, users: list[str], now: float | None = None) -> BatchResult:
+def tick_users(
+    redis: Redis, tenant: str, users: list[str], now: float | None = None
+) -> BatchResult:
     """Apply damped changes whose hold time has passed."""
     now = time.time() if now is None else now
     result = BatchResult()

@@ -13,7 +13,12 @@ from typing import Any
 import httpx
 
 from core import keys
-from core.notification_crypto import NotificationRejected, decrypt_content, issuers_for, validate_tokens
+from core.notification_crypto import (
+    NotificationRejected,
+    decrypt_content,
+    issuers_for,
+    validate_tokens,
+)
 from core.settings import ProcessSettings, TenantSettings
 
 log = logging.getLogger("workers.rich")
@@ -48,15 +53,21 @@ def open_items(
     rejected: Counter[str] = Counter()
     for entry in items:
         try:
-            validate_tokens(entry.get("validationTokens"), jwks=jwks, app_ids={tenant.client_id},
-                            tenant_id=tenant.tenant_id, now=now,
-                            issuers=issuers_for(str(tenant.login_base_url)))
+            validate_tokens(
+                entry.get("validationTokens"),
+                jwks=jwks,
+                app_ids={tenant.client_id},
+                tenant_id=tenant.tenant_id,
+                now=now,
+                issuers=issuers_for(str(tenant.login_base_url)),
+            )
             opened.append(decrypt_content(entry["item"]["encryptedContent"], private_keys))
         except NotificationRejected as exc:
             rejected[f"dropped:rich_{exc.reason}"] += 1
     if rejected:
-        log.warning("rich notifications rejected", extra={"tenant": tenant.name,
-                                                         "reasons": dict(rejected)})
+        log.warning(
+            "rich notifications rejected", extra={"tenant": tenant.name, "reasons": dict(rejected)}
+        )
     return opened, rejected
 
 

@@ -55,8 +55,13 @@ mapping = { preset = "nope" }
     with pytest.raises(ConfigError) as caught:
         load_settings(env_for(path, PRESENCE_BRIDGE_PORT="99999"))
     text = str(caught.value)
-    for expected in ["PORT", "tenants[0].name", "tenants[0].tenant_id",
-                     "tenants[0].public_base_url", "tenants[0].mapping.preset"]:
+    for expected in [
+        "PORT",
+        "tenants[0].name",
+        "tenants[0].tenant_id",
+        "tenants[0].public_base_url",
+        "tenants[0].mapping.preset",
+    ]:
         assert expected in text
 
 
@@ -94,7 +99,10 @@ def test_bad_config_stops_each_process_with_exit_code_2(tmp_path: Path, module: 
     path = tmp_path / "tenants.toml"
     path.write_text(GOOD)
     result = subprocess.run(
-        [sys.executable, "-m", module], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", module],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PATH": "/usr/bin:/bin", "PRESENCE_BRIDGE_TENANTS_FILE": str(path)},
         cwd=Path(__file__).resolve().parents[2],
     )

@@ -30,10 +30,12 @@ def web(redis_client: redis.Redis, redis_url: str) -> Iterator[httpx.Client]:
 @pytest.fixture
 def subscription(redis_client: redis.Redis) -> Callable[..., tuple[str, str]]:
     """Register a subscription as the clock would; returns (id, clientState)."""
+
     def make(tenant: str = TENANT) -> tuple[str, str]:
         sid, state = str(uuid.uuid4()), uuid.uuid4().hex + uuid.uuid4().hex
         subscription_registry.register(redis_client, sid, tenant, state)
         return sid, state
+
     return make
 
 

@@ -19,18 +19,25 @@ KEY = "pbx-api-key-" + "k" * 32
 
 @pytest.fixture
 def api(tmp_path: Path, redis_url: str, redis_client: redis.Redis) -> Iterator[httpx.Client]:
-    env = write_env(tmp_path, tenant_toml(), PRESENCE_BRIDGE_REDIS_URL=redis_url,
-                    **{secret_env("contoso", "CLIENT_SECRET"): "s",
-                       secret_env("contoso", "PBX_SECRET"): KEY})
-    with ServedApp(create_app(load_settings(env))) as served, httpx.Client(
-        base_url=served.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10
-    ) as client:
+    env = write_env(
+        tmp_path,
+        tenant_toml(),
+        PRESENCE_BRIDGE_REDIS_URL=redis_url,
+        **{secret_env("contoso", "CLIENT_SECRET"): "s", secret_env("contoso", "PBX_SECRET"): KEY},
+    )
+    with (
+        ServedApp(create_app(load_settings(env))) as served,
+        httpx.Client(
+            base_url=served.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10
+        ) as client,
+    ):
         yield client
 
 
 def test_profile_of_a_user(api: httpx.Client, redis_client: redis.Redis) -> None:
     BuiltinAdapter(redis_client, "contoso").apply_profile(
-        ProfileChange("alice", "Teams Meeting", "Busy", "InAMeeting", 3))
+        ProfileChange("alice", "Teams Meeting", "Busy", "InAMeeting", 3)
+    )
     body = api.get("/api/v1/tenants/contoso/users/alice/profile").json()
     assert (body["profile"], body["version"]) == ("Teams Meeting", 3)
 
@@ -47,8 +54,11 @@ def test_list_of_profiles(api: httpx.Client, redis_client: redis.Redis) -> None:
     assert [(u["user"], u["profile"]) for u in users] == [("alice", "Available"), ("bob", "Away")]
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "x"}],
-                         ids=["none", "wrong-bearer", "wrong-header"])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "x"}],
+    ids=["none", "wrong-bearer", "wrong-header"],
+)
 def test_api_refuses_without_the_key(api: httpx.Client, headers: dict[str, str]) -> None:
     response = httpx.get(f"{api.base_url}/api/v1/tenants/contoso/users", headers=headers)
     assert response.status_code == 401
@@ -63,7 +73,9 @@ def test_unknown_tenant_is_refused(api: httpx.Client) -> None:
     assert api.get("/api/v1/tenants/other/users").status_code == 401
 
 
-def test_event_stream_delivers_profile_changes(api: httpx.Client, redis_client: redis.Redis) -> None:
+def test_event_stream_delivers_profile_changes(
+    api: httpx.Client, redis_client: redis.Redis
+) -> None:
     with api.stream("GET", "/api/v1/tenants/contoso/events") as response:
         lines = (line for line in response.iter_lines() if line)
         assert next(lines) == ": connected"
@@ -73,13 +85,16 @@ def test_event_stream_delivers_profile_changes(api: httpx.Client, redis_client: 
     assert '"profile":"Away"' in event[2]
 
 
-def test_event_stream_resumes_after_last_event_id(api: httpx.Client, redis_client: redis.Redis) -> None:
+def test_event_stream_resumes_after_last_event_id(
+    api: httpx.Client, redis_client: redis.Redis
+) -> None:
     adapter = BuiltinAdapter(redis_client, "contoso")
     adapter.apply_profile(ProfileChange("alice", "Away"))
     [(first_id, _)] = redis_client.xrange("pb:tenant:contoso:builtin:events")
     adapter.apply_profile(ProfileChange("alice", "Busy"))
-    with api.stream("GET", "/api/v1/tenants/contoso/events",
-                    headers={"Last-Event-ID": first_id.decode()}) as response:
+    with api.stream(
+        "GET", "/api/v1/tenants/contoso/events", headers={"Last-Event-ID": first_id.decode()}
+    ) as response:
         lines = (line for line in response.iter_lines() if line)
         next(lines)
         event = [next(lines) for _ in range(3)]

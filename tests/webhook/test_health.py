@@ -29,8 +29,10 @@ def test_metrics_show_received_accepted_and_dropped_by_reason(
     web: httpx.Client, subscription: Callable[..., tuple[str, str]]
 ) -> None:
     sid, state = subscription()
-    web.post("/graph/notifications",
-             json={"value": [presence_item(sid, state), presence_item("nope", state)]})
+    web.post(
+        "/graph/notifications",
+        json={"value": [presence_item(sid, state), presence_item("nope", state)]},
+    )
     text = web.get("/metrics").text
     assert "presence_bridge_notifications_received_total 2" in text
     assert "presence_bridge_notifications_accepted_total 1" in text

@@ -120,8 +120,14 @@ def test_empty_value_is_accepted(web: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"[]", b'{"value": {}}', b'{"items": []}', b'"text"',
-     b'{"value": [], "validationTokens": "x"}'],
+    [
+        b"{not json",
+        b"[]",
+        b'{"value": {}}',
+        b'{"items": []}',
+        b'"text"',
+        b'{"value": [], "validationTokens": "x"}',
+    ],
     ids=["malformed", "array", "value-not-list", "no-value", "string", "tokens-not-list"],
 )
 def test_wrong_shape_is_a_400_with_a_json_error(web: httpx.Client, body: bytes) -> None:
@@ -183,8 +189,14 @@ class TestQuirks:
         self, web: httpx.Client, subscription: Sub, redis_client: redis.Redis
     ) -> None:
         sid, state = subscription()
-        post(web, [presence_item(sid, state,
-                                 subscriptionExpirationDateTime="2024-04-19T23:58:00.4569264")])
+        post(
+            web,
+            [
+                presence_item(
+                    sid, state, subscriptionExpirationDateTime="2024-04-19T23:58:00.4569264"
+                )
+            ],
+        )
         [entry] = stream_items(redis_client)
         assert entry["item"]["subscriptionExpirationDateTime"] == "2024-04-19T23:58:00.456926+00:00"
 
@@ -200,9 +212,13 @@ class TestQuirks:
         self, web: httpx.Client, subscription: Sub, redis_client: redis.Redis
     ) -> None:
         sid, state = subscription()
-        item = {"subscriptionId": sid, "clientState": state, "lifecycleEvent": "missed",
-                "subscriptionExpirationDateTime": "2026-11-22T10:00:00+00:00",
-                "tenantId": "t"}
+        item = {
+            "subscriptionId": sid,
+            "clientState": state,
+            "lifecycleEvent": "missed",
+            "subscriptionExpirationDateTime": "2026-11-22T10:00:00+00:00",
+            "tenantId": "t",
+        }
         assert web.post("/graph/lifecycle", json={"value": [item]}).status_code == 202
         [entry] = stream_items(redis_client)
         assert (entry["kind"], entry["item"]["lifecycleEvent"]) == ("lifecycle", "missed")

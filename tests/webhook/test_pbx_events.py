@@ -21,11 +21,17 @@ SECRET = b"pbx-events-secret-" + b"s" * 32
 
 @pytest.fixture
 def web(tmp_path: Path, redis_url: str, redis_client: redis.Redis) -> Iterator[httpx.Client]:
-    env = write_env(tmp_path, tenant_toml(), PRESENCE_BRIDGE_REDIS_URL=redis_url,
-                    PRESENCE_BRIDGE_PBX_EVENTS_SECRET=SECRET.decode(),
-                    **{secret_env("contoso", "CLIENT_SECRET"): "s"})
-    with ServedApp(create_app(load_settings(env))) as served, httpx.Client(
-            base_url=served.url) as client:
+    env = write_env(
+        tmp_path,
+        tenant_toml(),
+        PRESENCE_BRIDGE_REDIS_URL=redis_url,
+        PRESENCE_BRIDGE_PBX_EVENTS_SECRET=SECRET.decode(),
+        **{secret_env("contoso", "CLIENT_SECRET"): "s"},
+    )
+    with (
+        ServedApp(create_app(load_settings(env))) as served,
+        httpx.Client(base_url=served.url) as client,
+    ):
         yield client
 
 
@@ -37,11 +43,19 @@ def call(kind: str = "call_started", user: str = "alice", call_id: str = "c1") -
     return {"type": kind, "user": user, "call_id": call_id}
 
 
-def post(web: httpx.Client, content: bytes, *, ts: int | None = None, secret: bytes = SECRET,
-         signature: str | None = None) -> httpx.Response:
+def post(
+    web: httpx.Client,
+    content: bytes,
+    *,
+    ts: int | None = None,
+    secret: bytes = SECRET,
+    signature: str | None = None,
+) -> httpx.Response:
     stamp = str(int(time.time()) if ts is None else ts)
-    headers = {"X-Presence-Bridge-Timestamp": stamp,
-               "X-Presence-Bridge-Signature": signature or sign(secret, stamp, content)}
+    headers = {
+        "X-Presence-Bridge-Timestamp": stamp,
+        "X-Presence-Bridge-Signature": signature or sign(secret, stamp, content),
+    }
     return web.post("/pbx/events", content=content, headers=headers)
 
 
@@ -49,7 +63,10 @@ def test_signed_event_is_accepted_and_queued(web: httpx.Client, redis_client: re
     assert post(web, body(call())).status_code == 202
     [entry] = stream_items(redis_client)
     assert (entry["kind"], entry["item"]["type"], entry["item"]["user"]) == (
-        "pbx", "call_started", "alice")
+        "pbx",
+        "call_started",
+        "alice",
+    )
 
 
 def test_unsigned_request_is_refused(web: httpx.Client) -> None:
@@ -80,10 +97,17 @@ def test_replayed_request_is_refused(web: httpx.Client, redis_client: redis.Redi
     assert len(stream_items(redis_client)) == 1
 
 
-@pytest.mark.parametrize("content", [
-    b"{", orjson.dumps({"tenant": "other", "events": [call()]}),
-    orjson.dumps({"tenant": "contoso", "events": []}),
-    orjson.dumps({"tenant": "contoso", "events": [{"type": "ringing", "user": "a", "call_id": "c"}]}),
-], ids=["malformed", "unknown-tenant", "no-events", "unknown-type"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{",
+        orjson.dumps({"tenant": "other", "events": [call()]}),
+        orjson.dumps({"tenant": "contoso", "events": []}),
+        orjson.dumps(
+            {"tenant": "contoso", "events": [{"type": "ringing", "user": "a", "call_id": "c"}]}
+        ),
+    ],
+    ids=["malformed", "unknown-tenant", "no-events", "unknown-type"],
+)
 def test_bad_payload_is_a_400(web: httpx.Client, content: bytes) -> None:
     assert post(web, content).status_code == 400

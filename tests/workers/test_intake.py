@@ -6,8 +6,8 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from core import intake, keys
-from core.settings import load_settings
 from core.queue import QUEUE_LIFECYCLE, QUEUE_PRESENCE, queue
+from core.settings import load_settings
 from workers.context import WorkerContext, install
 from workers.intake import IntakeForwarder
 
@@ -31,10 +31,15 @@ def forwarder(client: redis.Redis, name: str = "w1") -> IntakeForwarder:
 def test_entries_become_rq_jobs_per_tenant_and_kind(redis_client: redis.Redis) -> None:
     f = forwarder(redis_client)
     append(redis_client, [notification("a", "u1", 1), notification("b", "u2", 1)])
-    lifecycle = intake.Accepted("a", "lifecycle", {"subscriptionId": "s", "lifecycleEvent": "missed"})
+    lifecycle = intake.Accepted(
+        "a", "lifecycle", {"subscriptionId": "s", "lifecycleEvent": "missed"}
+    )
     append(redis_client, [lifecycle])
     assert f.run_once(block_ms=10) == 3
-    assert (queue(redis_client, QUEUE_PRESENCE).count, queue(redis_client, QUEUE_LIFECYCLE).count) == (2, 1)
+    assert (
+        queue(redis_client, QUEUE_PRESENCE).count,
+        queue(redis_client, QUEUE_LIFECYCLE).count,
+    ) == (2, 1)
 
 
 def test_forwarded_entries_leave_the_stream(redis_client: redis.Redis) -> None:
@@ -60,22 +65,26 @@ def test_entry_read_by_a_dead_worker_is_claimed_by_another(redis_client: redis.R
     survivor = IntakeForwarder(redis_client, "alive")
     # Age the pending entry past the claim threshold instead of waiting a minute.
     [[_, entries]] = redis_client.xreadgroup(
-        keys.INTAKE_GROUP, "dead", {keys.INTAKE_STREAM: "0"}, count=10)
+        keys.INTAKE_GROUP, "dead", {keys.INTAKE_STREAM: "0"}, count=10
+    )
     entry_id = entries[0][0]
-    redis_client.xclaim(keys.INTAKE_STREAM, keys.INTAKE_GROUP, "dead", 0, [entry_id],
-                        idle=10 * 60_000)
+    redis_client.xclaim(
+        keys.INTAKE_STREAM, keys.INTAKE_GROUP, "dead", 0, [entry_id], idle=10 * 60_000
+    )
     assert survivor.run_once(block_ms=10) == 1
 
 
 def test_worker_runs_the_forwarded_job(redis_client: redis.Redis, redis_url: str) -> None:
     install(WorkerContext(load_settings({"PRESENCE_BRIDGE_REDIS_URL": redis_url}), redis_client))
     f = forwarder(redis_client)
-    lifecycle = intake.Accepted("contoso", "lifecycle",
-                                {"subscriptionId": "s", "lifecycleEvent": "missed"})
+    lifecycle = intake.Accepted(
+        "contoso", "lifecycle", {"subscriptionId": "s", "lifecycleEvent": "missed"}
+    )
     append(redis_client, [lifecycle])
     f.run_once(block_ms=10)
-    worker = SimpleWorker([queue(redis_client, QUEUE_LIFECYCLE)], connection=redis_client,
-                          serializer=JSONSerializer)
+    worker = SimpleWorker(
+        [queue(redis_client, QUEUE_LIFECYCLE)], connection=redis_client, serializer=JSONSerializer
+    )
     worker.work(burst=True)
     install(None)
     [raw] = redis_client.lrange(keys.lifecycle_inbox("contoso"), 0, -1)

@@ -47,8 +47,11 @@ def test_one_graph_user_drives_every_linked_pbx_user(redis_client: redis.Redis) 
 def test_meeting_is_sticky_and_the_previous_profile_returns(redis_client: redis.Redis) -> None:
     link(redis_client, "g1", "alice")
     run(redis_client, PresenceUpdate("g1", "Away", "Away", "0001"), rules=PASCOM)
-    redis_client.hset(keys.profile_state(T), "alice", orjson.dumps(
-        {"current": "Lunch", "restore_to": "Lunch", "version": 1}))
+    redis_client.hset(
+        keys.profile_state(T),
+        "alice",
+        orjson.dumps({"current": "Lunch", "restore_to": "Lunch", "version": 1}),
+    )
     run(redis_client, PresenceUpdate("g1", "Busy", "InAMeeting", "0002"), rules=PASCOM)
     in_meeting = shown(redis_client, "alice")
     run(redis_client, PresenceUpdate("g1", "Available", "Available", "0003"), rules=PASCOM)
@@ -78,8 +81,11 @@ def test_same_presence_again_is_a_no_op(redis_client: redis.Redis) -> None:
 
 def test_reordered_batch_applies_the_newest(redis_client: redis.Redis) -> None:
     link(redis_client, "g1", "alice")
-    run(redis_client, PresenceUpdate("g1", "Busy", "Busy", "0003"),
-        PresenceUpdate("g1", "Away", "Away", "0002"))
+    run(
+        redis_client,
+        PresenceUpdate("g1", "Busy", "Busy", "0003"),
+        PresenceUpdate("g1", "Away", "Away", "0002"),
+    )
     assert shown(redis_client, "alice") == "Busy"
 
 
@@ -89,8 +95,15 @@ def test_unlinked_user_is_counted_not_applied(redis_client: redis.Redis) -> None
 
 
 def test_static_links_from_the_tenants_file_are_used(redis_client: redis.Redis) -> None:
-    result = process(redis_client, T, GLOCOM, 0.0, [PresenceUpdate("g9", "Away", "Away", "1")],
-                     static_links={"g9": ["bob"]}, now=1.0)
+    result = process(
+        redis_client,
+        T,
+        GLOCOM,
+        0.0,
+        [PresenceUpdate("g9", "Away", "Away", "1")],
+        static_links={"g9": ["bob"]},
+        now=1.0,
+    )
     assert [c.user for c in result.changes] == ["bob"]
 
 
@@ -131,5 +144,7 @@ def test_after_the_outage_only_the_latest_profile_is_applied(redis_client: redis
 def test_a_batch_of_users_is_processed_together(redis_client: redis.Redis, count: int) -> None:
     for n in range(count):
         link(redis_client, f"g{n}", f"u{n}")
-    result = run(redis_client, *[PresenceUpdate(f"g{n}", "Away", "Away", "1") for n in range(count)])
+    result = run(
+        redis_client, *[PresenceUpdate(f"g{n}", "Away", "Away", "1") for n in range(count)]
+    )
     assert len(result.changes) == count

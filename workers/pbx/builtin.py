@@ -36,18 +36,29 @@ class BuiltinAdapter:
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
         for change in changes:
-            record = orjson.dumps({
-                "user": change.user, "profile": change.profile,
-                "availability": change.availability, "activity": change.activity,
-                "version": change.version, "updated_at": now,
-            })
+            record = orjson.dumps(
+                {
+                    "user": change.user,
+                    "profile": change.profile,
+                    "availability": change.availability,
+                    "activity": change.activity,
+                    "version": change.version,
+                    "updated_at": now,
+                }
+            )
             pipe.hset(keys.builtin_profiles(self.tenant), change.user, record)
-            pipe.xadd(keys.builtin_events(self.tenant), {"data": record},
-                      maxlen=EVENTS_MAXLEN, approximate=True)
+            pipe.xadd(
+                keys.builtin_events(self.tenant),
+                {"data": record},
+                maxlen=EVENTS_MAXLEN,
+                approximate=True,
+            )
         try:
             pipe.execute()
         except (RedisError, OSError) as exc:
-            raise PbxError(f"builtin: redis unavailable: {type(exc).__name__}", transient=True) from exc
+            raise PbxError(
+                f"builtin: redis unavailable: {type(exc).__name__}", transient=True
+            ) from exc
 
     def read_profile(self, user: str) -> str | None:
         raw = self.redis.hget(keys.builtin_profiles(self.tenant), user)
