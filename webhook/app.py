@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +12,7 @@ from starlette.routing import Route
 from core import intake, keys
 from core.redis import connect_async
 from core.settings import Settings, load_settings
-from webhook import builtin_api, health, notifications, pbx_events
+from webhook import builtin_api, health, notifications, oauth, pbx_events
 from webhook.lookup import SubscriptionLookup
 from webhook.metrics import WebMetrics
 
@@ -23,7 +24,9 @@ def create_app(settings: Settings) -> Starlette:
         app.state.redis = redis
         app.state.lookup = SubscriptionLookup(redis)
         app.state.append = redis.register_script(intake.APPEND_SCRIPT)
+        app.state.intake = intake.IntakeWriter(redis, keys.INTAKE_STREAM, keys.METRICS_HASH)
         yield
+        await app.state.intake.aclose()
         await redis.aclose()
 
     routes = [
@@ -34,6 +37,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/metrics", health.metrics, methods=["GET"]),
         *builtin_api.routes,
         *pbx_events.routes,
+        *oauth.routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
@@ -43,6 +47,17 @@ def create_app(settings: Settings) -> Starlette:
     return app
 
 
+# Requests allocate many short-lived dicts that reference counting frees; generation-0
+# passes over them found nothing and cost ~15 % of a 50-item request (docs/BENCHMARKS.md).
+GC_GEN0_THRESHOLD = 50_000
+
+
 def factory() -> Starlette:
     """Entry point for uvicorn (`--factory`), so each web worker builds its own app."""
-    return create_app(load_settings())
+    app = create_app(load_settings())
+    # Once per web process (not in create_app, which tests call in their own process):
+    # the objects of start-up live for ever, so full collections need not walk them.
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+    return app

@@ -1,0 +1,443 @@
+"""Tokens for Microsoft Graph: app-only (client credentials) and delegated service accounts.
+
+Per tenant, one msal `ConfidentialClientApplication` serves app-only tokens from its in-memory
+cache. Each service account gets its own application bound to its own token cache, because
+MSAL keeps one cache per application and Microsoft advises one cache per user for
+confidential clients; that cache lives encrypted in Redis (`core.token_cache`).
+
+msal is always built with `instance_discovery=False`: otherwise, for any host other than
+Microsoft's well-known login hosts (the emulator, a proxy), msal first asks
+login.microsoftonline.com whether the host is a known authority. The authority comes from the
+operator's tenants file, not from a caller, so that check protects nothing here. TLS is never
+relaxed: `ca_bundle`, when set, is the only CA trusted for login (and Graph).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msal
+import msal.exceptions
+import requests
+from redis import Redis
+
+from core import accounts
+from core.accounts import AccountHealth, AccountStatus
+from core.errors import BridgeError, ConfigError
+from core.graph import GraphClient
+from core.settings import ProcessSettings, Settings, TenantSettings
+from core.token_cache import AccountCache, CacheCipher, store_flow, take_flow
+
+log = logging.getLogger(__name__)
+
+# Presence is Global-cloud only (graph-protocol.md section 0), so the resource is fixed even
+# when graph_base_url points elsewhere (the emulator accepts the same identifiers).
+GRAPH_RESOURCE = "https://graph.microsoft.com"
+APP_SCOPES = [f"{GRAPH_RESOURCE}/.default"]
+# Unprefixed delegated scopes mean Graph; msal adds openid, profile and offline_access itself.
+DELEGATED_SCOPES = ["Presence.Read.All"]
+CALLBACK_PATH = "/oauth/callback"
+HTTP_TIMEOUT_SECONDS = 10.0
+# Refresh tokens lapse after 90 days unused; refreshing an idle account every 14 days keeps a
+# wide margin for outages and holidays.
+STALE_AFTER_SECONDS = 14 * 24 * 3600.0
+# Answers that only a person signing in again can fix.
+SIGN_IN_ERRORS = frozenset(
+    {"invalid_grant", "interaction_required", "consent_required", "login_required"}
+)
+
+Clock = Callable[[], float]
+# No answer, or an answer msal cannot read (it raises MsalServiceError on a 5xx page).
+_UNAVAILABLE = (requests.RequestException, msal.exceptions.MsalServiceError)
+
+
+class AuthError(BridgeError):
+    """The identity platform refused, for a reason that retrying will not fix."""
+
+    status_code = 502
+
+
+class SignInRequired(AuthError):
+    """A service account must be signed in again; its health record says why."""
+
+    def __init__(self, tenant: str, account: str, reason: str) -> None:
+        self.tenant, self.account, self.reason = tenant, account, reason
+        super().__init__(f"account {account} of tenant {tenant} needs sign-in: {reason}")
+
+
+class SignInFailed(AuthError):
+    """A sign-in callback that cannot be completed (unknown state, wrong account, refused)."""
+
+    status_code = 400
+
+
+class AuthUnavailable(AuthError):
+    """The identity platform could not be reached or answered with a server error."""
+
+    status_code = 503
+    transient = True
+
+
+def describe(result: Mapping[str, Any]) -> str:
+    """`error[/suberror]: AADSTSnnnnn: text`, without Entra's trace and correlation ids."""
+    name = "/".join(str(p) for p in (result.get("error"), result.get("suberror")) if p)
+    text = str(result.get("error_description") or "").split(" Trace ID:")[0].strip()
+    return f"{name or 'unknown_error'}: {text[:300]}" if text else name or "unknown_error"
+
+
+def http_session(ca_bundle: Path | None) -> requests.Session:
+    session = requests.Session()
+    if ca_bundle is not None:
+        # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override Session.verify (all that
+        # msal sets); with an explicit CA the environment must not replace it.
+        session.trust_env = False
+        session.verify = str(ca_bundle)
+    return session
+
+
+def client_credential(tenant: TenantSettings) -> str | dict[str, str]:
+    """The app's credential for msal; a certificate wins over a secret when both are set."""
+    cert = tenant.certificate
+    if cert is None:
+        if tenant.client_secret is None:
+            raise ConfigError([f"tenants.{tenant.name}: no client secret or certificate"])
+        return tenant.client_secret.get_secret_value()
+    try:
+        credential = {
+            "private_key": cert.private_key_path.read_text(),
+            "thumbprint": cert.thumbprint,
+        }
+        if cert.public_certificate_path is not None:
+            # Sent as x5c, for apps set up for subject name + issuer authentication.
+            credential["public_certificate"] = cert.public_certificate_path.read_text()
+    except OSError as exc:
+        raise ConfigError(
+            [f"tenants.{tenant.name}.certificate: cannot read {exc.filename}: {exc.strerror}"]
+        ) from None
+    if cert.passphrase is not None:
+        credential["passphrase"] = cert.passphrase.get_secret_value()
+    return credential
+
+
+@dataclass
+class _Slot:
+    """One service account in this process: its lock, cache and msal application."""
+
+    store: AccountCache
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    app: msal.ConfidentialClientApplication | None = None
+
+
+class TenantAuth:
+    def __init__(
+        self,
+        tenant: TenantSettings,
+        process: ProcessSettings,
+        redis: Redis,
+        *,
+        cipher: Callable[[], CacheCipher] | None = None,
+        clock: Clock = time.time,
+        stale_after: float = STALE_AFTER_SECONDS,
+    ) -> None:
+        self.tenant = tenant
+        self._process = process
+        self._redis = redis
+        self._cipher = cipher or (lambda: CacheCipher(process.cache_key))
+        self._clock = clock
+        self.stale_after = stale_after
+        self._http = http_session(process.ca_bundle)
+        self._lock = threading.Lock()
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._slots: dict[str, _Slot] = {}
+
+    def __repr__(self) -> str:
+        return f"TenantAuth({self.tenant.name!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def redirect_uri(self) -> str:
+        return str(self.tenant.public_base_url).rstrip("/") + CALLBACK_PATH
+
+    @property
+    def configured_accounts(self) -> list[str]:
+        return [accounts.normalize(a) for a in self.tenant.service_accounts]
+
+    def _build(self, cache: msal.TokenCache | None) -> msal.ConfidentialClientApplication:
+        try:
+            # The constructor fetches the OpenID configuration of the authority.
+            return msal.ConfidentialClientApplication(
+                self.tenant.client_id,
+                client_credential=client_credential(self.tenant),
+                authority=self.tenant.authority,
+                instance_discovery=False,
+                http_client=self._http,
+                timeout=HTTP_TIMEOUT_SECONDS,
+                token_cache=cache,
+            )
+        except _UNAVAILABLE as exc:
+            raise AuthUnavailable(
+                f"tenant {self.tenant.name}: login host unreachable ({type(exc).__name__})"
+            ) from None
+        except ValueError as exc:  # msal: an authority whose discovery document is unusable
+            raise AuthError(f"tenant {self.tenant.name}: unusable authority: {exc}") from None
+
+    def _outcome(self, result: Mapping[str, Any] | None, what: str) -> Mapping[str, Any]:
+        if result is None or "error" not in result:
+            return result or {}
+        reason = describe(result)
+        if result.get("error") == "invalid_client":
+            raise AuthError(f"tenant {self.tenant.name}: the app credential was refused: {reason}")
+        if result.get("error") in SIGN_IN_ERRORS:
+            return result
+        raise AuthUnavailable(f"tenant {self.tenant.name}: {what} failed: {reason}")
+
+    # ---- app-only --------------------------------------------------------------------------
+
+    def app_token(self, *, fresh: bool = False) -> str:
+        """An app-only Graph token; `fresh` drops the cached one first (after a Graph 401)."""
+        with self._lock:
+            if self._app is None:
+                self._app = self._build(None)
+            app = self._app
+            if fresh:
+                app.remove_tokens_for_client()  # msal refuses force_refresh for this flow
+        try:
+            result = app.acquire_token_for_client(scopes=APP_SCOPES)
+        except _UNAVAILABLE as exc:
+            raise AuthUnavailable(
+                f"tenant {self.tenant.name}: app token: {type(exc).__name__}"
+            ) from None
+        outcome = self._outcome(result, "app token")
+        if "access_token" not in outcome:
+            raise AuthError(f"tenant {self.tenant.name}: app token refused: {describe(outcome)}")
+        return str(outcome["access_token"])
+
+    # ---- delegated service accounts --------------------------------------------------------
+
+    def _slot(self, account: str) -> _Slot:
+        with self._lock:
+            slot = self._slots.get(account)
+            if slot is None:
+                store = AccountCache(self._redis, self._cipher(), self.tenant.name, account)
+                slot = self._slots[account] = _Slot(store)
+            return slot
+
+    def _needs_sign_in(self, account: str, reason: str) -> SignInRequired:
+        accounts.mark_needs_sign_in(self._redis, self.tenant.name, account, reason, self._clock())
+        log.warning("tenant %s: account %s needs sign-in: %s", self.tenant.name, account, reason)
+        return SignInRequired(self.tenant.name, account, reason)
+
+    def delegated_token(self, account: str, *, fresh: bool = False) -> str:
+        """A delegated Graph token of a service account, refreshed silently when due."""
+        name = accounts.normalize(account)
+        slot = self._slot(name)
+        with slot.lock:
+            if not slot.store.load():
+                raise self._needs_sign_in(name, "no stored sign-in")
+            if slot.app is None:
+                slot.app = self._build(slot.store.cache)
+            signed_in = slot.app.get_accounts()
+            if not signed_in:
+                raise self._needs_sign_in(name, "the token cache holds no account")
+            try:
+                result = slot.app.acquire_token_silent_with_error(
+                    DELEGATED_SCOPES, signed_in[0], force_refresh=fresh
+                )
+            except _UNAVAILABLE as exc:
+                raise AuthUnavailable(
+                    f"tenant {self.tenant.name}: refresh of {name}: {type(exc).__name__}"
+                ) from None
+            finally:
+                slot.store.save()  # only writes when msal changed the cache
+        if result is None:
+            raise self._needs_sign_in(name, "no usable refresh token in the cache")
+        outcome = self._outcome(result, f"refresh of {name}")
+        if "error" in outcome:
+            raise self._needs_sign_in(name, describe(outcome))
+        if outcome.get("token_source") == "identity_provider":
+            accounts.mark_refreshed(self._redis, self.tenant.name, name, self._clock())
+        return str(outcome["access_token"])
+
+    def refresh_stale_accounts(self, now: float | None = None) -> list[str]:
+        """Refresh healthy accounts whose refresh token went unused for `stale_after` seconds."""
+        now = self._clock() if now is None else now
+        refreshed = []
+        for health in self.account_health():
+            if health.status is not AccountStatus.HEALTHY:
+                continue
+            if health.last_refresh is not None and now - health.last_refresh < self.stale_after:
+                continue
+            try:
+                self.delegated_token(health.account, fresh=True)
+            except SignInRequired:
+                continue  # recorded in its health; a person must act
+            except AuthUnavailable as exc:
+                log.warning("%s", exc)  # tried again on the next round
+                continue
+            refreshed.append(health.account)
+        return refreshed
+
+    def account_health(self) -> list[AccountHealth]:
+        return accounts.account_health(self._redis, self.tenant.name, self.configured_accounts)
+
+    def healthy_accounts(self) -> list[str]:
+        return accounts.healthy_accounts(self._redis, self.tenant.name, self.configured_accounts)
+
+    # ---- sign-in (auth code flow with PKCE) ------------------------------------------------
+
+    def start_sign_in(self, account: str | None = None) -> str:
+        """Begin a service account's sign-in; returns the identity platform's URL to visit."""
+        name = accounts.normalize(account) if account else None
+        if not self.configured_accounts:
+            raise SignInFailed(f"tenant {self.tenant.name} lists no service_accounts")
+        if name is not None and name not in self.configured_accounts:
+            raise SignInFailed(f"{name} is not a service account of tenant {self.tenant.name}")
+        state = secrets.token_urlsafe(32)
+        flow = self._build(None).initiate_auth_code_flow(
+            DELEGATED_SCOPES,
+            redirect_uri=self.redirect_uri,
+            state=state,
+            login_hint=name,
+            # The code arrives in a POST body: never in URLs, history, logs or Referer headers.
+            response_mode="form_post",
+        )
+        record = {"tenant": self.tenant.name, "account": name, "flow": flow}
+        store_flow(self._redis, self._cipher(), state, record)
+        return str(flow["auth_uri"])
+
+    def finish_sign_in(self, record: Mapping[str, Any], response: Mapping[str, str]) -> str:
+        """Redeem the code of a callback; store the account's cache. Returns the account."""
+        cache = msal.SerializableTokenCache()
+        try:
+            result = self._build(cache).acquire_token_by_auth_code_flow(
+                dict(record["flow"]), dict(response)
+            )
+        except ValueError:  # msal: state mismatch, or a response that is not a callback
+            raise SignInFailed("the sign-in response does not match its request") from None
+        except _UNAVAILABLE as exc:
+            raise AuthUnavailable(
+                f"tenant {self.tenant.name}: sign-in: {type(exc).__name__}"
+            ) from None
+        if "error" in result:
+            raise SignInFailed(f"sign-in refused: {describe(result)}")
+        claims = result.get("id_token_claims") or {}
+        name = accounts.normalize(str(claims.get("preferred_username", "")))
+        if claims.get("tid") != self.tenant.tenant_id:
+            raise SignInFailed(f"signed in to another tenant than {self.tenant.name}")
+        if record.get("account") and name != record["account"]:
+            raise SignInFailed(f"signed in as {name}, not as {record['account']}")
+        if name not in self.configured_accounts:
+            raise SignInFailed(f"{name} is not a service account of tenant {self.tenant.name}")
+        slot = self._slot(name)
+        with slot.lock:
+            slot.store.replace(cache.serialize())
+        accounts.mark_signed_in(self._redis, self.tenant.name, name, self._clock())
+        log.info("tenant %s: service account %s signed in", self.tenant.name, name)
+        return name
+
+    def graph_client(self, account: str | None = None) -> GraphClient:
+        """A Graph client with the app-only token, or with `account`'s delegated token."""
+        if account is None:
+            provider: Callable[[], str] = self.app_token
+            fresh: Callable[[], str] = lambda: self.app_token(fresh=True)  # noqa: E731
+        else:
+            provider = lambda: self.delegated_token(account)  # noqa: E731
+            fresh = lambda: self.delegated_token(account, fresh=True)  # noqa: E731
+        verify: str | bool = str(self._process.ca_bundle) if self._process.ca_bundle else True
+        return GraphClient(
+            str(self.tenant.graph_base_url), provider, fresh_token=fresh, verify=verify
+        )
+
+
+class Authenticator:
+    """Every tenant's `TenantAuth`, built on first use; the entry point for the processes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        *,
+        clock: Clock = time.time,
+        stale_after: float = STALE_AFTER_SECONDS,
+    ) -> None:
+        self._settings = settings
+        self._redis = redis
+        self._clock = clock
+        self._stale_after = stale_after
+        self._lock = threading.Lock()
+        self._cipher: CacheCipher | None = None
+        self._tenants: dict[str, TenantAuth] = {}
+
+    def __enter__(self) -> Authenticator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for auth in self._tenants.values():
+            auth.close()
+
+    def cipher(self) -> CacheCipher:
+        with self._lock:
+            if self._cipher is None:
+                self._cipher = CacheCipher(self._settings.process.cache_key)
+            return self._cipher
+
+    def tenant(self, name: str) -> TenantAuth:
+        with self._lock:
+            auth = self._tenants.get(name)
+            if auth is None:
+                settings = self._settings.tenant(name)
+                if settings is None:
+                    raise AuthError(f"unknown tenant {name!r}")
+                auth = self._tenants[name] = TenantAuth(
+                    settings,
+                    self._settings.process,
+                    self._redis,
+                    cipher=self.cipher,
+                    clock=self._clock,
+                    stale_after=self._stale_after,
+                )
+            return auth
+
+    def app_token(self, tenant: str) -> str:
+        return self.tenant(tenant).app_token()
+
+    def delegated_token(self, tenant: str, account: str) -> str:
+        return self.tenant(tenant).delegated_token(account)
+
+    def account_health(self, tenant: str) -> list[AccountHealth]:
+        return self.tenant(tenant).account_health()
+
+    def healthy_accounts(self, tenant: str) -> list[str]:
+        return self.tenant(tenant).healthy_accounts()
+
+    def refresh_stale_accounts(self, now: float | None = None) -> dict[str, list[str]]:
+        """Per tenant with service accounts, the accounts refreshed now."""
+        return {
+            t.name: self.tenant(t.name).refresh_stale_accounts(now)
+            for t in self._settings.tenants
+            if t.service_accounts
+        }
+
+    def start_sign_in(self, tenant: str, account: str | None = None) -> str:
+        return self.tenant(tenant).start_sign_in(account)
+
+    def finish_sign_in(self, response: Mapping[str, str]) -> tuple[str, str]:
+        """Complete the sign-in the callback's `state` names; returns (tenant, account)."""
+        state = response.get("state", "")
+        record = take_flow(self._redis, self.cipher(), state) if state else None
+        if record is None:
+            raise SignInFailed("unknown or expired sign-in state: start the sign-in again")
+        tenant = str(record["tenant"])
+        return tenant, self.tenant(tenant).finish_sign_in(record, response)

@@ -1,0 +1,120 @@
+"""Service-account sign-in: `/oauth/login` (admin key) -> identity platform -> `/oauth/callback`.
+
+`/oauth/login?tenant=NAME[&account=UPN]` takes the admin API key in a header
+(`Authorization: Bearer ...` or `X-API-Key`), never in the URL, and answers with a redirect to
+the identity platform (302 for GET, 303 for POST, the URL also in a JSON body for scripts and
+the admin page). The identity platform posts its answer to the callback (`form_post`), so the
+code never sits in a URL. The callback needs no key: the one-time `state` of a flow an admin
+started is its CSRF protection. msal is synchronous, so the work runs in the thread pool with
+a short-lived Redis connection (sign-ins are rare).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import TypeVar
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from core.auth import Authenticator
+from core.errors import BridgeError, ConfigError
+from core.redis import connect
+from core.settings import Settings
+from webhook.auth import key_matches, presented_key
+
+# The callback URL carries the code: keep it out of caches and Referer headers.
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+_T = TypeVar("_T")
+MAX_CALLBACK_BYTES = 64 * 1024  # a code, an id token at most: a few KiB
+
+
+def _json(body: object, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body),
+        status,
+        media_type="application/json",
+        headers=_HEADERS | (headers or {}),
+    )
+
+
+def _with_auth(settings: Settings, work: Callable[[Authenticator], _T]) -> _T:
+    with connect(settings.process.redis_url) as redis, Authenticator(settings, redis) as auth:
+        return work(auth)
+
+
+def _status(error: BridgeError) -> int:
+    return 500 if isinstance(error, ConfigError) else error.status_code
+
+
+async def login(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    if not key_matches(presented_key(request), settings.process.admin_api_key):
+        return _json({"error": "unauthorized"}, 401, {"WWW-Authenticate": "Bearer"})
+    tenant = request.query_params.get("tenant", "")
+    account = request.query_params.get("account") or None
+    if settings.tenant(tenant) is None:
+        return _json({"error": f"unknown tenant {tenant[:64]!r}"}, 404)
+    try:
+        auth_uri = await run_in_threadpool(
+            _with_auth, settings, lambda auth: auth.start_sign_in(tenant, account)
+        )
+    except BridgeError as error:
+        return _json({"error": str(error)}, _status(error))
+    status = 303 if request.method == "POST" else 302
+    return _json({"auth_uri": auth_uri}, status, {"Location": auth_uri})
+
+
+def _page(title: str, text: str, status: int) -> HTMLResponse:
+    body = (
+        f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>"
+    )
+    return HTMLResponse(body, status, headers=_HEADERS)
+
+
+async def _answer(request: Request) -> dict[str, str] | None:
+    """The identity platform's answer: a form POST (we ask for form_post) or a query."""
+    if request.method == "GET":
+        return dict(request.query_params)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_CALLBACK_BYTES:
+            return None
+    # Parsed by hand: Starlette's form parser needs python-multipart, not a dependency.
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+async def callback(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    response = await _answer(request)
+    if response is None:
+        return _page("Sign-in failed", "the sign-in response is too large", 413)
+    try:
+        tenant, account = await run_in_threadpool(
+            _with_auth, settings, lambda auth: auth.finish_sign_in(response)
+        )
+    except BridgeError as error:
+        return _page("Sign-in failed", str(error), _status(error))
+    return _page(
+        "Signed in",
+        f"{account} now keeps the presence subscriptions of tenant {tenant}. "
+        "You can close this window.",
+        200,
+    )
+
+
+routes = [
+    Route("/oauth/login", login, methods=["GET", "POST"]),
+    Route("/oauth/callback", callback, methods=["GET", "POST"]),
+]
