@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from redis import Redis
 
+from core.auth import TenantAuth
 from core.graph import GraphClient
 from core.redis import connect
 from core.settings import Settings, TenantSettings, load_settings
@@ -46,9 +47,8 @@ def _static_links(tenant: TenantSettings) -> dict[str, list[str]]:
 
 
 def default_graph_factory(settings: Settings, tenant: TenantSettings, redis: Redis) -> GraphClient:
-    from core.auth import app_graph_client  # noqa: PLC0415 (MSAL is built only when needed)
-
-    return app_graph_client(settings, tenant)
+    """App-only Graph client of a tenant (MSAL is built on first use)."""
+    return TenantAuth(tenant, settings.process, redis).graph_client()
 
 
 class WorkerContext:

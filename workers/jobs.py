@@ -22,7 +22,7 @@ from core.queue import (
     queue,
 )
 from core.token_cache import CacheCipher
-from workers import calls, delivery
+from workers import calls, delivery, directory
 from workers import desired as store
 from workers.context import TenantRuntime, current
 from workers.pbx.registry import save_state
@@ -206,3 +206,15 @@ def tick_profiles(tenant: str, users: list[str]) -> int:
     result = tick_users(current().redis, tenant, users)
     _apply(tenant, runtime, result)
     return len(result.changes)
+
+
+def sync_directory(tenant: str, full: bool = False) -> dict[str, Any]:
+    """Directory import or delta round, then relink (scheduled by the clock, or on demand)."""
+    runtime = _runtime(tenant)
+    if runtime is None:
+        return {}
+    # An adapter that cannot list users leaves the tenants file as the PBX directory.
+    adapter = runtime.adapter if runtime.settings.pbx.adapter == "http" else None
+    report = directory.sync_directory(runtime.settings, current().redis, runtime.graph,
+                                      adapter=adapter, full=full)
+    return dict(report.status())
