@@ -34,6 +34,15 @@ def heartbeat(redis: Redis, stop: threading.Event) -> None:
         stop.wait(HEARTBEAT_SECONDS)
 
 
+def _adapter_problems(context: WorkerContext, tenant: str) -> list[str]:
+    """PBX adapter options are validated by the adapters; report them at start, all at once."""
+    try:
+        context.tenant(tenant)
+    except ConfigError as exc:
+        return [f"tenants[{tenant}].{p}" for p in exc.problems]
+    return []
+
+
 def main() -> int:
     try:
         settings = load_settings()
@@ -42,9 +51,14 @@ def main() -> int:
         return 2
     configure(settings.process.log_level)
     redis = connect(settings.process.redis_url)
+    context = WorkerContext(settings, redis)
+    problems = [p for t in settings.tenants for p in _adapter_problems(context, t.name)]
+    if problems:
+        print(f"presence-bridge worker: {ConfigError(problems)}", file=sys.stderr)
+        return 2
     # Blocking reads need a longer socket timeout than the default.
     blocking = Redis.from_url(settings.process.redis_url, socket_timeout=30)
-    install(WorkerContext(settings, redis))
+    install(context)
     name = f"{socket.gethostname()}-{os.getpid()}"
     stop = threading.Event()
     threads = [
