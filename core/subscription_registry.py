@@ -29,7 +29,7 @@ def register(
     redis: Redis, subscription_id: str, tenant: str, client_state: str, **extra: str
 ) -> None:
     """Record a subscription so the webhook accepts its notifications."""
-    mapping: dict[str, str | bytes] = {
+    mapping: dict[bytes | bytearray | memoryview | str | int | float, bytes | str] = {
         "tenant": tenant,
         "client_state_sha256": digest(client_state),
     }

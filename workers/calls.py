@@ -27,7 +27,7 @@ def graph_ids_of(redis: Redis, tenant: str, pbx_user: str) -> list[str]:
     out = []
     for graph_id, users in redis.hgetall(keys.links(tenant)).items():
         if pbx_user in orjson.loads(users):
-            out.append(graph_id.decode())
+            out.append(graph_id.decode() if isinstance(graph_id, bytes) else graph_id)
     return sorted(out)
 
 

@@ -102,7 +102,7 @@ def pending_users(redis: Redis, tenant: str) -> list[str]:
         version = orjson.loads(raw)["version"]
         dead_version = orjson.loads(dead[user])["version"] if user in dead else -1
         if version > int(applied.get(user, 0)) and version != dead_version:
-            pending.append(user.decode())
+            pending.append(user.decode() if isinstance(user, bytes) else str(user))
     return sorted(pending)
 
 

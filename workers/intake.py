@@ -72,7 +72,7 @@ class IntakeForwarder:
                 count=INTAKE_BATCH,
                 block=block_ms,
             )
-            entries = [e for _, stream_entries in read or [] for e in stream_entries]
+            entries = _entries(read)
             if entries and self.window_ms and len(entries) < INTAKE_BATCH:
                 # Coalesce a burst: more ids per job means fewer Graph reads.
                 time.sleep(self.window_ms / 1000)
@@ -82,7 +82,7 @@ class IntakeForwarder:
                     {keys.INTAKE_STREAM: ">"},
                     count=INTAKE_BATCH - len(entries),
                 )
-                entries += [e for _, stream_entries in more or [] for e in stream_entries]
+                entries += _entries(more)
         return self.forward([(eid, fields) for eid, fields in entries if fields])
 
     def forward(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
@@ -127,3 +127,8 @@ def _data_kwargs() -> dict[str, Any]:
         "failure_ttl": kwargs["failure_ttl"],
         "retry": kwargs["retry"],
     }
+
+
+def _entries(read: Any) -> list[Any]:
+    """Flatten XREADGROUP's [(stream, [(id, fields), ...]), ...] reply."""
+    return [e for _, stream_entries in read or [] for e in stream_entries]

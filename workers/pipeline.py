@@ -163,7 +163,7 @@ def process(
         pipe.hset(keys.presence(tenant), mapping=presence_writes)  # type: ignore[arg-type]
     if states:
         pipe.hset(
-            keys.profile_state(tenant),  # type: ignore[arg-type]
+            keys.profile_state(tenant),
             mapping={u: orjson.dumps(s.to_dict()) for u, s in states.items()},
         )
     for update, users in fresh:

@@ -23,7 +23,7 @@ def build_adapter(tenant: TenantSettings, redis: Redis) -> PbxAdapter:
     sip = SipAdapter(tenant.pbx.options, tenant.pbx.secret)
     raw = redis.get(keys.adapter_state(tenant.name))
     if raw:
-        sip.import_state(raw.decode())
+        sip.import_state(raw.decode() if isinstance(raw, bytes) else str(raw))
     return sip
 
 
