@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from core import intake, keys
+from core import keys
 from core.redis import connect_async
 from core.settings import Settings, load_settings
-from webhook import builtin_api, health, notifications, oauth, pbx_events
+from webhook import admin, builtin_api, health, notifications, oauth, pbx_events
+from webhook.handoff import IntakeWriter
 from webhook.lookup import SubscriptionLookup
 from webhook.metrics import WebMetrics
 
@@ -23,8 +24,7 @@ def create_app(settings: Settings) -> Starlette:
         redis = connect_async(settings.process.redis_url)
         app.state.redis = redis
         app.state.lookup = SubscriptionLookup(redis)
-        app.state.append = redis.register_script(intake.APPEND_SCRIPT)
-        app.state.intake = intake.IntakeWriter(redis, keys.INTAKE_STREAM, keys.METRICS_HASH)
+        app.state.intake = IntakeWriter(redis, keys.INTAKE_STREAM, keys.METRICS_HASH)
         yield
         await app.state.intake.aclose()
         await redis.aclose()
@@ -38,12 +38,11 @@ def create_app(settings: Settings) -> Starlette:
         *builtin_api.routes,
         *pbx_events.routes,
         *oauth.routes,
+        *admin.routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = WebMetrics()
-    app.state.intake_key = keys.INTAKE_STREAM
-    app.state.metrics_key = keys.METRICS_HASH
     return app
 
 

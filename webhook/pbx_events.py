@@ -81,10 +81,7 @@ async def receive(request: Request) -> Response:
     try:
         if not await state.redis.set(replay_key, 1, nx=True, ex=2 * TOLERANCE_SECONDS):
             return _error(409, "replayed request")
-        await state.append(
-            keys=[state.intake_key, state.metrics_key],
-            args=intake.script_args(accepted, {"pbx_events": len(events)}),
-        )
+        await state.intake.append(intake.script_args(accepted, {"pbx_events": len(events)}))
     except (RedisError, OSError):
         return _error(503, "temporarily unavailable")
     return Response(status_code=202)

@@ -1,0 +1,462 @@
+"""What an operator sees: accounts, subscriptions, users, queues, dead letters, errors.
+
+Read-only and cheap: Redis and the settings, never Graph or a PBX, so the CLI's `status`,
+`users show` and the admin page can call it as often as they like. Plain dataclasses;
+`as_json` turns any of them into JSON-ready values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis import Redis
+from redis.exceptions import ResponseError
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from core import accounts, keys
+from core.queue import QUEUES, queue
+from core.settings import Settings, TenantSettings
+
+# Refresh tokens lapse after 90 days without use (core.auth refreshes idle accounts long before).
+REFRESH_TOKEN_DAYS = 90
+# The clock renews 20 minutes before expiry: one with less than 10 left missed two renewals.
+EXPIRING_SECONDS = 10 * 60.0
+RECENT_FAILED_JOBS = 20
+RECENT_EVENTS = 20
+
+
+# Keys written by workers/ and subscriptions/, which core/ must not import. Wanted in
+# core.keys; tests/core/test_status.py checks they equal their owners' definitions.
+def directory_status_key(tenant: str) -> str:
+    return f"{keys.PREFIX}tenant:{tenant}:directory:status"
+
+
+def directory_users_key(tenant: str) -> str:
+    return f"{keys.PREFIX}tenant:{tenant}:directory:users"
+
+
+def subscription_status_key(tenant: str) -> str:
+    return f"{keys.PREFIX}tenant:{tenant}:sub-status"
+
+
+def subscription_backoff_key(tenant: str) -> str:
+    return f"{keys.PREFIX}tenant:{tenant}:sub-backoff"
+
+
+def desired_versions_key(tenant: str) -> str:
+    return keys.desired(tenant) + ":versions"
+
+
+@dataclass(frozen=True)
+class AccountView:
+    account: str
+    status: str  # healthy, needs_sign_in, not_signed_in
+    reason: str | None
+    signed_in_at: float | None
+    last_refresh: float | None
+    token_cached: bool
+    refresh_token_expires_at: float | None  # the latest it lapses if never used again
+    subscription_id: str | None
+
+
+@dataclass(frozen=True)
+class SubscriptionView:
+    subscription_id: str
+    account: str
+    users: int
+    expires_at: float
+    renewed_at: float
+    seconds_left: float
+    state: str  # live, expiring, expired
+
+
+@dataclass(frozen=True)
+class UsersView:
+    directory_synced_at: float | None
+    graph_users: int
+    pbx_users: int
+    linked: int  # PBX users that follow a Teams user
+    unlinked_graph: int
+    unlinked_pbx: int
+    conflicting: int
+    disabled: int
+    subscribed: int
+    polled: int
+    polling_latency_bound: float | None
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DeadLetterView:
+    user: str
+    profile: str
+    version: int
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Problem:
+    at: float | None
+    tenant: str | None
+    source: str  # account, subscription, delivery, job
+    subject: str
+    message: str
+
+
+@dataclass(frozen=True)
+class QueueView:
+    name: str
+    queued: int
+    started: int
+    scheduled: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class TenantStatus:
+    name: str
+    enabled: bool
+    adapter: str
+    accounts: list[AccountView]
+    subscriptions: list[SubscriptionView]
+    users: UsersView
+    pending_deliveries: int
+    dead_letters: list[DeadLetterView]
+    problems: list[Problem]
+
+
+@dataclass(frozen=True)
+class BridgeStatus:
+    generated_at: float
+    worker_alive: bool
+    clock_alive: bool
+    intake_length: int
+    intake_pending: int
+    queues: list[QueueView]
+    tenants: list[TenantStatus]
+    problems: list[Problem]  # failed jobs and everything the tenants list
+
+
+@dataclass(frozen=True)
+class UserStatus:
+    tenant: str
+    pbx_user: str
+    graph_ids: list[str]
+    teams: dict[str, dict[str, Any]]  # graph id -> last presence seen
+    profile_state: dict[str, Any] | None
+    desired: dict[str, Any] | None
+    applied_version: int
+    pbx_profile: dict[str, Any] | None  # as the builtin adapter serves it
+    dead_letter: dict[str, Any] | None
+    events: list[dict[str, Any]]
+
+    @property
+    def in_sync(self) -> bool:
+        return self.desired is None or int(self.desired["version"]) <= self.applied_version
+
+
+def as_json(value: Any) -> Any:
+    """Dataclasses (with properties such as `in_sync`) as plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: as_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, UserStatus):
+            out["in_sync"] = value.in_sync
+        return out
+    if isinstance(value, list | tuple):
+        return [as_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): as_json(v) for k, v in value.items()}
+    return value
+
+
+def _json(raw: bytes | None) -> Any:
+    return orjson.loads(raw) if raw else None
+
+
+def _decode_hash(raw: Mapping[bytes, bytes]) -> dict[str, bytes]:
+    return {k.decode(): v for k, v in raw.items()}
+
+
+# ---- per tenant ---------------------------------------------------------------------------
+
+
+def subscriptions(redis: Redis, tenant: str, now: float) -> list[SubscriptionView]:
+    """The tenant's recorded subscriptions, soonest expiry first."""
+    ids = sorted(s.decode() for s in redis.smembers(keys.tenant_subscriptions(tenant)))  # type: ignore[union-attr]
+    pipe = redis.pipeline(transaction=False)
+    for sid in ids:
+        pipe.hgetall(keys.subscription(sid))
+    views = []
+    for sid, raw in zip(ids, pipe.execute(), strict=True):
+        fields = _decode_hash(raw)
+        if "account" not in fields:
+            continue  # half-written, or registered by something that is not the clock
+        expires = float(fields.get("expires_at", b"0"))
+        left = expires - now
+        state = "expired" if left <= 0 else "expiring" if left < EXPIRING_SECONDS else "live"
+        views.append(SubscriptionView(
+            sid, fields["account"].decode(), len(orjson.loads(fields.get("users", b"[]"))),
+            expires, float(fields.get("renewed_at", b"0")), round(left, 1), state,
+        ))  # fmt: skip
+    return sorted(views, key=lambda v: (v.expires_at, v.subscription_id))
+
+
+def account_views(
+    redis: Redis, tenant: TenantSettings, subs: Iterable[SubscriptionView]
+) -> list[AccountView]:
+    held = {s.account: s.subscription_id for s in subs}
+    health = accounts.account_health(redis, tenant.name, tenant.service_accounts)
+    pipe = redis.pipeline(transaction=False)
+    for h in health:
+        pipe.exists(keys.token_cache(tenant.name, h.account))
+    cached = pipe.execute()
+    return [
+        AccountView(
+            h.account, h.status.value, h.reason, h.signed_in_at, h.last_refresh, bool(c),
+            h.last_refresh + REFRESH_TOKEN_DAYS * 86400 if h.last_refresh else None,
+            held.get(h.account),
+        )
+        for h, c in zip(health, cached, strict=True)
+    ]  # fmt: skip
+
+
+def users_view(redis: Redis, tenant: str) -> UsersView:
+    pipe = redis.pipeline(transaction=False)
+    pipe.get(directory_status_key(tenant))
+    pipe.get(subscription_status_key(tenant))
+    pipe.hlen(keys.links(tenant))
+    directory_raw, subs_raw, links = pipe.execute()
+    directory: dict[str, Any] = _json(directory_raw) or {}
+    subs: dict[str, Any] = _json(subs_raw) or {}
+    return UsersView(
+        directory_synced_at=directory.get("synced_at"),
+        graph_users=int(directory.get("graph_users", 0)),
+        pbx_users=int(directory.get("pbx_users", 0)),
+        linked=int(directory.get("linked_pbx", links)),
+        unlinked_graph=int(directory.get("unlinked_graph", 0)),
+        unlinked_pbx=int(directory.get("unlinked_pbx", 0)),
+        conflicting=int(directory.get("conflict_count", 0)),
+        disabled=int(directory.get("disabled", 0)),
+        subscribed=int(subs.get("subscribed", 0)),
+        polled=int(subs.get("polled", 0)),
+        polling_latency_bound=subs.get("polling_latency_bound"),
+        conflicts=list(directory.get("conflicts", [])),
+    )
+
+
+def dead_letters(redis: Redis, tenant: str) -> list[DeadLetterView]:
+    entries = [orjson.loads(v) for v in redis.hvals(keys.dead_letters(tenant))]  # type: ignore[union-attr]
+    return sorted(
+        (DeadLetterView(e["user"], e.get("profile", ""), int(e.get("version", 0)),
+                        e.get("reason", ""), float(e.get("at", 0.0))) for e in entries),
+        key=lambda d: (d.at, d.user),
+    )  # fmt: skip
+
+
+def pending_deliveries(redis: Redis, tenant: str) -> int:
+    """Users whose desired version is ahead of the PBX's and not dead-lettered."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.hgetall(keys.desired(tenant))
+    pipe.hgetall(keys.applied(tenant))
+    pipe.hgetall(keys.dead_letters(tenant))
+    desired, applied, dead = pipe.execute()
+    count = 0
+    for user, raw in desired.items():
+        version = int(orjson.loads(raw)["version"])
+        dead_version = int(orjson.loads(dead[user])["version"]) if user in dead else -1
+        if version > int(applied.get(user, 0)) and version != dead_version:
+            count += 1
+    return count
+
+
+def _tenant_problems(
+    redis: Redis,
+    tenant: str,
+    accounts_: list[AccountView],
+    subs: list[SubscriptionView],
+    dead: list[DeadLetterView],
+) -> list[Problem]:
+    problems = [
+        Problem(None, tenant, "account", a.account,
+                a.reason or ("never signed in" if a.status == "not_signed_in" else a.status))
+        for a in accounts_ if a.status != accounts.AccountStatus.HEALTHY.value
+    ]  # fmt: skip
+    problems += [
+        Problem(s.expires_at, tenant, "subscription", s.subscription_id,
+                f"{s.state}: {s.seconds_left:.0f} s left (account {s.account})")
+        for s in subs if s.state != "live"
+    ]  # fmt: skip
+    backoff: dict[bytes, bytes] = redis.hgetall(subscription_backoff_key(tenant))  # type: ignore[assignment]
+    for account, raw in sorted(backoff.items()):
+        entry = orjson.loads(raw)
+        problems.append(Problem(
+            None, tenant, "subscription", account.decode(),
+            f"backing off after {entry.get('failures', 1)} failure(s): {entry.get('reason', '')}",
+        ))  # fmt: skip
+    problems += [
+        Problem(d.at, tenant, "delivery", d.user, f"{d.profile} (v{d.version}): {d.reason}")
+        for d in dead
+    ]
+    return problems
+
+
+def tenant_status(redis: Redis, tenant: TenantSettings, now: float | None = None) -> TenantStatus:
+    now = time.time() if now is None else now
+    subs = subscriptions(redis, tenant.name, now)
+    accounts_ = account_views(redis, tenant, subs)
+    dead = dead_letters(redis, tenant.name)
+    return TenantStatus(
+        name=tenant.name,
+        enabled=tenant.enabled,
+        adapter=tenant.pbx.adapter,
+        accounts=accounts_,
+        subscriptions=subs,
+        users=users_view(redis, tenant.name),
+        pending_deliveries=pending_deliveries(redis, tenant.name),
+        dead_letters=dead,
+        problems=_tenant_problems(redis, tenant.name, accounts_, subs, dead),
+    )
+
+
+# ---- the whole bridge ---------------------------------------------------------------------
+
+
+def queue_views(redis: Redis) -> list[QueueView]:
+    views = []
+    for name in QUEUES:
+        q = queue(redis, name)
+        views.append(QueueView(
+            name, q.count, q.started_job_registry.count, q.scheduled_job_registry.count,
+            q.failed_job_registry.count,
+        ))  # fmt: skip
+    return views
+
+
+def intake_depth(redis: Redis) -> tuple[int, int]:
+    """Entries waiting in the intake stream, and those read but not yet forwarded."""
+    length = int(redis.xlen(keys.INTAKE_STREAM))  # type: ignore[arg-type]
+    try:
+        pending = redis.xpending(keys.INTAKE_STREAM, keys.INTAKE_GROUP)
+    except ResponseError:  # no stream or no group yet: no worker has started
+        return length, 0
+    return length, int(pending["pending"])  # type: ignore[index]
+
+
+def failed_jobs(redis: Redis, limit: int = RECENT_FAILED_JOBS) -> list[Problem]:
+    """The newest jobs in RQ's failed registries, with the last line of their error."""
+    problems = []
+    for name in QUEUES:
+        registry = queue(redis, name).failed_job_registry
+        ids = registry.get_job_ids(0, limit - 1, desc=True)
+        for job in Job.fetch_many(ids, connection=redis, serializer=JSONSerializer):
+            if job is None:
+                continue
+            result = job.latest_result()
+            text = (result.exc_string or "").strip() if result is not None else ""
+            args = job.args or []
+            tenant = args[0] if args and isinstance(args[0], str) else None
+            ended = job.ended_at.timestamp() if job.ended_at else None
+            last_line = text.splitlines()[-1] if text else "failed"
+            problems.append(Problem(ended, tenant, "job", f"{job.func_name} ({job.id})", last_line))
+    problems.sort(key=lambda p: p.at or 0.0, reverse=True)
+    return problems[:limit]
+
+
+def bridge_status(
+    redis: Redis, settings: Settings, tenant: str | None = None, now: float | None = None
+) -> BridgeStatus:
+    """Everything, for all tenants (or one)."""
+    now = time.time() if now is None else now
+    chosen = [t for t in settings.tenants if tenant is None or t.name == tenant]
+    tenants = [tenant_status(redis, t, now) for t in chosen]
+    jobs = [p for p in failed_jobs(redis) if tenant is None or p.tenant == tenant]
+    problems = [p for t in tenants for p in t.problems] + jobs
+    length, pending = intake_depth(redis)
+    pipe = redis.pipeline(transaction=False)
+    pipe.exists(keys.WORKER_HEARTBEAT)
+    pipe.exists(keys.CLOCK_HEARTBEAT)
+    worker, clock = pipe.execute()
+    return BridgeStatus(
+        generated_at=now,
+        worker_alive=bool(worker),
+        clock_alive=bool(clock),
+        intake_length=length,
+        intake_pending=pending,
+        queues=queue_views(redis),
+        tenants=tenants,
+        problems=problems,
+    )
+
+
+# ---- one user -----------------------------------------------------------------------------
+
+
+def linked_graph_ids(redis: Redis, tenant: TenantSettings, pbx_user: str) -> list[str]:
+    """Graph users that drive `pbx_user`: directory links (scanned) and static links."""
+    found = {u.graph_id for u in tenant.pbx_users if u.username == pbx_user and u.graph_id}
+    for gid, raw in redis.hscan_iter(keys.links(tenant.name)):
+        if pbx_user in orjson.loads(raw):
+            found.add(gid.decode())
+    return sorted(found)
+
+
+def resolve_pbx_users(redis: Redis, tenant: TenantSettings, name: str) -> list[str]:
+    """PBX users meant by `name`: a PBX username, a linked Graph id or a Graph UPN."""
+    known = redis.hexists(keys.profile_state(tenant.name), name) or redis.hexists(
+        keys.desired(tenant.name), name
+    )
+    if known or any(u.username == name for u in tenant.pbx_users):
+        return [name]
+    if linked_graph_ids(redis, tenant, name):
+        return [name]
+    gid = name
+    if "@" in name:
+        wanted = name.lower()
+        for candidate, raw in redis.hscan_iter(directory_users_key(tenant.name)):
+            if str(orjson.loads(raw).get("userPrincipalName", "")).lower() == wanted:
+                gid = candidate.decode()
+                break
+    linked = _json(redis.hget(keys.links(tenant.name), gid))  # type: ignore[arg-type]
+    static = [u.username for u in tenant.pbx_users if u.graph_id == gid]
+    return sorted(set(linked or []) | set(static))
+
+
+def user_status(
+    redis: Redis, tenant: TenantSettings, pbx_user: str, events: int = RECENT_EVENTS
+) -> UserStatus:
+    name = tenant.name
+    graph_ids = linked_graph_ids(redis, tenant, pbx_user)
+    pipe = redis.pipeline(transaction=False)
+    pipe.hget(keys.profile_state(name), pbx_user)
+    pipe.hget(keys.desired(name), pbx_user)
+    pipe.hget(keys.applied(name), pbx_user)
+    pipe.hget(keys.builtin_profiles(name), pbx_user)
+    pipe.hget(keys.dead_letters(name), pbx_user)
+    pipe.lrange(keys.user_events(name, pbx_user), 0, events - 1)
+    if graph_ids:
+        pipe.hmget(keys.presence(name), graph_ids)
+    state, desired, applied, builtin, dead, recent, *presence = pipe.execute()
+    teams = {
+        gid: orjson.loads(raw)
+        for gid, raw in zip(graph_ids, presence[0] if presence else [], strict=False)
+        if raw
+    }
+    return UserStatus(
+        tenant=name,
+        pbx_user=pbx_user,
+        graph_ids=graph_ids,
+        teams=teams,
+        profile_state=_json(state),
+        desired=_json(desired),
+        applied_version=int(applied or 0),
+        pbx_profile=_json(builtin),
+        dead_letter=_json(dead),
+        events=[orjson.loads(e) for e in recent],
+    )

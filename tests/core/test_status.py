@@ -1,0 +1,226 @@
+"""core.status against a real Redis, with the records written by their owners' own code."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+import redis
+from pydantic import HttpUrl, SecretStr
+from rq import SimpleWorker
+
+from core import accounts, keys, status
+from core.queue import QUEUE_DEFAULT, job_kwargs, queue
+from core.settings import PbxUser, ProcessSettings, Settings, TenantSettings
+from subscriptions import store as sub_store
+from workers import desired, directory_store
+from workers.delivery import deliver
+from workers.pbx.base import ProfileChange
+from workers.pbx.builtin import BuiltinAdapter
+
+TENANT = "contoso"
+NOW = 1_700_000_000.0
+
+
+def explode(tenant: str) -> None:
+    """An RQ job that fails (run by the failed-jobs test)."""
+    raise RuntimeError(f"the PBX of {tenant} is on fire")
+
+
+def tenant_settings(**changes: object) -> TenantSettings:
+    base = TenantSettings(
+        name=TENANT, tenant_id="t", client_id="c", client_secret=SecretStr("s"),
+        public_base_url=HttpUrl("https://bridge.example.test"),
+    )  # fmt: skip
+    return base.model_copy(update=changes)
+
+
+def sub_record(sid: str, account: str, expires_in: float, users: int = 3) -> sub_store.Record:
+    return sub_store.Record(sid, TENANT, account, tuple(f"u{i}" for i in range(users)),
+                            NOW + expires_in, NOW - 600, NOW - 60)  # fmt: skip
+
+
+def test_keys_match_the_owners_definitions() -> None:
+    assert status.directory_status_key(TENANT) == directory_store.directory_status(TENANT)
+    assert status.directory_users_key(TENANT) == directory_store.directory_users(TENANT)
+    assert status.subscription_status_key(TENANT) == sub_store.status_key(TENANT)
+    assert status.subscription_backoff_key(TENANT) == sub_store.backoff_key(TENANT)
+    assert status.desired_versions_key(TENANT) == desired._versions_key(TENANT)
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "state"),
+    [(3000.0, "live"), (300.0, "expiring"), (-5.0, "expired")],
+)
+def test_subscription_state_follows_time_left(
+    redis_client: redis.Redis, expires_in: float, state: str
+) -> None:
+    sub_store.save(redis_client, sub_record("s1", "svc@contoso.test", expires_in), "client-state")
+
+    [view] = status.subscriptions(redis_client, TENANT, NOW)
+
+    assert (view.subscription_id, view.account, view.users) == ("s1", "svc@contoso.test", 3)
+    assert (view.state, view.seconds_left) == (state, expires_in)
+
+
+def test_subscriptions_are_listed_soonest_expiry_first(redis_client: redis.Redis) -> None:
+    sub_store.save(redis_client, sub_record("late", "a@x", 3000), "cs")
+    sub_store.save(redis_client, sub_record("soon", "b@x", 1200), "cs")
+
+    assert [s.subscription_id for s in status.subscriptions(redis_client, TENANT, NOW)] == [
+        "soon", "late"
+    ]  # fmt: skip
+
+
+def test_accounts_show_health_token_and_subscription(redis_client: redis.Redis) -> None:
+    tenant = tenant_settings(service_accounts=["Ann@x", "bob@x", "cy@x"])
+    accounts.mark_signed_in(redis_client, TENANT, "ann@x", NOW)
+    redis_client.set(keys.token_cache(TENANT, "ann@x"), b"sealed")
+    accounts.mark_needs_sign_in(redis_client, TENANT, "bob@x", "invalid_grant: revoked", NOW)
+    subs = [status.SubscriptionView("s1", "ann@x", 3, NOW + 3000, NOW, 3000, "live")]
+
+    views = {v.account: v for v in status.account_views(redis_client, tenant, subs)}
+
+    assert (views["ann@x"].status, views["ann@x"].token_cached) == ("healthy", True)
+    assert views["ann@x"].subscription_id == "s1"
+    assert views["ann@x"].refresh_token_expires_at == NOW + 90 * 86400
+    assert (views["bob@x"].status, views["bob@x"].reason) == (
+        "needs_sign_in", "invalid_grant: revoked"
+    )  # fmt: skip
+    assert (views["cy@x"].status, views["cy@x"].token_cached) == ("not_signed_in", False)
+
+
+def test_users_view_combines_directory_and_subscription_status(redis_client: redis.Redis) -> None:
+    directory_store.write_status(redis_client, TENANT, {
+        "synced_at": NOW, "graph_users": 10, "pbx_users": 6, "linked_pbx": 4,
+        "unlinked_graph": 5, "unlinked_pbx": 1, "conflict_count": 1, "disabled": 1,
+        "conflicts": [{"pbx_user": "x", "graph_ids": ["g1", "g2"]}],
+    })  # fmt: skip
+    sub_store.write_status(redis_client, TENANT,
+                           {"subscribed": 3, "polled": 1, "polling_latency_bound": 15.0}, ["g9"])
+
+    view = status.users_view(redis_client, TENANT)
+
+    assert (view.linked, view.unlinked_pbx, view.unlinked_graph, view.conflicting) == (4, 1, 5, 1)
+    assert (view.subscribed, view.polled, view.polling_latency_bound) == (3, 1, 15.0)
+    assert view.conflicts == [{"pbx_user": "x", "graph_ids": ["g1", "g2"]}]
+
+
+def test_users_view_of_a_tenant_never_synced_is_empty(redis_client: redis.Redis) -> None:
+    view = status.users_view(redis_client, TENANT)
+
+    assert (view.directory_synced_at, view.linked, view.polled) == (None, 0, 0)
+
+
+def test_pending_deliveries_agree_with_the_delivery_side(redis_client: redis.Redis) -> None:
+    made = desired.set_desired(redis_client, TENANT, [
+        ProfileChange("ann", "Away"), ProfileChange("bob", "Busy"), ProfileChange("cy", "DND"),
+    ])  # fmt: skip
+    desired.mark_applied(redis_client, TENANT, [made[0]], {})
+    desired.dead_letter(redis_client, TENANT, made[1], "refused")
+
+    assert status.pending_deliveries(redis_client, TENANT) == len(
+        desired.pending_users(redis_client, TENANT)
+    ) == 1  # fmt: skip
+
+
+def test_dead_letters_and_problems_name_the_reason(redis_client: redis.Redis) -> None:
+    [made] = desired.set_desired(redis_client, TENANT, [ProfileChange("ann", "Away")])
+    desired.dead_letter(redis_client, TENANT, made, "HTTP 404: no such extension")
+
+    report = status.tenant_status(redis_client, tenant_settings(), NOW)
+
+    [letter] = report.dead_letters
+    assert (letter.user, letter.profile, letter.version) == ("ann", "Away", 1)
+    assert ("delivery", "ann") in {(p.source, p.subject) for p in report.problems}
+    assert any("no such extension" in p.message for p in report.problems)
+
+
+def test_backoff_of_an_account_is_a_problem(redis_client: redis.Redis) -> None:
+    sub_store.backoff(redis_client, TENANT, "svc@x", NOW + 60, "Graph 503")
+
+    report = status.tenant_status(redis_client, tenant_settings(), NOW)
+
+    [problem] = report.problems
+    assert (problem.source, problem.subject) == ("subscription", "svc@x")
+    assert "Graph 503" in problem.message
+
+
+def test_intake_depth_counts_waiting_and_in_flight(redis_client: redis.Redis) -> None:
+    for n in range(3):
+        redis_client.xadd(keys.INTAKE_STREAM, {"n": n})
+    redis_client.xgroup_create(keys.INTAKE_STREAM, keys.INTAKE_GROUP, id="0")
+    redis_client.xreadgroup(keys.INTAKE_GROUP, "w1", {keys.INTAKE_STREAM: ">"}, count=2)
+
+    assert status.intake_depth(redis_client) == (3, 2)
+
+
+def test_intake_depth_without_a_stream_is_zero(redis_client: redis.Redis) -> None:
+    assert status.intake_depth(redis_client) == (0, 0)
+
+
+def test_failed_jobs_show_their_tenant_and_last_error_line(redis_client: redis.Redis) -> None:
+    q = queue(redis_client, QUEUE_DEFAULT)
+    q.enqueue("tests.core.test_status.explode", TENANT, **{**job_kwargs(), "retry": None})
+    SimpleWorker([q], connection=redis_client, serializer=q.serializer).work(burst=True)
+
+    [problem] = status.failed_jobs(redis_client)
+
+    assert (problem.tenant, problem.source) == (TENANT, "job")
+    assert problem.message == f"RuntimeError: the PBX of {TENANT} is on fire"
+    assert [v.failed for v in status.queue_views(redis_client) if v.name == QUEUE_DEFAULT] == [1]
+
+
+def test_bridge_status_sees_heartbeats_and_tenants(redis_client: redis.Redis) -> None:
+    redis_client.set(keys.WORKER_HEARTBEAT, "1", ex=30)
+    settings = Settings(process=ProcessSettings(), tenants=(tenant_settings(),))
+
+    report = status.bridge_status(redis_client, settings, now=NOW)
+
+    assert (report.worker_alive, report.clock_alive) == (True, False)
+    assert [t.name for t in report.tenants] == [TENANT]
+    assert orjson.loads(orjson.dumps(status.as_json(report)))["tenants"][0]["name"] == TENANT
+
+
+def _deliver_presence(redis_client: redis.Redis, user: str, profile: str) -> None:
+    [made] = desired.set_desired(redis_client, TENANT, [ProfileChange(user, profile)])
+    deliver(redis_client, TENANT, BuiltinAdapter(redis_client, TENANT), [user])
+    assert made.version >= 1
+
+
+def test_user_status_shows_presence_profile_and_latency(redis_client: redis.Redis) -> None:
+    redis_client.hset(keys.links(TENANT), "g-ann", orjson.dumps(["ann"]))
+    redis_client.hset(keys.presence(TENANT), "g-ann", orjson.dumps(
+        {"availability": "Busy", "activity": "InAMeeting", "sequence": None,
+         "observed_at": time.time()}))  # fmt: skip
+    _deliver_presence(redis_client, "ann", "Teams Meeting")
+
+    user = status.user_status(redis_client, tenant_settings(), "ann")
+
+    assert user.graph_ids == ["g-ann"]
+    assert user.teams["g-ann"]["activity"] == "InAMeeting"
+    assert (user.pbx_profile or {})["profile"] == "Teams Meeting"
+    assert user.in_sync
+    assert user.events[0]["result"] == "applied"
+    assert user.events[0]["latency_ms"] >= 0
+
+
+@pytest.mark.parametrize("name", ["ann", "g-ann", "Ann@Contoso.test"])
+def test_a_user_is_found_by_pbx_name_graph_id_or_upn(redis_client: redis.Redis, name: str) -> None:
+    redis_client.hset(keys.links(TENANT), "g-ann", orjson.dumps(["ann"]))
+    redis_client.hset(status.directory_users_key(TENANT), "g-ann",
+                      orjson.dumps({"userPrincipalName": "ann@contoso.test"}))  # fmt: skip
+
+    assert status.resolve_pbx_users(redis_client, tenant_settings(), name) == ["ann"]
+
+
+def test_a_static_link_counts_as_a_link(redis_client: redis.Redis) -> None:
+    tenant = tenant_settings(pbx_users=[PbxUser(username="ann", graph_id="g-static")])
+
+    assert status.resolve_pbx_users(redis_client, tenant, "g-static") == ["ann"]
+    assert status.user_status(redis_client, tenant, "ann").graph_ids == ["g-static"]
+
+
+def test_an_unknown_user_resolves_to_nobody(redis_client: redis.Redis) -> None:
+    assert status.resolve_pbx_users(redis_client, tenant_settings(), "nobody") == []

@@ -1,0 +1,368 @@
+"""The operator's status page `/admin`: HTML, its JSON and live SSE updates, behind the admin key.
+
+Access takes the admin API key, either in a header (scripts) or exchanged once at
+`POST /admin/login` for a signed session cookie (browsers). An unset key closes the page.
+A session is `expiry.nonce.mac`, HMAC-SHA256 under a key derived from the admin key, so
+rotating the admin key ends every session and nothing is stored server-side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+from pydantic import SecretStr
+from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Route
+
+from core import keys, status
+from core.auth import Authenticator
+from core.errors import BridgeError
+from core.redis import connect
+from core.settings import Settings
+from webhook import admin_page as view
+from webhook.auth import key_matches, presented_key
+
+COOKIE = "pb_admin"
+COOKIE_PATH = "/admin"
+SESSION_SECONDS = 8 * 3600
+MAX_FORM_BYTES = 4096
+FULL_DIFF_SECONDS = 2.0  # every adapter: profile states compared this often for the live feed
+BLOCK_MS = 1000  # below the Redis client's socket timeout
+KEEPALIVE_SECONDS = 15.0
+_SESSION_CONTEXT = b"presence-bridge admin session v1"
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+
+
+# ---- sessions -------------------------------------------------------------------------------
+
+
+def _mac(admin_key: SecretStr, payload: str) -> str:
+    session_key = hmac.new(
+        admin_key.get_secret_value().encode(), _SESSION_CONTEXT, hashlib.sha256
+    ).digest()
+    return hmac.new(session_key, payload.encode(), hashlib.sha256).hexdigest()
+
+
+def issue_session(admin_key: SecretStr, now: float) -> str:
+    payload = f"{int(now) + SESSION_SECONDS}.{secrets.token_urlsafe(16)}"
+    return f"{payload}.{_mac(admin_key, payload)}"
+
+
+def session_valid(token: str | None, admin_key: SecretStr | None, now: float) -> bool:
+    if not token or admin_key is None or len(token) > 256:
+        return False
+    payload, _, mac = token.rpartition(".")
+    expiry = payload.partition(".")[0]
+    if not expiry.isdigit():
+        return False
+    if not hmac.compare_digest(mac.encode(), _mac(admin_key, payload).encode()):
+        return False
+    return now < int(expiry)
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _authorised(request: Request) -> bool:
+    expected = _settings(request).process.admin_api_key
+    if key_matches(presented_key(request), expected):
+        return True
+    return session_valid(request.cookies.get(COOKIE), expected, time.time())
+
+
+def _same_origin(request: Request) -> bool:
+    """A state-changing form must come from this page (SameSite=Strict already; belt and braces)."""
+    origin = request.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+# ---- pages ----------------------------------------------------------------------------------
+
+
+def _html(
+    request: Request,
+    title: str,
+    main: str,
+    status_code: int = 200,
+    *,
+    live: bool = False,
+    subtitle: str = "",
+    nav: str = "",
+) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(16)
+    # Sign-in forms redirect to the identity platform, which form-action must allow.
+    logins = " ".join(sorted({_origin(str(t.login_base_url)) for t in _settings(request).tenants}))
+    csp = (
+        f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
+        f"connect-src 'self'; img-src 'self' data:; form-action 'self' {logins}; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+    body = view.document(title, main, nonce, live=live, subtitle=subtitle, nav=nav)
+    return HTMLResponse(body, status_code, headers=_HEADERS | {"Content-Security-Policy": csp})
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _login_page(request: Request, error: str | None = None, status_code: int = 401) -> HTMLResponse:
+    if _settings(request).process.admin_api_key is None:
+        return _html(request, "Status page closed", view.closed_notice(), 403)
+    return _html(request, "Sign in", view.login_form(error), status_code)
+
+
+async def page(request: Request) -> Response:
+    if not _authorised(request):
+        return _login_page(request)
+    try:
+        data = await _read_status(request)
+    except (RedisError, OSError):
+        text = "Redis is not reachable; try again soon."
+        return _html(request, "Status", view.message(text), 503)
+    nav = '<span id="live" class="live">connecting</span><a href="/admin/logout">Sign out</a>'
+    return _html(
+        request,
+        "Status",
+        view.status_main(data),
+        live=True,
+        nav=nav,
+        subtitle=view.esc("as of " + view.clock(data["generated_at"])),
+    )
+
+
+async def status_json(request: Request) -> Response:
+    if not _authorised(request):
+        return JSONResponse(
+            {"error": "unauthorized"}, 401, headers=_HEADERS | {"WWW-Authenticate": "Bearer"}
+        )
+    try:
+        data = await _read_status(request)
+    except (RedisError, OSError):
+        return JSONResponse({"error": "temporarily unavailable"}, 503, headers=_HEADERS)
+    return Response(orjson.dumps(data), media_type="application/json", headers=_HEADERS)
+
+
+def read_status(settings: Settings, now: float) -> dict[str, Any]:
+    """core.status's model plus, per tenant, the user table and recent transitions."""
+    with connect(settings.process.redis_url) as redis:
+        data: dict[str, Any] = status.as_json(status.bridge_status(redis, settings, now=now))
+        for tenant in data["tenants"]:
+            configured = settings.tenant(tenant["name"])
+            if configured is not None:  # always: bridge_status lists configured tenants only
+                tenant.update(view.user_table(redis, configured))
+    return data
+
+
+async def _read_status(request: Request) -> dict[str, Any]:
+    return await run_in_threadpool(read_status, _settings(request), time.time())
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return None
+    # Parsed by hand: Starlette's form parser needs python-multipart, not a dependency.
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+async def login(request: Request) -> Response:
+    expected = _settings(request).process.admin_api_key
+    if expected is None:
+        return _login_page(request)
+    form = await _form(request)
+    if form is None:
+        return _login_page(request, "That request is too large.", 413)
+    if not key_matches(form.get("key") or presented_key(request), expected):
+        return _login_page(request, "That is not the admin API key.")
+    response = RedirectResponse("/admin", 303, headers=_HEADERS)
+    response.set_cookie(
+        COOKIE,
+        issue_session(expected, time.time()),
+        max_age=SESSION_SECONDS,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+async def logout(request: Request) -> Response:
+    response = RedirectResponse("/admin", 303, headers=_HEADERS)
+    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+    return response
+
+
+async def sign_in(request: Request) -> Response:
+    """A "Sign in" button: start core.auth's flow, as /oauth/login does; /oauth/callback ends it."""
+    if not _authorised(request) or not _same_origin(request):
+        return _login_page(request)
+    form = await _form(request) or {}
+    tenant, account = form.get("tenant", ""), form.get("account") or None
+    settings = _settings(request)
+    if settings.tenant(tenant) is None:
+        return _html(request, "Sign-in", view.message(f"Unknown tenant {tenant[:64]!r}."), 404)
+
+    def start() -> str:
+        with connect(settings.process.redis_url) as redis, Authenticator(settings, redis) as auth:
+            return auth.start_sign_in(tenant, account)
+
+    try:
+        auth_uri = await run_in_threadpool(start)
+    except BridgeError as error:
+        text = f"The sign-in cannot start: {error}"
+        return _html(request, "Sign-in", view.message(text), error.status_code)
+    return RedirectResponse(auth_uri, 303, headers=_HEADERS)
+
+
+# ---- live updates ---------------------------------------------------------------------------
+
+
+async def events(request: Request) -> Response:
+    if not _authorised(request):
+        return JSONResponse({"error": "unauthorized"}, 401, headers=_HEADERS)
+    settings = _settings(request)
+    redis = request.app.state.redis
+    feed = ChangeFeed([t.name for t in settings.tenants])
+    streams = {
+        keys.builtin_events(t.name): t.name for t in settings.tenants if t.pbx.adapter == "builtin"
+    }
+    positions: dict[str, str] = {}
+    try:
+        # Before the response starts, so a client that sees the stream open misses nothing.
+        positions = {s: await _last_id(redis, s) for s in streams}
+        await feed.everything(redis)  # the snapshot the page was rendered from
+    except (RedisError, OSError):
+        pass  # the loop retries; the page keeps what it shows
+    return StreamingResponse(
+        _stream(request, feed, streams, positions),
+        media_type="text/event-stream",
+        headers=_HEADERS | {"X-Accel-Buffering": "no"},
+    )
+
+
+class ChangeFeed:
+    """Per PBX user, its profile state (Teams presence and profile) compared with the last seen."""
+
+    def __init__(self, tenants: list[str]) -> None:
+        self.tenants = tenants
+        self.seen: dict[str, dict[bytes, bytes]] = {}
+
+    async def everything(self, redis: Any) -> list[dict[str, Any]]:
+        out = []
+        for tenant in self.tenants:
+            states: dict[bytes, bytes] = await redis.hgetall(keys.profile_state(tenant))
+            out += self._compare(tenant, states, prime=tenant not in self.seen)
+        return out
+
+    async def users(self, redis: Any, tenant: str, users: list[str]) -> list[dict[str, Any]]:
+        raw = await redis.hmget(keys.profile_state(tenant), users)
+        states = {u.encode(): r for u, r in zip(users, raw, strict=True) if r is not None}
+        return self._compare(tenant, states, prime=False)
+
+    def _compare(
+        self, tenant: str, states: dict[bytes, bytes], *, prime: bool
+    ) -> list[dict[str, Any]]:
+        seen = self.seen.setdefault(tenant, {})
+        changed = [(u, s) for u, s in states.items() if seen.get(u) != s]
+        seen.update(changed)
+        if prime:
+            return []  # the page already shows these
+        out = []
+        for user, raw in sorted(changed):
+            state = orjson.loads(raw)
+            out.append(
+                {
+                    "tenant": tenant,
+                    "user": user.decode(),
+                    "profile": state.get("current"),
+                    "availability": state.get("availability") or "",
+                    "activity": state.get("activity") or "",
+                }
+            )
+        return out
+
+
+def _event(change: dict[str, Any]) -> bytes:
+    return b"event: presence\ndata: " + orjson.dumps(change) + b"\n\n"
+
+
+async def _stream(
+    request: Request, feed: ChangeFeed, streams: dict[str, str], positions: dict[str, str]
+) -> AsyncIterator[bytes]:
+    """`builtin` tenants' profile stream wakes the feed at once for the users it names; a full
+    comparison every FULL_DIFF_SECONDS covers every adapter and changes that moved no profile."""
+    redis = request.app.state.redis
+    yield b"retry: 3000\n\n"
+    loop = asyncio.get_running_loop()
+    last_full = last_sent = loop.time()
+    while not await request.is_disconnected():
+        changes: list[dict[str, Any]] = []
+        try:
+            if positions:
+                read = await redis.xread(positions, block=BLOCK_MS, count=500)
+            else:
+                await asyncio.sleep(BLOCK_MS / 1000)
+                read = []
+            for stream_key, entries in read or []:
+                stream = stream_key.decode()
+                positions[stream] = entries[-1][0].decode()
+                named = sorted({orjson.loads(f[b"data"])["user"] for _, f in entries})
+                changes += await feed.users(redis, streams[stream], named)
+            if loop.time() - last_full >= FULL_DIFF_SECONDS:
+                last_full = loop.time()
+                changes += await feed.everything(redis)
+        except (RedisError, OSError):
+            await asyncio.sleep(1.0)  # Redis is away; the page keeps its connection
+        for change in changes:
+            yield _event(change)
+            last_sent = loop.time()
+        if loop.time() - last_sent >= KEEPALIVE_SECONDS:
+            last_sent = loop.time()
+            yield b": keep-alive\n\n"
+
+
+async def _last_id(redis: Any, stream: str) -> str:
+    # Pin "now" to a real id so nothing slips between two reads.
+    try:
+        info = await redis.xinfo_stream(stream)
+    except RedisError:
+        return "0-0"  # no stream yet
+    return str(info["last-generated-id"].decode())
+
+
+routes = [
+    Route("/admin", page, methods=["GET"]),
+    Route("/admin/api/status", status_json, methods=["GET"]),
+    Route("/admin/events", events, methods=["GET"]),
+    Route("/admin/login", login, methods=["POST"]),
+    Route("/admin/logout", logout, methods=["GET"]),
+    Route("/admin/sign-in", sign_in, methods=["POST"]),
+]
