@@ -1,11 +1,11 @@
-"""Private keys of the rich-notification certificates, kept in Redis encrypted at rest.
+"""Rich-notification certificates: public part for Graph, private key encrypted at rest.
 
-The clock creates a key per subscription certificate; workers decrypt notifications with
-it. Old keys stay until no notification can reference them (rotation)."""
+The clock creates and rotates them (subscriptions/); workers decrypt notifications with the
+private keys. Old keys stay until no notification can name them any more."""
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 
 import orjson
 from redis import Redis
@@ -13,48 +13,101 @@ from redis import Redis
 from core import keys
 from core.token_cache import CacheCipher
 
-KEEP_RETIRED_SECONDS = 4 * 3600 + 600  # Graph retries a notification for up to 4 hours
+
+def certificates_key(tenant: str) -> str:
+    """Hash: certificate id -> JSON {key (encrypted PEM), certificate, created_at, retired_at}."""
+    return f"{keys.PREFIX}tenant:{tenant}:certs"
 
 
-def _key(tenant: str) -> str:
-    return keys.PREFIX + f"tenant:{tenant}:certificates"
+# Graph retries a delivery for up to 4 hours, so a retired key may still be needed that long
+# after the last subscription stopped naming it.
+RETIRED_KEY_KEPT_SECONDS = 5 * 3600.0
 
 
-def store(
-    redis: Redis, cipher: CacheCipher, tenant: str, certificate_id: str, private_key_pem: bytes
+def current_certificate_key(tenant: str) -> str:
+    """String: id of the certificate new subscriptions and renewals name."""
+    return f"{keys.PREFIX}tenant:{tenant}:cert-current"
+
+
+@dataclass(frozen=True)
+class Certificate:
+    certificate_id: str
+    certificate_b64: str  # DER, base64: what Graph's `encryptionCertificate` takes
+    created_at: float
+
+
+def current_certificate(redis: Redis, tenant: str) -> Certificate | None:
+    cid = redis.get(current_certificate_key(tenant))
+    if cid is None:
+        return None
+    raw = redis.hget(certificates_key(tenant), cid)
+    if raw is None:
+        return None
+    entry = orjson.loads(raw)
+    return Certificate(cid.decode(), entry["certificate"], float(entry["created_at"]))  # type: ignore[union-attr]
+
+
+def add_certificate(
+    redis: Redis, cipher: CacheCipher, tenant: str, certificate: Certificate, private_pem: bytes
 ) -> None:
-    record = {
-        "key": cipher.encrypt(private_key_pem).decode(),
-        "created": time.time(),
-        "retired": None,
+    """Store a new certificate (its key encrypted) and make it current; retire the old one."""
+    old = current_certificate(redis, tenant)
+    entry = {
+        "key": cipher.encrypt(private_pem).decode(),
+        "certificate": certificate.certificate_b64,
+        "created_at": certificate.created_at,
+        "retired_at": None,
     }
-    redis.hset(_key(tenant), certificate_id, orjson.dumps(record))
+    pipe = redis.pipeline()
+    pipe.hset(certificates_key(tenant), certificate.certificate_id, orjson.dumps(entry))
+    pipe.set(current_certificate_key(tenant), certificate.certificate_id)
+    pipe.execute()
+    if old is not None:
+        raw = redis.hget(certificates_key(tenant), old.certificate_id)
+        if raw is not None:
+            retired = orjson.loads(raw)
+            retired["retired_at"] = certificate.created_at
+            redis.hset(certificates_key(tenant), old.certificate_id, orjson.dumps(retired))
 
 
-def retire(redis: Redis, tenant: str, certificate_id: str, now: float | None = None) -> None:
-    raw = redis.hget(_key(tenant), certificate_id)
-    if raw:
-        record = orjson.loads(raw)
-        record["retired"] = time.time() if now is None else now
-        redis.hset(_key(tenant), certificate_id, orjson.dumps(record))
+def private_key(
+    redis: Redis, cipher: CacheCipher, tenant: str, certificate_id: str
+) -> bytes | None:
+    """The PEM private key of a certificate, to decrypt notifications that name it."""
+    raw = redis.hget(certificates_key(tenant), certificate_id)
+    if raw is None:
+        return None
+    sealed = orjson.loads(raw)["key"].encode()
+    plaintext, _ = cipher.decrypt(sealed, f"notification key {certificate_id}")
+    return plaintext
+
+
+def certificate_ids(redis: Redis, tenant: str) -> list[str]:
+    return sorted(k.decode() for k in redis.hkeys(certificates_key(tenant)))  # type: ignore[union-attr]
+
+
+def prune_certificates(redis: Redis, tenant: str, in_use: set[str], now: float) -> list[str]:
+    """Drop retired keys no subscription names any more, once Graph's retries are over."""
+    raw: dict[bytes, bytes] = redis.hgetall(certificates_key(tenant))  # type: ignore[assignment]
+    current = redis.get(current_certificate_key(tenant))
+    dropped = []
+    for cid, value in raw.items():
+        entry = orjson.loads(value)
+        retired_at = entry.get("retired_at")
+        if cid == current or cid.decode() in in_use or retired_at is None:
+            continue
+        if now - float(retired_at) >= RETIRED_KEY_KEPT_SECONDS:
+            dropped.append(cid.decode())
+    if dropped:
+        redis.hdel(certificates_key(tenant), *dropped)
+    return dropped
 
 
 def private_keys(redis: Redis, cipher: CacheCipher, tenant: str) -> dict[str, bytes]:
-    out = {}
-    for cert_id, raw in redis.hgetall(_key(tenant)).items():
-        record = orjson.loads(raw)
-        pem, _ = cipher.decrypt(record["key"].encode(), "a notification certificate key")
-        out[cert_id.decode()] = pem
+    """Every stored private key by certificate id (a notification names the one it used)."""
+    out: dict[str, bytes] = {}
+    for cid, raw in redis.hgetall(certificates_key(tenant)).items():
+        name = cid.decode() if isinstance(cid, bytes) else str(cid)
+        sealed = orjson.loads(raw)["key"].encode()
+        out[name], _ = cipher.decrypt(sealed, f"notification key {name}")
     return out
-
-
-def purge_retired(redis: Redis, tenant: str, now: float | None = None) -> int:
-    now = time.time() if now is None else now
-    gone = [
-        cid
-        for cid, raw in redis.hgetall(_key(tenant)).items()
-        if (r := orjson.loads(raw))["retired"] and now - r["retired"] > KEEP_RETIRED_SECONDS
-    ]
-    if gone:
-        redis.hdel(_key(tenant), *gone)
-    return len(gone)

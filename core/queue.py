@@ -28,6 +28,8 @@ JOB_PBX_EVENTS = "workers.jobs.process_pbx_events"
 JOB_REFRESH_CALL = "workers.jobs.refresh_call_presence"
 JOB_DELIVER = "workers.jobs.deliver_pending"
 JOB_TICK = "workers.jobs.tick_profiles"
+JOB_PRESENCES = "workers.jobs.process_presences"
+JOB_SYNC_DIRECTORY = "workers.jobs.sync_directory"
 
 JOB_TIMEOUT_SECONDS = 60
 RESULT_TTL_SECONDS = 0  # results are not read; state lives in our own keys

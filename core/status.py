@@ -252,7 +252,7 @@ def users_view(redis: Redis, tenant: str) -> UsersView:
 
 
 def dead_letters(redis: Redis, tenant: str) -> list[DeadLetterView]:
-    entries = [orjson.loads(v) for v in redis.hvals(keys.dead_letters(tenant))]  # type: ignore[union-attr]
+    entries = [orjson.loads(v) for v in redis.hvals(keys.dead_letters(tenant))]
     return sorted(
         (DeadLetterView(e["user"], e.get("profile", ""), int(e.get("version", 0)),
                         e.get("reason", ""), float(e.get("at", 0.0))) for e in entries),
@@ -341,12 +341,12 @@ def queue_views(redis: Redis) -> list[QueueView]:
 
 def intake_depth(redis: Redis) -> tuple[int, int]:
     """Entries waiting in the intake stream, and those read but not yet forwarded."""
-    length = int(redis.xlen(keys.INTAKE_STREAM))  # type: ignore[arg-type]
+    length = int(redis.xlen(keys.INTAKE_STREAM))
     try:
         pending = redis.xpending(keys.INTAKE_STREAM, keys.INTAKE_GROUP)
     except ResponseError:  # no stream or no group yet: no worker has started
         return length, 0
-    return length, int(pending["pending"])  # type: ignore[index]
+    return length, int(pending["pending"])
 
 
 def failed_jobs(redis: Redis, limit: int = RECENT_FAILED_JOBS) -> list[Problem]:

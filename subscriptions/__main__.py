@@ -1,4 +1,4 @@
-"""`python -m subscriptions`: the Procfile's clock process."""
+"""`python -m subscriptions`: the Procfile's clock process; with a command, one schedule once."""
 
 from __future__ import annotations
 
@@ -6,14 +6,19 @@ import signal
 import sys
 import threading
 
+from core.auth import Authenticator
 from core.errors import ConfigError
 from core.logging import configure
 from core.redis import connect
 from core.settings import load_settings
-from subscriptions.clock import Schedule, run
+from subscriptions import commands
+from subscriptions.clock import run
+from subscriptions.schedules import Clockwork
 
 
 def main(argv: list[str]) -> int:
+    if argv:
+        return commands.main(argv)
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -24,9 +29,14 @@ def main(argv: list[str]) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    schedules: list[Schedule] = []
-    print(f"clock: {len(settings.tenants)} tenant(s), {len(schedules)} schedule(s)", flush=True)
-    run(redis, schedules, stop)
+    with Authenticator(settings, redis) as auth:
+        work = Clockwork(settings, redis, auth)
+        schedules = work.schedules()
+        print(f"clock: {len(settings.tenants)} tenant(s), {len(schedules)} schedule(s)", flush=True)
+        try:
+            run(redis, schedules, stop)
+        finally:
+            work.close()
     return 0
 
 

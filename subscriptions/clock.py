@@ -28,16 +28,56 @@ class Schedule:
     next_at: float = 0.0
 
 
-def run(redis: Redis, schedules: list[Schedule], stop: threading.Event) -> None:
-    lock = LeaderLock(redis, "clock", LOCK_TTL_SECONDS)
+class _Keeper:
+    """Renews the lock every third of its TTL while an action runs longer than a tick."""
+
+    def __init__(self, lock: LeaderLock, ttl_seconds: float) -> None:
+        self._lock = lock
+        self._every = ttl_seconds / 3
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="clock-lock-keeper", daemon=True)
+
+    def __enter__(self) -> _Keeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._done.wait(self._every):
+            try:
+                if not self._lock.acquire():
+                    log.error("clock: lost the leader lock during a long action")
+            except (RedisError, OSError):
+                log.warning("clock: could not renew the leader lock")
+
+
+def run(
+    redis: Redis,
+    schedules: list[Schedule],
+    stop: threading.Event,
+    *,
+    lock_ttl: float = LOCK_TTL_SECONDS,
+    tick: float = TICK_SECONDS,
+    on_tick: Callable[[bool], None] | None = None,
+) -> None:
+    """Tick until `stop`; only the clock holding the lock runs schedules. `on_tick(leader)`."""
+    lock = LeaderLock(redis, "clock", lock_ttl)
     while not stop.is_set():
+        leader = False
         try:
             redis.set(keys.CLOCK_HEARTBEAT, str(time.time()), ex=60)
-            if lock.acquire():
-                run_due(schedules, time.monotonic())
+            leader = lock.acquire()
+            if leader:
+                with _Keeper(lock, lock_ttl):
+                    run_due(schedules, time.monotonic())
         except (RedisError, OSError):
             log.warning("clock: redis unavailable, retrying")
-        stop.wait(TICK_SECONDS)
+        if on_tick is not None:
+            on_tick(leader)
+        stop.wait(tick)
     with contextlib.suppress(RedisError, OSError):  # the lock expires by itself
         lock.release()
 

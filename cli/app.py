@@ -1,0 +1,32 @@
+"""The `presence-bridge` command: the operator's view of a running bridge.
+
+The composition root: it may use every package of the bridge (but never the emulator).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from cli import dead_letters, directory, subscriptions
+from cli.check import check
+from cli.login import login
+from cli.status import status, users_app
+
+app = typer.Typer(
+    name="presence-bridge",
+    help="Operate Presence Bridge: check the setup, sign in accounts, see and repair sync.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(check)
+app.command()(login)
+app.command()(status)
+app.add_typer(directory.app, name="directory")
+app.add_typer(subscriptions.app, name="subscriptions")
+app.add_typer(users_app, name="users")
+app.add_typer(dead_letters.app, name="dead-letters")
+
+
+def main() -> None:
+    app()

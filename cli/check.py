@@ -1,0 +1,233 @@
+"""`presence-bridge check`: is the configuration usable, and can the bridge reach what it needs?"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jwt
+import redis as redis_lib
+import typer
+from pydantic import ValidationError
+from rich.markup import escape
+
+from cli.common import (
+    FAILED,
+    OK,
+    USAGE,
+    Session,
+    err,
+    out,
+    print_config_problems,
+    print_json,
+    redacted_url,
+)
+from core import status
+from core.auth import Authenticator, AuthError, TenantAuth
+from core.errors import BridgeError, ConfigError, GraphError
+from core.redis import connect
+from core.settings import Settings, TenantSettings
+from core.token_cache import CacheCipher
+from workers.pbx.registry import build_adapter
+
+# Application permissions the app-only token must carry, and what each is for
+# (docs/setup-azure.md, section 2).
+APP_ROLES = {
+    "User.Read.All": "directory import and delta",
+    "Presence.ReadWrite.All": "bulk presence reads, the resync sweep, PBX calls into Teams",
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    tenant: str | None
+    check: str
+    status: str  # ok, warn, fail, skip
+    message: str
+
+
+Add = Callable[[str, str, str], None]
+
+
+def _redis(client: redis_lib.Redis, url: str, add: Add) -> bool:
+    try:
+        version = client.info("server").get("redis_version", "?")
+    except redis_lib.RedisError as exc:
+        add("redis", "fail", f"cannot reach {redacted_url(url)}: {type(exc).__name__}: {exc}")
+        return False
+    add("redis", "ok", f"{redacted_url(url)} answers (Redis {version})")
+    return True
+
+
+def _roles(token: str) -> list[str] | None:
+    # Read, not verified: Graph verifies its tokens; we only report what they grant.
+    claims = jwt.decode(token, options={"verify_signature": False})
+    roles = claims.get("roles")
+    return [str(r) for r in roles] if isinstance(roles, list) else None
+
+
+def _denied(exc: GraphError, permission: str) -> str:
+    return f"{exc} (the app needs the application permission {permission}, with admin consent)"
+
+
+def _graph(tenant_auth: TenantAuth, add: Add) -> None:
+    try:
+        token = tenant_auth.app_token()
+    except AuthError as exc:
+        add("graph", "fail", f"no app-only token: {exc}")
+        return
+    roles = _roles(token) or []
+    missing = [r for r in APP_ROLES if r not in roles]
+    if missing:
+        needs = "; ".join(f"{r} ({APP_ROLES[r]})" for r in missing)
+        add("permissions", "fail", f"missing application permission(s): {needs}")
+    else:
+        add("permissions", "ok", f"app-only token grants {', '.join(sorted(roles))}")
+    with tenant_auth.graph_client() as graph:
+        try:
+            page = graph.get("/users", {"$top": "1", "$select": "id"})
+        except GraphError as exc:
+            detail = _denied(exc, "User.Read.All") if exc.status == 403 else str(exc)
+            add("graph", "fail", detail)
+            return
+        add("graph", "ok", f"{tenant_auth.tenant.graph_base_url} answers GET /users")
+        users = page.get("value") or []
+        if not users:
+            add("presence", "skip", "no users in the directory to read presence of")
+            return
+        try:
+            graph.get_presences_by_user_id([str(users[0]["id"])])
+        except GraphError as exc:
+            detail = _denied(exc, "Presence.ReadWrite.All") if exc.status == 403 else str(exc)
+            add("presence", "fail", detail)
+            return
+        add("presence", "ok", "getPresencesByUserId answers")
+
+
+def _accounts(redis: redis_lib.Redis, tenant: TenantSettings, add: Add) -> None:
+    if not tenant.service_accounts:
+        add("accounts", "warn", "no service_accounts: no subscriptions, every user is polled")
+        return
+    for view in status.account_views(redis, tenant, []):
+        if view.status == "healthy":
+            add("account", "ok", f"{view.account} signed in")
+            continue
+        why = ("never signed in" if view.status == "not_signed_in"
+               else f"needs sign-in: {view.reason}")  # fmt: skip
+        add("account", "warn", f"{view.account} {why}; run `presence-bridge login --tenant "
+                               f"{tenant.name} --account {view.account}`")  # fmt: skip
+
+
+def _pbx(redis: redis_lib.Redis | None, tenant: TenantSettings, add: Add) -> None:
+    kind = tenant.pbx.adapter
+    if kind == "sip":
+        add("pbx", "skip", "sip: not probed (no OPTIONS); failed PUBLISHes show as dead letters")
+        return
+    if redis is None:
+        add("pbx", "skip", f"{kind}: needs Redis")
+        return
+    if kind == "builtin":
+        add("pbx", "ok", "builtin: profiles are served from Redis by the web process")
+        return
+    try:
+        adapter = build_adapter(tenant, redis)
+    except (BridgeError, ValidationError, ValueError) as exc:
+        add("pbx", "fail", f"http: unusable options: {exc}")
+        return
+    try:
+        listed = adapter.list_users()
+        if listed is not None:
+            add("pbx", "ok", f"http: the PBX lists {len(listed)} user(s)")
+        elif tenant.pbx_users:
+            user = tenant.pbx_users[0].username
+            profile = adapter.read_profile(user)
+            if profile is None:
+                add("pbx", "skip", "http: no list_users or read_profile action to probe with")
+            else:
+                add("pbx", "ok", f"http: {user} shows {profile!r}")
+        else:
+            add("pbx", "skip", "http: no list_users action and no pbx_users to read")
+    except BridgeError as exc:
+        add("pbx", "fail", f"http: {exc}")
+    finally:
+        adapter.close()
+
+
+def run_checks(settings: Settings) -> list[Result]:
+    results: list[Result] = []
+
+    def adder(tenant: str | None) -> Add:
+        return lambda check, state, message: results.append(Result(tenant, check, state, message))
+
+    add = adder(None)
+    client = connect(settings.process.redis_url)
+    try:
+        redis = client if _redis(client, settings.process.redis_url, add) else None
+        _tenants(settings, client, redis, add, adder)
+    finally:
+        client.close()
+    return results
+
+
+def _tenants(
+    settings: Settings,
+    client: redis_lib.Redis,
+    redis: redis_lib.Redis | None,
+    add: Add,
+    adder: Callable[[str | None], Add],
+) -> None:
+    if any(t.service_accounts for t in settings.tenants):
+        try:
+            CacheCipher(settings.process.cache_key)
+            add("cache key", "ok", "PRESENCE_BRIDGE_CACHE_KEY is usable")
+        except ConfigError as exc:
+            add("cache key", "fail", "; ".join(exc.problems))
+    if not settings.tenants:
+        add("tenants", "warn", "no tenants file: nothing to sync (the demo runs with `make run`)")
+    # Authenticator only touches Redis for delegated accounts: Graph is checked without it.
+    auth = Authenticator(settings, client)
+    try:
+        for tenant in settings.tenants:
+            add = adder(tenant.name)
+            if not tenant.enabled:
+                add("tenant", "warn", "disabled: no users are synced")
+            _graph(auth.tenant(tenant.name), add)
+            if redis is not None:
+                _accounts(redis, tenant, add)
+            _pbx(redis, tenant, add)
+    finally:
+        auth.close()
+
+
+_STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
+
+
+def check(
+    strict: bool = typer.Option(False, "--strict", help="Warnings fail the check too."),
+    json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Validate the configuration; reach Redis, Graph and the PBX; name what is missing."""
+    with Session() as session:
+        try:
+            settings = session.settings
+        except ConfigError as exc:
+            if json_out:
+                print_json({"ok": False, "config_problems": exc.problems, "results": []})
+            else:
+                print_config_problems(exc)
+            raise typer.Exit(USAGE) from None
+        results = run_checks(settings)
+    bad = {"fail", "warn"} if strict else {"fail"}
+    passed = not any(r.status in bad for r in results)
+    if json_out:
+        print_json({"ok": passed, "config_problems": [], "results": results})
+    else:
+        for r in results:
+            where = f"{r.tenant}: " if r.tenant else ""
+            out.print(f"[{_STYLE[r.status]}]{r.status:>4}[/] {escape(where + r.check)}: "
+                      f"{escape(r.message)}")  # fmt: skip
+        failures = sum(r.status == "fail" for r in results)
+        warnings = sum(r.status == "warn" for r in results)
+        summary = f"{failures} failure(s), {warnings} warning(s)"
+        (out if passed else err).print(("all good: " if passed else "check failed: ") + summary)
+    raise typer.Exit(OK if passed else FAILED)

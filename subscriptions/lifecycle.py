@@ -1,0 +1,134 @@
+"""Reactions to Graph's lifecycle notifications, run by the clock.
+
+The webhook verifies lifecycle items and queues them; the workers' `process_lifecycle` job
+appends them to the Redis list `keys.lifecycle_inbox(tenant)` (the workers cannot import this
+package) and the clock drains that list every few seconds:
+
+- `reauthorizationRequired`: PATCH a new expiry, which also reauthorizes. The bridge never calls
+  `/reauthorize`, so Graph's rule "not both within 10 minutes" cannot be broken.
+- `subscriptionRemoved`: create the account's subscription again, then resync.
+- `missed`: resync (the sweep reads every linked user's presence).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import orjson
+
+from core import keys
+from core.errors import BridgeError
+from subscriptions import store
+from subscriptions.reconcile import Context, Report, create, guarded, renew
+from subscriptions.sweep import request_sweep, sweep
+
+log = logging.getLogger(__name__)
+
+DRAIN_BATCH = 500
+# A renewal this recent already answered the challenge (Graph repeats it every few minutes).
+RECENT_RENEWAL_SECONDS = 60.0
+REAUTHORIZATION_REQUIRED = "reauthorizationRequired"
+SUBSCRIPTION_REMOVED = "subscriptionRemoved"
+MISSED = "missed"
+
+
+@dataclass
+class LifecycleReport:
+    tenant: str
+    renewed: list[str] = field(default_factory=list)
+    recreated: list[str] = field(default_factory=list)
+    ignored: int = 0
+    swept: bool = False
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {"tenant": self.tenant, "renewed": len(self.renewed),
+                "recreated": len(self.recreated), "ignored": self.ignored,
+                "swept": self.swept, "failed": self.failed}  # fmt: skip
+
+
+def _item(entry: dict[str, Any]) -> dict[str, Any]:
+    """Accept the bare Graph item or the intake envelope {"kind", "item"}."""
+    inner = entry.get("item")
+    return inner if isinstance(inner, dict) else entry
+
+
+def handle_lifecycle(ctx: Context, items: list[dict[str, Any]]) -> LifecycleReport:
+    """React to a batch of one tenant's lifecycle items (each at most once per subscription)."""
+    report = LifecycleReport(ctx.name)
+    needs_sweep = False
+    seen: set[tuple[str, str]] = set()
+    for entry in items:
+        item = _item(entry)
+        event, sid = str(item.get("lifecycleEvent", "")), str(item.get("subscriptionId", ""))
+        if (event, sid) in seen:
+            continue
+        seen.add((event, sid))
+        if event == MISSED:
+            needs_sweep = True
+            continue
+        record = store.by_id(ctx.redis, sid) if sid else None
+        if record is None or record.tenant != ctx.name:
+            report.ignored += 1  # not (or no longer) ours: deleted, replaced, another tenant
+            continue
+        if event == REAUTHORIZATION_REQUIRED:
+            _reauthorize(ctx, record, report)
+        elif event == SUBSCRIPTION_REMOVED:
+            needs_sweep = True
+            _recreate(ctx, record, report)
+        else:
+            report.ignored += 1
+            log.info("tenant %s: unknown lifecycle event %r", ctx.name, event[:40])
+    if needs_sweep:
+        report.swept = _sweep(ctx, report)
+    return report
+
+
+def _reauthorize(ctx: Context, record: store.Record, report: LifecycleReport) -> None:
+    if ctx.now() - record.renewed_at < RECENT_RENEWAL_SECONDS:
+        return
+    result = Report(ctx.name)
+    if guarded(ctx, record.account, result, partial(renew, ctx, record, result)):
+        report.renewed.append(record.account)
+    report.failed.update(result.deferred | result.failed)
+
+
+def _recreate(ctx: Context, record: store.Record, report: LifecycleReport) -> None:
+    # Graph already removed it; forgetting first means a failed create is retried by the
+    # next reconcile (which sees no subscription for the account).
+    store.forget(ctx.redis, record)
+    result = Report(ctx.name)
+    action = partial(create, ctx, record.account, record.user_ids, result)
+    if guarded(ctx, record.account, result, action):
+        report.recreated.append(record.account)
+    report.failed.update(result.deferred | result.failed)
+
+
+def _sweep(ctx: Context, report: LifecycleReport) -> bool:
+    try:
+        sweep(ctx.redis, ctx.name, ctx.graph(None), ctx.budget)
+    except BridgeError as exc:
+        request_sweep(ctx.redis, ctx.name)  # the sweep schedule pays the debt
+        report.failed["sweep"] = str(exc)
+        return False
+    return True
+
+
+def drain(ctx: Context, limit: int = DRAIN_BATCH) -> LifecycleReport:
+    """Take up to `limit` queued lifecycle items of the tenant and act on them."""
+    inbox = keys.lifecycle_inbox(ctx.name)
+    raw: list[bytes] | None = ctx.redis.lpop(inbox, limit)  # type: ignore[assignment]
+    items: list[dict[str, Any]] = []
+    for value in raw or []:
+        try:
+            parsed = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            continue
+        batch = parsed if isinstance(parsed, list) else [parsed]
+        items.extend(p for p in batch if isinstance(p, dict))
+    if not items:
+        return LifecycleReport(ctx.name)
+    return handle_lifecycle(ctx, items)

@@ -1,0 +1,148 @@
+"""The clock's schedules: reconcile + renew, lifecycle drain, sweep, polling, directory delta.
+
+Every action loops over the tenants and never lets one tenant's failure stop the others.
+The same per-tenant actions back the one-shot commands (`subscriptions.commands`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from redis import Redis
+
+from core import keys
+from core.auth import Authenticator
+from core.errors import BridgeError
+from core.queue import QUEUE_GRAPH, job_kwargs, queue
+from core.settings import Settings, TenantSettings
+from subscriptions import lifecycle, polling
+from subscriptions.clock import Schedule
+from subscriptions.reconcile import Context, Report, reconcile, renew_expiring
+from subscriptions.sweep import SweepReport, request_sweep, sweep, sweep_owed
+
+log = logging.getLogger(__name__)
+
+from core.queue import JOB_SYNC_DIRECTORY  # noqa: E402
+
+RECONCILE_EVERY_SECONDS = 60.0
+LIFECYCLE_EVERY_SECONDS = 5.0
+SWEEP_EVERY_SECONDS = 300.0
+OWED_SWEEP_EVERY_SECONDS = 10.0
+DIRECTORY_EVERY_SECONDS = 300.0
+POLL_TICK_SECONDS = 5.0
+ACCOUNTS_EVERY_SECONDS = 3600.0
+# Present while Redis keeps our state; gone after Redis was restored from empty (or is new),
+# which is a gap: nothing says which notifications were lost, so a sweep is owed.
+EPOCH_KEY = keys.PREFIX + "clock:epoch"
+
+
+@dataclass
+class Clockwork:
+    """Per-tenant contexts kept across ticks (they hold Graph connections and the call budget)."""
+
+    settings: Settings
+    redis: Redis
+    auth: Authenticator
+    now: Callable[[], float] = time.time
+    poller: polling.Poller = field(default_factory=polling.Poller)
+    _contexts: dict[str, Context] = field(default_factory=dict)
+
+    def context(self, tenant: TenantSettings) -> Context:
+        ctx = self._contexts.get(tenant.name)
+        if ctx is None:
+            ca = self.settings.process.ca_bundle
+            ctx = Context(
+                self.redis, tenant, self.auth.tenant(tenant.name), self.auth.cipher(),
+                verify=str(ca) if ca else True, now=self.now,
+            )  # fmt: skip
+            self._contexts[tenant.name] = ctx
+        return ctx
+
+    def contexts(self, *, enabled_only: bool = True) -> Iterator[Context]:
+        for tenant in self.settings.tenants:
+            if tenant.enabled or not enabled_only:
+                yield self.context(tenant)
+
+    def close(self) -> None:
+        for ctx in self._contexts.values():
+            ctx.close()
+        self._contexts.clear()
+
+    # ---- actions, one tenant each --------------------------------------------------------
+
+    def reconcile(self, ctx: Context) -> Report:
+        report = reconcile(ctx)
+        if report.gap:
+            request_sweep(self.redis, ctx.name)  # recreated or new: changes may have been missed
+        return report
+
+    def renew(self, ctx: Context) -> Report:
+        return renew_expiring(ctx)
+
+    def sweep(self, ctx: Context) -> SweepReport:
+        return sweep(self.redis, ctx.name, ctx.graph(None), ctx.budget)
+
+    def directory(self, tenant: str) -> str:
+        job = queue(self.redis, QUEUE_GRAPH).enqueue(JOB_SYNC_DIRECTORY, tenant, **job_kwargs())
+        return str(job.id)
+
+    # ---- the schedules ---------------------------------------------------------------------
+
+    def _each(
+        self, what: str, action: Callable[[Context], object], *, enabled_only: bool = True
+    ) -> None:
+        for ctx in self.contexts(enabled_only=enabled_only):
+            try:
+                action(ctx)
+            except BridgeError as exc:  # expected failures: logged, retried next time
+                log.warning("%s failed for tenant %s: %s", what, ctx.name, exc)
+            except Exception:
+                log.exception("%s failed for tenant %s", what, ctx.name)
+
+    def reconcile_all(self) -> None:
+        if self.redis.set(EPOCH_KEY, str(self.now()), nx=True):
+            for ctx in self.contexts():
+                request_sweep(self.redis, ctx.name)
+        self._each("reconcile", self.reconcile, enabled_only=False)  # disabled: delete
+
+    def lifecycle_all(self) -> None:
+        self._each("lifecycle", lifecycle.drain)
+
+    def sweep_all(self) -> None:
+        self._each("sweep", self.sweep)
+
+    def owed_sweeps(self) -> None:
+        def owed(ctx: Context) -> None:
+            if sweep_owed(self.redis, ctx.name):
+                self.sweep(ctx)
+
+        self._each("sweep", owed)
+
+    def poll_all(self) -> None:
+        def poll(ctx: Context) -> None:
+            if self.poller.due(ctx.name):
+                report = polling.poll(self.redis, ctx.name, ctx.graph(None), ctx.budget)
+                self.poller.done(ctx.name, report.read)
+
+        self._each("polling", poll)
+
+    def directory_all(self) -> None:
+        self._each("directory", lambda ctx: self.directory(ctx.name))
+
+    def refresh_accounts(self) -> None:
+        self.auth.refresh_stale_accounts()
+
+    def schedules(self) -> list[Schedule]:
+        """In the order they run within a tick; all are due at start-up (the first sweep too)."""
+        return [
+            Schedule("lifecycle", LIFECYCLE_EVERY_SECONDS, self.lifecycle_all),
+            Schedule("reconcile", RECONCILE_EVERY_SECONDS, self.reconcile_all),
+            Schedule("sweep", SWEEP_EVERY_SECONDS, self.sweep_all),
+            Schedule("owed-sweeps", OWED_SWEEP_EVERY_SECONDS, self.owed_sweeps),
+            Schedule("polling", POLL_TICK_SECONDS, self.poll_all),
+            Schedule("directory", DIRECTORY_EVERY_SECONDS, self.directory_all),
+            Schedule("accounts", ACCOUNTS_EVERY_SECONDS, self.refresh_accounts),
+        ]

@@ -1,0 +1,208 @@
+"""Redis records of the subscriptions the clock holds, per tenant and service account.
+
+The webhook-facing part (tenant and clientState digest under `keys.subscription(id)`) is
+written through `core.subscription_registry`; this module adds the account, the users, the
+expiry and the certificate to the same hash, plus an account -> subscription index. The
+private keys of rich notifications are kept only Fernet-encrypted with the process cache key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis import Redis
+
+from core import keys, subscription_registry
+
+# Keys of this module (to move into core.keys; see the module docstring there).
+
+
+def account_index(tenant: str) -> str:
+    """Hash: service account -> id of the subscription it holds."""
+    return f"{keys.PREFIX}tenant:{tenant}:sub-accounts"
+
+
+def backoff_key(tenant: str) -> str:
+    """Hash: service account -> JSON {until, failures, reason} after 429 / 5xx."""
+    return f"{keys.PREFIX}tenant:{tenant}:sub-backoff"
+
+
+def status_key(tenant: str) -> str:
+    """String: JSON status of the last reconcile (accounts, polled users, latency bound)."""
+    return f"{keys.PREFIX}tenant:{tenant}:sub-status"
+
+
+def polled_key(tenant: str) -> str:
+    """String: JSON list of the Graph user ids covered by polling, not by a subscription."""
+    return f"{keys.PREFIX}tenant:{tenant}:polled"
+
+
+def sweep_requested(tenant: str) -> str:
+    """String: set when a resync sweep is owed (a lifecycle `missed`, a recreation)."""
+    return f"{keys.PREFIX}tenant:{tenant}:sweep-requested"
+
+
+@dataclass(frozen=True)
+class Record:
+    subscription_id: str
+    tenant: str
+    account: str
+    user_ids: tuple[str, ...]
+    expires_at: float
+    created_at: float
+    renewed_at: float
+    certificate_id: str | None = None
+
+    def fields(self) -> dict[str, str]:
+        out = {
+            "account": self.account,
+            "users": orjson.dumps(list(self.user_ids)).decode(),
+            "expires_at": repr(self.expires_at),
+            "created_at": repr(self.created_at),
+            "renewed_at": repr(self.renewed_at),
+        }
+        if self.certificate_id:
+            out["certificate_id"] = self.certificate_id
+        return out
+
+
+def _record(subscription_id: str, raw: Mapping[bytes, bytes]) -> Record | None:
+    if b"account" not in raw or b"tenant" not in raw:
+        return None  # registered by something else (or half-written): not ours to manage
+    cert = raw.get(b"certificate_id")
+    return Record(
+        subscription_id=subscription_id,
+        tenant=raw[b"tenant"].decode(),
+        account=raw[b"account"].decode(),
+        user_ids=tuple(orjson.loads(raw.get(b"users", b"[]"))),
+        expires_at=float(raw.get(b"expires_at", b"0")),
+        created_at=float(raw.get(b"created_at", b"0")),
+        renewed_at=float(raw.get(b"renewed_at", b"0")),
+        certificate_id=cert.decode() if cert else None,
+    )
+
+
+def save(redis: Redis, record: Record, client_state: str | None = None) -> None:
+    """Store a record; with `client_state`, (re)register it so the webhook accepts it."""
+    if client_state is not None:
+        subscription_registry.register(
+            redis, record.subscription_id, record.tenant, client_state, **record.fields()
+        )
+    else:
+        fields = record.fields()
+        redis.hset(keys.subscription(record.subscription_id), mapping=fields)  # type: ignore[arg-type]
+    redis.hset(account_index(record.tenant), record.account, record.subscription_id)
+
+
+def load(redis: Redis, tenant: str) -> dict[str, Record]:
+    """The recorded subscription of each account of the tenant."""
+    index: dict[bytes, bytes] = redis.hgetall(account_index(tenant))  # type: ignore[assignment]
+    if not index:
+        return {}
+    pipe = redis.pipeline(transaction=False)
+    for sid in index.values():
+        pipe.hgetall(keys.subscription(sid.decode()))
+    out: dict[str, Record] = {}
+    for (account, sid), raw in zip(index.items(), pipe.execute(), strict=True):
+        record = _record(sid.decode(), raw)
+        if record is not None and record.account == account.decode():
+            out[record.account] = record
+    return out
+
+
+def by_id(redis: Redis, subscription_id: str) -> Record | None:
+    raw: dict[bytes, bytes] = redis.hgetall(keys.subscription(subscription_id))  # type: ignore[assignment]
+    return _record(subscription_id, raw)
+
+
+def registered_for(redis: Redis, subscription_id: str, tenant: str) -> bool:
+    """True when the webhook knows this subscription's clientState for this tenant."""
+    raw = redis.hmget(keys.subscription(subscription_id), "tenant", "client_state_sha256")
+    return raw[0] == tenant.encode() and raw[1] is not None
+
+
+def forget(redis: Redis, record: Record) -> None:
+    subscription_registry.forget(redis, record.subscription_id, record.tenant)
+    index = account_index(record.tenant)
+    if redis.hget(index, record.account) == record.subscription_id.encode():
+        redis.hdel(index, record.account)
+
+
+def forget_all(redis: Redis, tenant: str, records: Iterable[Record]) -> None:
+    for record in records:
+        forget(redis, record)
+
+
+# ---- back-off of an account after 429 / 5xx ------------------------------------------------
+
+
+def backoff_until(redis: Redis, tenant: str, account: str) -> float:
+    raw = redis.hget(backoff_key(tenant), account)
+    return float(orjson.loads(raw)["until"]) if raw else 0.0
+
+
+def backoff(redis: Redis, tenant: str, account: str, until: float, reason: str) -> int:
+    """Record a back-off; returns how many failures in a row the account has had."""
+    raw = redis.hget(backoff_key(tenant), account)
+    failures = int(orjson.loads(raw)["failures"]) + 1 if raw else 1
+    entry = {"until": until, "failures": failures, "reason": reason}
+    redis.hset(backoff_key(tenant), account, orjson.dumps(entry))
+    return failures
+
+
+def failures(redis: Redis, tenant: str, account: str) -> int:
+    raw = redis.hget(backoff_key(tenant), account)
+    return int(orjson.loads(raw)["failures"]) if raw else 0
+
+
+def clear_backoff(redis: Redis, tenant: str, account: str) -> None:
+    redis.hdel(backoff_key(tenant), account)
+
+
+# ---- status and polled users ----------------------------------------------------------------
+
+
+def write_status(redis: Redis, tenant: str, status: Mapping[str, Any], polled: list[str]) -> None:
+    pipe = redis.pipeline()
+    pipe.set(status_key(tenant), orjson.dumps(status))
+    pipe.set(polled_key(tenant), orjson.dumps(polled))
+    pipe.execute()
+
+
+def read_status(redis: Redis, tenant: str) -> dict[str, Any] | None:
+    raw = redis.get(status_key(tenant))
+    return orjson.loads(raw) if raw else None
+
+
+def polled_users(redis: Redis, tenant: str) -> list[str]:
+    raw = redis.get(polled_key(tenant))
+    return list(orjson.loads(raw)) if raw else []
+
+
+def linked_users(redis: Redis, tenant: str) -> list[str]:
+    """The enabled, linked Graph users of the tenant (the directory sync writes the links)."""
+    return sorted(k.decode() for k in redis.hkeys(keys.links(tenant)))  # type: ignore[union-attr]
+
+
+# ---- rich-notification certificates: kept in core, where the workers read them too ---------
+
+from core.certificates import (  # noqa: E402
+    RETIRED_KEY_KEPT_SECONDS,
+    Certificate,
+    add_certificate,
+    certificate_ids,
+    certificates_key,
+    current_certificate,
+    current_certificate_key,
+    private_key,
+    prune_certificates,
+)
+
+__all__ = [
+    "RETIRED_KEY_KEPT_SECONDS", "Certificate", "add_certificate", "certificate_ids",
+    "certificates_key",
+    "current_certificate", "current_certificate_key", "private_key", "prune_certificates",
+]

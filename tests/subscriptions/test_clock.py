@@ -1,0 +1,183 @@
+"""The clock: hours of renewals without a gap, one leader among several clocks, the commands."""
+
+# ruff: noqa: F811  (the shared fixtures are imported from test_reconcile)
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable
+
+import orjson
+import pytest
+import redis
+
+from core import keys
+from core.auth import Authenticator
+from core.settings import load_settings
+from subscriptions import commands, store
+from subscriptions.clock import Schedule, run
+from subscriptions.leader import LeaderLock
+from subscriptions.schedules import Clockwork
+from tests.emulator.conftest import emulator_factory  # noqa: F401
+from tests.subscriptions.test_reconcile import TENANT, Bridge, bridge_factory, covered, web  # noqa: F401
+
+DEADLINE_SECONDS = 10.0
+STEP_SECONDS = 5 * 60.0
+
+
+def wait_for_notification(client: redis.Redis, user_id: str, after: str) -> str:
+    """Wait until the webhook accepted a change notification for `user_id`; returns its entry id."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while True:  # the webhook's hand-off is a stream write, with no event to await
+        entries: list[tuple[bytes, dict[bytes, bytes]]]
+        entries = client.xrange(keys.INTAKE_STREAM, min=f"({after}")  # type: ignore[assignment]
+        for entry_id, fields in entries:
+            items = orjson.loads(fields[b"items"])
+            if any(e["kind"] == "notification" and e["item"].get("userId") == user_id
+                   for e in items):  # fmt: skip
+                return entry_id.decode()
+        assert time.monotonic() < deadline, f"no notification for {user_id}"
+        time.sleep(0.02)
+
+
+def test_three_hours_of_renewals_keep_every_user_covered_and_delivered(
+    bridge_factory: Callable[..., Bridge],
+) -> None:
+    bridge = bridge_factory(users=1400, accounts=3)
+    bridge.reconcile()
+    ids = {s.id for s in bridge.live()}
+    last = "0-0"
+    renewals = 0
+    for step in range(int(3 * 3600 / STEP_SECONDS)):
+        bridge.control.advance_clock(STEP_SECONDS)
+        report = bridge.reconcile()
+        renewals += len(report.renewed)
+        assert report.created == report.recreated == [] and not report.failed
+        assert {s.id for s in bridge.live()} == ids
+        assert set(covered(bridge).values()) == {1}
+        user = bridge.users[step * 37 % len(bridge.users)]
+        state = ("Busy", "InACall") if step % 2 else ("Available", "Available")
+        bridge.control.request("POST", "/presence", {"id": user, "availability": state[0],
+                                                     "activity": state[1]})  # fmt: skip
+        last = wait_for_notification(bridge.redis, user, last)
+    assert renewals >= 3 * 4  # every subscription renewed at least every 45 minutes
+
+
+def test_two_clocks_one_leader_acts(redis_client: redis.Redis) -> None:
+    acted: list[str] = []
+    ticks = {"a": 0, "b": 0}
+    leaders: set[str] = set()
+    cond = threading.Condition()
+    stop = threading.Event()
+
+    def clock(name: str) -> threading.Thread:
+        def on_tick(leader: bool) -> None:
+            with cond:
+                ticks[name] += 1
+                if leader:
+                    leaders.add(name)
+                cond.notify_all()
+
+        # Due at once, then not again during the test: any second run would be a double action.
+        schedule = Schedule("once", 3600.0, lambda: acted.append(name))
+        return threading.Thread(target=run, args=(redis_client, [schedule], stop),
+                                kwargs={"tick": 0.01, "on_tick": on_tick})  # fmt: skip
+
+    threads = [clock("a"), clock("b")]
+    for t in threads:
+        t.start()
+    with cond:
+        assert cond.wait_for(lambda: min(ticks.values()) >= 20, timeout=DEADLINE_SECONDS)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert len(acted) == 1
+    assert leaders == set(acted)
+
+
+def test_a_stopped_leader_is_replaced(redis_client: redis.Redis) -> None:
+    acted: list[str] = []
+    done = threading.Event()
+    stop_a, stop_b = threading.Event(), threading.Event()
+    def act(name: str, then: threading.Event) -> Callable[[], None]:
+        def action() -> None:
+            acted.append(name)
+            then.set()
+
+        return action
+
+    schedule_a = [Schedule("a", 3600.0, act("a", stop_a))]
+    first = threading.Thread(target=run, args=(redis_client, schedule_a, stop_a),
+                             kwargs={"tick": 0.01})  # fmt: skip
+    first.start()
+    first.join()  # acted once, then stopped (and released the lock)
+    schedule_b = [Schedule("b", 3600.0, act("b", done))]
+    second = threading.Thread(target=run, args=(redis_client, schedule_b, stop_b),
+                              kwargs={"tick": 0.01})  # fmt: skip
+    second.start()
+    assert done.wait(DEADLINE_SECONDS)
+    stop_b.set()
+    second.join()
+    assert acted == ["a", "b"]
+
+
+def test_a_long_action_keeps_the_lock(redis_client: redis.Redis) -> None:
+    stop = threading.Event()
+    other = LeaderLock(redis_client, "clock", 0.3)
+    seen: list[bool] = []
+
+    def long_action() -> None:
+        deadline = time.monotonic() + 1.0  # over three lock lifetimes
+        while time.monotonic() < deadline:
+            seen.append(other.acquire())
+            time.sleep(0.05)
+        stop.set()
+
+    run(redis_client, [Schedule("long", 3600.0, long_action)], stop, lock_ttl=0.3, tick=0.01)
+    assert seen and not any(seen)
+
+
+def test_the_clock_has_every_schedule_due_at_start(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    settings = load_settings({"PRESENCE_BRIDGE_REDIS_URL": redis_url})
+    with Authenticator(settings, redis_client) as auth:
+        names = [s.name for s in Clockwork(settings, redis_client, auth).schedules()]
+    assert {"reconcile", "lifecycle", "sweep", "polling", "directory"} <= set(names)
+
+
+@pytest.mark.parametrize("argv", [[], ["bogus"], ["renew", "sweep"]])
+def test_commands_refuse_unknown_arguments(argv: list[str]) -> None:
+    err = io.StringIO()
+    assert commands.main(argv, io.StringIO(), err) == commands.EXIT_USAGE
+    assert "usage:" in err.getvalue()
+
+
+def test_a_command_fails_clearly_while_a_clock_holds_the_lock(
+    bridge_factory: Callable[..., Bridge],
+) -> None:
+    bridge = bridge_factory(users=5, accounts=1)
+    holder = LeaderLock(bridge.redis, "clock", 60)
+    assert holder.acquire()
+    err = io.StringIO()
+    code = commands.run_command("reconcile", bridge.settings, bridge.redis, io.StringIO(), err)
+    assert code == commands.EXIT_FAILED
+    assert "another clock holds the leader lock" in err.getvalue()
+    assert bridge.live() == []
+
+
+def test_the_reconcile_command_acts_and_status_shows_it(
+    bridge_factory: Callable[..., Bridge],
+) -> None:
+    bridge = bridge_factory(users=700, accounts=1)
+    out = io.StringIO()
+    assert commands.run_command("reconcile", bridge.settings, bridge.redis, out, io.StringIO()) == 0
+    assert orjson.loads(out.getvalue().splitlines()[0])["created"] == 1
+    shown = io.StringIO()
+    assert commands.run_command("status", bridge.settings, bridge.redis, shown, io.StringIO()) == 0
+    tenant = orjson.loads(shown.getvalue())[TENANT]
+    assert tenant["subscriptions"]["polled"] == 50
+    assert set(tenant["accounts"]) == set(bridge.accounts)
+    assert len(bridge.live()) == 1
+    assert store.polled_users(bridge.redis, TENANT)

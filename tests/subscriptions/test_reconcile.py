@@ -1,0 +1,413 @@
+"""Reconcile against the Graph emulator with the real msal, real Redis and the real webhook.
+
+The harness here (`bridge_factory`, `Bridge`) is imported by the other subscription tests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
+
+from core import keys
+from core.auth import Authenticator
+from core.settings import ProcessSettings, Settings, TenantSettings, load_settings
+from emulator.control import ControlClient
+from emulator.server import EmulatorServer
+from emulator.world import Subscription
+from subscriptions import reconcile as rc
+from subscriptions import store
+from tests.emulator.conftest import ALL_ROLES, emulator_factory  # noqa: F401
+from tests.webserver import ServedApp
+from webhook.app import create_app
+
+TENANT = "contoso"
+
+
+@dataclass
+class Bridge:
+    """A tenant wired end to end: emulator tenant, signed-in accounts, links, webhook, context."""
+
+    emulator: EmulatorServer
+    control: ControlClient
+    redis: redis.Redis
+    tenant_id: str
+    users: list[str]
+    accounts: list[str]
+    auth: Authenticator
+    settings: Settings
+    _make_ctx: Callable[[Settings], rc.Context]
+    contexts: list[rc.Context] = field(default_factory=list)
+
+    @property
+    def tenant(self) -> TenantSettings:
+        tenant = self.settings.tenant(TENANT)
+        assert tenant is not None
+        return tenant
+
+    def context(self) -> rc.Context:
+        ctx = self._make_ctx(self.settings)
+        self.contexts.append(ctx)
+        return ctx
+
+    def reconcile(self) -> rc.Report:
+        return rc.reconcile(self.context())
+
+    def live(self) -> list[Subscription]:
+        """Graph's truth: the tenant's unexpired subscriptions."""
+        world = self.emulator.world
+        now = world.clock.now()
+        with world.lock:
+            return [
+                s for s in world.subscriptions.values()
+                if s.tenant_id == self.tenant_id and s.expiration > now
+            ]  # fmt: skip
+
+    def account_id(self, upn: str) -> str:
+        world = self.emulator.world
+        with world.lock:
+            users = world.tenants[self.tenant_id].users.values()
+            return next(u.id for u in users if u.userPrincipalName.lower() == upn)
+
+    def add_accounts(self, n: int) -> list[str]:
+        """More service accounts, signed in; the settings list them too."""
+        added = []
+        for _ in range(n):
+            upn = f"svc-{uuid.uuid4().hex[:8]}@contoso.test"
+            self.control.add_service_account(self.tenant_id, upn, uuid.uuid4().hex, "svc")
+            added.append(upn)
+        tenant = self.tenant.model_copy(
+            update={"service_accounts": [*self.tenant.service_accounts, *added]}
+        )
+        self.replace_settings(Settings(process=self.settings.process, tenants=(tenant,)))
+        for upn in added:
+            self.sign_in(upn)
+        self.accounts += added
+        return added
+
+    def replace_settings(self, settings: Settings) -> None:
+        for ctx in self.contexts:
+            ctx.close()
+        self.contexts.clear()
+        self.auth.close()  # its keep-alive connections would outlive the emulator
+        self.settings = settings
+        self.auth = Authenticator(settings, self.redis)
+
+    def sign_in(self, upn: str) -> None:
+        url = self.auth.start_sign_in(TENANT, upn)
+        fields = self.control.sign_in(url, submit=False)
+        assert self.auth.finish_sign_in(fields) == (TENANT, upn)
+
+    def link(self, user_ids: list[str]) -> None:
+        self.redis.hset(keys.links(TENANT),
+                        mapping={u: orjson.dumps([f"pbx-{u[:8]}"]) for u in user_ids})  # fmt: skip
+
+    def unlink(self, user_ids: list[str]) -> None:
+        self.redis.hdel(keys.links(TENANT), *user_ids)
+
+
+def covered(bridge: Bridge) -> dict[str, int]:
+    """How many live subscriptions cover each linked user."""
+    counts = dict.fromkeys(store.linked_users(bridge.redis, TENANT), 0)
+    for sub in bridge.live():
+        for uid in sub.user_ids:
+            if uid in counts:
+                counts[uid] += 1
+    return counts
+
+
+@pytest.fixture
+def web(redis_client: redis.Redis, redis_url: str) -> Iterator[ServedApp]:
+    settings = load_settings({"PRESENCE_BRIDGE_REDIS_URL": redis_url})
+    with ServedApp(create_app(settings)) as served:
+        yield served
+
+
+@pytest.fixture
+def bridge_factory(
+    emulator_factory: Callable[..., EmulatorServer],  # noqa: F811
+    redis_client: redis.Redis,
+    redis_url: str,
+    web: ServedApp,
+) -> Iterator[Callable[..., Bridge]]:
+    made: list[Bridge] = []
+
+    def make(users: int, accounts: int, **tenant_options: Any) -> Bridge:
+        emulator = emulator_factory()
+        control = emulator.control()
+        tenant_id = control.seed_tenant(str(uuid.uuid4()))
+        secret = uuid.uuid4().hex
+        app = control.seed_app(tenant_id, secret=secret, roles=ALL_ROLES,
+                               redirect_uris=[f"{web.url}/oauth/callback"])  # fmt: skip
+        user_ids = control.seed_users(tenant_id, count=users) if users else []
+        tenant = TenantSettings(
+            name=TENANT, tenant_id=tenant_id, client_id=app["client_id"],
+            client_secret=SecretStr(secret), login_base_url=emulator.base_url,  # type: ignore[arg-type]
+            graph_base_url=emulator.base_url, public_base_url=web.url,  # type: ignore[arg-type]
+            **tenant_options,
+        )  # fmt: skip
+        process = ProcessSettings(
+            redis_url=redis_url, cache_key=SecretStr(Fernet.generate_key().decode()),
+            ca_bundle=emulator.ca_path,
+        )  # fmt: skip
+        settings = Settings(process=process, tenants=(tenant,))
+
+        def make_ctx(current: Settings) -> rc.Context:
+            assert emulator.ca_path is not None
+            tenant_settings = current.tenant(TENANT)
+            assert tenant_settings is not None
+            return rc.Context(
+                redis_client, tenant_settings, bridge.auth.tenant(TENANT), bridge.auth.cipher(),
+                verify=str(emulator.ca_path), now=emulator.world.clock.now,
+            )  # fmt: skip
+
+        bridge = Bridge(emulator, control, redis_client, tenant_id, list(user_ids), [],
+                        Authenticator(settings, redis_client), settings, make_ctx)  # fmt: skip
+        bridge.add_accounts(accounts)
+        bridge.link(bridge.users)
+        made.append(bridge)
+        return bridge
+
+    yield make
+    for bridge in made:
+        for ctx in bridge.contexts:
+            ctx.close()
+        bridge.auth.close()
+        bridge.control.close()
+
+
+# ---- tests -----------------------------------------------------------------------------------
+
+
+def test_1400_users_over_3_accounts_make_3_subscriptions_of_at_most_650(
+    bridge_factory: Callable[..., Bridge],
+) -> None:
+    bridge = bridge_factory(users=1400, accounts=3)
+    report = bridge.reconcile()
+    live = bridge.live()
+    assert sorted(report.created) == sorted(bridge.accounts)
+    assert len(live) == 3
+    assert all(len(s.user_ids) <= 650 for s in live)
+    assert set(covered(bridge).values()) == {1}
+    assert {s.creator_id for s in live} == {bridge.account_id(a) for a in bridge.accounts}
+
+
+def test_a_fourth_account_takes_a_share_and_moves_few_subscriptions(
+    bridge_factory: Callable[..., Bridge],
+) -> None:
+    bridge = bridge_factory(users=1400, accounts=3)
+    bridge.reconcile()
+    before = {s.id for s in bridge.live()}
+    (fourth,) = bridge.add_accounts(1)
+    report = bridge.reconcile()
+    live = bridge.live()
+    assert len(live) == 4
+    assert all(len(s.user_ids) <= 650 for s in live)
+    assert set(covered(bridge).values()) == {1}
+    assert fourth in report.created
+    assert len(before & {s.id for s in live}) == 2  # only the donor was recreated
+
+
+def test_users_who_leave_and_join_are_rebalanced(bridge_factory: Callable[..., Bridge]) -> None:
+    bridge = bridge_factory(users=60, accounts=2)
+    bridge.reconcile()
+    bridge.unlink(bridge.users[:10])
+    joined = bridge.control.seed_users(bridge.tenant_id, count=5, prefix="late")
+    bridge.link(joined)
+    bridge.reconcile()
+    assert set(covered(bridge)) == set(bridge.users[10:]) | set(joined)
+    assert set(covered(bridge).values()) == {1}
+    assert sum(len(s.user_ids) for s in bridge.live()) == 55
+
+
+def test_renewal_is_a_patch_that_keeps_the_subscription(
+    bridge_factory: Callable[..., Bridge],
+) -> None:
+    bridge = bridge_factory(users=20, accounts=1)
+    bridge.reconcile()
+    (sub,) = bridge.live()
+    bridge.control.advance_clock(45 * 60)  # inside the 20-minute renewal window
+    report = bridge.reconcile()
+    (after,) = bridge.live()
+    assert report.renewed == bridge.accounts
+    assert after.id == sub.id
+    assert after.expiration - bridge.emulator.world.clock.now() > 55 * 60
+
+
+def test_nothing_is_renewed_long_before_expiry(bridge_factory: Callable[..., Bridge]) -> None:
+    bridge = bridge_factory(users=20, accounts=1)
+    bridge.reconcile()
+    report = bridge.reconcile()
+    assert (report.created, report.renewed, report.deleted) == ([], [], [])
+
+
+def test_a_subscription_gone_at_graph_is_recreated_on_404(
+    bridge_factory: Callable[..., Bridge],
+) -> None:
+    bridge = bridge_factory(users=20, accounts=1)
+    bridge.reconcile()
+    (sub,) = bridge.live()
+    assert bridge.context().graph(bridge.accounts[0]).delete_subscription(sub.id)
+    bridge.control.advance_clock(45 * 60)
+    report = bridge.reconcile()
+    (after,) = bridge.live()
+    assert report.recreated == bridge.accounts
+    assert after.id != sub.id
+    assert store.by_id(bridge.redis, sub.id) is None
+    assert store.registered_for(bridge.redis, after.id, TENANT)
+
+
+def test_a_conflict_adopts_the_subscription_whose_client_state_we_know(
+    bridge_factory: Callable[..., Bridge],
+) -> None:
+    bridge = bridge_factory(users=20, accounts=1)
+    bridge.reconcile()
+    (sub,) = bridge.live()
+    # The answer to the create was lost: the webhook knows it, the account index does not.
+    bridge.redis.delete(store.account_index(TENANT))
+    report = bridge.reconcile()
+    (after,) = bridge.live()
+    assert report.adopted == bridge.accounts
+    assert after.id == sub.id
+    assert store.load(bridge.redis, TENANT)[bridge.accounts[0]].subscription_id == sub.id
+
+
+def test_a_conflict_with_an_unknown_subscription_deletes_and_recreates(
+    bridge_factory: Callable[..., Bridge],
+) -> None:
+    bridge = bridge_factory(users=20, accounts=1)
+    bridge.reconcile()
+    (sub,) = bridge.live()
+    # Redis lost our records: the clientState of the live subscription is unknown.
+    bridge.redis.delete(store.account_index(TENANT), keys.subscription(sub.id))
+    report = bridge.reconcile()
+    (after,) = bridge.live()
+    assert report.recreated == bridge.accounts
+    assert after.id != sub.id
+    assert store.registered_for(bridge.redis, after.id, TENANT)
+
+
+def test_throttling_defers_the_account_for_retry_after(
+    bridge_factory: Callable[..., Bridge],
+) -> None:
+    from emulator import faults
+
+    bridge = bridge_factory(users=20, accounts=1)
+    faults.add_route_fault(bridge.emulator.world, {
+        "kind": "throttle", "path": "/v1.0/subscriptions", "method": "POST", "count": 1,
+        "retryAfter": 120,
+    })  # fmt: skip
+    first = bridge.reconcile()
+    second = bridge.reconcile()  # within Retry-After: not even tried
+    bridge.control.advance_clock(121)
+    third = bridge.reconcile()
+    assert first.deferred and not first.created
+    assert second.deferred == {bridge.accounts[0]: "backing off"}
+    assert third.created == bridge.accounts
+
+
+def test_server_errors_back_off_and_the_users_are_polled_meanwhile(
+    bridge_factory: Callable[..., Bridge],
+) -> None:
+    from emulator import faults
+
+    bridge = bridge_factory(users=20, accounts=1)
+    faults.add_route_fault(bridge.emulator.world, {
+        "kind": "error", "status": 502, "path": "/v1.0/subscriptions", "method": "POST",
+        "count": 1,
+    })  # fmt: skip
+    report = bridge.reconcile()
+    assert bridge.accounts[0] in report.deferred
+    assert sorted(store.polled_users(bridge.redis, TENANT)) == sorted(bridge.users)
+    bridge.control.advance_clock(rc.BACKOFF_BASE_SECONDS * 2)
+    assert bridge.reconcile().created == bridge.accounts
+    assert store.polled_users(bridge.redis, TENANT) == []
+
+
+def test_users_beyond_capacity_are_polled_with_a_latency_bound(
+    bridge_factory: Callable[..., Bridge],
+) -> None:
+    bridge = bridge_factory(users=700, accounts=1)
+    report = bridge.reconcile()
+    status = store.read_status(bridge.redis, TENANT)
+    assert status is not None
+    assert report.polled == 50 == status["polled"]
+    assert len(store.polled_users(bridge.redis, TENANT)) == 50
+    assert status["polling_latency_bound"] > 0
+
+
+def test_a_revoked_account_drops_out_and_its_users_are_polled(
+    bridge_factory: Callable[..., Bridge],
+) -> None:
+    bridge = bridge_factory(users=1400, accounts=3)
+    bridge.reconcile()
+    revoked = bridge.accounts[0]
+    bridge.control.revoke_user(bridge.tenant_id, bridge.account_id(revoked))
+    bridge.control.advance_clock(45 * 60)
+    bridge.reconcile()  # its access token still works (as at Entra: revocation stops refreshes)
+    bridge.control.advance_clock(45 * 60)  # now the renewal needs a refresh, which is refused
+    first = bridge.reconcile()
+    second = bridge.reconcile()
+    health = bridge.auth.account_health(TENANT)
+    assert revoked in first.failed
+    assert [h.account for h in health if h.status == "needs_sign_in"] == [revoked]
+    assert revoked in second.deleted or revoked not in store.load(bridge.redis, TENANT)
+    assert len(store.polled_users(bridge.redis, TENANT)) == 1400 - 2 * 650
+    revoked_id = bridge.account_id(revoked)
+    assert sum(len(s.user_ids) for s in bridge.live() if s.creator_id != revoked_id) == 1300
+
+
+def test_a_disabled_tenant_deletes_its_subscriptions(bridge_factory: Callable[..., Bridge]) -> None:
+    bridge = bridge_factory(users=20, accounts=2)
+    bridge.reconcile()
+    bridge.replace_settings(Settings(
+        process=bridge.settings.process,
+        tenants=(bridge.tenant.model_copy(update={"enabled": False}),),
+    ))
+    report = bridge.reconcile()
+    assert sorted(report.deleted) == sorted(bridge.accounts)
+    assert bridge.live() == []
+    assert store.load(bridge.redis, TENANT) == {}
+
+
+def test_rich_notifications_carry_a_certificate_whose_key_is_stored_encrypted(
+    bridge_factory: Callable[..., Bridge],
+) -> None:
+    bridge = bridge_factory(users=20, accounts=1, rich_notifications=True)
+    bridge.reconcile()
+    (sub,) = bridge.live()
+    cert_id = sub.encryption_certificate_id
+    assert sub.include_resource_data and cert_id
+    raw = bridge.redis.hget(store.certificates_key(TENANT), cert_id)
+    assert raw is not None and b"PRIVATE KEY" not in raw
+    pem = store.private_key(bridge.redis, bridge.auth.cipher(), TENANT, cert_id)
+    assert pem is not None and pem.startswith(b"-----BEGIN PRIVATE KEY-----")
+
+
+def test_a_rotated_certificate_rides_on_the_renewal_and_the_old_key_is_kept(
+    bridge_factory: Callable[..., Bridge],
+) -> None:
+    bridge = bridge_factory(users=20, accounts=1, rich_notifications=True)
+    bridge.reconcile()
+    (sub,) = bridge.live()
+    old = sub.encryption_certificate_id
+    assert old is not None
+    current = store.current_certificate(bridge.redis, TENANT)
+    assert current is not None
+    # Make the current certificate due for rotation.
+    entry = orjson.loads(bridge.redis.hget(store.certificates_key(TENANT), old))  # type: ignore[arg-type]
+    entry["created_at"] -= rc.CERTIFICATE_ROTATE_AFTER_SECONDS
+    bridge.redis.hset(store.certificates_key(TENANT), old, orjson.dumps(entry))
+    bridge.control.advance_clock(45 * 60)
+    bridge.reconcile()
+    (after,) = bridge.live()
+    assert after.id == sub.id
+    assert after.encryption_certificate_id not in (None, old)
+    assert old in store.certificate_ids(bridge.redis, TENANT)  # Graph may still retry with it
