@@ -13,10 +13,7 @@ from redis import Redis
 from core import keys
 from core.token_cache import CacheCipher
 
-
-def certificates_key(tenant: str) -> str:
-    """Hash: certificate id -> JSON {key (encrypted PEM), certificate, created_at, retired_at}."""
-    return f"{keys.PREFIX}tenant:{tenant}:certs"
+certificates_key = keys.certificates
 
 
 # Graph retries a delivery for up to 4 hours, so a retired key may still be needed that long
@@ -24,9 +21,7 @@ def certificates_key(tenant: str) -> str:
 RETIRED_KEY_KEPT_SECONDS = 5 * 3600.0
 
 
-def current_certificate_key(tenant: str) -> str:
-    """String: id of the certificate new subscriptions and renewals name."""
-    return f"{keys.PREFIX}tenant:{tenant}:cert-current"
+current_certificate_key = keys.current_certificate
 
 
 @dataclass(frozen=True)

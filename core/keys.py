@@ -114,3 +114,79 @@ def calls(tenant: str) -> str:
 def own_presence(tenant: str, graph_id: str) -> str:
     """String: the Teams presence our own session set for a user, EX its duration."""
     return f"{PREFIX}tenant:{tenant}:own:{graph_id}"
+
+
+def desired_versions(tenant: str) -> str:
+    """Hash: pbx user -> last desired version handed out (owner: workers/)."""
+    return desired(tenant) + ":versions"
+
+
+# Directory (owner: workers/directory.py).
+def directory_users(tenant: str) -> str:
+    """Hash: graph user id -> compact JSON of the selected user fields."""
+    return f"{PREFIX}tenant:{tenant}:directory:users"
+
+
+def directory_tombstones(tenant: str) -> str:
+    """Hash: graph user id -> JSON {"at", "user"} of a soft-deleted user, kept 30 days."""
+    return f"{PREFIX}tenant:{tenant}:directory:tombstones"
+
+
+def directory_delta_link(tenant: str) -> str:
+    """String: the `/users/delta` deltaLink to resume from (Graph's lasts 7 days)."""
+    return f"{PREFIX}tenant:{tenant}:directory:delta"
+
+
+def directory_status(tenant: str) -> str:
+    """String: JSON status of the last sync (counts, conflicts, time)."""
+    return f"{PREFIX}tenant:{tenant}:directory:status"
+
+
+def directory_lock(tenant: str) -> str:
+    """String with expiry: held while one tenant's directory sync runs."""
+    return f"{PREFIX}lock:directory:{tenant}"
+
+
+# Subscriptions (owner: subscriptions/).
+def subscription_accounts(tenant: str) -> str:
+    """Hash: service account -> id of the subscription it holds."""
+    return f"{PREFIX}tenant:{tenant}:sub-accounts"
+
+
+def subscription_backoff(tenant: str) -> str:
+    """Hash: service account -> JSON {until, failures, reason} after 429 / 5xx."""
+    return f"{PREFIX}tenant:{tenant}:sub-backoff"
+
+
+def subscription_status(tenant: str) -> str:
+    """String: JSON status of the last reconcile (accounts, polled users, latency bound)."""
+    return f"{PREFIX}tenant:{tenant}:sub-status"
+
+
+def polled(tenant: str) -> str:
+    """String: JSON list of the Graph user ids covered by polling, not by a subscription."""
+    return f"{PREFIX}tenant:{tenant}:polled"
+
+
+def sweep_requested(tenant: str) -> str:
+    """String: set when a resync sweep is owed (a lifecycle `missed`, a recreation)."""
+    return f"{PREFIX}tenant:{tenant}:sweep-requested"
+
+
+def certificates(tenant: str) -> str:
+    """Hash: certificate id -> JSON {key (encrypted PEM), certificate, created_at, retired_at}."""
+    return f"{PREFIX}tenant:{tenant}:certs"
+
+
+def current_certificate(tenant: str) -> str:
+    """String: id of the certificate new subscriptions and renewals name."""
+    return f"{PREFIX}tenant:{tenant}:cert-current"
+
+
+# String set once per Redis lifetime: when it is gone, Redis came back empty.
+CLOCK_EPOCH = PREFIX + "clock:epoch"
+
+
+def oauth_flow(state_digest: str) -> str:
+    """String, EX 10 min: an encrypted sign-in flow, by SHA-256 of its state (owner: core.auth)."""
+    return f"{PREFIX}oauth:flow:{state_digest}"

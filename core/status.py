@@ -31,26 +31,11 @@ RECENT_FAILED_JOBS = 20
 RECENT_EVENTS = 20
 
 
-# Keys written by workers/ and subscriptions/, which core/ must not import. Wanted in
-# core.keys; tests/core/test_status.py checks they equal their owners' definitions.
-def directory_status_key(tenant: str) -> str:
-    return f"{keys.PREFIX}tenant:{tenant}:directory:status"
-
-
-def directory_users_key(tenant: str) -> str:
-    return f"{keys.PREFIX}tenant:{tenant}:directory:users"
-
-
-def subscription_status_key(tenant: str) -> str:
-    return f"{keys.PREFIX}tenant:{tenant}:sub-status"
-
-
-def subscription_backoff_key(tenant: str) -> str:
-    return f"{keys.PREFIX}tenant:{tenant}:sub-backoff"
-
-
-def desired_versions_key(tenant: str) -> str:
-    return keys.desired(tenant) + ":versions"
+directory_status_key = keys.directory_status
+directory_users_key = keys.directory_users
+subscription_status_key = keys.subscription_status
+subscription_backoff_key = keys.subscription_backoff
+desired_versions_key = keys.desired_versions
 
 
 @dataclass(frozen=True)

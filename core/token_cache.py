@@ -139,7 +139,7 @@ SIGN_IN_TTL_SECONDS = 600
 
 def flow_key(state: str) -> str:
     # Wanted in core.keys as `oauth_flow(state)`; kept here until then.
-    return f"{keys.PREFIX}oauth:flow:{hashlib.sha256(state.encode()).hexdigest()}"
+    return keys.oauth_flow(hashlib.sha256(state.encode()).hexdigest())
 
 
 def store_flow(redis: Redis, cipher: CacheCipher, state: str, record: dict[str, Any]) -> None:

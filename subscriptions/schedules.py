@@ -36,7 +36,7 @@ POLL_TICK_SECONDS = 5.0
 ACCOUNTS_EVERY_SECONDS = 3600.0
 # Present while Redis keeps our state; gone after Redis was restored from empty (or is new),
 # which is a gap: nothing says which notifications were lost, so a sweep is owed.
-EPOCH_KEY = keys.PREFIX + "clock:epoch"
+EPOCH_KEY = keys.CLOCK_EPOCH
 
 
 @dataclass

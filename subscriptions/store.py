@@ -17,32 +17,14 @@ from redis import Redis
 
 from core import keys, subscription_registry
 
-# Keys of this module (to move into core.keys; see the module docstring there).
+# Keys of this module, defined in core/keys.py.
 
 
-def account_index(tenant: str) -> str:
-    """Hash: service account -> id of the subscription it holds."""
-    return f"{keys.PREFIX}tenant:{tenant}:sub-accounts"
-
-
-def backoff_key(tenant: str) -> str:
-    """Hash: service account -> JSON {until, failures, reason} after 429 / 5xx."""
-    return f"{keys.PREFIX}tenant:{tenant}:sub-backoff"
-
-
-def status_key(tenant: str) -> str:
-    """String: JSON status of the last reconcile (accounts, polled users, latency bound)."""
-    return f"{keys.PREFIX}tenant:{tenant}:sub-status"
-
-
-def polled_key(tenant: str) -> str:
-    """String: JSON list of the Graph user ids covered by polling, not by a subscription."""
-    return f"{keys.PREFIX}tenant:{tenant}:polled"
-
-
-def sweep_requested(tenant: str) -> str:
-    """String: set when a resync sweep is owed (a lifecycle `missed`, a recreation)."""
-    return f"{keys.PREFIX}tenant:{tenant}:sweep-requested"
+account_index = keys.subscription_accounts
+backoff_key = keys.subscription_backoff
+status_key = keys.subscription_status
+polled_key = keys.polled
+sweep_requested = keys.sweep_requested
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,7 @@ class Desired:
         )
 
 
-def _versions_key(tenant: str) -> str:
-    return keys.desired(tenant) + ":versions"
+_versions_key = keys.desired_versions
 
 
 def set_desired(redis: Redis, tenant: str, changes: list[ProfileChange]) -> list[Desired]:

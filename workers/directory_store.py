@@ -33,32 +33,14 @@ USER_FIELDS = (
 )
 
 
-# ---- keys (to move into core/keys.py) ---------------------------------------------------------
+# ---- keys (defined in core/keys.py) ---------------------------------------------------------
 
 
-def directory_users(tenant: str) -> str:
-    """Hash: graph user id -> compact JSON of the selected user fields (owner: directory sync)."""
-    return f"{PREFIX}tenant:{tenant}:directory:users"
-
-
-def directory_tombstones(tenant: str) -> str:
-    """Hash: graph user id -> JSON {"at", "user"} of a soft-deleted user, kept 30 days."""
-    return f"{PREFIX}tenant:{tenant}:directory:tombstones"
-
-
-def directory_delta_link(tenant: str) -> str:
-    """String: the `/users/delta` deltaLink to resume from (no expiry; Graph's lasts 7 days)."""
-    return f"{PREFIX}tenant:{tenant}:directory:delta"
-
-
-def directory_status(tenant: str) -> str:
-    """String: JSON status of the last sync (counts, conflicts, time) (owner: directory sync)."""
-    return f"{PREFIX}tenant:{tenant}:directory:status"
-
-
-def directory_lock(tenant: str) -> str:
-    """String with expiry: held while one tenant's directory sync runs (clock or on demand)."""
-    return f"{PREFIX}lock:directory:{tenant}"
+directory_users = keys.directory_users
+directory_tombstones = keys.directory_tombstones
+directory_delta_link = keys.directory_delta_link
+directory_status = keys.directory_status
+directory_lock = keys.directory_lock
 
 
 # ---- encoding -------------------------------------------------------------------------------
