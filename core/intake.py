@@ -1,10 +1,10 @@
 """The intake stream: how accepted notifications cross from the webhook to the workers.
 
-The webhook makes ONE script call per request (`webhook/handoff.py`): a Lua script that drops redeliveries (a
-content-derived `SET NX EX` key per item), appends the survivors as one stream entry and
-bumps the cluster-wide counters. Worker processes read entries with a consumer group and
-turn them into RQ jobs in batches (`workers.intake`), so a crash between read and enqueue
-leaves the entry pending for another worker to claim.
+The webhook makes ONE script call per request (`webhook/handoff.py`): a Lua script that
+drops redeliveries (a content-derived `SET NX EX` key per item), appends the survivors as
+one stream entry and bumps the cluster-wide counters. Worker processes read entries with
+a consumer group and turn them into RQ jobs in batches (`workers.intake`), so a crash
+between read and enqueue leaves the entry pending for another worker to claim.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from core import keys
 # A basic presence notification carries only the user id, so a new change of the same
 # user is byte-identical to a redelivery of the last one. Keeping such keys for 24 h would
 # swallow every later change; a short window absorbs bursts of resends instead, and a
-# late resend only costs one idempotent presence read.
+# late resend only costs one idempotent presence read. Even 5 s would swallow a real change
+# that follows within the window, so the worker deletes the key when it reads presence
+# (`bare_dedup_keys`): only resends that the read covers are absorbed.
 BARE_DEDUP_TTL_SECONDS = 5
 
 APPEND_SCRIPT = """
@@ -64,13 +66,32 @@ class Accepted:
             entry["validationTokens"] = self.validation_tokens
         return orjson.dumps(entry)
 
-    def dedup_key(self) -> tuple[str, int]:
-        digest = hashlib.sha256(orjson.dumps(self.item, option=orjson.OPT_SORT_KEYS)).hexdigest()
-        bare = self.kind == "notification" and not (
+    @property
+    def bare(self) -> bool:
+        """A basic item without an id: only the user id, so every change looks the same."""
+        return self.kind == "notification" and not (
             self.item.get("id") or self.item.get("encryptedContent")
         )
-        ttl = BARE_DEDUP_TTL_SECONDS if bare else keys.DEDUP_TTL_SECONDS
+
+    def dedup_key(self) -> tuple[str, int]:
+        digest = hashlib.sha256(orjson.dumps(self.item, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        ttl = BARE_DEDUP_TTL_SECONDS if self.bare else keys.DEDUP_TTL_SECONDS
         return keys.dedup(digest[:40]), ttl
+
+
+def bare_dedup_keys(entries: list[dict[str, Any]]) -> list[str]:
+    """Dedup keys of the bare items among decoded stream entries.
+
+    A worker deletes them just before it reads presence: a resend that arrived before the
+    read is covered by it, but a later change of the same user must not be taken for a
+    resend, or the PBX would keep a stale profile until the user changes again.
+    """
+    found = []
+    for entry in entries:
+        accepted = Accepted(entry["tenant"], entry["kind"], entry["item"])
+        if accepted.bare:
+            found.append(accepted.dedup_key()[0])
+    return found
 
 
 def script_args(accepted: list[Accepted], counters: dict[str, int]) -> list[bytes | str | int]:
