@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from emulator import aggregation as agg
 from emulator import faults, presence, subscriptions
+from emulator import lifecycle as sub_lifecycle
 from emulator.delivery import engine_for, graph_time
 from emulator.world import World
 
@@ -141,14 +142,14 @@ def routes(world: World) -> list[BaseRoute]:
         if isinstance(body, JSONResponse):
             return body
         event = body.get("lifecycleEvent")
-        if event not in subscriptions.LIFECYCLE_EVENTS:
-            return _fail(400, f"lifecycleEvent must be one of {subscriptions.LIFECYCLE_EVENTS}")
-        sub = subscriptions.live(world, request.path_params["sub_id"])
+        if event not in sub_lifecycle.LIFECYCLE_EVENTS:
+            return _fail(400, f"lifecycleEvent must be one of {sub_lifecycle.LIFECYCLE_EVENTS}")
+        sub = sub_lifecycle.live(world, request.path_params["sub_id"])
         if sub is None:
             return _fail(404, "no such subscription")
-        sent = subscriptions.send_lifecycle(world, sub, str(event))
+        sent = sub_lifecycle.send_lifecycle(world, sub, str(event))
         if event == "subscriptionRemoved":
-            subscriptions.remove(world, sub)
+            sub_lifecycle.remove(world, sub)
         return JSONResponse({"sent": sent, "subscriptionId": sub.id})
 
     async def deliveries(request: Request) -> Response:

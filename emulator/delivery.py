@@ -8,31 +8,41 @@ exponential backoff measured on `world.clock` until the horizon.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import threading
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
 
 from emulator import faults
-from emulator.clock import Clock
+from emulator.envelope import CHANGE_TRACKING_APP_ID, Item, collection
+from emulator.health import WINDOW, UrlHealth
+from emulator.scheduling import Scheduler
 from emulator.world import Delivery, Subscription, World, extension
 
 log = logging.getLogger("emulator.delivery")
 
-CHANGE_TRACKING_APP_ID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
+# Names other modules and tests import from here.
+__all__ = [
+    "CHANGE_TRACKING_APP_ID",
+    "DEFAULTS",
+    "Batch",
+    "DeliveryEngine",
+    "Item",
+    "Scheduler",
+    "UrlHealth",
+    "engine_for",
+    "graph_time",
+    "setting",
+    "shutdown",
+]
+
 MAX_BATCH = 100
-WINDOW = 600.0  # Graph judges endpoints over 10-minute windows
-VALIDATION_TOKEN_LIFETIME = 24 * 3600.0
 
 # world.settings keys read here, with Graph's figures as defaults (seconds unless noted).
 DEFAULTS: dict[str, Any] = {
@@ -63,82 +73,6 @@ def graph_time(epoch: float, suffix: str = "Z") -> str:
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', whole)}.{ticks:07d}{suffix}"
 
 
-class Scheduler:
-    """Callbacks due at emulated times; wakes when they are due or when the clock is advanced."""
-
-    def __init__(self, clock: Clock, name: str) -> None:
-        self._clock = clock
-        self._name = name
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
-        self._seq = itertools.count()
-        self._lock = threading.Lock()
-        self._wake = clock.subscribe()
-        self._thread: threading.Thread | None = None
-        self._closed = False
-
-    def at(self, when: float, callback: Callable[[], None]) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            heapq.heappush(self._heap, (when, next(self._seq), callback))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
-        self._wake.set()
-
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._heap)
-
-    def _run(self) -> None:
-        idle_since = time.monotonic()
-        while True:
-            due: list[Callable[[], None]] = []
-            with self._lock:
-                if self._closed:
-                    return
-                if not self._heap and time.monotonic() - idle_since > 5.0:
-                    self._thread = None  # nothing scheduled: let the thread go
-                    return
-                now = self._clock.now()
-                while self._heap and self._heap[0][0] <= now:
-                    due.append(heapq.heappop(self._heap)[2])
-                wait = min(self._heap[0][0] - now, 1.0) if self._heap else 1.0
-            for callback in due:
-                try:
-                    callback()
-                except Exception:
-                    log.exception("scheduled callback failed")
-            if due:
-                idle_since = time.monotonic()
-                continue
-            # Real time runs at the clock's pace, so waiting the remaining real seconds works;
-            # an advance() sets the event and we re-check at once.
-            self._wake.wait(max(wait, 0.0))
-            self._wake.clear()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._heap.clear()
-        self._wake.set()
-
-
-@dataclass
-class Item:
-    url: str
-    payload: dict[str, Any]
-    kind: str  # "notification" or "lifecycle"
-    subscription_id: str
-    first_at: float
-    # Rich notifications: the plain resource, encrypted when first sent.
-    resource: dict[str, Any] | None = None
-    certificate: str | None = None
-    certificate_id: str | None = None
-    audience: str | None = None
-    tenant_id: str | None = None
-
-
 @dataclass
 class Batch:
     url: str
@@ -146,46 +80,6 @@ class Batch:
     attempt: int = 1
     body: bytes | None = None  # fixed at the first attempt; retries resend the same bytes
     document: dict[str, Any] | None = None
-
-
-@dataclass
-class UrlHealth:
-    """Graph's view of one endpoint over the last 10 minutes (emulated)."""
-
-    # (emulated time, over the first-attempt timeout, over the retry timeout)
-    samples: deque[tuple[float, bool, bool]] = field(default_factory=deque)
-    over_first: int = 0
-    over_retry: int = 0
-    delivered: int = 0
-    failed_attempts: int = 0
-    dropped: int = 0
-    delayed: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, now: float, slow: bool, very_slow: bool) -> None:
-        with self.lock:
-            self.samples.append((now, slow, very_slow))
-            self.over_first += slow
-            self.over_retry += very_slow
-            self._trim(now)
-
-    def _trim(self, now: float) -> None:
-        while self.samples and self.samples[0][0] < now - WINDOW:
-            _, slow, very_slow = self.samples.popleft()
-            self.over_first -= slow
-            self.over_retry -= very_slow
-
-    def state(self, now: float, min_samples: int, slow_ratio: float, drop_ratio: float) -> str:
-        with self.lock:
-            self._trim(now)
-            count = len(self.samples)
-            if count == 0 or count < min_samples:
-                return "normal"
-            if self.over_retry / count > drop_ratio:
-                return "drop"
-            if self.over_first / count > slow_ratio:
-                return "slow"
-            return "normal"
 
 
 class DeliveryEngine:
@@ -256,9 +150,9 @@ class DeliveryEngine:
             self._reorder.append(item)
             if len(self._reorder) >= int(value):
                 group, self._reorder = self._reorder[::-1], []
-                # Each as its own POST, newest first, so order is broken across requests too.
-                for reordered in group:
-                    self._send_now(Batch(reordered.url, [reordered]))
+                # Each as its own POST, newest first, so order is broken across requests too;
+                # one after the other, else the pool's threads could race them back in order.
+                self._send_in_order([Batch(r.url, [r]) for r in group])
             return True
         return False
 
@@ -341,8 +235,12 @@ class DeliveryEngine:
                 self._in_flight.discard(batch.url)
                 self._cond.notify()
 
-    def _send_now(self, batch: Batch) -> None:
-        self._pool.submit(self._post, batch)
+    def _send_in_order(self, batches: list[Batch]) -> None:
+        def post_all() -> None:
+            for batch in batches:
+                self._post(batch)
+
+        self._pool.submit(post_all)
 
     def _post(self, batch: Batch) -> None:
         world = self.world
@@ -350,7 +248,7 @@ class DeliveryEngine:
             batch.items = self._deliverable(batch.items)
             if not batch.items:
                 return
-            batch.document = self._document(batch.items)
+            batch.document = collection(self.world, batch.items, self._tokens)
             batch.body = orjson.dumps(batch.document)
         first = batch.attempt == 1
         timeout = setting(world, "delivery_timeout" if first else "delivery_retry_timeout")
@@ -432,48 +330,6 @@ class DeliveryEngine:
             else:
                 keep.append(item)
         return keep
-
-    def _document(self, items: list[Item]) -> dict[str, Any]:
-        from emulator.crypto import encrypt_resource
-
-        value: list[dict[str, Any]] = []
-        audiences: dict[tuple[str, str], None] = {}
-        for item in items:
-            payload = dict(item.payload)
-            if item.resource is not None and item.certificate and item.certificate_id:
-                payload["encryptedContent"] = encrypt_resource(
-                    item.resource, item.certificate, item.certificate_id
-                )
-                if item.audience and item.tenant_id:
-                    audiences[(item.audience, item.tenant_id)] = None
-            value.append(payload)
-        document: dict[str, Any] = {"value": value}
-        if audiences:
-            document["validationTokens"] = [self._validation_token(a, t) for a, t in audiences]
-        return document
-
-    def _validation_token(self, audience: str, tenant_id: str) -> str:
-        from emulator.tokens import issuer, sign_jwt
-
-        now = self.world.clock.now()
-        cached = self._tokens.get((audience, tenant_id))
-        if cached is not None and now - cached[0] < 3600:
-            return cached[1]  # Graph reuses a token for many POSTs; re-sign hourly
-        claims = {
-            "aud": audience,
-            "iss": issuer(self.world, tenant_id),
-            "iat": int(now),
-            "nbf": int(now) - 300,
-            "exp": int(now + VALIDATION_TOKEN_LIFETIME),
-            "azp": CHANGE_TRACKING_APP_ID,
-            "appid": CHANGE_TRACKING_APP_ID,
-            "tid": tenant_id,
-            "ver": "2.0",
-            "uti": uuid.uuid4().hex,
-        }
-        token = sign_jwt(self.world, claims)
-        self._tokens[(audience, tenant_id)] = (now, token)
-        return token
 
     # -- bookkeeping --------------------------------------------------------------------------
 

@@ -1,38 +1,58 @@
-"""`/v1.0/subscriptions` with Graph's presence rules, the validation handshake, lifecycle events."""
+"""`/v1.0/subscriptions` with Graph's presence rules (handshake and lifecycle live beside it)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import re
-import secrets
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import unquote_plus
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from emulator.delivery import Item, engine_for, graph_time, setting
+from emulator.delivery import engine_for, graph_time
+from emulator.handshake import check_url, validate_endpoint
+from emulator.lifecycle import (
+    LIFECYCLE_EVENTS,
+    live,
+    reauthorized,
+    remove,
+    send_lifecycle,
+    watch,
+)
 from emulator.tokens import GraphError, authenticate, has_permission
-from emulator.world import Delivery, Subscription, World
+from emulator.world import Subscription, World
+
+# Re-exported: control_graph and older callers reach these through this module.
+__all__ = [
+    "CONFLICT",
+    "LIFECYCLE_EVENTS",
+    "MAX_PRESENCE_IDS",
+    "live",
+    "parse_time",
+    "presence_ids",
+    "reauthorized",
+    "remove",
+    "routes",
+    "send_lifecycle",
+    "subscription_json",
+    "visible",
+    "watch",
+]
 
 MAX_PRESENCE_IDS = 650
 MAX_LIFETIME = 60 * 60.0  # presence subscriptions live at most 60 minutes...
 MIN_LIFETIME = 45 * 60.0  # ...and shorter requests are silently raised to 45
-VALIDATION_TIMEOUT = 10.0
 MAX_CLIENT_STATE = 128
 PAGE_SIZE = 100
 PRESENCE_SCOPES = ("Presence.Read.All", "Presence.ReadWrite.All")
 CONFLICT = "A subscripton already exists. It must be deleted before a another can be made."
-LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
 UPDATABLE = {
     "expirationDateTime",
     "notificationUrl",
@@ -43,7 +63,6 @@ TLS_VERSIONS = ("v1_0", "v1_1", "v1_2", "v1_3")
 
 _SINGLE = re.compile(r"^/?communications/presences/([^/?()']+)$")
 _BULK = re.compile(r"^/?communications/presences\?\$filter=id in \((.*)\)$", re.IGNORECASE)
-_LOOPBACK_NAMES = {"localhost"}
 
 
 def _error(status: int, message: str, code: str = "InvalidRequest") -> GraphError:
@@ -106,21 +125,6 @@ def bounded_expiration(world: World, requested: object) -> float:
     return max(when, now + MIN_LIFETIME)
 
 
-def check_url(url: object, field: str) -> str:
-    if not isinstance(url, str) or not url:
-        raise _error(400, f"{field} is required.")
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    try:
-        loopback = host in _LOOPBACK_NAMES or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    # Deviation (documented): plain http is allowed on loopback so tests need no certificates.
-    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
-        raise _error(400, f"The {field} must use https.")
-    return url
-
-
 def check_certificate(encoded: object) -> None:
     try:
         der = base64.b64decode(str(encoded), validate=True)
@@ -129,41 +133,6 @@ def check_certificate(encoded: object) -> None:
         raise _error(400, "encryptionCertificate is not a base64 X.509 certificate.") from None
     if not isinstance(key, rsa.RSAPublicKey) or not 2048 <= key.key_size <= 4096:
         raise _error(400, "encryptionCertificate must hold a 2048 to 4096 bit RSA key.")
-
-
-async def validate_endpoint(world: World, url: str) -> bool:
-    """Graph's handshake: 200, text/plain, body equal to the (decoded) token, within 10 s."""
-    # Real tokens contain spaces and colons, so a subscriber that forgets to decode fails.
-    token = f"Validation: Testing client application reachability {secrets.token_urlsafe(12)}+/="
-    sent_at = world.clock.now()
-    started = time.monotonic()
-    status: int | None = None
-    ok = False
-    try:
-        async with httpx.AsyncClient(timeout=VALIDATION_TIMEOUT) as client:
-            response = await client.post(
-                url,
-                params={"validationToken": token},
-                headers={"content-type": "text/plain; charset=utf-8"},
-            )
-        status = response.status_code
-        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        ok = status == 200 and content_type == "text/plain" and response.text == token
-    except httpx.HTTPError:
-        ok = False
-    with world.lock:
-        world.deliveries.append(
-            Delivery(
-                url,
-                {"validationToken": token, "ok": ok},
-                1,
-                status,
-                sent_at,
-                time.monotonic() - started,
-                "validation",
-            )
-        )
-    return ok
 
 
 def subscription_json(sub: Subscription, *, with_client_state: bool = True) -> dict[str, Any]:
@@ -190,93 +159,12 @@ def subscription_json(sub: Subscription, *, with_client_state: bool = True) -> d
     return document
 
 
-def live(world: World, sub_id: str) -> Subscription | None:
-    """A subscription that exists and has not expired; expired ones are forgotten."""
-    with world.lock:
-        sub = world.subscriptions.get(sub_id)
-        if sub is not None and sub.expiration <= world.clock.now():
-            remove(world, sub)
-            return None
-        return sub
-
-
-def remove(world: World, sub: Subscription) -> None:
-    engine = engine_for(world)
-    with world.lock:
-        world.subscriptions.pop(sub.id, None)
-        for user_id in sub.user_ids:
-            ids = engine.index.get(user_id)
-            if ids is not None:
-                ids.discard(sub.id)
-                if not ids:
-                    del engine.index[user_id]
-
-
 def visible(sub: Subscription, claims: dict[str, Any]) -> bool:
     """Delegated callers see their own user's subscriptions of this app; app-only, the app's."""
     app_id = claims.get("appid") or claims.get("azp")
     if sub.app_id != app_id or sub.tenant_id != claims.get("tid"):
         return False
     return "scp" not in claims or sub.creator_id == claims.get("oid")
-
-
-# -- lifecycle -----------------------------------------------------------------------------------
-
-
-def send_lifecycle(world: World, sub: Subscription, event: str) -> bool:
-    """Queue one lifecycle notification; False when the subscription has no lifecycle URL."""
-    if sub.lifecycle_notification_url is None:
-        return False  # Graph sends none to subscriptions created without one
-    payload = {
-        "subscriptionId": sub.id,
-        "subscriptionExpirationDateTime": graph_time(sub.expiration, suffix="+00:00"),
-        "tenantId": sub.tenant_id,
-        "clientState": sub.client_state,
-        "lifecycleEvent": event,
-    }
-    engine = engine_for(world)
-    engine.enqueue(
-        Item(sub.lifecycle_notification_url, payload, "lifecycle", sub.id, world.clock.now())
-    )
-    return True
-
-
-def _reauth_state(world: World) -> dict[str, float]:
-    from emulator.world import extension
-
-    return extension(world, "subscriptions.reauth_sent", dict)
-
-
-def watch(world: World, sub: Subscription) -> None:
-    """Schedule the reauthorizationRequired check for when the token or subscription nears end."""
-    lead = float(setting(world, "reauthorization_lead"))
-    deadline = min(sub.expiration, sub.token_expires_at or sub.expiration)
-    engine_for(world).scheduler.at(deadline - lead, lambda: _check_reauth(world, sub.id))
-
-
-def _check_reauth(world: World, sub_id: str) -> None:
-    sub = live(world, sub_id)
-    if sub is None:
-        return
-    now = world.clock.now()
-    lead = float(setting(world, "reauthorization_lead"))
-    every = float(setting(world, "reauthorization_every"))
-    deadline = min(sub.expiration, sub.token_expires_at or sub.expiration)
-    if deadline - now > lead:
-        return  # renewed since this check was scheduled
-    sent = _reauth_state(world)
-    last = sent.get(sub_id)
-    due = last is None or now - last >= every - 1e-6
-    if due and send_lifecycle(world, sub, "reauthorizationRequired"):
-        sent[sub_id] = now
-    engine_for(world).scheduler.at(now + every, lambda: _check_reauth(world, sub_id))
-
-
-def reauthorized(world: World, sub: Subscription, claims: dict[str, Any]) -> None:
-    sub.token_expires_at = float(claims.get("exp", 0))
-    _reauth_state(world).pop(sub.id, None)
-    watch(world, sub)
-    engine_for(world).release(sub.id)
 
 
 # -- routes --------------------------------------------------------------------------------------

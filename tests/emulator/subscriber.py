@@ -15,15 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
-
-from emulator.world import World
 
 
 @contextmanager
@@ -137,130 +134,3 @@ def running_subscriber(**options: Any) -> Iterator[Subscriber]:
     with serve(subscriber.app()) as base_url:
         subscriber.base_url = base_url
         yield subscriber
-
-
-# -- the emulator side: the notification routes served on their own, over real HTTP -----------
-
-
-def notification_app(world: World) -> Starlette:
-    """The routes this half of the emulator owns, with the fault middleware and Graph errors."""
-    from starlette.middleware import Middleware
-    from starlette.responses import JSONResponse
-
-    from emulator import control_graph, faults, presence, subscriptions
-    from emulator.tokens import GraphError
-
-    async def graph_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, GraphError)
-        return JSONResponse(exc.body, status_code=exc.status_code, headers=exc.headers)
-
-    return Starlette(
-        routes=[
-            *presence.routes(world),
-            *subscriptions.routes(world),
-            *control_graph.routes(world),
-        ],
-        middleware=[Middleware(faults.FaultMiddleware, world=world)],
-        exception_handlers={GraphError: graph_error},
-    )
-
-
-TENANT = "11111111-1111-1111-1111-111111111111"
-APP = "22222222-2222-2222-2222-222222222222"
-OTHER_APP = "33333333-3333-3333-3333-333333333333"
-SERVICE_USER = "44444444-4444-4444-4444-444444444444"
-
-
-def user_id(n: int) -> str:
-    return f"00000000-0000-0000-0000-{n:012d}"
-
-
-@dataclass
-class Graph:
-    """A running emulator (notification half) with one tenant, two apps and `users` users."""
-
-    world: World
-    base_url: str
-    client: httpx.Client
-
-    def token(
-        self,
-        *,
-        user: str | None = SERVICE_USER,
-        app: str = APP,
-        scopes: tuple[str, ...] = ("Presence.Read.All", "Presence.ReadWrite"),
-        roles: tuple[str, ...] = ("Presence.ReadWrite.All",),
-        lifetime: float | None = None,
-    ) -> dict[str, str]:
-        from emulator.tokens import issue_access_token
-
-        token = issue_access_token(
-            self.world,
-            tenant_id=TENANT,
-            app_id=app,
-            user_id=user,
-            scopes=list(scopes),
-            roles=list(roles),
-            lifetime=lifetime,
-        )
-        return {"authorization": f"Bearer {token}"}
-
-    def app_token(self, app: str = APP) -> dict[str, str]:
-        return self.token(user=None, app=app)
-
-    def expiry(self, minutes: float) -> str:
-        from emulator.delivery import graph_time
-
-        return graph_time(self.world.clock.now() + minutes * 60)
-
-    def subscribe(
-        self,
-        notification_url: str,
-        *,
-        ids: list[str] | None = None,
-        headers: dict[str, str] | None = None,
-        minutes: float = 60,
-        **extra: Any,
-    ) -> httpx.Response:
-        ids = ids if ids is not None else [user_id(1)]
-        resource = "/communications/presences?$filter=id in ({})".format(
-            ",".join(f"'{i}'" for i in ids)
-        )
-        body = {
-            "changeType": "updated",
-            "notificationUrl": notification_url,
-            "resource": resource,
-            "expirationDateTime": self.expiry(minutes),
-            "clientState": "secret-state",
-            **extra,
-        }
-        return self.client.post("/v1.0/subscriptions", json=body, headers=headers or self.token())
-
-    def set_presence(self, uid: str, availability: str, activity: str, **extra: Any) -> None:
-        response = self.client.post(
-            "/_emulator/presence",
-            json={"id": uid, "availability": availability, "activity": activity, **extra},
-        )
-        assert response.status_code == 200, response.text
-
-
-@contextmanager
-def running_graph(users: int = 5, settings: dict[str, Any] | None = None) -> Iterator[Graph]:
-    from emulator.delivery import shutdown
-    from emulator.world import App, User
-
-    world = World()
-    world.settings.update(settings or {})
-    tenant = world.tenant(TENANT)
-    for app_id in (APP, OTHER_APP):
-        tenant.apps[app_id] = App(client_id=app_id, tenant_id=TENANT)
-    for uid in [SERVICE_USER, *(user_id(n) for n in range(1, users + 1))]:
-        tenant.users[uid] = User(id=uid, tenant_id=TENANT, userPrincipalName=f"{uid}@contoso.test")
-    try:
-        with (
-            serve(notification_app(world)) as base_url,
-            httpx.Client(base_url=base_url, timeout=30) as client,
-        ):
-            yield Graph(world, base_url, client)
-    finally:
-        shutdown(world)

@@ -24,15 +24,8 @@ from emulator.crypto import make_certificate
 from emulator.delivery import CHANGE_TRACKING_APP_ID, engine_for
 from emulator.tokens import jwks
 from emulator.world import Delivery
-from tests.emulator.subscriber import (
-    APP,
-    TENANT,
-    Graph,
-    Subscriber,
-    running_graph,
-    running_subscriber,
-    user_id,
-)
+from tests.emulator.graph import APP, TENANT, Graph, running_graph, user_id
+from tests.emulator.subscriber import Subscriber, running_subscriber
 
 FAST = {"delivery_retry_base": 10.0, "delivery_timeout": 0.3, "delivery_retry_timeout": 0.6}
 

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.emulator.subscriber import Graph, Subscriber, running_graph, running_subscriber, user_id
+from tests.emulator.graph import Graph, running_graph, user_id
+from tests.emulator.subscriber import Subscriber, running_subscriber
 
 PRESENCE = f"/v1.0/users/{user_id(1)}/presence"
 

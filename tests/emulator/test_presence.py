@@ -6,14 +6,8 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
-from tests.emulator.subscriber import (
-    APP,
-    OTHER_APP,
-    Graph,
-    running_graph,
-    running_subscriber,
-    user_id,
-)
+from tests.emulator.graph import APP, OTHER_APP, Graph, running_graph, user_id
+from tests.emulator.subscriber import running_subscriber
 
 U1 = user_id(1)
 

@@ -9,14 +9,8 @@ import pytest
 
 from emulator.crypto import make_certificate
 from emulator.subscriptions import CONFLICT, parse_time
-from tests.emulator.subscriber import (
-    OTHER_APP,
-    Graph,
-    Subscriber,
-    running_graph,
-    running_subscriber,
-    user_id,
-)
+from tests.emulator.graph import OTHER_APP, Graph, running_graph, user_id
+from tests.emulator.subscriber import Subscriber, running_subscriber
 
 
 @pytest.fixture
