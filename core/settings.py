@@ -152,6 +152,11 @@ class ProcessSettings(BaseSettings):
     pbx_events_secret: SecretStr | None = None
     ca_bundle: Path | None = None  # extra CA for Graph/login (the emulator's)
     coalesce_window_ms: int = Field(default=100, ge=0, le=10_000)
+    # The clock's schedules, in seconds.
+    reconcile_every: float = Field(default=60.0, ge=5, le=1800)
+    directory_every: float = Field(default=300.0, ge=10, le=86_400)
+    sweep_every: float = Field(default=300.0, ge=10, le=86_400)
+    pbx_reconcile_every: float = Field(default=60.0, ge=5, le=3600)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
 

@@ -16,7 +16,14 @@ from redis import Redis
 from core import keys
 from core.auth import Authenticator
 from core.errors import BridgeError
-from core.queue import QUEUE_GRAPH, job_kwargs, queue
+from core.queue import (
+    JOB_DELIVER,
+    JOB_SYNC_DIRECTORY,
+    QUEUE_GRAPH,
+    QUEUE_PBX,
+    job_kwargs,
+    queue,
+)
 from core.settings import Settings, TenantSettings
 from subscriptions import lifecycle, polling
 from subscriptions.clock import Schedule
@@ -25,13 +32,9 @@ from subscriptions.sweep import SweepReport, request_sweep, sweep, sweep_owed
 
 log = logging.getLogger(__name__)
 
-from core.queue import JOB_SYNC_DIRECTORY  # noqa: E402
 
-RECONCILE_EVERY_SECONDS = 60.0
 LIFECYCLE_EVERY_SECONDS = 5.0
-SWEEP_EVERY_SECONDS = 300.0
 OWED_SWEEP_EVERY_SECONDS = 10.0
-DIRECTORY_EVERY_SECONDS = 300.0
 POLL_TICK_SECONDS = 5.0
 ACCOUNTS_EVERY_SECONDS = 3600.0
 # Present while Redis keeps our state; gone after Redis was restored from empty (or is new),
@@ -135,14 +138,22 @@ class Clockwork:
     def refresh_accounts(self) -> None:
         self.auth.refresh_stale_accounts()
 
+    def pbx_reconcile_all(self) -> None:
+        """Re-apply desired PBX state that is not applied yet (a PBX that came back)."""
+        for tenant in self.settings.tenants:
+            if tenant.enabled:
+                queue(self.redis, QUEUE_PBX).enqueue(JOB_DELIVER, tenant.name, **job_kwargs())
+
     def schedules(self) -> list[Schedule]:
         """In the order they run within a tick; all are due at start-up (the first sweep too)."""
+        every = self.settings.process
         return [
             Schedule("lifecycle", LIFECYCLE_EVERY_SECONDS, self.lifecycle_all),
-            Schedule("reconcile", RECONCILE_EVERY_SECONDS, self.reconcile_all),
-            Schedule("sweep", SWEEP_EVERY_SECONDS, self.sweep_all),
+            Schedule("reconcile", every.reconcile_every, self.reconcile_all),
+            Schedule("sweep", every.sweep_every, self.sweep_all),
             Schedule("owed-sweeps", OWED_SWEEP_EVERY_SECONDS, self.owed_sweeps),
             Schedule("polling", POLL_TICK_SECONDS, self.poll_all),
-            Schedule("directory", DIRECTORY_EVERY_SECONDS, self.directory_all),
+            Schedule("directory", every.directory_every, self.directory_all),
             Schedule("accounts", ACCOUNTS_EVERY_SECONDS, self.refresh_accounts),
+            Schedule("pbx-reconcile", every.pbx_reconcile_every, self.pbx_reconcile_all),
         ]

@@ -7,6 +7,7 @@ import io
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import orjson
 import pytest
@@ -14,6 +15,7 @@ import redis
 
 from core import keys
 from core.auth import Authenticator
+from core.queue import QUEUE_PBX, queue
 from core.settings import load_settings
 from subscriptions import commands, store
 from subscriptions.clock import Schedule, run
@@ -21,6 +23,7 @@ from subscriptions.leader import LeaderLock
 from subscriptions.schedules import Clockwork
 from tests.emulator.conftest import emulator_factory  # noqa: F401
 from tests.subscriptions.test_reconcile import TENANT, Bridge, bridge_factory, covered, web  # noqa: F401
+from tests.tenants import secret_env, tenant_toml, write_env
 
 DEADLINE_SECONDS = 10.0
 STEP_SECONDS = 5 * 60.0
@@ -181,3 +184,25 @@ def test_the_reconcile_command_acts_and_status_shows_it(
     assert set(tenant["accounts"]) == set(bridge.accounts)
     assert len(bridge.live()) == 1
     assert store.polled_users(bridge.redis, TENANT)
+
+
+def test_pbx_reconcile_queues_a_delivery_of_pending_state_per_tenant(
+    redis_client: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    env = write_env(tmp_path, tenant_toml(), PRESENCE_BRIDGE_REDIS_URL=redis_url,
+                    **{secret_env("contoso", "CLIENT_SECRET"): "s"})
+    settings = load_settings(env)
+    with Authenticator(settings, redis_client) as auth:
+        Clockwork(settings, redis_client, auth).pbx_reconcile_all()
+    [job] = queue(redis_client, QUEUE_PBX).jobs
+    assert (job.func_name, job.args) == ("workers.jobs.deliver_pending", ("contoso",))
+
+
+def test_schedule_intervals_come_from_the_settings(redis_client: redis.Redis,
+                                                   redis_url: str) -> None:
+    settings = load_settings({"PRESENCE_BRIDGE_REDIS_URL": redis_url,
+                              "PRESENCE_BRIDGE_DIRECTORY_EVERY": "120"})
+    with Authenticator(settings, redis_client) as auth:
+        schedules = Clockwork(settings, redis_client, auth).schedules()
+    every = {s.name: s.every_seconds for s in schedules}
+    assert (every["directory"], every["sweep"], every["pbx-reconcile"]) == (120.0, 300.0, 60.0)
