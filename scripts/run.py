@@ -1,13 +1,15 @@
 """Start the Procfile's processes together (what `make run` does), and stop them together.
 
 Prints where the web process listens once it answers. If any process exits, the others
-are stopped and the exit code says which failed.
+are stopped and the exit code says which failed. With no tenants file it runs the demo
+(scripts/demo.py): the Graph emulator plays a tenant, and the bridge runs for real against it.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +18,11 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import demo as demo_setup  # noqa: E402 (scripts/demo.py, beside this file)
+
+Procs = dict[str, "subprocess.Popen[str]"]
 
 
 def read_procfile(path: Path) -> list[tuple[str, str]]:
@@ -33,7 +40,21 @@ def pump(name: str, stream: object) -> None:
         sys.stdout.flush()
 
 
-def wait_healthy(url: str, procs: dict[str, subprocess.Popen[str]], timeout: float) -> bool:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(name: str, command: str, env: dict[str, str], procs: Procs) -> None:
+    procs[name] = subprocess.Popen(  # noqa: S602 (the Procfile is ours)
+        command, shell=True, cwd=ROOT, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    threading.Thread(target=pump, args=(name, procs[name].stdout), daemon=True).start()
+
+
+def wait_healthy(url: str, procs: Procs, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs.values()):
@@ -46,50 +67,24 @@ def wait_healthy(url: str, procs: dict[str, subprocess.Popen[str]], timeout: flo
     return False
 
 
-def main() -> int:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    if "REDIS_URL" in env:
-        env.setdefault("PRESENCE_BRIDGE_REDIS_URL", env["REDIS_URL"])
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    host = env.setdefault("PRESENCE_BRIDGE_HOST", "127.0.0.1")
-    port = env.setdefault("PRESENCE_BRIDGE_PORT", "8000")
-    procs: dict[str, subprocess.Popen[str]] = {}
-    for name, command in read_procfile(ROOT / "Procfile"):
-        procs[name] = subprocess.Popen(  # noqa: S602 (the Procfile is ours)
-            command,
-            shell=True,
-            cwd=ROOT,
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        threading.Thread(target=pump, args=(name, procs[name].stdout), daemon=True).start()
+def announce_demo(demo_dir: Path, base: str, env: dict[str, str]) -> None:
+    key = env["PRESENCE_BRIDGE_ADMIN_API_KEY"]
+    try:
+        accounts = demo_setup.sign_in(demo_dir, base, key)
+    except Exception as exc:  # noqa: BLE001 - the demo goes on; the status page shows why
+        print(f"demo: signing the service account in failed: {exc}", flush=True)
+        accounts = []
+    print(
+        "Demo: the Graph emulator plays an office day for 50 users at 60x speed; "
+        f"service account signed in: {', '.join(accounts) or 'none'}.\n"
+        f"Status page: {base}/admin  (admin key: {key}, also in .run/demo/secrets.json)\n"
+        f"PBX profiles: {base}/api/v1/tenants/demo/users  "
+        f"(header X-API-Key: {env['PRESENCE_BRIDGE_TENANT_DEMO_PBX_SECRET']})",
+        flush=True,
+    )
 
-    stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
 
-    base = f"http://{host}:{port}"
-    if wait_healthy(f"{base}/healthz", procs, timeout=60):
-        print(
-            f"Presence Bridge is running: web on {base} (health: {base}/readyz, "
-            f"metrics: {base}/metrics). Ctrl-C stops it.",
-            flush=True,
-        )
-    code = 0
-    while not stopping.is_set():
-        dead = [n for n, p in procs.items() if p.poll() is not None]
-        if dead:
-            print(
-                f"run: process {dead[0]} exited with {procs[dead[0]].returncode}; stopping",
-                flush=True,
-            )
-            code = 1
-            break
-        stopping.wait(0.5)
+def stop_all(procs: Procs) -> None:
     for proc in procs.values():
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -98,6 +93,46 @@ def main() -> int:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def main() -> int:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    if "REDIS_URL" in env:
+        env.setdefault("PRESENCE_BRIDGE_REDIS_URL", env["REDIS_URL"])
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    host = env.setdefault("PRESENCE_BRIDGE_HOST", "127.0.0.1")
+    port = env.setdefault("PRESENCE_BRIDGE_PORT", "8000")
+    demo_dir = Path(env.get("PRESENCE_BRIDGE_DEMO_DIR") or ROOT / ".run" / "demo")
+    demo = "PRESENCE_BRIDGE_TENANTS_FILE" not in env and env.get("PRESENCE_BRIDGE_DEMO") != "0"
+    procs: Procs = {}
+    if demo:
+        env.update(demo_setup.prepare(demo_dir, port))
+        start("graph", demo_setup.emulator_command(ROOT, demo_dir, free_port(), port), env, procs)
+        env.update(demo_setup.configure(demo_dir, port))
+    for name, command in read_procfile(ROOT / "Procfile"):
+        start(name, command, env, procs)
+
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+
+    base = f"http://{host}:{port}"
+    if wait_healthy(f"{base}/healthz", procs, timeout=60):
+        print(f"Presence Bridge is running: web on {base} (health: {base}/readyz, "
+              f"metrics: {base}/metrics). Ctrl-C stops it.", flush=True)  # fmt: skip
+        if demo:
+            announce_demo(demo_dir, base, env)
+    code = 0
+    while not stopping.is_set():
+        dead = [n for n, p in procs.items() if p.poll() is not None]
+        if dead:
+            print(f"run: process {dead[0]} exited with {procs[dead[0]].returncode}; stopping",
+                  flush=True)  # fmt: skip
+            code = 1
+            break
+        stopping.wait(0.5)
+    stop_all(procs)
     return code
 
 

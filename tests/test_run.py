@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_all_processes_start_healthy_without_tenants(redis_url: str, redis_client) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_BRIDGE_")}
-    env.update(REDIS_URL=redis_url, PRESENCE_BRIDGE_PORT=str(port))
+    env.update(REDIS_URL=redis_url, PRESENCE_BRIDGE_PORT=str(port), PRESENCE_BRIDGE_DEMO="0")
     proc = subprocess.Popen(
         [sys.executable, "scripts/run.py"],
         cwd=ROOT,
@@ -47,3 +48,38 @@ def test_all_processes_start_healthy_without_tenants(redis_url: str, redis_clien
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_demo_turns_teams_presence_into_pbx_profiles(
+    redis_url: str, redis_client, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """`make run` with no tenants file: emulator, sign-in, subscription, office day, profiles."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_BRIDGE_")}
+    env.update(REDIS_URL=redis_url, PRESENCE_BRIDGE_PORT=str(port),
+               PRESENCE_BRIDGE_DEMO_DIR=str(tmp_path / "demo"))
+    proc = subprocess.Popen(
+        [sys.executable, "scripts/run.py"], cwd=ROOT, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("PBX profiles:") or proc.poll() is not None:
+                break
+        text = "".join(lines)
+        assert "service account signed in: svc-presence-1@contoso.test" in text, text[-3000:]
+        key = json.loads((tmp_path / "demo" / "secrets.json").read_text())["pbx_secret"]
+        url = f"http://127.0.0.1:{port}/api/v1/tenants/demo/users"
+        deadline = time.monotonic() + 90
+        profiles: list[dict[str, object]] = []
+        while not profiles and time.monotonic() < deadline:
+            time.sleep(0.5)  # the office day plays at 60x; poll the PBX's view of it
+            profiles = httpx.get(url, headers={"X-API-Key": key}).json()["value"]
+        assert profiles, "no PBX profile within 90 s"
+        assert redis_client.scard("pb:tenant:demo:subs") == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)

@@ -165,6 +165,9 @@ def sync_directory(
             done = _full_import(redis, tenant, graph_client, page_size, "requested")
         elif link is None:
             done = _full_import(redis, tenant, graph_client, page_size, "no delta link")
+        elif not link.startswith(str(tenant_settings.graph_base_url).rstrip("/") + "/"):
+            # The Graph base URL changed since the link was stored: it cannot be followed.
+            done = _full_import(redis, tenant, graph_client, page_size, "graph base URL changed")
         else:
             try:
                 done = _delta_round(redis, tenant, graph_client, link, clock())

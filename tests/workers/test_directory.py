@@ -281,6 +281,16 @@ def test_an_expired_delta_token_falls_back_to_a_full_import(site_factory: SiteFa
     assert site.sync().mode == "delta"  # the new link works
 
 
+def test_a_delta_link_from_another_graph_base_leads_to_a_full_import(site: Site) -> None:
+    site.sync()
+    site.redis.set(store.directory_delta_link("contoso"),
+                   "https://graph.elsewhere.example/v1.0/users/delta?$deltatoken=x")
+
+    report = site.sync()
+
+    assert (report.mode, report.reason) == ("full", "graph base URL changed")
+
+
 @pytest.mark.parametrize(
     ("status", "code", "expired"),
     [(410, "syncStateNotFound", True), (410, "http410", True), (400, "syncStateNotFound", True),
