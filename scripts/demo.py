@@ -47,7 +47,7 @@ def tenants_toml(seed: dict[str, object], web_port: str) -> str:
         for n, user_id in enumerate(seed["user_ids"])  # type: ignore[arg-type]
     )
     accounts = ", ".join(f'"{a}"' for a in seed["service_accounts"])  # type: ignore[attr-defined]
-    return f"""# Written by `make run` for the demo; a real site writes its own (docs/configuration.md).
+    return f"""# Written by `make run` for the demo (a real site: docs/configuration.md).
 [[tenants]]
 name = "demo"
 tenant_id = "{seed['tenant_id']}"
