@@ -108,5 +108,3 @@ def script_args(accepted: list[Accepted], counters: dict[str, int]) -> list[byte
 def decode_entry(fields: dict[bytes, bytes]) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = orjson.loads(fields[b"items"])
     return items
-
-

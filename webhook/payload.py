@@ -68,6 +68,10 @@ def normalise(item: dict[str, Any]) -> dict[str, Any]:
     user_id = user_id_of(out)
     if user_id:
         out["userId"] = user_id
+        if isinstance(data, dict) and "$filter" in out.get("resource", ""):
+            # Graph echoes a bulk subscription's resource, all its ids (650: ~26 KB), in
+            # every item; resourceData says which user changed, so the copy stops here.
+            del out["resource"]
     return out
 
 

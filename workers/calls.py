@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -22,12 +23,17 @@ REFRESH_AFTER = dt.timedelta(minutes=10)
 OWN_AVAILABILITY, OWN_ACTIVITY = "Busy", "InACall"
 
 
-def graph_ids_of(redis: Redis, tenant: str, pbx_user: str) -> list[str]:
-    """The Graph users linked to a PBX user (the links hash maps the other way)."""
-    out = []
+def graph_ids_of(
+    redis: Redis, tenant: str, pbx_user: str, static_links: Mapping[str, list[str]] | None = None
+) -> list[str]:
+    """The Graph users linked to a PBX user, by the directory sync or by the tenants file.
+
+    Both map Graph ids to PBX users (the other way round), as the pipeline reads them.
+    """
+    out = {g for g, users in (static_links or {}).items() if pbx_user in users}
     for graph_id, users in redis.hgetall(keys.links(tenant)).items():
         if pbx_user in orjson.loads(users):
-            out.append(graph_id.decode() if isinstance(graph_id, bytes) else graph_id)
+            out.add(graph_id.decode() if isinstance(graph_id, bytes) else graph_id)
     return sorted(out)
 
 
@@ -48,7 +54,13 @@ def _set_busy(redis: Redis, tenant: str, graph: GraphClient, app_id: str, ids: l
 
 
 def call_started(
-    redis: Redis, tenant: str, graph: GraphClient, app_id: str, pbx_user: str, call_id: str
+    redis: Redis,
+    tenant: str,
+    graph: GraphClient,
+    app_id: str,
+    pbx_user: str,
+    call_id: str,
+    static_links: Mapping[str, list[str]] | None = None,
 ) -> bool:
     """Returns True when a refresh must be scheduled (the first call of this user)."""
     record = _calls(redis, tenant, pbx_user)
@@ -56,7 +68,7 @@ def call_started(
     if call_id not in record["call_ids"]:
         record["call_ids"].append(call_id)
     if first:
-        record["graph_ids"] = graph_ids_of(redis, tenant, pbx_user)
+        record["graph_ids"] = graph_ids_of(redis, tenant, pbx_user, static_links)
         record["since"] = time.time()
         _set_busy(redis, tenant, graph, app_id, record["graph_ids"])
     redis.hset(keys.calls(tenant), pbx_user, orjson.dumps(record))

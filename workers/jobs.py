@@ -11,6 +11,7 @@ import orjson
 
 from core import certificates, keys
 from core.errors import TransientError
+from core.intake import bare_dedup_keys
 from core.queue import (
     JOB_DELIVER,
     JOB_REFRESH_CALL,
@@ -91,6 +92,9 @@ def process_notifications(tenant: str, items: list[dict[str, Any]]) -> int:
     updates = [PresenceUpdate.from_graph(p, observed) for p in _open_rich(runtime, rich, observed)]
     ids = sorted({e["item"]["userId"] for e in items if e["item"].get("userId") and e not in rich})
     if ids:
+        stale_dedup = bare_dedup_keys(items)
+        if stale_dedup:
+            current().redis.delete(*stale_dedup)  # before the read: see bare_dedup_keys
         presences = runtime.graph.get_presences_by_user_id(ids)  # 650 ids a call
         updates += [PresenceUpdate.from_graph(p, observed) for p in presences]
     if not updates:
@@ -159,7 +163,13 @@ def process_pbx_events(tenant: str, items: list[dict[str, Any]]) -> int:
         event = entry["item"]
         if event["type"] == "call_started":
             if calls.call_started(
-                redis, tenant, runtime.graph, app_id, event["user"], event["call_id"]
+                redis,
+                tenant,
+                runtime.graph,
+                app_id,
+                event["user"],
+                event["call_id"],
+                runtime.static_links,
             ):
                 _schedule_refresh(tenant, event["user"])
         else:

@@ -166,11 +166,11 @@ def process(
             keys.profile_state(tenant),
             mapping={u: orjson.dumps(s.to_dict()) for u, s in states.items()},
         )
-    for update, users in fresh:
-        for user in users:
-            store.record_event(
-                pipe,
-                tenant,
+    store.record_events(
+        pipe,
+        tenant,
+        [
+            (
                 user,
                 {
                     "teams": {"availability": update.availability, "activity": update.activity},
@@ -178,6 +178,10 @@ def process(
                     "result": "decided",
                 },
             )
+            for update, users in fresh
+            for user in users
+        ],
+    )
     pipe.execute()
     store.set_desired(redis, tenant, result.changes)
     return result

@@ -13,7 +13,7 @@ Rules, in order of precedence:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Final
 
 from workers.mapping import Decision, normalise
@@ -51,7 +51,8 @@ class ProfileState:
         return self.pending_due is not None
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        # Not dataclasses.asdict: its deep copy cost more than the rest of a batch's mapping.
+        return {name: getattr(self, name) for name in _FIELDS}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> ProfileState:
@@ -163,6 +164,9 @@ def _emit(before: str | None, state: ProfileState) -> tuple[ProfileState, str | 
     if state.current is None or state.current == before:
         return state, None
     return replace(state, version=state.version + 1), state.current
+
+
+_FIELDS: Final = tuple(f.name for f in fields(ProfileState))
 
 
 def _opt_str(value: object) -> str | None:

@@ -35,8 +35,8 @@ class BuiltinAdapter:
         """Apply several changes in one round trip (the hot path of the pipeline)."""
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
-        for change in changes:
-            record = orjson.dumps(
+        records = {
+            change.user: orjson.dumps(
                 {
                     "user": change.user,
                     "profile": change.profile,
@@ -46,7 +46,11 @@ class BuiltinAdapter:
                     "updated_at": now,
                 }
             )
-            pipe.hset(keys.builtin_profiles(self.tenant), change.user, record)
+            for change in changes
+        }
+        if records:
+            pipe.hset(keys.builtin_profiles(self.tenant), mapping=records)  # type: ignore[arg-type]
+        for record in records.values():
             pipe.xadd(
                 keys.builtin_events(self.tenant),
                 {"data": record},
