@@ -157,7 +157,9 @@ class ProcessSettings(BaseSettings):
     directory_every: float = Field(default=300.0, ge=10, le=86_400)
     sweep_every: float = Field(default=300.0, ge=10, le=86_400)
     pbx_reconcile_every: float = Field(default=60.0, ge=5, le=3600)
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Graph echoes a bulk subscription's resource (up to 650 ids, ~26 KB) in every item, so
+    # a batch of 100 changes is ~2.7 MB: a 1 MiB cap would 413 real traffic into 4 h of retries.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
 
 
 class Settings(BaseModel):

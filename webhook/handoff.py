@@ -11,7 +11,6 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from core.intake import APPEND_SCRIPT
 
-
 Arg = bytes | str | int
 
 

@@ -142,7 +142,7 @@ def test_declared_oversize_body_is_a_413_before_it_is_sent(web: httpx.Client) ->
     with socket.create_connection((host, port), timeout=5) as sock:
         sock.sendall(
             b"POST /graph/notifications HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 2097152\r\n\r\n{"
+            b"Content-Type: application/json\r\nContent-Length: 9437184\r\n\r\n{"
         )
         status_line = sock.recv(64).split(b"\r\n")[0]
     assert status_line == b"HTTP/1.1 413 Request Entity Too Large"
@@ -150,8 +150,8 @@ def test_declared_oversize_body_is_a_413_before_it_is_sent(web: httpx.Client) ->
 
 def test_body_that_grows_past_the_limit_is_a_413(web: httpx.Client) -> None:
     def chunks():  # type: ignore[no-untyped-def]
-        for _ in range(20):
-            yield b" " * 100_000  # chunked: no Content-Length to trust
+        for _ in range(90):
+            yield b" " * 100_000  # chunked: no Content-Length to trust; 9 MB in all
 
     response = web.post("/graph/notifications", content=chunks())
     assert response.status_code == 413
