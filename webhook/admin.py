@@ -34,6 +34,7 @@ from starlette.routing import Route
 from core import keys, status
 from core.auth import Authenticator
 from core.errors import BridgeError
+from core.queue import JOB_SYNC_DIRECTORY, QUEUE_GRAPH, job_kwargs, queue
 from core.redis import connect
 from core.settings import Settings
 from webhook import admin_page as view
@@ -242,6 +243,27 @@ async def sign_in(request: Request) -> Response:
     return RedirectResponse(auth_uri, 303, headers=_HEADERS)
 
 
+async def directory_sync(request: Request) -> Response:
+    """On-demand directory sync (`?full=true` for a full import): queued for a worker."""
+    if not _authorised(request) or not _same_origin(request):
+        return JSONResponse({"error": "unauthorized"}, 401, headers=_HEADERS)
+    tenant = request.path_params["tenant"]
+    if _settings(request).tenant(tenant) is None:
+        return JSONResponse({"error": "unknown tenant"}, 404, headers=_HEADERS)
+    full = request.query_params.get("full", "").lower() in ("1", "true", "yes")
+    redis = request.app.state.sync_redis
+
+    def enqueue() -> str:
+        job = queue(redis, QUEUE_GRAPH).enqueue(JOB_SYNC_DIRECTORY, tenant, full, **job_kwargs())
+        return str(job.id)
+
+    try:
+        job_id = await run_in_threadpool(enqueue)
+    except (RedisError, OSError):
+        return JSONResponse({"error": "temporarily unavailable"}, 503, headers=_HEADERS)
+    return JSONResponse({"queued": job_id, "tenant": tenant, "full": full}, 202, headers=_HEADERS)
+
+
 # ---- live updates ---------------------------------------------------------------------------
 
 
@@ -365,4 +387,5 @@ routes = [
     Route("/admin/login", login, methods=["POST"]),
     Route("/admin/logout", logout, methods=["GET"]),
     Route("/admin/sign-in", sign_in, methods=["POST"]),
+    Route("/admin/api/tenants/{tenant}/directory-sync", directory_sync, methods=["POST"]),
 ]

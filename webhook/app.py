@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from core import keys
-from core.redis import connect_async
+from core.redis import connect, connect_async
 from core.settings import Settings, load_settings
 from webhook import admin, builtin_api, health, notifications, oauth, pbx_events
 from webhook.handoff import IntakeWriter
@@ -24,9 +24,11 @@ def create_app(settings: Settings) -> Starlette:
         redis = connect_async(settings.process.redis_url)
         app.state.redis = redis
         app.state.lookup = SubscriptionLookup(redis)
+        app.state.sync_redis = connect(settings.process.redis_url)  # for RQ, off the event loop
         app.state.intake = IntakeWriter(redis, keys.INTAKE_STREAM, keys.METRICS_HASH)
         yield
         await app.state.intake.aclose()
+        app.state.sync_redis.close()
         await redis.aclose()
 
     routes = [

@@ -15,6 +15,7 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from core import keys, subscription_registry
+from core.queue import QUEUE_GRAPH, queue
 from core.settings import MappingSettings, load_settings
 from emulator.control import ControlClient
 from emulator.server import EmulatorServer
@@ -251,3 +252,25 @@ def test_a_sign_in_from_another_site_is_refused(bridge: Callable[..., str]) -> N
             "/admin/sign-in", data={"tenant": T}, headers={"Origin": "https://evil.example"}
         )
     assert response.status_code == 401
+
+
+def test_directory_sync_on_demand_queues_the_job(
+    bridge: Callable[..., str], redis_client: redis.Redis
+) -> None:
+    url = bridge()
+    response = httpx.post(f"{url}/admin/api/tenants/contoso/directory-sync?full=true",
+                          headers=BEARER)
+    [job] = queue(redis_client, QUEUE_GRAPH).jobs
+    assert response.status_code == 202
+    assert (job.func_name, list(job.args)) == ("workers.jobs.sync_directory", ["contoso", True])
+
+
+def test_directory_sync_refuses_without_a_key(bridge: Callable[..., str]) -> None:
+    url = bridge()
+    assert httpx.post(f"{url}/admin/api/tenants/contoso/directory-sync").status_code == 401
+
+
+def test_directory_sync_of_an_unknown_tenant_is_a_404(bridge: Callable[..., str]) -> None:
+    url = bridge()
+    response = httpx.post(f"{url}/admin/api/tenants/nope/directory-sync", headers=BEARER)
+    assert response.status_code == 404
