@@ -1,8 +1,9 @@
 """The status page in a real browser: Debian's headless Chromium driven by Playwright.
 
-The bridge is the real app under uvicorn against the test Redis; the presence change is made
-by the worker's own pipeline and delivery with the `builtin` adapter, whose profile stream the
-page's SSE route follows, so the page must change without a reload.
+The bridge is the real app under uvicorn against the test Redis. The first test makes the
+presence change with the worker's own pipeline; the second drives it for real from the Graph
+emulator through the webhook and a worker process. Either way the page must change without
+a reload.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from core import keys, subscription_registry
 from core.settings import MappingSettings, load_settings
+from tests.e2e.conftest import ADMIN_KEY as E2E_ADMIN_KEY
+from tests.e2e.conftest import BridgeFactory
 from tests.tenants import secret_env, tenant_toml, write_env
 from tests.webserver import ServedApp
 from webhook.app import create_app
@@ -151,3 +154,25 @@ def test_the_page_needs_the_key_then_follows_presence_live(
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "admin-page.png"), full_page=True)
+
+
+def test_a_teams_change_in_the_emulator_appears_without_a_reload(
+    bridge_factory: BridgeFactory, browser: Browser
+) -> None:
+    """The whole path: emulator presence -> Graph notification -> webhook -> worker -> page."""
+    bridge = bridge_factory(users=("alice", "bob"))
+    page = browser.new_page(viewport={"width": 1320, "height": 900})
+    page.goto(bridge.web_url + "/admin")
+    page.fill("#key", E2E_ADMIN_KEY)
+    page.click("button[type=submit]")
+    expect(page.locator("#live")).to_have_text("live")
+    page.evaluate("window.sameDocument = true")  # gone if the page reloads
+
+    bridge.set_teams("alice", "DoNotDisturb", "DoNotDisturb")
+
+    alice = page.locator('tr[data-tenant="contoso"][data-user="alice"]')
+    expect(alice.locator(".profile")).to_have_text("Do Not Disturb", timeout=30_000)
+    expect(alice.locator(".presence")).to_have_text("DoNotDisturb")  # same activity: shown once
+    assert page.evaluate("window.sameDocument") is True
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "admin-page-emulator.png"), full_page=True)

@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TENANT = "contoso"
 PBX_SECRET = "builtin-api-key-" + "k" * 24  # noqa: S105 - a throwaway key for loopback tests
 PBX_EVENTS_SECRET = "pbx-events-secret-" + "e" * 24  # noqa: S105
+ADMIN_KEY = "admin-key-" + "a" * 24  # the status page of the wired bridge
 WAIT_SECONDS = 30.0
 SUBSCRIPTION_MINUTES = 59
 T = TypeVar("T")
@@ -376,6 +377,7 @@ def bridge_factory(
             PRESENCE_BRIDGE_CA_BUNDLE=str(emulator.ca_path),
             PRESENCE_BRIDGE_CACHE_KEY=Fernet.generate_key().decode(),
             PRESENCE_BRIDGE_PBX_EVENTS_SECRET=PBX_EVENTS_SECRET,
+            PRESENCE_BRIDGE_ADMIN_API_KEY=ADMIN_KEY,
             PRESENCE_BRIDGE_COALESCE_WINDOW_MS=str(coalesce_window_ms),
             PRESENCE_BRIDGE_LOG_LEVEL="WARNING",
             **{
