@@ -27,6 +27,7 @@ from core.auth import Authenticator  # noqa: E402
 from core.settings import ProcessSettings, Settings, TenantSettings, load_settings  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
 from subscriptions import reconcile as rc  # noqa: E402
+from subscriptions.context import Context  # noqa: E402
 from tests.webserver import ServedApp  # noqa: E402
 from webhook.app import create_app  # noqa: E402
 
@@ -69,7 +70,7 @@ def main(argv: list[str]) -> int:
                     auth.finish_sign_in(fields)
                 setup_s = time.perf_counter() - started
                 print(f"seeded and signed in {n_accounts} accounts in {setup_s:.1f}s", flush=True)
-                ctx = rc.Context(redis, tenant, auth.tenant("bench"), auth.cipher(),
+                ctx = Context(redis, tenant, auth.tenant("bench"), auth.cipher(),
                                  verify=str(emulator.ca_path),
                                  now=emulator.world.clock.now)  # fmt: skip
                 try:

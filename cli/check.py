@@ -23,8 +23,9 @@ from cli.common import (
     redacted_url,
 )
 from core import status
-from core.auth import Authenticator, AuthError, TenantAuth
+from core.auth import Authenticator, TenantAuth
 from core.errors import BridgeError, ConfigError, GraphError
+from core.identity import AuthError
 from core.redis import connect
 from core.settings import Settings, TenantSettings
 from core.token_cache import CacheCipher

@@ -8,7 +8,7 @@ from rich.markup import escape
 from cli.common import Session, UsageProblem, out, print_json
 from core import accounts
 from core.accounts import AccountStatus
-from core.token_cache import SIGN_IN_TTL_SECONDS
+from core.signin import SIGN_IN_TTL_SECONDS
 
 
 def login(

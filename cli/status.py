@@ -12,6 +12,7 @@ from rich.table import Table
 
 from cli.common import Session, UsageProblem, ago, duration, out, print_json
 from core import status as model
+from core import user_status
 
 users_app = typer.Typer(help="One user's presence, profile and transitions.", no_args_is_help=True)
 
@@ -81,7 +82,7 @@ def _when(epoch: Any) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S")
 
 
-def _print_user(u: model.UserStatus, now: float) -> None:
+def _print_user(u: user_status.UserStatus, now: float) -> None:
     out.print(f"[bold]{escape(u.pbx_user)}[/bold] (tenant {escape(u.tenant)})")
     if not u.graph_ids:
         out.print("  Teams: not linked to a Teams user")
@@ -126,11 +127,11 @@ def show(
     with Session() as session:
         settings = session.tenant(tenant)
         redis = session.redis()
-        names = model.resolve_pbx_users(redis, settings, user)
+        names = user_status.resolve_pbx_users(redis, settings, user)
         if not names:
             raise UsageProblem(f"no user {user!r} in tenant {tenant}: not a PBX user, linked "
                                "Teams id or Teams UPN the bridge knows")  # fmt: skip
-        found = [model.user_status(redis, settings, name) for name in names]
+        found = [user_status.user_status(redis, settings, name) for name in names]
     if json_out:
         print_json(found[0] if len(found) == 1 else found)
         return

@@ -15,7 +15,6 @@ relaxed: `ca_bundle`, when set, is the only CA trusted for login (and Graph).
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,72 +23,36 @@ from pathlib import Path
 from typing import Any
 
 import msal
-import msal.exceptions
 import requests
 from redis import Redis
 
 from core import accounts
 from core.accounts import AccountHealth, AccountStatus
-from core.errors import BridgeError, ConfigError
+from core.errors import ConfigError
 from core.graph import GraphClient
+from core.identity import (
+    APP_SCOPES,
+    DELEGATED_SCOPES,
+    HTTP_TIMEOUT_SECONDS,
+    SIGN_IN_ERRORS,
+    UNAVAILABLE,
+    AuthError,
+    AuthUnavailable,
+    SignInFailed,
+    SignInRequired,
+    describe,
+)
 from core.settings import ProcessSettings, Settings, TenantSettings
-from core.token_cache import AccountCache, CacheCipher, store_flow, take_flow
+from core.signin import TenantSignIn, take_flow
+from core.token_cache import AccountCache, CacheCipher
 
 log = logging.getLogger(__name__)
 
-# Presence is Global-cloud only (graph-protocol.md section 0), so the resource is fixed even
-# when graph_base_url points elsewhere (the emulator accepts the same identifiers).
-GRAPH_RESOURCE = "https://graph.microsoft.com"
-APP_SCOPES = [f"{GRAPH_RESOURCE}/.default"]
-# Unprefixed delegated scopes mean Graph; msal adds openid, profile and offline_access itself.
-DELEGATED_SCOPES = ["Presence.Read.All"]
-CALLBACK_PATH = "/oauth/callback"
-HTTP_TIMEOUT_SECONDS = 10.0
 # Refresh tokens lapse after 90 days unused; refreshing an idle account every 14 days keeps a
 # wide margin for outages and holidays.
 STALE_AFTER_SECONDS = 14 * 24 * 3600.0
-# Answers that only a person signing in again can fix.
-SIGN_IN_ERRORS = frozenset(
-    {"invalid_grant", "interaction_required", "consent_required", "login_required"}
-)
 
 Clock = Callable[[], float]
-# No answer, or an answer msal cannot read (it raises MsalServiceError on a 5xx page).
-_UNAVAILABLE = (requests.RequestException, msal.exceptions.MsalServiceError)
-
-
-class AuthError(BridgeError):
-    """The identity platform refused, for a reason that retrying will not fix."""
-
-    status_code = 502
-
-
-class SignInRequired(AuthError):
-    """A service account must be signed in again; its health record says why."""
-
-    def __init__(self, tenant: str, account: str, reason: str) -> None:
-        self.tenant, self.account, self.reason = tenant, account, reason
-        super().__init__(f"account {account} of tenant {tenant} needs sign-in: {reason}")
-
-
-class SignInFailed(AuthError):
-    """A sign-in callback that cannot be completed (unknown state, wrong account, refused)."""
-
-    status_code = 400
-
-
-class AuthUnavailable(AuthError):
-    """The identity platform could not be reached or answered with a server error."""
-
-    status_code = 503
-    transient = True
-
-
-def describe(result: Mapping[str, Any]) -> str:
-    """`error[/suberror]: AADSTSnnnnn: text`, without Entra's trace and correlation ids."""
-    name = "/".join(str(p) for p in (result.get("error"), result.get("suberror")) if p)
-    text = str(result.get("error_description") or "").split(" Trace ID:")[0].strip()
-    return f"{name or 'unknown_error'}: {text[:300]}" if text else name or "unknown_error"
 
 
 def http_session(ca_bundle: Path | None) -> requests.Session:
@@ -156,6 +119,8 @@ class TenantAuth:
         self._lock = threading.Lock()
         self._app: msal.ConfidentialClientApplication | None = None
         self._slots: dict[str, _Slot] = {}
+        self._sign_in = TenantSignIn(tenant, redis, cipher=self._cipher, build=self._build,
+                                     save_cache=self._replace_cache, clock=clock)
 
     def __repr__(self) -> str:
         return f"TenantAuth({self.tenant.name!r})"
@@ -165,11 +130,11 @@ class TenantAuth:
 
     @property
     def redirect_uri(self) -> str:
-        return str(self.tenant.public_base_url).rstrip("/") + CALLBACK_PATH
+        return self._sign_in.redirect_uri
 
     @property
     def configured_accounts(self) -> list[str]:
-        return [accounts.normalize(a) for a in self.tenant.service_accounts]
+        return self._sign_in.configured_accounts
 
     def _build(self, cache: msal.TokenCache | None) -> msal.ConfidentialClientApplication:
         try:
@@ -183,7 +148,7 @@ class TenantAuth:
                 timeout=HTTP_TIMEOUT_SECONDS,
                 token_cache=cache,
             )
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise AuthUnavailable(
                 f"tenant {self.tenant.name}: login host unreachable ({type(exc).__name__})"
             ) from None
@@ -212,7 +177,7 @@ class TenantAuth:
                 app.remove_tokens_for_client()  # msal refuses force_refresh for this flow
         try:
             result = app.acquire_token_for_client(scopes=APP_SCOPES)
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise AuthUnavailable(
                 f"tenant {self.tenant.name}: app token: {type(exc).__name__}"
             ) from None
@@ -252,7 +217,7 @@ class TenantAuth:
                 result = slot.app.acquire_token_silent_with_error(
                     DELEGATED_SCOPES, signed_in[0], force_refresh=fresh
                 )
-            except _UNAVAILABLE as exc:
+            except UNAVAILABLE as exc:
                 raise AuthUnavailable(
                     f"tenant {self.tenant.name}: refresh of {name}: {type(exc).__name__}"
                 ) from None
@@ -292,57 +257,18 @@ class TenantAuth:
     def healthy_accounts(self) -> list[str]:
         return accounts.healthy_accounts(self._redis, self.tenant.name, self.configured_accounts)
 
-    # ---- sign-in (auth code flow with PKCE) ------------------------------------------------
+    # ---- sign-in (core.signin) ---------------------------------------------------------------
 
     def start_sign_in(self, account: str | None = None) -> str:
-        """Begin a service account's sign-in; returns the identity platform's URL to visit."""
-        name = accounts.normalize(account) if account else None
-        if not self.configured_accounts:
-            raise SignInFailed(f"tenant {self.tenant.name} lists no service_accounts")
-        if name is not None and name not in self.configured_accounts:
-            raise SignInFailed(f"{name} is not a service account of tenant {self.tenant.name}")
-        state = secrets.token_urlsafe(32)
-        flow = self._build(None).initiate_auth_code_flow(
-            DELEGATED_SCOPES,
-            redirect_uri=self.redirect_uri,
-            state=state,
-            login_hint=name,
-            # The code arrives in a POST body: never in URLs, history, logs or Referer headers.
-            response_mode="form_post",
-        )
-        record = {"tenant": self.tenant.name, "account": name, "flow": flow}
-        store_flow(self._redis, self._cipher(), state, record)
-        return str(flow["auth_uri"])
+        return self._sign_in.start(account)
 
     def finish_sign_in(self, record: Mapping[str, Any], response: Mapping[str, str]) -> str:
-        """Redeem the code of a callback; store the account's cache. Returns the account."""
-        cache = msal.SerializableTokenCache()
-        try:
-            result = self._build(cache).acquire_token_by_auth_code_flow(
-                dict(record["flow"]), dict(response)
-            )
-        except ValueError:  # msal: state mismatch, or a response that is not a callback
-            raise SignInFailed("the sign-in response does not match its request") from None
-        except _UNAVAILABLE as exc:
-            raise AuthUnavailable(
-                f"tenant {self.tenant.name}: sign-in: {type(exc).__name__}"
-            ) from None
-        if "error" in result:
-            raise SignInFailed(f"sign-in refused: {describe(result)}")
-        claims = result.get("id_token_claims") or {}
-        name = accounts.normalize(str(claims.get("preferred_username", "")))
-        if claims.get("tid") != self.tenant.tenant_id:
-            raise SignInFailed(f"signed in to another tenant than {self.tenant.name}")
-        if record.get("account") and name != record["account"]:
-            raise SignInFailed(f"signed in as {name}, not as {record['account']}")
-        if name not in self.configured_accounts:
-            raise SignInFailed(f"{name} is not a service account of tenant {self.tenant.name}")
-        slot = self._slot(name)
+        return self._sign_in.finish(record, response)
+
+    def _replace_cache(self, account: str, serialized: str) -> None:
+        slot = self._slot(account)
         with slot.lock:
-            slot.store.replace(cache.serialize())
-        accounts.mark_signed_in(self._redis, self.tenant.name, name, self._clock())
-        log.info("tenant %s: service account %s signed in", self.tenant.name, name)
-        return name
+            slot.store.replace(serialized)
 
     def graph_client(self, account: str | None = None) -> GraphClient:
         """A Graph client with the app-only token, or with `account`'s delegated token."""

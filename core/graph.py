@@ -43,21 +43,7 @@ Json = dict[str, Any]
 
 
 class GraphRequestError(GraphError):
-    """A `GraphError` that also carries Graph's `Retry-After` and marks transport failures."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        retry_after: float | None = None,
-        transient: bool | None = None,
-    ) -> None:
-        super().__init__(status, code, message)
-        self.retry_after = retry_after
-        if transient is not None:
-            self.transient = transient
+    """A `GraphError` raised by `GraphClient`: an answer of Graph or a transport failure."""
 
 
 class Pages(Iterator[Json]):

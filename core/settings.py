@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -254,6 +255,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if problems or process is None:
         raise ConfigError(problems)
     return Settings(process=process, tenants=tenants)
+
+
+def load_or_exit(process_name: str) -> Settings:
+    """A process's settings; else every problem on stderr and exit status 2 (a config error)."""
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"presence-bridge {process_name}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _process_from(scoped: Mapping[str, str]) -> ProcessSettings:

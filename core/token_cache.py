@@ -9,10 +9,8 @@ time it is loaded). A cache is loaded before each use and written back only when
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import msal
-import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import SecretStr
 from redis import Redis
@@ -131,26 +129,3 @@ class AccountCache:
         self._redis.delete(self._key)
         self._loaded_digest = None
 
-
-# A sign-in in progress: msal's auth code flow holds the PKCE verifier and the nonce, so it is
-# sealed like a token cache and lives only as long as a person needs to sign in.
-SIGN_IN_TTL_SECONDS = 600
-
-
-def flow_key(state: str) -> str:
-    # Wanted in core.keys as `oauth_flow(state)`; kept here until then.
-    return keys.oauth_flow(hashlib.sha256(state.encode()).hexdigest())
-
-
-def store_flow(redis: Redis, cipher: CacheCipher, state: str, record: dict[str, Any]) -> None:
-    redis.set(flow_key(state), cipher.encrypt(orjson.dumps(record)), ex=SIGN_IN_TTL_SECONDS)
-
-
-def take_flow(redis: Redis, cipher: CacheCipher, state: str) -> dict[str, Any] | None:
-    """The flow started under `state`, at most once (GETDEL: a replayed callback finds none)."""
-    sealed = redis.getdel(flow_key(state))
-    if sealed is None:
-        return None
-    plaintext, _ = cipher.decrypt(sealed, "a sign-in in progress")  # type: ignore[arg-type]
-    record: dict[str, Any] = orjson.loads(plaintext)
-    return record

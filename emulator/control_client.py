@@ -13,8 +13,11 @@ import httpx
 PREFIX = "/_emulator"
 
 
-class _FormReader(HTMLParser):
-    """Reads the form of an authorize answer: Entra's form_post page or its sign-in page."""
+class FormReader(HTMLParser):
+    """A page's first form as a browser sees it: action and hidden fields.
+
+    `action` is "" for a form that posts back to its page, None when there is no form.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -23,8 +26,8 @@ class _FormReader(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self.action = found.get("action")
+        if tag == "form" and self.action is None:
+            self.action = found.get("action") or ""
         elif tag == "input" and found.get("type") == "hidden" and found.get("name"):
             self.fields[found["name"]] = found.get("value", "")
 
@@ -71,7 +74,7 @@ class ControlClient:
         response = self.http.get(auth_uri)
         if password is not None and not response.is_redirect:
             response.raise_for_status()
-            page = _FormReader()
+            page = FormReader()
             page.feed(response.text)
             fields = {**page.fields, "username": username or "", "password": password}
             # The form posts back to the authorize URL itself (no action attribute).
@@ -84,9 +87,9 @@ class ControlClient:
                 self.http.get(target).raise_for_status()
             return fields
         response.raise_for_status()
-        form = _FormReader()
+        form = FormReader()
         form.feed(response.text)
-        if form.action is None or ("code" not in form.fields and "error" not in form.fields):
+        if not form.action or ("code" not in form.fields and "error" not in form.fields):
             raise ValueError(
                 "the emulator asks for a password: add login_hint to the request, "
                 "or pass a service account's username and password"

@@ -7,10 +7,9 @@ import sys
 import threading
 
 from core.auth import Authenticator
-from core.errors import ConfigError
 from core.logging import configure
 from core.redis import connect
-from core.settings import load_settings
+from core.settings import load_or_exit
 from subscriptions import commands
 from subscriptions.clock import run
 from subscriptions.schedules import Clockwork
@@ -19,11 +18,7 @@ from subscriptions.schedules import Clockwork
 def main(argv: list[str]) -> int:
     if argv:
         return commands.main(argv)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"presence-bridge clock: {exc}", file=sys.stderr)
-        return 2
+    settings = load_or_exit("clock")
     configure(settings.process.log_level)
     redis = connect(settings.process.redis_url)
     stop = threading.Event()

@@ -22,7 +22,9 @@ import orjson
 from core import keys
 from core.errors import BridgeError
 from subscriptions import store
-from subscriptions.reconcile import Context, Report, create, guarded, renew
+from subscriptions.actions import create, renew
+from subscriptions.context import Context, Report
+from subscriptions.reconcile import guarded
 from subscriptions.sweep import request_sweep, sweep
 
 log = logging.getLogger(__name__)

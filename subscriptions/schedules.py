@@ -27,7 +27,8 @@ from core.queue import (
 from core.settings import Settings, TenantSettings
 from subscriptions import lifecycle, polling
 from subscriptions.clock import Schedule
-from subscriptions.reconcile import Context, Report, reconcile, renew_expiring
+from subscriptions.context import Context, Report
+from subscriptions.reconcile import reconcile, renew_expiring
 from subscriptions.sweep import SweepReport, request_sweep, sweep, sweep_owed
 
 log = logging.getLogger(__name__)

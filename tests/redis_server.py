@@ -34,7 +34,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # noqa: S603 - the redis-server found on PATH, fixed args
             [
                 self.binary,
                 "--bind",

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 import uvicorn
 
-from core.errors import ConfigError
 from core.logging import configure
-from core.settings import load_settings
+from core.settings import load_or_exit
 
 
 def main() -> int:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"presence-bridge web: {exc}", file=sys.stderr)
-        return 2
+    settings = load_or_exit("web")
     configure(settings.process.log_level)
     process = settings.process
     print(f"web: listening on http://{process.host}:{process.port}", flush=True)

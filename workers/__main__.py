@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -18,7 +19,7 @@ from core.errors import ConfigError
 from core.logging import configure
 from core.queue import QUEUES, queue
 from core.redis import connect
-from core.settings import load_settings
+from core.settings import load_or_exit
 from workers.context import WorkerContext, install
 from workers.intake import IntakeForwarder
 
@@ -27,10 +28,9 @@ HEARTBEAT_SECONDS = 10
 
 def heartbeat(redis: Redis, stop: threading.Event) -> None:
     while not stop.is_set():
-        try:
+        # On failure readiness will show it; the worker keeps trying.
+        with contextlib.suppress(RedisError, OSError):
             redis.set(keys.WORKER_HEARTBEAT, str(time.time()), ex=3 * HEARTBEAT_SECONDS)
-        except (RedisError, OSError):
-            pass  # readiness will show it; the worker keeps trying
         stop.wait(HEARTBEAT_SECONDS)
 
 
@@ -44,11 +44,7 @@ def _adapter_problems(context: WorkerContext, tenant: str) -> list[str]:
 
 
 def main() -> int:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"presence-bridge worker: {exc}", file=sys.stderr)
-        return 2
+    settings = load_or_exit("worker")
     configure(settings.process.log_level)
     redis = connect(settings.process.redis_url)
     context = WorkerContext(settings, redis)

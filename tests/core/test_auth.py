@@ -2,174 +2,21 @@
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
 import jwt
 import pytest
-import redis
-from cryptography.fernet import Fernet
 
 from core.accounts import AccountStatus
-from core.auth import (
-    Authenticator,
-    AuthError,
-    AuthUnavailable,
-    SignInFailed,
-    SignInRequired,
-)
-from core.settings import Settings, load_settings
+from core.auth import Authenticator
+from core.identity import AuthError, AuthUnavailable, SignInFailed, SignInRequired
 from emulator.control import ControlClient
 from emulator.server import EmulatorServer
-from tests.emulator.conftest import (  # noqa: F401 - fixtures
-    ALL_ROLES,
-    control,
-    emulator,
-    emulator_factory,
-    make_certificate,
-)
-from tests.tenants import secret_env, tenant_toml, write_env
+from tests.core.conftest import SHORT_TOKEN_LIFETIME, Site, make_site, sign_in, signed_in
 
 DAY = 24 * 3600.0
-# msal treats a token with under 5 minutes left as expired (on the wall clock): with this
-# lifetime every delegated call goes to the emulator, whose clock decides what is valid.
-SHORT_TOKEN_LIFETIME = 240
-
-
-class FakeClock:
-    """The bridge's clock, moved by the test (the emulator has its own)."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Site:
-    """One emulated Entra tenant and the bridge settings that point at it."""
-
-    server: EmulatorServer
-    control: ControlClient
-    tenant_id: str
-    client_id: str
-    secret: str
-    accounts: dict[str, str]  # upn -> emulator user id
-    passwords: dict[str, str]
-    settings: Settings
-    clock: FakeClock = field(default_factory=FakeClock)
-
-    @property
-    def name(self) -> str:
-        return self.settings.tenants[0].name
-
-    def auth(self, redis_client: redis.Redis, **kwargs: object) -> Authenticator:
-        return Authenticator(self.settings, redis_client, clock=self.clock, **kwargs)  # type: ignore[arg-type]
-
-
-def make_site(
-    server: EmulatorServer,
-    ctl: ControlClient,
-    tmp_path: Path,
-    redis_url: str,
-    *,
-    public_base_url: str = "https://bridge.example.test",
-    certificate: bool = False,
-    accounts: int = 1,
-    extra_users: int = 0,
-    cache_key: str | None = None,
-    admin_key: str = "",
-) -> Site:
-    tenant_id = ctl.seed_tenant(str(uuid.uuid4()))
-    secret = uuid.uuid4().hex
-    cert = make_certificate() if certificate else None
-    app = ctl.seed_app(
-        tenant_id,
-        secret=None if certificate else secret,
-        certificate_pem=cert.certificate_pem if cert else None,
-        redirect_uris=[public_base_url + "/oauth/callback"],
-        roles=ALL_ROLES,
-    )
-    upns: dict[str, str] = {}
-    passwords: dict[str, str] = {}
-    for n in range(accounts + extra_users):
-        upn = f"svc{n}-{uuid.uuid4().hex[:6]}@contoso.test"
-        passwords[upn] = uuid.uuid4().hex
-        upns[upn] = ctl.add_service_account(tenant_id, upn, passwords[upn], f"Service {n}")
-    configured = list(upns)[:accounts]
-    extra = f"service_accounts = {configured!r}\n".replace("'", '"')
-    if cert is not None:
-        key_path = tmp_path / "app.key"
-        key_path.write_text(cert.private_key_pem)
-        extra += f'[tenants.certificate]\nprivate_key_path = "{key_path}"\n'
-        extra += f'thumbprint = "{cert.thumbprint}"\n'
-    toml = tenant_toml(
-        "contoso",
-        extra=extra,
-        tenant_id=tenant_id,
-        client_id=app["client_id"],
-        login=server.base_url,
-        graph=server.base_url,
-        public=public_base_url,
-    )
-    env = {
-        "PRESENCE_BRIDGE_REDIS_URL": redis_url,
-        "PRESENCE_BRIDGE_CA_BUNDLE": str(server.ca_path),
-        "PRESENCE_BRIDGE_CACHE_KEY": cache_key or Fernet.generate_key().decode(),
-    }
-    if admin_key:
-        env["PRESENCE_BRIDGE_ADMIN_API_KEY"] = admin_key
-    if cert is None:
-        env[secret_env("contoso", "CLIENT_SECRET")] = secret
-    settings = load_settings(write_env(tmp_path, toml, **env))
-    return Site(server, ctl, tenant_id, app["client_id"], secret, upns, passwords, settings)
-
-
-def sign_in(site: Site, auth: Authenticator, account: str) -> None:
-    """Sign a service account in the way a browser would, without the web process."""
-    auth_uri = auth.start_sign_in(site.name, account)
-    auth.finish_sign_in(site.control.sign_in(auth_uri, submit=False))
-
-
-@pytest.fixture
-def site(
-    emulator: EmulatorServer,  # noqa: F811
-    control: ControlClient,  # noqa: F811
-    tmp_path: Path,
-    redis_url: str,
-) -> Site:
-    return make_site(emulator, control, tmp_path, redis_url)
-
-
-@pytest.fixture
-def private_site(
-    emulator_factory: Callable[..., EmulatorServer],  # noqa: F811
-    tmp_path: Path,
-    redis_url: str,
-) -> Iterator[Site]:
-    """A site on its own emulator, whose clock and settings the test may change."""
-    server = emulator_factory()
-    with server.control() as private_control:
-        private_control.update_settings(access_token_lifetime=SHORT_TOKEN_LIFETIME)
-        yield make_site(server, private_control, tmp_path, redis_url)
-
-
-@pytest.fixture
-def auth_factory(redis_client: redis.Redis) -> Iterator[Callable[..., Authenticator]]:
-    made: list[Authenticator] = []
-
-    def make(site: Site, **kwargs: object) -> Authenticator:
-        made.append(site.auth(redis_client, **kwargs))
-        return made[-1]
-
-    yield make
-    for auth in made:
-        auth.close()
 
 
 def claims(token: str) -> dict[str, object]:
@@ -179,8 +26,8 @@ def claims(token: str) -> dict[str, object]:
 
 @pytest.mark.parametrize("certificate", [False, True], ids=["secret", "certificate"])
 def test_app_only_token_reads_graph(
-    emulator: EmulatorServer,  # noqa: F811
-    control: ControlClient,  # noqa: F811
+    emulator: EmulatorServer,
+    control: ControlClient,
     tmp_path: Path,
     redis_url: str,
     auth_factory: Callable[..., Authenticator],
@@ -223,8 +70,7 @@ def test_signed_in_account_gets_a_delegated_token_and_is_healthy(
     site: Site, auth_factory: Callable[..., Authenticator]
 ) -> None:
     auth = auth_factory(site)
-    (account,) = site.accounts
-    sign_in(site, auth, account)
+    account = signed_in(site, auth)
     with auth.tenant(site.name).graph_client(account) as graph:
         me = graph.get("/me")
     assert me["id"] == site.accounts[account]
@@ -237,8 +83,7 @@ def test_silent_refresh_after_the_access_token_expired(
     private_site: Site, auth_factory: Callable[..., Authenticator]
 ) -> None:
     auth = auth_factory(private_site)
-    (account,) = private_site.accounts
-    sign_in(private_site, auth, account)
+    account = signed_in(private_site, auth)
     first = auth.delegated_token(private_site.name, account)
     private_site.control.advance_clock(SHORT_TOKEN_LIFETIME + 1)
     private_site.clock.now += 3600
@@ -263,8 +108,7 @@ def test_a_refused_refresh_marks_the_account_needs_sign_in(
     private_site: Site, auth_factory: Callable[..., Authenticator], action: str, expected: str
 ) -> None:
     auth = auth_factory(private_site)
-    (account,) = private_site.accounts
-    sign_in(private_site, auth, account)
+    account = signed_in(private_site, auth)
     user_id = private_site.accounts[account]
     if action == "revoke":
         private_site.control.revoke_user(private_site.tenant_id, user_id)
@@ -283,8 +127,7 @@ def test_signing_in_again_makes_a_revoked_account_healthy(
     private_site: Site, auth_factory: Callable[..., Authenticator]
 ) -> None:
     auth = auth_factory(private_site)
-    (account,) = private_site.accounts
-    sign_in(private_site, auth, account)
+    account = signed_in(private_site, auth)
     private_site.control.revoke_user(private_site.tenant_id, private_site.accounts[account])
     with pytest.raises(SignInRequired):
         auth.delegated_token(private_site.name, account)
@@ -313,45 +156,32 @@ def test_an_account_never_signed_in_needs_sign_in(
 
 
 def test_refresh_stale_accounts_refreshes_only_idle_ones(
-    emulator_factory: Callable[..., EmulatorServer],  # noqa: F811
-    tmp_path: Path,
-    redis_url: str,
-    auth_factory: Callable[..., Authenticator],
+    private_site_factory: Callable[..., Site], auth_factory: Callable[..., Authenticator]
 ) -> None:
-    server = emulator_factory()
-    with server.control() as private_control:
-        site = make_site(server, private_control, tmp_path, redis_url, accounts=2)
-        auth = auth_factory(site)
-        idle, busy = site.accounts
-        sign_in(site, auth, idle)
-        site.clock.now += 10 * DAY
-        sign_in(site, auth, busy)
-        site.clock.now += 5 * DAY
-        refreshed = auth.refresh_stale_accounts()
+    site = private_site_factory(short_tokens=False, accounts=2)
+    auth = auth_factory(site)
+    idle, busy = site.accounts
+    sign_in(site, auth, idle)
+    site.clock.now += 10 * DAY
+    sign_in(site, auth, busy)
+    site.clock.now += 5 * DAY
+    refreshed = auth.refresh_stale_accounts()
     assert refreshed == {site.name: [idle]}
     health = {h.account: h.last_refresh for h in auth.account_health(site.name)}
     assert health[idle] == site.clock.now
 
 
 def test_refreshing_stale_accounts_keeps_them_alive_past_the_refresh_token_lifetime(
-    emulator_factory: Callable[..., EmulatorServer],  # noqa: F811
-    tmp_path: Path,
-    redis_url: str,
-    auth_factory: Callable[..., Authenticator],
+    private_site: Site, auth_factory: Callable[..., Authenticator]
 ) -> None:
-    server = emulator_factory()
-    with server.control() as private_control:
-        private_control.update_settings(access_token_lifetime=SHORT_TOKEN_LIFETIME)
-        site = make_site(server, private_control, tmp_path, redis_url)
-        auth = auth_factory(site)
-        (account,) = site.accounts
-        sign_in(site, auth, account)
-        for _ in range(4):  # 4 x 30 days > the 90-day refresh token lifetime
-            private_control.advance_clock(30 * DAY)
-            site.clock.now += 30 * DAY
-            assert auth.refresh_stale_accounts() == {site.name: [account]}
-        auth.delegated_token(site.name, account)
-    assert auth.healthy_accounts(site.name) == [account]
+    auth = auth_factory(private_site)
+    account = signed_in(private_site, auth)
+    for _ in range(4):  # 4 x 30 days > the 90-day refresh token lifetime
+        private_site.control.advance_clock(30 * DAY)
+        private_site.clock.now += 30 * DAY
+        assert auth.refresh_stale_accounts() == {private_site.name: [account]}
+    auth.delegated_token(private_site.name, account)
+    assert auth.healthy_accounts(private_site.name) == [account]
 
 
 def test_start_sign_in_refuses_an_account_that_is_not_configured(
@@ -362,8 +192,8 @@ def test_start_sign_in_refuses_an_account_that_is_not_configured(
 
 
 def test_a_sign_in_as_another_account_than_asked_is_refused(
-    emulator: EmulatorServer,  # noqa: F811
-    control: ControlClient,  # noqa: F811
+    emulator: EmulatorServer,
+    control: ControlClient,
     tmp_path: Path,
     redis_url: str,
     auth_factory: Callable[..., Authenticator],
@@ -383,8 +213,7 @@ def test_an_identity_platform_outage_is_transient_and_keeps_the_account_healthy(
     private_site: Site, auth_factory: Callable[..., Authenticator]
 ) -> None:
     auth = auth_factory(private_site)
-    (account,) = private_site.accounts
-    sign_in(private_site, auth, account)
+    account = signed_in(private_site, auth)
     private_site.control.request(
         "POST", "/faults/route", {"kind": "error", "path": "/oauth2/v2.0/token$", "status": 503}
     )

@@ -16,7 +16,7 @@ tenant_id = "11111111-2222-3333-4444-555555555555"
 client_id = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 public_base_url = "https://bridge.example.com"
 """
-SECRET_ENV = "PRESENCE_BRIDGE_TENANT_CONTOSO_CLIENT_SECRET"
+SECRET_ENV = "PRESENCE_BRIDGE_TENANT_CONTOSO_CLIENT_SECRET"  # noqa: S105 - a name, not a secret
 
 
 def env_for(path: Path, **extra: str) -> dict[str, str]:
@@ -98,7 +98,7 @@ def test_missing_file_is_reported(tmp_path: Path) -> None:
 def test_bad_config_stops_each_process_with_exit_code_2(tmp_path: Path, module: str) -> None:
     path = tmp_path / "tenants.toml"
     path.write_text(GOOD)
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: S603 - our own module, by this interpreter
         [sys.executable, "-m", module],
         capture_output=True,
         text=True,

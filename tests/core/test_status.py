@@ -10,7 +10,7 @@ import redis
 from pydantic import HttpUrl, SecretStr
 from rq import SimpleWorker
 
-from core import accounts, keys, status
+from core import accounts, keys, status, user_status
 from core.queue import QUEUE_DEFAULT, job_kwargs, queue
 from core.settings import PbxUser, ProcessSettings, Settings, TenantSettings
 from subscriptions import store as sub_store
@@ -196,7 +196,7 @@ def test_user_status_shows_presence_profile_and_latency(redis_client: redis.Redi
          "observed_at": time.time()}))  # fmt: skip
     _deliver_presence(redis_client, "ann", "Teams Meeting")
 
-    user = status.user_status(redis_client, tenant_settings(), "ann")
+    user = user_status.user_status(redis_client, tenant_settings(), "ann")
 
     assert user.graph_ids == ["g-ann"]
     assert user.teams["g-ann"]["activity"] == "InAMeeting"
@@ -212,15 +212,15 @@ def test_a_user_is_found_by_pbx_name_graph_id_or_upn(redis_client: redis.Redis, 
     redis_client.hset(status.directory_users_key(TENANT), "g-ann",
                       orjson.dumps({"userPrincipalName": "ann@contoso.test"}))  # fmt: skip
 
-    assert status.resolve_pbx_users(redis_client, tenant_settings(), name) == ["ann"]
+    assert user_status.resolve_pbx_users(redis_client, tenant_settings(), name) == ["ann"]
 
 
 def test_a_static_link_counts_as_a_link(redis_client: redis.Redis) -> None:
     tenant = tenant_settings(pbx_users=[PbxUser(username="ann", graph_id="g-static")])
 
-    assert status.resolve_pbx_users(redis_client, tenant, "g-static") == ["ann"]
-    assert status.user_status(redis_client, tenant, "ann").graph_ids == ["g-static"]
+    assert user_status.resolve_pbx_users(redis_client, tenant, "g-static") == ["ann"]
+    assert user_status.user_status(redis_client, tenant, "ann").graph_ids == ["g-static"]
 
 
 def test_an_unknown_user_resolves_to_nobody(redis_client: redis.Redis) -> None:
-    assert status.resolve_pbx_users(redis_client, tenant_settings(), "nobody") == []
+    assert user_status.resolve_pbx_users(redis_client, tenant_settings(), "nobody") == []

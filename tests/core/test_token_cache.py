@@ -13,12 +13,13 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from core import keys
-from core.auth import Authenticator, SignInFailed
+from core.auth import Authenticator
 from core.errors import ConfigError
+from core.identity import SignInFailed
 from core.settings import Settings
-from core.token_cache import SIGN_IN_TTL_SECONDS, CacheCipher, CacheKeyError, flow_key
-from tests.core.test_auth import Site, auth_factory, private_site, sign_in, site  # noqa: F401
-from tests.emulator.conftest import control, emulator, emulator_factory  # noqa: F401
+from core.signin import SIGN_IN_TTL_SECONDS, flow_key
+from core.token_cache import CacheCipher, CacheKeyError
+from tests.core.conftest import Site, signed_in
 
 
 def with_cache_key(settings: Settings, cache_key: str) -> Settings:
@@ -50,13 +51,12 @@ def every_stored_byte(redis_client: redis.Redis) -> bytes:
 
 
 def test_nothing_in_redis_holds_a_token_or_verifier_in_plaintext(
-    private_site: Site,  # noqa: F811
-    auth_factory: Callable[..., Authenticator],  # noqa: F811
+    private_site: Site,
+    auth_factory: Callable[..., Authenticator],
     redis_client: redis.Redis,
 ) -> None:
     auth = auth_factory(private_site)
-    (account,) = private_site.accounts
-    sign_in(private_site, auth, account)
+    account = signed_in(private_site, auth)
     access_token = auth.delegated_token(private_site.name, account)  # a refresh: new RT and AT
     pending = auth.start_sign_in(private_site.name, account)
     state = parse_qs(urlsplit(pending).query)["state"][0]
@@ -72,13 +72,12 @@ def test_nothing_in_redis_holds_a_token_or_verifier_in_plaintext(
 
 
 def test_an_unchanged_cache_is_not_rewritten(
-    site: Site,  # noqa: F811
-    auth_factory: Callable[..., Authenticator],  # noqa: F811
+    site: Site,
+    auth_factory: Callable[..., Authenticator],
     redis_client: redis.Redis,
 ) -> None:
-    (account,) = site.accounts
     auth = auth_factory(site)
-    sign_in(site, auth, account)
+    account = signed_in(site, auth)
     before = stored_cache(redis_client, site)
     auth.delegated_token(site.name, account)
     auth_factory(site).delegated_token(site.name, account)  # another process, same cache
@@ -87,25 +86,23 @@ def test_an_unchanged_cache_is_not_rewritten(
 
 
 def test_a_refreshed_cache_is_rewritten(
-    site: Site,  # noqa: F811
-    auth_factory: Callable[..., Authenticator],  # noqa: F811
+    site: Site,
+    auth_factory: Callable[..., Authenticator],
     redis_client: redis.Redis,
 ) -> None:
-    (account,) = site.accounts
     auth = auth_factory(site)
-    sign_in(site, auth, account)
+    account = signed_in(site, auth)
     before = stored_cache(redis_client, site)
     auth.tenant(site.name).delegated_token(account, fresh=True)
     assert stored_cache(redis_client, site) != before
 
 
 def test_a_wrong_cache_key_is_a_clear_error(
-    site: Site,  # noqa: F811
-    auth_factory: Callable[..., Authenticator],  # noqa: F811
+    site: Site,
+    auth_factory: Callable[..., Authenticator],
     redis_client: redis.Redis,
 ) -> None:
-    (account,) = site.accounts
-    sign_in(site, auth_factory(site), account)
+    account = signed_in(site, auth_factory(site))
     wrong = Fernet.generate_key().decode()
     site.settings = with_cache_key(site.settings, wrong)
     with pytest.raises(CacheKeyError) as caught:
@@ -116,12 +113,11 @@ def test_a_wrong_cache_key_is_a_clear_error(
 
 
 def test_a_rotated_key_reads_old_caches_and_reseals_them_with_the_new_key(
-    site: Site,  # noqa: F811
-    auth_factory: Callable[..., Authenticator],  # noqa: F811
+    site: Site,
+    auth_factory: Callable[..., Authenticator],
     redis_client: redis.Redis,
 ) -> None:
-    (account,) = site.accounts
-    sign_in(site, auth_factory(site), account)
+    account = signed_in(site, auth_factory(site))
     assert site.settings.process.cache_key is not None
     old, new = site.settings.process.cache_key.get_secret_value(), Fernet.generate_key().decode()
     site.settings = with_cache_key(site.settings, f"{new},{old}")
@@ -141,8 +137,8 @@ def test_a_malformed_cache_key_is_a_config_error_that_hides_it(value: str) -> No
 
 
 def test_a_sign_in_state_is_redeemed_once(
-    site: Site,  # noqa: F811
-    auth_factory: Callable[..., Authenticator],  # noqa: F811
+    site: Site,
+    auth_factory: Callable[..., Authenticator],
 ) -> None:
     (account,) = site.accounts
     auth = auth_factory(site)
@@ -153,8 +149,8 @@ def test_a_sign_in_state_is_redeemed_once(
 
 
 def test_a_pending_sign_in_expires_within_ten_minutes(
-    site: Site,  # noqa: F811
-    auth_factory: Callable[..., Authenticator],  # noqa: F811
+    site: Site,
+    auth_factory: Callable[..., Authenticator],
     redis_client: redis.Redis,
 ) -> None:
     (account,) = site.accounts

@@ -1,6 +1,5 @@
 """The clock: hours of renewals without a gap, one leader among several clocks, the commands."""
 
-# ruff: noqa: F811  (the shared fixtures are imported from test_reconcile)
 from __future__ import annotations
 
 import io
@@ -21,8 +20,7 @@ from subscriptions import commands, store
 from subscriptions.clock import Schedule, run
 from subscriptions.leader import LeaderLock
 from subscriptions.schedules import Clockwork
-from tests.emulator.conftest import emulator_factory  # noqa: F401
-from tests.subscriptions.test_reconcile import TENANT, Bridge, bridge_factory, covered, web  # noqa: F401
+from tests.subscriptions.conftest import TENANT, Bridge, covered
 from tests.tenants import secret_env, tenant_toml, write_env
 
 DEADLINE_SECONDS = 10.0

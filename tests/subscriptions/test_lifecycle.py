@@ -4,7 +4,6 @@ The hop through the workers (`process_lifecycle` appends the items to the tenant
 is done here by moving the webhook's accepted items from the intake stream to that list.
 """
 
-# ruff: noqa: F811  (the shared fixtures are imported from test_reconcile)
 from __future__ import annotations
 
 import time
@@ -17,8 +16,7 @@ import redis
 from core import keys
 from core.queue import QUEUE_PRESENCE, queue
 from subscriptions import lifecycle, store
-from tests.emulator.conftest import emulator_factory  # noqa: F401
-from tests.subscriptions.test_reconcile import TENANT, Bridge, bridge_factory, covered, web  # noqa: F401
+from tests.subscriptions.conftest import Bridge, covered
 
 DEADLINE_SECONDS = 10.0
 

@@ -1,189 +1,16 @@
-"""Reconcile against the Graph emulator with the real msal, real Redis and the real webhook.
-
-The harness here (`bridge_factory`, `Bridge`) is imported by the other subscription tests.
-"""
+"""Reconcile against the Graph emulator with the real msal, real Redis and the real webhook."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
 
 import orjson
-import pytest
-import redis
-from cryptography.fernet import Fernet
-from pydantic import SecretStr
 
 from core import keys
-from core.auth import Authenticator
-from core.settings import ProcessSettings, Settings, TenantSettings, load_settings
-from emulator.control import ControlClient
-from emulator.server import EmulatorServer
-from emulator.world import Subscription
+from core.settings import Settings
+from subscriptions import actions, store
 from subscriptions import reconcile as rc
-from subscriptions import store
-from tests.emulator.conftest import ALL_ROLES, emulator_factory  # noqa: F401
-from tests.webserver import ServedApp
-from webhook.app import create_app
-
-TENANT = "contoso"
-
-
-@dataclass
-class Bridge:
-    """A tenant wired end to end: emulator tenant, signed-in accounts, links, webhook, context."""
-
-    emulator: EmulatorServer
-    control: ControlClient
-    redis: redis.Redis
-    tenant_id: str
-    users: list[str]
-    accounts: list[str]
-    auth: Authenticator
-    settings: Settings
-    _make_ctx: Callable[[Settings], rc.Context]
-    contexts: list[rc.Context] = field(default_factory=list)
-
-    @property
-    def tenant(self) -> TenantSettings:
-        tenant = self.settings.tenant(TENANT)
-        assert tenant is not None
-        return tenant
-
-    def context(self) -> rc.Context:
-        ctx = self._make_ctx(self.settings)
-        self.contexts.append(ctx)
-        return ctx
-
-    def reconcile(self) -> rc.Report:
-        return rc.reconcile(self.context())
-
-    def live(self) -> list[Subscription]:
-        """Graph's truth: the tenant's unexpired subscriptions."""
-        world = self.emulator.world
-        now = world.clock.now()
-        with world.lock:
-            return [
-                s for s in world.subscriptions.values()
-                if s.tenant_id == self.tenant_id and s.expiration > now
-            ]  # fmt: skip
-
-    def account_id(self, upn: str) -> str:
-        world = self.emulator.world
-        with world.lock:
-            users = world.tenants[self.tenant_id].users.values()
-            return next(u.id for u in users if u.userPrincipalName.lower() == upn)
-
-    def add_accounts(self, n: int) -> list[str]:
-        """More service accounts, signed in; the settings list them too."""
-        added = []
-        for _ in range(n):
-            upn = f"svc-{uuid.uuid4().hex[:8]}@contoso.test"
-            self.control.add_service_account(self.tenant_id, upn, uuid.uuid4().hex, "svc")
-            added.append(upn)
-        tenant = self.tenant.model_copy(
-            update={"service_accounts": [*self.tenant.service_accounts, *added]}
-        )
-        self.replace_settings(Settings(process=self.settings.process, tenants=(tenant,)))
-        for upn in added:
-            self.sign_in(upn)
-        self.accounts += added
-        return added
-
-    def replace_settings(self, settings: Settings) -> None:
-        for ctx in self.contexts:
-            ctx.close()
-        self.contexts.clear()
-        self.auth.close()  # its keep-alive connections would outlive the emulator
-        self.settings = settings
-        self.auth = Authenticator(settings, self.redis)
-
-    def sign_in(self, upn: str) -> None:
-        url = self.auth.start_sign_in(TENANT, upn)
-        fields = self.control.sign_in(url, submit=False)
-        assert self.auth.finish_sign_in(fields) == (TENANT, upn)
-
-    def link(self, user_ids: list[str]) -> None:
-        self.redis.hset(keys.links(TENANT),
-                        mapping={u: orjson.dumps([f"pbx-{u[:8]}"]) for u in user_ids})  # fmt: skip
-
-    def unlink(self, user_ids: list[str]) -> None:
-        self.redis.hdel(keys.links(TENANT), *user_ids)
-
-
-def covered(bridge: Bridge) -> dict[str, int]:
-    """How many live subscriptions cover each linked user."""
-    counts = dict.fromkeys(store.linked_users(bridge.redis, TENANT), 0)
-    for sub in bridge.live():
-        for uid in sub.user_ids:
-            if uid in counts:
-                counts[uid] += 1
-    return counts
-
-
-@pytest.fixture
-def web(redis_client: redis.Redis, redis_url: str) -> Iterator[ServedApp]:
-    settings = load_settings({"PRESENCE_BRIDGE_REDIS_URL": redis_url})
-    with ServedApp(create_app(settings)) as served:
-        yield served
-
-
-@pytest.fixture
-def bridge_factory(
-    emulator_factory: Callable[..., EmulatorServer],  # noqa: F811
-    redis_client: redis.Redis,
-    redis_url: str,
-    web: ServedApp,
-) -> Iterator[Callable[..., Bridge]]:
-    made: list[Bridge] = []
-
-    def make(users: int, accounts: int, **tenant_options: Any) -> Bridge:
-        emulator = emulator_factory()
-        control = emulator.control()
-        tenant_id = control.seed_tenant(str(uuid.uuid4()))
-        secret = uuid.uuid4().hex
-        app = control.seed_app(tenant_id, secret=secret, roles=ALL_ROLES,
-                               redirect_uris=[f"{web.url}/oauth/callback"])  # fmt: skip
-        user_ids = control.seed_users(tenant_id, count=users) if users else []
-        tenant = TenantSettings(
-            name=TENANT, tenant_id=tenant_id, client_id=app["client_id"],
-            client_secret=SecretStr(secret), login_base_url=emulator.base_url,  # type: ignore[arg-type]
-            graph_base_url=emulator.base_url, public_base_url=web.url,  # type: ignore[arg-type]
-            **tenant_options,
-        )  # fmt: skip
-        process = ProcessSettings(
-            redis_url=redis_url, cache_key=SecretStr(Fernet.generate_key().decode()),
-            ca_bundle=emulator.ca_path,
-        )  # fmt: skip
-        settings = Settings(process=process, tenants=(tenant,))
-
-        def make_ctx(current: Settings) -> rc.Context:
-            assert emulator.ca_path is not None
-            tenant_settings = current.tenant(TENANT)
-            assert tenant_settings is not None
-            return rc.Context(
-                redis_client, tenant_settings, bridge.auth.tenant(TENANT), bridge.auth.cipher(),
-                verify=str(emulator.ca_path), now=emulator.world.clock.now,
-            )  # fmt: skip
-
-        bridge = Bridge(emulator, control, redis_client, tenant_id, list(user_ids), [],
-                        Authenticator(settings, redis_client), settings, make_ctx)  # fmt: skip
-        bridge.add_accounts(accounts)
-        bridge.link(bridge.users)
-        made.append(bridge)
-        return bridge
-
-    yield make
-    for bridge in made:
-        for ctx in bridge.contexts:
-            ctx.close()
-        bridge.auth.close()
-        bridge.control.close()
-
-
-# ---- tests -----------------------------------------------------------------------------------
+from tests.subscriptions.conftest import TENANT, Bridge, covered
 
 
 def test_1400_users_over_3_accounts_make_3_subscriptions_of_at_most_650(
@@ -403,7 +230,7 @@ def test_a_rotated_certificate_rides_on_the_renewal_and_the_old_key_is_kept(
     assert current is not None
     # Make the current certificate due for rotation.
     entry = orjson.loads(bridge.redis.hget(store.certificates_key(TENANT), old))  # type: ignore[arg-type]
-    entry["created_at"] -= rc.CERTIFICATE_ROTATE_AFTER_SECONDS
+    entry["created_at"] -= actions.CERTIFICATE_ROTATE_AFTER_SECONDS
     bridge.redis.hset(store.certificates_key(TENANT), old, orjson.dumps(entry))
     bridge.control.advance_clock(45 * 60)
     bridge.reconcile()

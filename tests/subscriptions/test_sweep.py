@@ -1,6 +1,5 @@
 """The resync sweep and the polling of over-capacity users, against the emulator and real RQ."""
 
-# ruff: noqa: F811  (the shared fixtures are imported from test_reconcile)
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -13,8 +12,7 @@ import redis
 from core import keys
 from core.queue import QUEUE_PRESENCE, queue
 from subscriptions import polling, store, sweep
-from tests.emulator.conftest import emulator_factory  # noqa: F401
-from tests.subscriptions.test_reconcile import TENANT, Bridge, bridge_factory, web  # noqa: F401
+from tests.subscriptions.conftest import TENANT, Bridge
 
 
 def enqueued(client: redis.Redis) -> list[dict[str, Any]]:

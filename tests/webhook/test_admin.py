@@ -19,7 +19,7 @@ from core.queue import QUEUE_GRAPH, queue
 from core.settings import MappingSettings, load_settings
 from emulator.control import ControlClient
 from emulator.server import EmulatorServer
-from tests.core.test_auth import make_site
+from tests.core.conftest import make_site
 from tests.emulator.conftest import control, emulator  # noqa: F401
 from tests.redis_server import free_port
 from tests.tenants import secret_env, tenant_toml, write_env

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
@@ -15,8 +14,9 @@ import redis
 from core.accounts import AccountStatus
 from core.auth import Authenticator
 from emulator.control import ControlClient
+from emulator.control_client import FormReader
 from emulator.server import EmulatorServer
-from tests.core.test_auth import SHORT_TOKEN_LIFETIME, Site, auth_factory, make_site  # noqa: F401
+from tests.core.conftest import SHORT_TOKEN_LIFETIME, Site, auth_factory, make_site  # noqa: F401
 from tests.emulator.conftest import control, emulator, emulator_factory  # noqa: F401
 from tests.redis_server import free_port
 from tests.webserver import ServedApp
@@ -26,25 +26,9 @@ ADMIN_KEY = "admin-key-for-tests-0123456789"
 BEARER = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
-class _Form(HTMLParser):
-    """What a browser sees of a page's first form: its action and hidden fields."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.action: str | None = None
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = {k: v or "" for k, v in attrs}
-        if tag == "form" and self.action is None:
-            self.action = found.get("action") or ""
-        elif tag == "input" and found.get("type") == "hidden" and found.get("name"):
-            self.fields[found["name"]] = found.get("value", "")
-
-
 def submit_form(browser: httpx.Client, page: httpx.Response, **typed: str) -> httpx.Response:
     """Submit the page's form as a browser would (Entra's form_post page submits itself)."""
-    form = _Form()
+    form = FormReader()
     form.feed(page.text)
     assert form.action is not None, page.text[:200]
     return browser.post(form.action or str(page.url), data={**form.fields, **typed})

@@ -30,7 +30,8 @@ from tests.pbx_server import SECRET, PbxServer
 from workers import directory_store as store
 from workers.directory import SyncReport, _expired, sync_directory
 from workers.matching import Conflict
-from workers.pbx.http import HttpAdapter, validate_options
+from workers.pbx.http import HttpAdapter
+from workers.pbx.http_options import validate_options
 
 DOMAIN = "contoso.test"
 

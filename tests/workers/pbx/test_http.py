@@ -6,7 +6,7 @@ import logging
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,46 +16,27 @@ from core.errors import ConfigError, PbxError
 from core.settings import PbxSettings
 from tests.pbx_server import CLIENT_ID, SECRET, PbxServer
 from tests.redis_server import free_port
+from tests.workers.pbx.conftest import HttpAdapterBuilder
 from workers.pbx.base import PbxUserRecord, ProfileChange
-from workers.pbx.http import HttpAdapter, HttpPbxError, validate_options
-from workers.pbx.http_auth import clear_token_cache
+from workers.pbx.http import HttpAdapter, HttpPbxError
+from workers.pbx.http_options import validate_options
 
 AdapterFactory = Callable[..., HttpAdapter]
 DND = ProfileChange(user="alice", profile="Do Not Disturb", availability="DoNotDisturb",
                     activity="Presenting")
 
 
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[PbxServer]:
-    with PbxServer() as running:
-        yield running
-
-
 @pytest.fixture
-def server(running_server: PbxServer) -> PbxServer:
-    running_server.reset()
-    return running_server
-
-
-@pytest.fixture
-def make_adapter(server: PbxServer) -> Iterator[AdapterFactory]:
-    made: list[HttpAdapter] = []
-    clear_token_cache()
-
+def make_adapter(server: PbxServer, build_http_adapter: HttpAdapterBuilder) -> AdapterFactory:
     def make(options: dict[str, Any], secret: str | None = SECRET,
              clock: Callable[[], float] | None = None) -> HttpAdapter:
-        settings = PbxSettings(adapter="http", options={"base_url": server.url, **options},
-                               secret=SecretStr(secret) if secret else None)
-        validated = validate_options(settings, "acme")
-        adapter = (HttpAdapter(validated, settings.secret) if clock is None
-                   else HttpAdapter(validated, settings.secret, clock=clock))
-        made.append(adapter)
-        return adapter
+        return build_http_adapter(
+            PbxSettings(adapter="http", options={"base_url": server.url, **options},
+                        secret=SecretStr(secret) if secret else None),
+            clock,
+        )
 
-    yield make
-    for adapter in made:
-        adapter.close()
-    clear_token_cache()
+    return make
 
 
 def apply_action(**action: Any) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,9 +12,10 @@ from pydantic import SecretStr
 from core.errors import ConfigError
 from core.settings import PbxSettings
 from tests.pbx_server import CLIENT_ID, JWT, SECRET, PbxServer
+from tests.workers.pbx.conftest import HttpAdapterBuilder
 from workers.pbx.base import PbxUserRecord, ProfileChange
-from workers.pbx.http import HttpAdapter, HttpPbxError, validate_options
-from workers.pbx.http_auth import clear_token_cache
+from workers.pbx.http import HttpAdapter, HttpPbxError
+from workers.pbx.http_options import validate_options
 from workers.pbx.http_presets import PRESETS
 
 AdapterFactory = Callable[..., HttpAdapter]
@@ -25,34 +26,15 @@ def change(user: str, profile: str) -> ProfileChange:
     return ProfileChange(user=user, profile=profile, availability="DoNotDisturb")
 
 
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[PbxServer]:
-    with PbxServer() as running:
-        yield running
-
-
 @pytest.fixture
-def server(running_server: PbxServer) -> PbxServer:
-    running_server.reset()
-    return running_server
-
-
-@pytest.fixture
-def make_adapter(server: PbxServer) -> Iterator[AdapterFactory]:
-    made: list[HttpAdapter] = []
-    clear_token_cache()
-
+def make_adapter(server: PbxServer, build_http_adapter: HttpAdapterBuilder) -> AdapterFactory:
     def make(preset: str, secret: str = SECRET, **options: Any) -> HttpAdapter:
-        settings = PbxSettings(adapter="http", secret=SecretStr(secret),
-                               options={"preset": preset, "base_url": server.url, **options})
-        adapter = HttpAdapter(validate_options(settings, "acme"), settings.secret)
-        made.append(adapter)
-        return adapter
+        return build_http_adapter(
+            PbxSettings(adapter="http", secret=SecretStr(secret),
+                        options={"preset": preset, "base_url": server.url, **options})
+        )
 
-    yield make
-    for adapter in made:
-        adapter.close()
-    clear_token_cache()
+    return make
 
 
 # -- Bicom PBXware ----------------------------------------------------------------------------

@@ -1,0 +1,185 @@
+"""The Graph actions on one account's presence subscription: create, renew and delete.
+
+Graph's answers are handled as documented: 404 on renewal means gone (recreate), 409 on create
+means the account already holds one (adopt it when we know its clientState, else delete and
+recreate).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote_plus
+
+from core.errors import GraphError
+from core.graph import format_datetime
+from core.notification_crypto import generate_encryption_certificate
+from core.timestamps import parse_graph_datetime
+from subscriptions import planner, store
+from subscriptions.context import Context, Report
+
+log = logging.getLogger(__name__)
+
+NOTIFICATIONS_PATH = "/graph/notifications"
+LIFECYCLE_PATH = "/graph/lifecycle"
+# Graph's maximum for presence is 60 minutes and it refuses more with a 400; a minute less
+# absorbs clock skew between this host and Graph.
+LIFETIME_SECONDS = 59 * 60.0
+CERTIFICATE_VALID_DAYS = 365
+CERTIFICATE_ROTATE_AFTER_SECONDS = 180 * 24 * 3600.0
+
+
+def _expiry(subscription: dict[str, Any], fallback: float) -> float:
+    value = subscription.get("expirationDateTime")
+    if isinstance(value, str):
+        try:
+            return parse_graph_datetime(value).timestamp()
+        except ValueError:
+            pass
+    return fallback
+
+
+def _when(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _base_url(ctx: Context) -> str:
+    return str(ctx.tenant.public_base_url).rstrip("/")
+
+
+def _certificate(ctx: Context, now: float) -> store.Certificate:
+    """The tenant's current notification certificate, made or rotated when due."""
+    current = store.current_certificate(ctx.redis, ctx.name)
+    if current is not None and now - current.created_at < CERTIFICATE_ROTATE_AFTER_SECONDS:
+        return current
+    pem, cert_b64, thumbprint = generate_encryption_certificate(
+        f"presence-bridge {ctx.name}", valid_days=CERTIFICATE_VALID_DAYS
+    )
+    # Unique per certificate, so a notification names exactly the key that decrypts it.
+    made = store.Certificate(f"{thumbprint[:16].lower()}-{int(now)}", cert_b64, now)
+    store.add_certificate(ctx.redis, ctx.cipher, ctx.name, made, pem)
+    log.info("tenant %s: new notification certificate %s", ctx.name, made.certificate_id)
+    return made
+
+
+def _ids_of(resource: str) -> set[str]:
+    """User ids named by a presence resource (quoted or not, maybe URL-encoded)."""
+    text = unquote_plus(resource)
+    start, end = text.find("("), text.rfind(")")
+    if start < 0 or end < start:
+        return {text.rstrip("/").rsplit("/", 1)[-1]}
+    return {p.strip().strip("'\"") for p in text[start + 1 : end].split(",") if p.strip()}
+
+
+def create(
+    ctx: Context,
+    account: str,
+    user_ids: tuple[str, ...],
+    report: Report,
+    *,
+    resolve_conflict: bool = True,
+) -> store.Record:
+    now = ctx.now()
+    client_state = secrets.token_urlsafe(32)  # 256 random bits; Graph allows 128 chars
+    body: dict[str, Any] = {
+        "changeType": "updated",
+        "notificationUrl": _base_url(ctx) + NOTIFICATIONS_PATH,
+        "lifecycleNotificationUrl": _base_url(ctx) + LIFECYCLE_PATH,
+        "resource": planner.resource_for(user_ids),
+        "expirationDateTime": format_datetime(_when(now + LIFETIME_SECONDS)),
+        "clientState": client_state,
+    }
+    certificate_id = None
+    if ctx.tenant.rich_notifications:
+        cert = _certificate(ctx, now)
+        certificate_id = cert.certificate_id
+        body.update(includeResourceData=True, encryptionCertificate=cert.certificate_b64,
+                    encryptionCertificateId=cert.certificate_id)  # fmt: skip
+    try:
+        created = ctx.graph(account, fresh_token=True).create_subscription(body)
+    except GraphError as exc:
+        if exc.status != 409 or not resolve_conflict:
+            raise
+        return _resolve_conflict(ctx, account, user_ids, report)
+    record = store.Record(
+        str(created["id"]), ctx.name, account, user_ids,
+        _expiry(created, now + LIFETIME_SECONDS), now, now, certificate_id,
+    )  # fmt: skip
+    store.save(ctx.redis, record, client_state)
+    report.created.append(account)
+    return record
+
+
+def _resolve_conflict(
+    ctx: Context, account: str, user_ids: tuple[str, ...], report: Report
+) -> store.Record:
+    """409: the account already holds a presence subscription of this app. Adopt or replace it."""
+    client = ctx.graph(account)
+    wanted = set(user_ids)
+    notification_url = _base_url(ctx) + NOTIFICATIONS_PATH
+    for existing in client.list_subscriptions():  # delegated: only this account's, this app's
+        sid = str(existing.get("id"))
+        same = (
+            _ids_of(str(existing.get("resource", ""))) == wanted
+            and existing.get("notificationUrl") == notification_url
+            and existing.get("lifecycleNotificationUrl") is not None
+        )
+        # clientState is never listed: adoptable only if the webhook already knows it.
+        if same and store.registered_for(ctx.redis, sid, ctx.name):
+            now = ctx.now()
+            record = store.Record(sid, ctx.name, account, user_ids, _expiry(existing, now),
+                                  now, now, existing.get("encryptionCertificateId"))  # fmt: skip
+            store.save(ctx.redis, record)
+            report.adopted.append(account)
+            log.info("tenant %s: adopted subscription %s of %s", ctx.name, sid, account)
+            return renew(ctx, record, report)
+        log.info("tenant %s: deleting unusable subscription %s of %s", ctx.name, sid, account)
+        client.delete_subscription(sid)
+        old = store.by_id(ctx.redis, sid)
+        if old is not None:
+            store.forget(ctx.redis, old)
+    # The conflicting one is gone; a second 409 now is an error for this round.
+    created = create(ctx, account, user_ids, report, resolve_conflict=False)
+    report.recreated.append(account)
+    return created
+
+
+def renew(ctx: Context, record: store.Record, report: Report) -> store.Record:
+    """PATCH a new expiry (which also reauthorizes); 404 means gone, so recreate."""
+    now = ctx.now()
+    body: dict[str, Any] = {"expirationDateTime": format_datetime(_when(now + LIFETIME_SECONDS))}
+    certificate_id = record.certificate_id
+    if ctx.tenant.rich_notifications:
+        cert = _certificate(ctx, now)
+        if cert.certificate_id != record.certificate_id:
+            # Rotation rides on the renewal; the old key stays until nothing names it.
+            body.update(encryptionCertificate=cert.certificate_b64,
+                        encryptionCertificateId=cert.certificate_id)  # fmt: skip
+            certificate_id = cert.certificate_id
+    try:
+        renewed = ctx.graph(record.account, fresh_token=True).patch(
+            f"/subscriptions/{record.subscription_id}", body
+        )
+    except GraphError as exc:
+        if exc.status != 404:
+            raise
+        log.info("tenant %s: subscription %s is gone; recreating", ctx.name, record.subscription_id)
+        store.forget(ctx.redis, record)
+        report.recreated.append(record.account)
+        return create(ctx, record.account, record.user_ids, report)
+    updated = store.Record(
+        record.subscription_id, ctx.name, record.account, record.user_ids,
+        _expiry(renewed, now + LIFETIME_SECONDS), record.created_at, now, certificate_id,
+    )  # fmt: skip
+    store.save(ctx.redis, updated)
+    report.renewed.append(record.account)
+    return updated
+
+
+def delete(ctx: Context, record: store.Record, report: Report) -> None:
+    """Delete at Graph (404 counts as done) and forget it."""
+    ctx.graph(record.account).delete_subscription(record.subscription_id)
+    store.forget(ctx.redis, record)
+    report.deleted.append(record.account)

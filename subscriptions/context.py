@@ -1,0 +1,105 @@
+"""What one reconcile round works with: the tenant's context and the report of its actions."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from redis import Redis
+
+from core.graph import DEFAULT_MAX_ATTEMPTS, GraphClient
+from core.settings import TenantSettings
+from core.token_cache import CacheCipher
+from subscriptions.sweep import CallBudget
+
+
+class Auth(Protocol):
+    """What reconcile needs of `core.auth.TenantAuth`."""
+
+    def healthy_accounts(self) -> list[str]: ...
+
+    def delegated_token(self, account: str, *, fresh: bool = False) -> str: ...
+
+    def app_token(self, *, fresh: bool = False) -> str: ...
+
+
+@dataclass
+class Context:
+    """One tenant's view for the clock: its settings, tokens, Redis and time."""
+
+    redis: Redis
+    tenant: TenantSettings
+    auth: Auth
+    cipher: CacheCipher
+    verify: str | bool | ssl.SSLContext = True
+    now: Callable[[], float] = time.time
+    budget: CallBudget = field(default_factory=CallBudget)
+    _clients: dict[tuple[str | None, bool], GraphClient] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.tenant.name
+
+    def graph(self, account: str | None = None, *, fresh_token: bool = False) -> GraphClient:
+        """Graph as `account` (delegated) or as the app (None); cached for the context.
+
+        `fresh_token` gets a new delegated token for every request. Graph keeps the token a
+        create or renewal was made with as the subscription's own, and holds deliveries once
+        it expires, so those calls must not use a cached token that is about to.
+        """
+        key = (account, fresh_token)
+        client = self._clients.get(key)
+        if client is None:
+            auth = self.auth
+            if account is None:
+                provider: Callable[[], str] = auth.app_token
+                fresh: Callable[[], str] = lambda: auth.app_token(fresh=True)  # noqa: E731
+                attempts = DEFAULT_MAX_ATTEMPTS
+            else:
+                name = account
+                fresh = lambda: auth.delegated_token(name, fresh=True)  # noqa: E731
+                provider = fresh if fresh_token else lambda: auth.delegated_token(name)  # noqa: E731
+                # No sleeping retries inside a reconcile: a failing account is deferred and
+                # the next round (a minute later) tries again, so one account never stalls all.
+                attempts = 1
+            client = GraphClient(
+                str(self.tenant.graph_base_url), provider, fresh_token=fresh,
+                verify=self.verify, max_attempts=attempts,
+            )  # fmt: skip
+            self._clients[key] = client
+        return client
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+
+@dataclass
+class Report:
+    tenant: str
+    created: list[str] = field(default_factory=list)
+    renewed: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    recreated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    deferred: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    polled: int = 0
+    latency_bound: float | None = None
+
+    @property
+    def gap(self) -> bool:
+        """Whether some users may have missed notifications (a resync sweep is owed)."""
+        return bool(self.recreated or self.created or self.adopted)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant, "created": len(self.created), "renewed": len(self.renewed),
+            "adopted": len(self.adopted), "recreated": len(self.recreated),
+            "deleted": len(self.deleted), "deferred": self.deferred, "failed": self.failed,
+            "polled": self.polled, "latency_bound": self.latency_bound,
+        }  # fmt: skip
