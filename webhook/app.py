@@ -13,6 +13,7 @@ from core import keys
 from core.redis import connect, connect_async
 from core.settings import Settings, load_settings
 from webhook import admin, builtin_api, health, notifications, oauth, pbx_events
+from webhook.fastpath import FastPath
 from webhook.handoff import IntakeWriter
 from webhook.lookup import SubscriptionLookup
 from webhook.metrics import WebMetrics
@@ -53,9 +54,9 @@ def create_app(settings: Settings) -> Starlette:
 GC_GEN0_THRESHOLD = 50_000
 
 
-def factory() -> Starlette:
+def factory() -> FastPath:
     """Entry point for uvicorn (`--factory`), so each web worker builds its own app."""
-    app = create_app(load_settings())
+    app = FastPath(create_app(load_settings()))
     # Once per web process (not in create_app, which tests call in their own process):
     # the objects of start-up live for ever, so full collections need not walk them.
     gc.freeze()
