@@ -97,17 +97,20 @@ def process_notifications(tenant: str, items: list[dict[str, Any]]) -> int:
             current().redis.delete(*stale_dedup)  # before the read: see bare_dedup_keys
         presences = runtime.graph.get_presences_by_user_id(ids)  # 650 ids a call
         updates += [PresenceUpdate.from_graph(p, observed) for p in presences]
-    if not updates:
-        return 0
-    result = process(
-        current().redis,
-        tenant,
-        runtime.rules,
-        runtime.settings.mapping.hold_seconds,
-        updates,
-        runtime.static_links,
-    )
-    _apply(tenant, runtime, result)
+    return _map_and_apply(tenant, runtime, updates)
+
+
+def _map_and_apply(tenant: str, runtime: TenantRuntime, updates: list[PresenceUpdate]) -> int:
+    if updates:
+        result = process(
+            current().redis,
+            tenant,
+            runtime.rules,
+            runtime.settings.mapping.hold_seconds,
+            updates,
+            runtime.static_links,
+        )
+        _apply(tenant, runtime, result)
     return len(updates)
 
 
@@ -133,16 +136,7 @@ def process_presences(tenant: str, presences: list[dict[str, Any]]) -> int:
     updates = [
         PresenceUpdate.from_graph(p, float(p.get("observedAt") or time.time())) for p in presences
     ]
-    result = process(
-        current().redis,
-        tenant,
-        runtime.rules,
-        runtime.settings.mapping.hold_seconds,
-        updates,
-        runtime.static_links,
-    )
-    _apply(tenant, runtime, result)
-    return len(updates)
+    return _map_and_apply(tenant, runtime, updates)
 
 
 def process_lifecycle(tenant: str, items: list[dict[str, Any]]) -> int:
@@ -225,6 +219,7 @@ def sync_directory(tenant: str, full: bool = False) -> dict[str, Any]:
         return {}
     # An adapter that cannot list users leaves the tenants file as the PBX directory.
     adapter = runtime.adapter if runtime.settings.pbx.adapter == "http" else None
-    report = directory.sync_directory(runtime.settings, current().redis, runtime.graph,
-                                      adapter=adapter, full=full)
+    report = directory.sync_directory(
+        runtime.settings, current().redis, runtime.graph, adapter=adapter, full=full
+    )
     return dict(report.status())
