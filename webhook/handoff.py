@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, ResponseError
 
 from core.intake import APPEND_SCRIPT
+from core.redis import SOCKET_TIMEOUT
 
 Arg = bytes | str | int
 
@@ -80,9 +82,23 @@ class IntakeWriter:
     async def _run(self, batch: list[tuple[bytes, asyncio.Future[int]]], reload: bool) -> None:
         await self._conn.send_packed_command([command for command, _ in batch], check_health=False)
         missing: list[tuple[bytes, asyncio.Future[int]]] = []
+        async with asyncio.timeout(SOCKET_TIMEOUT):  # one deadline for the batch's replies
+            await self._read_replies(batch, missing)
+        if missing and reload:
+            await self._redis.script_load(APPEND_SCRIPT)
+            await self._run(missing, reload=False)
+        elif missing:
+            raise NoScriptError("append script missing after SCRIPT LOAD")
+
+    async def _read_replies(
+        self,
+        batch: list[tuple[bytes, asyncio.Future[int]]],
+        missing: list[tuple[bytes, asyncio.Future[int]]],
+    ) -> None:
         for command, future in batch:
             try:
-                kept = await self._conn.read_response()
+                # No per-reply timeout context (the batch has one): it cost more than the read.
+                kept = await self._conn.read_response(timeout=math.inf)
             except NoScriptError:
                 # A restarted or flushed Redis lost the script: nothing of it ran, so
                 # loading it and sending those commands again cannot double-write.
@@ -94,8 +110,3 @@ class IntakeWriter:
                 continue
             if not future.done():
                 future.set_result(int(kept))
-        if missing and reload:
-            await self._redis.script_load(APPEND_SCRIPT)
-            await self._run(missing, reload=False)
-        elif missing:
-            raise NoScriptError("append script missing after SCRIPT LOAD")

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 from redis.exceptions import RedisError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from core import intake
@@ -30,6 +30,10 @@ class BodyTooLarge(Exception):
     pass
 
 
+# Stateless once built (no body, no background task): one instance serves every request.
+ACCEPTED = Response(status_code=202)
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused early when it is (or grows) larger than `limit`."""
     declared = request.headers.get("content-length")
@@ -37,12 +41,18 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    more = True
+    while more:  # ASGI messages straight from the server: no async generator per request
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge
         chunks.append(chunk)
-    return b"".join(chunks)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def handshake(token: str) -> Response:
@@ -102,7 +112,7 @@ async def receive(request: Request) -> Response:
         message = str(exc) if isinstance(exc, PayloadError) else "malformed JSON"
         return JSONResponse({"error": message}, status_code=400)
     if not items:
-        return Response(status_code=202)
+        return ACCEPTED
     ids = {
         i["subscriptionId"]
         for i in items
@@ -120,4 +130,4 @@ async def receive(request: Request) -> Response:
     dropped = {k: v for k, v in counters.items() if k.startswith("dropped:")}
     if dropped:
         log.info("dropped unverified items", extra={"counts": dropped})
-    return Response(status_code=202)
+    return ACCEPTED

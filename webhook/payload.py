@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import re
 from typing import Any
 from urllib.parse import unquote_plus
@@ -15,6 +15,7 @@ _USER_IN_RESOURCE = re.compile(
     r"(?:communications/presences/|users/)([0-9A-Za-z-]{1,64})", re.IGNORECASE
 )
 _TIME_FIELDS = ("subscriptionExpirationDateTime",)
+_ODATA_KEYS = ("@odata.type", "@odata.id")
 
 
 class PayloadError(ValueError):
@@ -38,8 +39,24 @@ def parse_collection(payload: Any) -> tuple[list[Any], list[str] | None]:
 
 
 def _case_insensitive(data: dict[str, Any], name: str) -> Any:
+    if name in data:
+        return data[name]
     lowered = name.lower()
     return next((v for k, v in data.items() if k.lower() == lowered), None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _graph_time(value: str) -> str | None:
+    """Every item of a subscription carries the same expiry: parse each form once."""
+    try:
+        return parse_graph_datetime(value).isoformat()
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded(resource: str) -> str:
+    return unquote_plus(resource) if "%" in resource or "+" in resource else resource
 
 
 def normalise(item: dict[str, Any]) -> dict[str, Any]:
@@ -47,13 +64,13 @@ def normalise(item: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in item.items() if k != "clientState"}
     resource = item.get("resource")
     if isinstance(resource, str):
-        out["resource"] = unquote_plus(resource)
+        out["resource"] = _decoded(resource)
     data = item.get("resourceData")
     if isinstance(data, dict):
         data = dict(data)
         odata_type = _case_insensitive(data, "@odata.type")
         odata_id = _case_insensitive(data, "@odata.id")
-        for key in [k for k in data if k.lower() in ("@odata.type", "@odata.id")]:
+        for key in [k for k in data if k[:1] == "@" and k.lower() in _ODATA_KEYS]:
             del data[key]
         if isinstance(odata_type, str):
             data["@odata.type"] = odata_type.lower()
@@ -63,8 +80,9 @@ def normalise(item: dict[str, Any]) -> dict[str, Any]:
     for field in _TIME_FIELDS:
         value = item.get(field)
         if isinstance(value, str):
-            with contextlib.suppress(ValueError):  # kept as sent: the workers do not need it
-                out[field] = parse_graph_datetime(value).isoformat()
+            parsed = _graph_time(value)
+            if parsed is not None:  # otherwise kept as sent: the workers do not need it
+                out[field] = parsed
     user_id = user_id_of(out)
     if user_id:
         out["userId"] = user_id
