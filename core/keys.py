@@ -190,3 +190,13 @@ CLOCK_EPOCH = PREFIX + "clock:epoch"
 def oauth_flow(state_digest: str) -> str:
     """String, EX 10 min: an encrypted sign-in flow, by SHA-256 of its state (owner: core.auth)."""
     return f"{PREFIX}oauth:flow:{state_digest}"
+
+
+def pbx_token(tenant: str) -> str:
+    """String, encrypted, EX = token lifetime: the PBX API's OAuth2 token, shared by workers."""
+    return f"{PREFIX}tenant:{tenant}:pbx-token"
+
+
+def admin_login_failures(client: str) -> str:
+    """String counter, EX 15 min: failed admin logins from one client address (owner: web)."""
+    return f"{PREFIX}admin:login-failures:{client}"
