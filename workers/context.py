@@ -77,6 +77,15 @@ class WorkerContext:
         return runtime
 
 
+    def close(self) -> None:
+        """Close the tenants' PBX adapters and Graph clients (their connection pools)."""
+        for runtime in self._tenants.values():
+            runtime.adapter.close()
+            if runtime._graph is not None:
+                runtime._graph.close()
+        self._tenants.clear()
+
+
 _current: WorkerContext | None = None
 
 

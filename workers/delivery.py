@@ -23,6 +23,7 @@ class Outcome:
     applied: list[str] = field(default_factory=list)
     transient: dict[str, str] = field(default_factory=dict)  # user -> reason
     dead: dict[str, str] = field(default_factory=dict)
+    retry_after: float | None = None  # the longest wait a PBX asked for (429 / 503)
 
 
 def deliver(redis: Redis, tenant: str, adapter: PbxAdapter, users: list[str]) -> Outcome:
@@ -62,6 +63,8 @@ def _fail(
     for d in failed:
         if exc.transient:
             outcome.transient[d.user] = reason
+            if exc.retry_after is not None:
+                outcome.retry_after = max(outcome.retry_after or 0.0, exc.retry_after)
         else:
             outcome.dead[d.user] = reason
             store.dead_letter(redis, tenant, d, reason)

@@ -32,6 +32,7 @@ from workers.rich import count_rejections, fetch_jwks, open_items
 
 log = logging.getLogger("workers.jobs")
 NOTIFICATION_LOG_MAXLEN = 10_000
+MAX_PBX_RETRY_AFTER = 3600.0  # a longer ask is capped; the PBX reconcile runs meanwhile
 
 
 def _runtime(tenant: str) -> TenantRuntime | None:
@@ -74,10 +75,15 @@ def _deliver(tenant: str, runtime: TenantRuntime, users: list[str]) -> delivery.
     outcome = delivery.deliver(redis, tenant, runtime.adapter, users)
     save_state(runtime.adapter, tenant, redis)
     if outcome.transient:
-        # A separate job retries with backoff, so this batch's other users are not held up.
-        queue(redis, QUEUE_PBX).enqueue(
-            JOB_DELIVER, tenant, sorted(outcome.transient), **job_kwargs()
-        )
+        # A separate job retries with backoff, so this batch's other users are not held up;
+        # a PBX that said when to come back (Retry-After) is not asked sooner.
+        users = sorted(outcome.transient)
+        q = queue(redis, QUEUE_PBX)
+        if outcome.retry_after:
+            wait = dt.timedelta(seconds=min(outcome.retry_after, MAX_PBX_RETRY_AFTER))
+            q.enqueue_in(wait, JOB_DELIVER, tenant, users, **job_kwargs())
+        else:
+            q.enqueue(JOB_DELIVER, tenant, users, **job_kwargs())
     return outcome
 
 
