@@ -9,6 +9,7 @@ rotating the admin key ends every session and nothing is stored server-side.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -40,6 +41,8 @@ from core.settings import Settings
 from webhook import admin_page as view
 from webhook.auth import key_matches, presented_key
 
+LOGIN_ATTEMPTS = 10  # failed logins per client address before a lockout
+LOGIN_LOCKOUT_SECONDS = 900
 COOKIE = "pb_admin"
 COOKIE_PATH = "/admin"
 SESSION_SECONDS = 8 * 3600
@@ -200,8 +203,25 @@ async def login(request: Request) -> Response:
     form = await _form(request)
     if form is None:
         return _login_page(request, "That request is too large.", 413)
+    redis = request.app.state.redis
+    throttle = keys.admin_login_failures(request.client.host if request.client else "unknown")
+    try:
+        failures = int(await redis.get(throttle) or 0)
+    except (RedisError, OSError):
+        failures = 0  # no Redis, no throttle: the constant-time check still stands
+    if failures >= LOGIN_ATTEMPTS:
+        page = _login_page(request, "Too many failed attempts; try again later.", 429)
+        page.headers["Retry-After"] = str(LOGIN_LOCKOUT_SECONDS)
+        return page
     if not key_matches(form.get("key") or presented_key(request), expected):
+        with contextlib.suppress(RedisError, OSError):
+            pipe = redis.pipeline(transaction=False)
+            pipe.incr(throttle)
+            pipe.expire(throttle, LOGIN_LOCKOUT_SECONDS)
+            await pipe.execute()
         return _login_page(request, "That is not the admin API key.")
+    with contextlib.suppress(RedisError, OSError):
+        await redis.delete(throttle)
     response = RedirectResponse("/admin", 303, headers=_HEADERS)
     response.set_cookie(
         COOKIE,

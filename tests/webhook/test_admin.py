@@ -274,3 +274,25 @@ def test_directory_sync_of_an_unknown_tenant_is_a_404(bridge: Callable[..., str]
     url = bridge()
     response = httpx.post(f"{url}/admin/api/tenants/nope/directory-sync", headers=BEARER)
     assert response.status_code == 404
+
+
+def test_repeated_wrong_keys_lock_the_login_out(
+    bridge: Callable[..., str], redis_client: redis.Redis
+) -> None:
+    url = bridge()
+    for _ in range(10):
+        assert httpx.post(f"{url}/admin/login", data={"key": "guess"}).status_code == 401
+    locked = httpx.post(f"{url}/admin/login", data={"key": ADMIN_KEY})
+    assert (locked.status_code, locked.headers["retry-after"]) == (429, "900")
+
+
+def test_a_good_login_clears_earlier_failures(
+    bridge: Callable[..., str], redis_client: redis.Redis
+) -> None:
+    url = bridge()
+    for _ in range(9):
+        httpx.post(f"{url}/admin/login", data={"key": "guess"})
+    assert httpx.post(f"{url}/admin/login", data={"key": ADMIN_KEY}).status_code == 303
+    for _ in range(9):  # without the reset these would make 18 failures: locked out
+        httpx.post(f"{url}/admin/login", data={"key": "guess"})
+    assert httpx.post(f"{url}/admin/login", data={"key": ADMIN_KEY}).status_code == 303
