@@ -17,7 +17,7 @@ from core import keys
 from core.auth import Authenticator
 from core.errors import BridgeError
 from core.queue import (
-    JOB_DELIVER,
+    JOB_MAINTAIN_PBX,
     JOB_SYNC_DIRECTORY,
     QUEUE_GRAPH,
     QUEUE_PBX,
@@ -140,10 +140,10 @@ class Clockwork:
         self.auth.refresh_stale_accounts()
 
     def pbx_reconcile_all(self) -> None:
-        """Re-apply desired PBX state that is not applied yet (a PBX that came back)."""
+        """Keep PBX publications alive and re-apply desired state not applied yet."""
         for tenant in self.settings.tenants:
             if tenant.enabled:
-                queue(self.redis, QUEUE_PBX).enqueue(JOB_DELIVER, tenant.name, **job_kwargs())
+                queue(self.redis, QUEUE_PBX).enqueue(JOB_MAINTAIN_PBX, tenant.name, **job_kwargs())
 
     def schedules(self) -> list[Schedule]:
         """In the order they run within a tick; all are due at start-up (the first sweep too)."""

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from core import certificates, keys
-from core.errors import TransientError
+from core.errors import PbxError, TransientError
 from core.intake import bare_dedup_keys
 from core.queue import (
     JOB_DELIVER,
@@ -229,3 +229,22 @@ def sync_directory(tenant: str, full: bool = False) -> dict[str, Any]:
         runtime.settings, current().redis, runtime.graph, adapter=adapter, full=full
     )
     return dict(report.status())
+
+
+def maintain_pbx(tenant: str) -> int:
+    """The clock's PBX round: keep publications alive (SIP refresh before Expires), then
+    re-apply desired state that is not applied yet (a PBX that came back)."""
+    runtime = _runtime(tenant)
+    if runtime is None:
+        return 0
+    redis = current().redis
+    refresh_due = getattr(runtime.adapter, "refresh_due", None)
+    if refresh_due is not None:
+        try:
+            refresh_due()
+        except PbxError as exc:  # the next round tries again; delivery below still runs
+            log.warning("pbx refresh failed", extra={"tenant": tenant, "error": str(exc)})
+        save_state(runtime.adapter, tenant, redis)
+    outcome = delivery.deliver(redis, tenant, runtime.adapter, store.pending_users(redis, tenant))
+    save_state(runtime.adapter, tenant, redis)
+    return len(outcome.applied)

@@ -193,7 +193,7 @@ def test_pbx_reconcile_queues_a_delivery_of_pending_state_per_tenant(
     with Authenticator(settings, redis_client) as auth:
         Clockwork(settings, redis_client, auth).pbx_reconcile_all()
     [job] = queue(redis_client, QUEUE_PBX).jobs
-    assert (job.func_name, list(job.args)) == ("workers.jobs.deliver_pending", ["contoso"])
+    assert (job.func_name, list(job.args)) == ("workers.jobs.maintain_pbx", ["contoso"])
 
 
 def test_schedule_intervals_come_from_the_settings(redis_client: redis.Redis,

@@ -1,0 +1,81 @@
+"""The clock's PBX round (`workers.jobs.maintain_pbx`): refresh publications, re-apply state."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from core import keys
+from core.settings import load_settings
+from tests.kamailio import KamailioServer
+from tests.tenants import secret_env, tenant_toml, write_env
+from workers import jobs
+from workers.context import WorkerContext, install
+from workers.pbx.base import ProfileChange
+from workers.pbx.builtin import BuiltinAdapter
+from workers.pipeline import PresenceUpdate, process
+
+ContextFactory = Callable[[str], WorkerContext]
+
+
+@pytest.fixture(scope="module")
+def kamailio() -> Iterator[KamailioServer]:
+    server = KamailioServer()
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def context_factory(tmp_path: Path, redis_url: str,
+                    redis_client: redis.Redis) -> Iterator[ContextFactory]:
+    made: list[WorkerContext] = []
+
+    def make(pbx: str) -> WorkerContext:
+        env = write_env(tmp_path, tenant_toml(pbx=pbx), PRESENCE_BRIDGE_REDIS_URL=redis_url,
+                        **{secret_env("contoso", "CLIENT_SECRET"): "s"})  # fmt: skip
+        ctx = WorkerContext(load_settings(env), redis_client)
+        install(ctx)
+        made.append(ctx)
+        return ctx
+
+    yield make
+    install(None)
+    for ctx in made:
+        ctx.close()
+
+
+def test_pending_desired_state_is_applied(
+    context_factory: ContextFactory, redis_client: redis.Redis
+) -> None:
+    ctx = context_factory('adapter = "builtin"')
+    redis_client.hset(keys.links("contoso"), "g1", orjson.dumps(["alice"]))
+    process(redis_client, "contoso", ctx.tenant("contoso").rules, 0.0,  # type: ignore[union-attr]
+            [PresenceUpdate("g1", "Away", "Away", "1")])  # decided, never delivered
+    assert jobs.maintain_pbx("contoso") == 1
+    assert BuiltinAdapter(redis_client, "contoso").read_profile("alice") == "Away"
+
+
+def test_a_sip_publication_near_its_expiry_is_refreshed_after_a_restart(
+    context_factory: ContextFactory, kamailio: KamailioServer, redis_client: redis.Redis
+) -> None:
+    sip = (f'adapter = "sip"\noptions = {{ host = "127.0.0.1", port = {kamailio.udp_port}, '
+           f'domain = "{kamailio.domain}" }}')  # fmt: skip
+    first = context_factory(sip)
+    adapter = first.tenant("contoso").adapter  # type: ignore[union-attr]
+    adapter.apply_profile(ProfileChange("carol", "Busy"))
+    first.close()
+    # The worker comes back when the publication is past its refresh point (80 % of it).
+    state = json.loads(adapter.export_state())
+    state["users"]["carol"]["expires_at"] -= 0.9 * state["users"]["carol"]["lifetime"]
+    redis_client.set(keys.adapter_state("contoso"), json.dumps(state))
+
+    restarted = context_factory(sip)
+    jobs.maintain_pbx("contoso")
+
+    assert restarted.tenant("contoso").adapter.counts["refresh"] == 1  # type: ignore[union-attr]
