@@ -77,7 +77,7 @@ def announce_demo(demo_dir: Path, base: str, env: dict[str, str]) -> None:
     print(
         "Demo: the Graph emulator plays an office day for 50 users at 60x speed; "
         f"service account signed in: {', '.join(accounts) or 'none'}.\n"
-        f"Status page: {base}/admin  (admin key: {key}, also in .run/demo/secrets.json)\n"
+        f"Status page: {base}/admin  (admin key: {key}, also in {demo_dir / 'secrets.json'})\n"
         f"PBX profiles: {base}/api/v1/tenants/demo/users  "
         f"(header X-API-Key: {env['PRESENCE_BRIDGE_TENANT_DEMO_PBX_SECRET']})",
         flush=True,
