@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import jwt
 import redis as redis_lib
 import typer
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from rich.markup import escape
 
 from cli.common import (
@@ -119,7 +119,8 @@ def _accounts(redis: redis_lib.Redis, tenant: TenantSettings, add: Add) -> None:
                                f"{tenant.name} --account {view.account}`")  # fmt: skip
 
 
-def _pbx(redis: redis_lib.Redis | None, tenant: TenantSettings, add: Add) -> None:
+def _pbx(redis: redis_lib.Redis | None, tenant: TenantSettings, add: Add,
+         cache_key: SecretStr | None) -> None:
     kind = tenant.pbx.adapter
     if kind == "sip":
         add("pbx", "skip", "sip: not probed (no OPTIONS); failed PUBLISHes show as dead letters")
@@ -131,7 +132,7 @@ def _pbx(redis: redis_lib.Redis | None, tenant: TenantSettings, add: Add) -> Non
         add("pbx", "ok", "builtin: profiles are served from Redis by the web process")
         return
     try:
-        adapter = build_adapter(tenant, redis)
+        adapter = build_adapter(tenant, redis, cache_key)
     except (BridgeError, ValidationError, ValueError) as exc:
         add("pbx", "fail", f"http: unusable options: {exc}")
         return
@@ -195,7 +196,7 @@ def _tenants(
             _graph(auth.tenant(tenant.name), add)
             if redis is not None:
                 _accounts(redis, tenant, add)
-            _pbx(redis, tenant, add)
+            _pbx(redis, tenant, add, settings.process.cache_key)
     finally:
         auth.close()
 

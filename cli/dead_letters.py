@@ -71,7 +71,7 @@ def replay(
         if chosen:
             # Cleared first: delivery skips users whose current version is dead-lettered.
             redis.hdel(keys.dead_letters(tenant), *chosen)
-            adapter = build_adapter(settings, redis)
+            adapter = build_adapter(settings, redis, session.settings.process.cache_key)
             try:
                 outcome = deliver(redis, tenant, adapter, chosen)
                 save_state(adapter, tenant, redis)

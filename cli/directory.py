@@ -70,7 +70,7 @@ def sync(
             fresh_token=lambda: auth.app_token(fresh=True), verify=session.verify(),
             on_users=lambda n: progress.advance(task, n),
         )  # fmt: skip
-        adapter = build_adapter(settings, redis)
+        adapter = build_adapter(settings, redis, session.settings.process.cache_key)
         try:
             with progress:
                 report = sync_directory(settings, redis, graph, adapter, full=full)

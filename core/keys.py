@@ -197,6 +197,11 @@ def pbx_token(tenant: str) -> str:
     return f"{PREFIX}tenant:{tenant}:pbx-token"
 
 
+def pbx_token_lock(tenant: str) -> str:
+    """String with expiry (10 s): held by the one worker fetching the shared PBX token."""
+    return pbx_token(tenant) + ":lock"
+
+
 def admin_login_failures(client: str) -> str:
     """String counter, EX 15 min: failed admin logins from one client address (owner: web)."""
     return f"{PREFIX}admin:login-failures:{client}"

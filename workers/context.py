@@ -70,7 +70,7 @@ class WorkerContext:
                 settings=tenant,
                 rules=compile_rules(tenant.mapping),
                 static_links=_static_links(tenant),
-                adapter=build_adapter(tenant, self.redis),
+                adapter=build_adapter(tenant, self.redis, self.settings.process.cache_key),
                 _graph_factory=lambda: self._graph_factory(self.settings, tenant, self.redis),
             )
             self._tenants[name] = runtime

@@ -22,11 +22,19 @@ from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
+from redis import Redis
 
-from core.errors import PbxError
+from core.errors import ConfigError, PbxError
 from core.settings import PbxSettings
+from core.token_cache import CACHE_KEY_ENV, CacheCipher
 from workers.pbx.base import PbxUserRecord, ProfileChange
-from workers.pbx.http_auth import REDACTOR, ApiKeyAuth, Authenticator, build_authenticator
+from workers.pbx.http_auth import (
+    REDACTOR,
+    ApiKeyAuth,
+    Authenticator,
+    OAuth2Auth,
+    build_authenticator,
+)
 from workers.pbx.http_options import (
     Action,
     HttpOptions,
@@ -36,6 +44,7 @@ from workers.pbx.http_options import (
     template_names,
     validate_options,
 )
+from workers.pbx.http_tokens import TokenShare
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +135,7 @@ class HttpAdapter:
     name = "http"
 
     def __init__(self, options: HttpOptions, secret: SecretStr | None = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, share: TokenShare | None = None) -> None:
         self.options = options
         self._clock = clock
         verify: ssl.SSLContext | bool = True
@@ -137,7 +146,7 @@ class HttpAdapter:
         self._client = httpx.Client(timeout=options.timeout_seconds, limits=limits,
                                     verify=verify, follow_redirects=False)
         self._auth: Authenticator = build_authenticator(options.auth, secret, self._client,
-                                                        self._url, clock)
+                                                        self._url, clock, share)
         self._secret = secret
         if secret is not None and isinstance(options.auth, ApiKeyAuth):
             REDACTOR.register(self, secret.get_secret_value())
@@ -145,8 +154,17 @@ class HttpAdapter:
         self._directory_loaded_at: float | None = None
 
     @classmethod
-    def from_settings(cls, settings: PbxSettings, tenant: str = "") -> HttpAdapter:
-        return cls(validate_options(settings, tenant), settings.secret)
+    def from_settings(cls, settings: PbxSettings, tenant: str = "", redis: Redis | None = None,
+                      cache_key: SecretStr | None = None) -> HttpAdapter:
+        """With `redis`, an OAuth2 token is shared by every worker (encrypted with `cache_key`)."""
+        options = validate_options(settings, tenant)
+        share: TokenShare | None = None
+        if redis is not None and isinstance(options.auth, OAuth2Auth):
+            if cache_key is None:
+                raise ConfigError([f"{CACHE_KEY_ENV}: required to share the PBX's OAuth2 token "
+                                   f"between workers (tenant {tenant})"])
+            share = TokenShare(redis, CacheCipher(cache_key), tenant)
+        return cls(options, settings.secret, share=share)
 
     def __repr__(self) -> str:
         return f"HttpAdapter(preset={self.options.preset!r}, base_url={self.options.base_url!r})"
@@ -363,6 +381,7 @@ class HttpAdapter:
         return re.sub(r"[\r\n]+", " ", text)
 
 
-def build(settings: PbxSettings, tenant: str = "") -> HttpAdapter:
+def build(settings: PbxSettings, tenant: str = "", redis: Redis | None = None,
+          cache_key: SecretStr | None = None) -> HttpAdapter:
     """Factory used by the adapter registry: validate options, then connect nothing yet."""
-    return HttpAdapter.from_settings(settings, tenant)
+    return HttpAdapter.from_settings(settings, tenant, redis, cache_key)

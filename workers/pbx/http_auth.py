@@ -21,6 +21,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from core.errors import PbxError
+from workers.pbx.http_tokens import ProcessTokens, SharedTokens, Token, TokenShare, TokenStore
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 Clock = Callable[[], float]
@@ -144,56 +145,23 @@ class _Hmac:
         return False
 
 
-@dataclass
-class _Token:
-    value: str
-    expires_at: float
-
-
-# One cache per process, keyed by endpoint + client + a digest of the secret, so every adapter
-# instance (and every thread) of a worker shares one token: 3CX allows one active token per client.
-_TOKENS: dict[tuple[str, ...], _Token] = {}
-_TOKENS_LOCK = threading.Lock()
-
-
-def clear_token_cache() -> None:
-    with _TOKENS_LOCK:
-        _TOKENS.clear()
-
-
 class _TokenAuth:
-    """A fetched token sent as a header; fetched once, shared, refetched near expiry or on 401."""
+    """A fetched token sent as a header; its store decides who fetches and who shares it."""
 
-    def __init__(self, key: tuple[str, ...], header: str, scheme: str, clock: Clock,
-                 fetch: Callable[[], _Token]) -> None:
-        self._key = key
+    def __init__(self, header: str, scheme: str, store: TokenStore) -> None:
         self._header = header
         self._scheme = scheme
-        self._clock = clock
-        self._fetch = fetch
+        self._store = store
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(header={self._header!r})"
 
-    def _current(self) -> str:
-        with _TOKENS_LOCK:
-            token = _TOKENS.get(self._key)
-            if token is None or token.expires_at <= self._clock():
-                token = self._fetch()
-                _TOKENS[self._key] = token
-            return token.value
-
     def sign(self, request: httpx.Request) -> None:
-        value = self._current()
-        request.headers[self._header] = f"{self._scheme} {value}".strip()
+        request.headers[self._header] = f"{self._scheme} {self._store.current()}".strip()
 
     def refresh(self, request: httpx.Request) -> bool:
         used = request.headers.get(self._header, "")
-        with _TOKENS_LOCK:
-            token = _TOKENS.get(self._key)
-            # Another thread may have refreshed already; only drop the token this request used.
-            if token is not None and f"{self._scheme} {token.value}".strip() == used:
-                del _TOKENS[self._key]
+        self._store.invalidate(used.removeprefix(f"{self._scheme} ") if self._scheme else used)
         return True
 
 
@@ -253,8 +221,8 @@ def _token_from(response: httpx.Response, what: str, field: str) -> Any:
 
 
 def _oauth2(options: OAuth2Auth, secret: SecretStr, client: httpx.Client, url: str,
-            clock: Clock) -> _TokenAuth:
-    def fetch() -> _Token:
+            clock: Clock, share: TokenShare | None) -> _TokenAuth:
+    def fetch() -> Token:
         parts = _secret_parts(secret)
         client_secret = parts.get("client_secret", parts.get("secret", ""))
         form = {"grant_type": options.grant_type}
@@ -275,16 +243,18 @@ def _oauth2(options: OAuth2Auth, secret: SecretStr, client: httpx.Client, url: s
             raise PbxError(f"token endpoint unreachable: {type(exc).__name__}",
                            transient=True) from None
         body = _token_from(response, "token endpoint", "access_token")
-        return _Token(body["access_token"], _expiry(body, options, clock))
+        return Token(body["access_token"], _expiry(body, options, clock))
 
     digest = hashlib.sha256(secret.get_secret_value().encode()).hexdigest()
     key = ("oauth2", url, options.client_id, options.scope or "", options.grant_type, digest)
-    return _TokenAuth(key, "Authorization", "Bearer", clock, fetch)
+    store: TokenStore = (ProcessTokens(key, clock, fetch) if share is None
+                         else SharedTokens(share, key, clock, fetch))
+    return _TokenAuth("Authorization", "Bearer", store)
 
 
 def _starface(options: StarfaceAuth, secret: SecretStr, client: httpx.Client, url: str,
               clock: Clock) -> _TokenAuth:
-    def fetch() -> _Token:
+    def fetch() -> Token:
         try:
             nonce_response = client.get(url, headers={"X-Version": "2"})
             template = _token_from(nonce_response, "STARFACE login", "nonce")
@@ -303,10 +273,12 @@ def _starface(options: StarfaceAuth, secret: SecretStr, client: httpx.Client, ur
                            transient=True) from None
         body = _token_from(response, "STARFACE login", "token")
         # The token lifetime is not documented: keep it until the PBX answers 401.
-        return _Token(body["token"], float("inf"))
+        return Token(body["token"], float("inf"))
 
     digest = hashlib.sha256(secret.get_secret_value().encode()).hexdigest()
-    return _TokenAuth(("starface", url, options.login, digest), "authToken", "", clock, fetch)
+    # A STARFACE login is a session, not an OAuth2 client token: each process keeps its own.
+    key = ("starface", url, options.login, digest)
+    return _TokenAuth("authToken", "", ProcessTokens(key, clock, fetch))
 
 
 def build_authenticator(
@@ -315,8 +287,12 @@ def build_authenticator(
     client: httpx.Client,
     resolve_url: Callable[[str], str],
     clock: Clock = time.time,
+    share: TokenShare | None = None,
 ) -> Authenticator:
-    """The authenticator for validated options; `secret` was checked by secret_problems()."""
+    """The authenticator for validated options; `secret` was checked by secret_problems().
+
+    With `share`, an OAuth2 token is shared through Redis by every worker of the tenant.
+    """
     if options is None or secret is None:
         return _NoAuth()
     if isinstance(options, BearerAuth):
@@ -332,7 +308,7 @@ def build_authenticator(
     if isinstance(options, HmacAuth):
         return _Hmac(options, secret, clock)
     if isinstance(options, OAuth2Auth):
-        return _oauth2(options, secret, client, resolve_url(options.token_url), clock)
+        return _oauth2(options, secret, client, resolve_url(options.token_url), clock, share)
     return _starface(options, secret, client, resolve_url(options.login_url), clock)
 
 

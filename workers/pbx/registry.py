@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import SecretStr
 from redis import Redis
 
 from core import keys
@@ -14,12 +15,14 @@ from workers.pbx.builtin import BuiltinAdapter
 from workers.pbx.sip import SipAdapter
 
 
-def build_adapter(tenant: TenantSettings, redis: Redis) -> PbxAdapter:
+def build_adapter(tenant: TenantSettings, redis: Redis,
+                  cache_key: SecretStr | None = None) -> PbxAdapter:
+    """`cache_key` (ProcessSettings.cache_key) seals the PBX token the `http` adapter shares."""
     kind = tenant.pbx.adapter
     if kind == "builtin":
         return BuiltinAdapter(redis, tenant.name)
     if kind == "http":
-        return http.build(tenant.pbx, tenant.name)
+        return http.build(tenant.pbx, tenant.name, redis, cache_key)
     sip = SipAdapter(tenant.pbx.options, tenant.pbx.secret)
     raw = redis.get(keys.adapter_state(tenant.name))
     if raw:

@@ -9,8 +9,8 @@ import pytest
 from core.settings import PbxSettings
 from tests.pbx_server import PbxServer
 from workers.pbx.http import HttpAdapter
-from workers.pbx.http_auth import clear_token_cache
 from workers.pbx.http_options import validate_options
+from workers.pbx.http_tokens import TokenShare, clear_token_cache
 
 HttpAdapterBuilder = Callable[..., HttpAdapter]
 
@@ -29,15 +29,19 @@ def server(running_server: PbxServer) -> PbxServer:
 
 @pytest.fixture
 def build_http_adapter() -> Iterator[HttpAdapterBuilder]:
-    """Validates settings for tenant "acme" into an adapter; all are closed after the test."""
+    """Validates settings for tenant "acme" into an adapter; all are closed after the test.
+
+    With a TokenShare, each adapter stands for a worker process sharing OAuth2 tokens via Redis.
+    """
     made: list[HttpAdapter] = []
     # OAuth2 tokens are cached per process: start and end every test without one.
     clear_token_cache()
 
-    def build(settings: PbxSettings, clock: Callable[[], float] | None = None) -> HttpAdapter:
+    def build(settings: PbxSettings, clock: Callable[[], float] | None = None,
+              share: TokenShare | None = None) -> HttpAdapter:
         validated = validate_options(settings, "acme")
-        adapter = (HttpAdapter(validated, settings.secret) if clock is None
-                   else HttpAdapter(validated, settings.secret, clock=clock))
+        adapter = (HttpAdapter(validated, settings.secret, share=share) if clock is None
+                   else HttpAdapter(validated, settings.secret, clock=clock, share=share))
         made.append(adapter)
         return adapter
 

@@ -10,16 +10,20 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
+from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from core.errors import ConfigError, PbxError
 from core.settings import PbxSettings
+from core.token_cache import CacheCipher
 from tests.pbx_server import CLIENT_ID, SECRET, PbxServer
 from tests.redis_server import free_port
 from tests.workers.pbx.conftest import HttpAdapterBuilder
 from workers.pbx.base import PbxUserRecord, ProfileChange
 from workers.pbx.http import HttpAdapter, HttpPbxError
 from workers.pbx.http_options import validate_options
+from workers.pbx.http_tokens import TokenShare
 
 AdapterFactory = Callable[..., HttpAdapter]
 DND = ProfileChange(user="alice", profile="Do Not Disturb", availability="DoNotDisturb",
@@ -29,14 +33,24 @@ DND = ProfileChange(user="alice", profile="Do Not Disturb", availability="DoNotD
 @pytest.fixture
 def make_adapter(server: PbxServer, build_http_adapter: HttpAdapterBuilder) -> AdapterFactory:
     def make(options: dict[str, Any], secret: str | None = SECRET,
-             clock: Callable[[], float] | None = None) -> HttpAdapter:
+             clock: Callable[[], float] | None = None,
+             share: TokenShare | None = None) -> HttpAdapter:
         return build_http_adapter(
             PbxSettings(adapter="http", options={"base_url": server.url, **options},
                         secret=SecretStr(secret) if secret else None),
-            clock,
+            clock, share,
         )
 
     return make
+
+
+@pytest.fixture(params=["process", "redis"])
+def share(request: pytest.FixtureRequest) -> TokenShare | None:
+    """OAuth2 behaves the same with a token kept per process and one shared through Redis."""
+    if request.param == "process":
+        return None
+    client: redis.Redis = request.getfixturevalue("redis_client")
+    return TokenShare(client, CacheCipher(SecretStr(Fernet.generate_key().decode())), "acme")
 
 
 def apply_action(**action: Any) -> dict[str, Any]:
@@ -265,11 +279,11 @@ OAUTH = {"auth": {"type": "oauth2", "token_url": "/oauth/token", "client_id": CL
 
 
 def test_oauth2_token_is_fetched_once_and_shared_by_adapters(
-    server: PbxServer, make_adapter: AdapterFactory
+    server: PbxServer, make_adapter: AdapterFactory, share: TokenShare | None
 ) -> None:
     server.generic_auth = ("oauth2",)
-    first = make_adapter({**apply_action(), **OAUTH})
-    second = make_adapter({**apply_action(), **OAUTH})
+    first = make_adapter({**apply_action(), **OAUTH}, share=share)
+    second = make_adapter({**apply_action(), **OAUTH}, share=share)
 
     for adapter in (first, second, first, second):
         adapter.apply_profile(DND)
@@ -279,11 +293,11 @@ def test_oauth2_token_is_fetched_once_and_shared_by_adapters(
 
 
 def test_oauth2_token_is_fetched_again_after_expiry(
-    server: PbxServer, make_adapter: AdapterFactory
+    server: PbxServer, make_adapter: AdapterFactory, share: TokenShare | None
 ) -> None:
     server.generic_auth = ("oauth2",)
     clock = Clock()
-    adapter = make_adapter({**apply_action(), **OAUTH}, clock=clock)
+    adapter = make_adapter({**apply_action(), **OAUTH}, clock=clock, share=share)
     adapter.apply_profile(DND)
     clock.now += server.token_lifetime - 120  # still outside the 60 s refresh margin
     adapter.apply_profile(DND)
@@ -296,10 +310,10 @@ def test_oauth2_token_is_fetched_again_after_expiry(
 
 
 def test_oauth2_token_is_fetched_again_once_after_a_401(
-    server: PbxServer, make_adapter: AdapterFactory
+    server: PbxServer, make_adapter: AdapterFactory, share: TokenShare | None
 ) -> None:
     server.generic_auth = ("oauth2",)
-    adapter = make_adapter({**apply_action(), **OAUTH})
+    adapter = make_adapter({**apply_action(), **OAUTH}, share=share)
     adapter.apply_profile(DND)
     server.revoke_tokens()
 
@@ -310,10 +324,10 @@ def test_oauth2_token_is_fetched_again_once_after_a_401(
 
 
 def test_oauth2_gives_up_after_one_refetch(
-    server: PbxServer, make_adapter: AdapterFactory
+    server: PbxServer, make_adapter: AdapterFactory, share: TokenShare | None
 ) -> None:
     server.generic_auth = ("bearer",)  # never accepts the issued tokens
-    adapter = make_adapter({**apply_action(), **OAUTH})
+    adapter = make_adapter({**apply_action(), **OAUTH}, share=share)
 
     with pytest.raises(HttpPbxError) as caught:
         adapter.apply_profile(DND)
@@ -322,9 +336,10 @@ def test_oauth2_gives_up_after_one_refetch(
 
 
 def test_oauth2_with_a_refused_client_is_permanent(
-    server: PbxServer, make_adapter: AdapterFactory
+    server: PbxServer, make_adapter: AdapterFactory, share: TokenShare | None
 ) -> None:
-    adapter = make_adapter({**apply_action(), **OAUTH}, secret="not-the-secret")  # noqa: S106
+    adapter = make_adapter({**apply_action(), **OAUTH}, secret="not-the-secret",  # noqa: S106
+                           share=share)
 
     with pytest.raises(PbxError) as caught:
         adapter.apply_profile(DND)
