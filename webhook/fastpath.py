@@ -19,10 +19,6 @@ class FastPath:
     def __init__(self, app: Starlette) -> None:
         self.app = app
 
-    @property
-    def state(self):  # type: ignore[no-untyped-def]  # the wrapped app's, for tests and tools
-        return self.app.state
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in HOT_PATHS:
             scope["app"] = self.app  # what Request.app and the handler's app.state read
