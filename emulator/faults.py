@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from emulator.tokens import error_body
 from emulator.world import World, extension
 
 CONTROL_PREFIX = "/_emulator/"
@@ -142,22 +141,6 @@ def delivery_action(world: World) -> tuple[str, float] | None:
         return fault.kind, fault.value
 
 
-def _error_body(code: str, message: str) -> bytes:
-    return orjson.dumps(
-        {
-            "error": {
-                "code": code,
-                "message": message,
-                "innerError": {
-                    "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
-                    "request-id": str(uuid.uuid4()),
-                    "client-request-id": str(uuid.uuid4()),
-                },
-            }
-        }
-    )
-
-
 class FaultMiddleware:
     """Install with `Middleware(FaultMiddleware, world=world)` in `create_app`."""
 
@@ -180,10 +163,14 @@ class FaultMiddleware:
             return
         if fault.kind == "throttle":
             # Graph's throttling answer: 429, Retry-After in seconds, error code TooManyRequests.
-            body = _error_body("TooManyRequests", "Too many requests, please try again later.")
+            body = orjson.dumps(
+                error_body("TooManyRequests", "Too many requests, please try again later.")
+            )
             headers = [(b"retry-after", str(fault.retry_after).encode())]
         else:
-            body = _error_body("serviceNotAvailable", "The service is temporarily unavailable.")
+            body = orjson.dumps(
+                error_body("serviceNotAvailable", "The service is temporarily unavailable.")
+            )
             headers = (
                 [(b"retry-after", str(fault.retry_after).encode())] if fault.status == 503 else []
             )

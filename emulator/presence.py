@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -10,7 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from emulator import aggregation as agg
 from emulator.delivery import Item, engine_for, graph_time
-from emulator.tokens import GraphError, authenticate, has_permission
+from emulator.tokens import GraphError, authenticate, has_permission, json_body
 from emulator.world import UserPresence, World, extension
 
 MAX_IDS = 650
@@ -215,47 +216,31 @@ def _user(world: World, claims: dict[str, Any], user_id: str) -> tuple[str, str]
     return tenant_id, user.id
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise GraphError(400, "BadRequest", "The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise GraphError(400, "BadRequest", "The request body must be a JSON object.")
-    return body
-
-
 def _bad(exc: Exception) -> GraphError:
     return GraphError(400, "BadRequest", str(exc))
 
 
 def routes(world: World) -> list[BaseRoute]:
-    def current(tenant_id: str, user_id: str, context: str) -> JSONResponse:
-        settle(world, tenant_id, [user_id])
-        with world.lock:
-            presence = world.tenant(tenant_id).presence.get(user_id)
-            document = presence_json(user_id, presence)
-        return JSONResponse({"@odata.context": context, **document})
+    def reader(context: str) -> Callable[[Request], Awaitable[Response]]:
+        """A GET endpoint for one user's presence; `context` is the `@odata.context` path."""
 
-    async def get_presence(request: Request) -> Response:
-        claims = _caller(world, request, READ)
-        tenant_id, user_id = _user(world, claims, request.path_params["user_id"])
-        base = str(request.base_url).rstrip("/")
-        return current(
-            tenant_id, user_id, f"{base}/v1.0/$metadata#users('{user_id}')/presence/$entity"
-        )
+        async def endpoint(request: Request) -> Response:
+            claims = _caller(world, request, READ)
+            tenant_id, user_id = _user(world, claims, request.path_params["user_id"])
+            settle(world, tenant_id, [user_id])
+            with world.lock:
+                presence = world.tenant(tenant_id).presence.get(user_id)
+                document = presence_json(user_id, presence)
+            base = str(request.base_url).rstrip("/")
+            return JSONResponse(
+                {"@odata.context": base + context.format(user_id=user_id), **document}
+            )
 
-    async def get_communications_presence(request: Request) -> Response:
-        claims = _caller(world, request, READ)
-        tenant_id, user_id = _user(world, claims, request.path_params["user_id"])
-        base = str(request.base_url).rstrip("/")
-        return current(
-            tenant_id, user_id, f"{base}/v1.0/$metadata#communications/presences/$entity"
-        )
+        return endpoint
 
     async def get_presences_by_user_id(request: Request) -> Response:
         claims = _caller(world, request, READ)
-        ids = (await _body(request)).get("ids")
+        ids = (await json_body(request)).get("ids")
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
             raise GraphError(400, "BadRequest", "ids must be a non-empty array of user ids.")
         if len(ids) > MAX_IDS:
@@ -290,7 +275,7 @@ def routes(world: World) -> list[BaseRoute]:
     async def set_presence(request: Request) -> Response:
         claims = _caller(world, request, WRITE)
         tenant_id, user_id = _user(world, claims, request.path_params["user_id"])
-        body = await _body(request)
+        body = await json_body(request)
         app_id = str(claims.get("appid") or claims.get("azp"))
         if body.get("sessionId") != app_id:
             raise GraphError(
@@ -309,7 +294,7 @@ def routes(world: World) -> list[BaseRoute]:
     async def clear_presence(request: Request) -> Response:
         claims = _caller(world, request, WRITE)
         tenant_id, user_id = _user(world, claims, request.path_params["user_id"])
-        session_id = (await _body(request)).get("sessionId")
+        session_id = (await json_body(request)).get("sessionId")
         if not isinstance(session_id, str) or not clear_session(
             world, tenant_id, user_id, session_id
         ):
@@ -319,7 +304,7 @@ def routes(world: World) -> list[BaseRoute]:
     async def set_user_preferred(request: Request) -> Response:
         claims = _caller(world, request, WRITE)
         tenant_id, user_id = _user(world, claims, request.path_params["user_id"])
-        body = await _body(request)
+        body = await json_body(request)
         try:
             pair = agg.checked_pair(
                 body.get("availability"), body.get("activity"), agg.PREFERRED_PAIRS
@@ -338,9 +323,15 @@ def routes(world: World) -> list[BaseRoute]:
 
     base = "/v1.0/users/{user_id}/presence"
     return [
-        Route(base, get_presence, methods=["GET"]),
         Route(
-            "/v1.0/communications/presences/{user_id}", get_communications_presence, methods=["GET"]
+            base,
+            reader("/v1.0/$metadata#users('{user_id}')/presence/$entity"),
+            methods=["GET"],
+        ),
+        Route(
+            "/v1.0/communications/presences/{user_id}",
+            reader("/v1.0/$metadata#communications/presences/$entity"),
+            methods=["GET"],
         ),
         Route(
             "/v1.0/communications/getPresencesByUserId", get_presences_by_user_id, methods=["POST"]

@@ -26,7 +26,7 @@ from emulator.lifecycle import (
     send_lifecycle,
     watch,
 )
-from emulator.tokens import GraphError, authenticate, has_permission
+from emulator.tokens import GraphError, authenticate, has_permission, json_body
 from emulator.world import Subscription, World
 
 # Re-exported: control_graph and older callers reach these through this module.
@@ -170,16 +170,6 @@ def visible(sub: Subscription, claims: dict[str, Any]) -> bool:
 # -- routes --------------------------------------------------------------------------------------
 
 
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise _error(400, "The request body is not valid JSON.", "BadRequest") from None
-    if not isinstance(body, dict):
-        raise _error(400, "The request body must be a JSON object.", "BadRequest")
-    return body
-
-
 def _new_subscription(world: World, claims: dict[str, Any], body: dict[str, Any]) -> Subscription:
     """Check everything that needs no network; raise Graph's error for the first problem."""
     resource = body.get("resource")
@@ -257,7 +247,7 @@ def _conflict(world: World, sub: Subscription) -> bool:
 def routes(world: World) -> list[BaseRoute]:
     async def create(request: Request) -> Response:
         claims = authenticate(world, request)
-        sub = _new_subscription(world, claims, await _json(request))
+        sub = _new_subscription(world, claims, await json_body(request))
         with world.lock:
             if _conflict(world, sub):
                 raise _extension_error(409, CONFLICT)
@@ -336,7 +326,7 @@ def routes(world: World) -> list[BaseRoute]:
     async def update(request: Request) -> Response:
         claims = authenticate(world, request)
         sub = _find(request, claims, "Update")
-        body = await _json(request)
+        body = await json_body(request)
         if "lifecycleNotificationUrl" in body:
             raise _error(
                 400,

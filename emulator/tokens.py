@@ -41,24 +41,40 @@ def setting(world: World, name: str) -> Any:
     return world.settings.get(name, DEFAULT_SETTINGS[name])
 
 
+def error_body(code: str, message: str) -> dict[str, Any]:
+    """Graph's error document: `{"error": {"code", "message", "innerError"}}`."""
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "innerError": {
+                "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                "request-id": str(uuid.uuid4()),
+                "client-request-id": str(uuid.uuid4()),
+            },
+        }
+    }
+
+
 class GraphError(HTTPException):
-    """An HTTP error whose body is Graph's `{"error": {"code", "message", "innerError"}}`."""
+    """An HTTP error whose body is Graph's error document (`error_body`)."""
 
     def __init__(
         self, status_code: int, code: str, message: str, headers: dict[str, str] | None = None
     ) -> None:
         super().__init__(status_code, message, headers)
-        self.body: dict[str, Any] = {
-            "error": {
-                "code": code,
-                "message": message,
-                "innerError": {
-                    "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
-                    "request-id": str(uuid.uuid4()),
-                    "client-request-id": str(uuid.uuid4()),
-                },
-            }
-        }
+        self.body = error_body(code, message)
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object, or Graph's 400 BadRequest."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise GraphError(400, "BadRequest", "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise GraphError(400, "BadRequest", "The request body must be a JSON object.")
+    return body
 
 
 @dataclass

@@ -6,7 +6,9 @@ In another package's conftest.py:
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,10 +19,9 @@ import msal
 import pytest
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
+from core.notification_crypto import generate_encryption_certificate
 from emulator.control import ControlClient
 from emulator.server import EmulatorServer
 
@@ -64,26 +65,24 @@ def seed_tenant(
 
 
 def make_certificate() -> Certificate:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "presence-bridge test app")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
+    """A self-signed RSA app certificate (key PEM, certificate PEM, x5t thumbprint) for Entra."""
+    key_pem, der_b64, thumbprint = generate_encryption_certificate(
+        "presence-bridge test app",
+        not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=1),
+        valid_days=31,
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    thumbprint = cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - Entra's x5t
-    return Certificate(key_pem, cert.public_bytes(serialization.Encoding.PEM).decode(), thumbprint)
+    cert = x509.load_der_x509_certificate(base64.b64decode(der_b64))
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    return Certificate(key_pem.decode(), pem, thumbprint)
+
+
+def poll(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for a condition that has no event to await, failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
 
 
 @pytest.fixture(scope="session")

@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
-import json
-from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from emulator.crypto import encrypt_resource, make_certificate
+from tests.emulator.decryption import open_by_hand
 
 PRESENCE = {
     "@odata.type": "#microsoft.graph.presence",
@@ -32,27 +29,6 @@ PRESENCE = {
 @pytest.fixture(scope="module")
 def certificate() -> tuple[bytes, str, str]:
     return make_certificate()
-
-
-def open_by_hand(content: dict[str, Any], private_key_pem: bytes) -> dict[str, Any]:
-    """Microsoft's decryption recipe (graph-protocol.md 5.3), with nothing from the project."""
-    private_key = serialization.load_pem_private_key(private_key_pem, password=None)
-    assert isinstance(private_key, rsa.RSAPrivateKey)
-    key = private_key.decrypt(
-        base64.b64decode(content["dataKey"]),
-        asym_padding.OAEP(
-            mgf=asym_padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None
-        ),
-    )
-    data = base64.b64decode(content["data"])
-    expected = hmac.new(key, data, hashlib.sha256).digest()
-    if not hmac.compare_digest(expected, base64.b64decode(content["dataSignature"])):
-        raise ValueError("signature mismatch")
-    decryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
-    padded = decryptor.update(data) + decryptor.finalize()
-    unpadder = padding.PKCS7(128).unpadder()
-    result: dict[str, Any] = json.loads(unpadder.update(padded) + unpadder.finalize())
-    return result
 
 
 def test_documented_steps_open_the_content(certificate: tuple[bytes, str, str]) -> None:

@@ -5,37 +5,21 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
-import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import hashes, padding, serialization
-from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from emulator.crypto import make_certificate
 from emulator.delivery import CHANGE_TRACKING_APP_ID, engine_for
 from emulator.tokens import jwks
 from emulator.world import Delivery
+from tests.emulator.conftest import poll
+from tests.emulator.decryption import open_by_hand
 from tests.emulator.graph import APP, TENANT, Graph, running_graph, user_id
 from tests.emulator.subscriber import Subscriber, running_subscriber
 
 FAST = {"delivery_retry_base": 10.0, "delivery_timeout": 0.3, "delivery_retry_timeout": 0.6}
-
-
-def poll(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def attempts(graph: Graph, kind: str = "notification") -> list[Delivery]:
@@ -87,26 +71,6 @@ def test_unsubscribed_user_is_not_notified(graph: Graph, subscriber: Subscriber)
     assert [i["resourceData"]["id"] for i in items] == [user_id(1)]
 
 
-def _decrypt(content: dict[str, str], private_pem: bytes) -> dict[str, Any]:
-    """Microsoft's documented steps, by hand."""
-    key_obj = serialization.load_pem_private_key(private_pem, password=None)
-    assert isinstance(key_obj, rsa.RSAPrivateKey)
-    key = key_obj.decrypt(
-        base64.b64decode(content["dataKey"]),
-        asym_padding.OAEP(
-            mgf=asym_padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None
-        ),
-    )
-    data = base64.b64decode(content["data"])
-    expected = hmac.new(key, data, hashlib.sha256).digest()
-    assert hmac.compare_digest(expected, base64.b64decode(content["dataSignature"]))
-    decryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
-    unpadder = padding.PKCS7(128).unpadder()
-    plain = unpadder.update(decryptor.update(data) + decryptor.finalize()) + unpadder.finalize()
-    result: dict[str, Any] = json.loads(plain)
-    return result
-
-
 def test_rich_notification_decrypts_and_has_validation_tokens(
     graph: Graph, subscriber: Subscriber
 ) -> None:
@@ -121,7 +85,7 @@ def test_rich_notification_decrypts_and_has_validation_tokens(
     [item] = subscriber.wait_items(1)
     content = item["encryptedContent"]
     assert content["encryptionCertificateId"] == "key-1"
-    resource = _decrypt(content, private_pem)
+    resource = open_by_hand(content, private_pem)
     assert (resource["id"], resource["availability"], resource["activity"]) == (
         user_id(1),
         "DoNotDisturb",

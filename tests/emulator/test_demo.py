@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from emulator.demo import (
 )
 from emulator.server import EmulatorServer
 from emulator.world import World
+from tests.emulator.conftest import poll
 from tests.emulator.graph import password_token, presence_subscription
 from tests.emulator.subscriber import Subscriber, running_subscriber
 
@@ -35,14 +35,6 @@ def server(emulator_factory: Callable[..., EmulatorServer]) -> EmulatorServer:
 def control(server: EmulatorServer) -> Iterator[ControlClient]:
     with server.control() as client:
         yield client
-
-
-def poll(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def changed_users(world: World, user_ids: list[str]) -> list[str]:
@@ -98,7 +90,7 @@ def test_runner_changes_presence_in_the_world(
         wait_for_subscription=False,
     ).start()
     try:
-        poll(lambda: len(changed_users(server.world, ids)) >= 5)
+        poll(lambda: len(changed_users(server.world, ids)) >= 5, timeout=20.0)
     finally:
         runner.stop()
     assert runner.applied >= 5
