@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from core import certificates
 from core.errors import GraphError
 from core.graph import format_datetime
 from core.notification_crypto import generate_encryption_certificate
@@ -49,17 +50,17 @@ def _base_url(ctx: Context) -> str:
     return str(ctx.tenant.public_base_url).rstrip("/")
 
 
-def _certificate(ctx: Context, now: float) -> store.Certificate:
+def _certificate(ctx: Context, now: float) -> certificates.Certificate:
     """The tenant's current notification certificate, made or rotated when due."""
-    current = store.current_certificate(ctx.redis, ctx.name)
+    current = certificates.current_certificate(ctx.redis, ctx.name)
     if current is not None and now - current.created_at < CERTIFICATE_ROTATE_AFTER_SECONDS:
         return current
     pem, cert_b64, thumbprint = generate_encryption_certificate(
         f"presence-bridge {ctx.name}", valid_days=CERTIFICATE_VALID_DAYS
     )
     # Unique per certificate, so a notification names exactly the key that decrypts it.
-    made = store.Certificate(f"{thumbprint[:16].lower()}-{int(now)}", cert_b64, now)
-    store.add_certificate(ctx.redis, ctx.cipher, ctx.name, made, pem)
+    made = certificates.Certificate(f"{thumbprint[:16].lower()}-{int(now)}", cert_b64, now)
+    certificates.add_certificate(ctx.redis, ctx.cipher, ctx.name, made, pem)
     log.info("tenant %s: new notification certificate %s", ctx.name, made.certificate_id)
     return made
 

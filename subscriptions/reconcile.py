@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from functools import partial
 
+from core import certificates
 from core.errors import BridgeError
 from subscriptions import planner, polling, store
 from subscriptions.actions import create, delete, renew
@@ -139,7 +140,7 @@ def _write_status(
     report.polled = len(polled)
     report.latency_bound = polling.latency_bound(len(polled)) if polled else None
     in_use = {r.certificate_id for r in records.values() if r.certificate_id}
-    store.prune_certificates(ctx.redis, ctx.name, in_use, now)
+    certificates.prune_certificates(ctx.redis, ctx.name, in_use, now)
     status = {
         "reconciled_at": now,
         "accounts": {

@@ -8,7 +8,7 @@ private keys of rich notifications are kept only Fernet-encrypted with the proce
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,14 +17,9 @@ from redis import Redis
 
 from core import keys, subscription_registry
 
-# Keys of this module, defined in core/keys.py.
-
-
-account_index = keys.subscription_accounts
+# Old names of two keys, still read by tests/core/test_status.py.
 backoff_key = keys.subscription_backoff
 status_key = keys.subscription_status
-polled_key = keys.polled
-sweep_requested = keys.sweep_requested
 
 
 @dataclass(frozen=True)
@@ -76,12 +71,12 @@ def save(redis: Redis, record: Record, client_state: str | None = None) -> None:
     else:
         fields = record.fields()
         redis.hset(keys.subscription(record.subscription_id), mapping=fields)  # type: ignore[arg-type]
-    redis.hset(account_index(record.tenant), record.account, record.subscription_id)
+    redis.hset(keys.subscription_accounts(record.tenant), record.account, record.subscription_id)
 
 
 def load(redis: Redis, tenant: str) -> dict[str, Record]:
     """The recorded subscription of each account of the tenant."""
-    index: dict[bytes, bytes] = redis.hgetall(account_index(tenant))  # type: ignore[assignment]
+    index: dict[bytes, bytes] = redis.hgetall(keys.subscription_accounts(tenant))  # type: ignore[assignment]
     if not index:
         return {}
     pipe = redis.pipeline(transaction=False)
@@ -108,40 +103,35 @@ def registered_for(redis: Redis, subscription_id: str, tenant: str) -> bool:
 
 def forget(redis: Redis, record: Record) -> None:
     subscription_registry.forget(redis, record.subscription_id, record.tenant)
-    index = account_index(record.tenant)
+    index = keys.subscription_accounts(record.tenant)
     if redis.hget(index, record.account) == record.subscription_id.encode():
         redis.hdel(index, record.account)
-
-
-def forget_all(redis: Redis, tenant: str, records: Iterable[Record]) -> None:
-    for record in records:
-        forget(redis, record)
 
 
 # ---- back-off of an account after 429 / 5xx ------------------------------------------------
 
 
 def backoff_until(redis: Redis, tenant: str, account: str) -> float:
-    raw = redis.hget(backoff_key(tenant), account)
+    raw = redis.hget(keys.subscription_backoff(tenant), account)
     return float(orjson.loads(raw)["until"]) if raw else 0.0
 
 
 def backoff(redis: Redis, tenant: str, account: str, until: float, reason: str) -> int:
     """Record a back-off; returns how many failures in a row the account has had."""
-    raw = redis.hget(backoff_key(tenant), account)
+    raw = redis.hget(keys.subscription_backoff(tenant), account)
     failures = int(orjson.loads(raw)["failures"]) + 1 if raw else 1
     entry = {"until": until, "failures": failures, "reason": reason}
-    redis.hset(backoff_key(tenant), account, orjson.dumps(entry))
+    redis.hset(keys.subscription_backoff(tenant), account, orjson.dumps(entry))
     return failures
 
 
 def failures(redis: Redis, tenant: str, account: str) -> int:
-    raw = redis.hget(backoff_key(tenant), account)
+    raw = redis.hget(keys.subscription_backoff(tenant), account)
     return int(orjson.loads(raw)["failures"]) if raw else 0
 
 
 def clear_backoff(redis: Redis, tenant: str, account: str) -> None:
-    redis.hdel(backoff_key(tenant), account)
+    redis.hdel(keys.subscription_backoff(tenant), account)
 
 
 # ---- status and polled users ----------------------------------------------------------------
@@ -149,18 +139,18 @@ def clear_backoff(redis: Redis, tenant: str, account: str) -> None:
 
 def write_status(redis: Redis, tenant: str, status: Mapping[str, Any], polled: list[str]) -> None:
     pipe = redis.pipeline()
-    pipe.set(status_key(tenant), orjson.dumps(status))
-    pipe.set(polled_key(tenant), orjson.dumps(polled))
+    pipe.set(keys.subscription_status(tenant), orjson.dumps(status))
+    pipe.set(keys.polled(tenant), orjson.dumps(polled))
     pipe.execute()
 
 
 def read_status(redis: Redis, tenant: str) -> dict[str, Any] | None:
-    raw = redis.get(status_key(tenant))
+    raw = redis.get(keys.subscription_status(tenant))
     return orjson.loads(raw) if raw else None
 
 
 def polled_users(redis: Redis, tenant: str) -> list[str]:
-    raw = redis.get(polled_key(tenant))
+    raw = redis.get(keys.polled(tenant))
     return list(orjson.loads(raw)) if raw else []
 
 
@@ -168,23 +158,3 @@ def linked_users(redis: Redis, tenant: str) -> list[str]:
     """The enabled, linked Graph users of the tenant (the directory sync writes the links)."""
     return sorted(k.decode() for k in redis.hkeys(keys.links(tenant)))  # type: ignore[union-attr]
 
-
-# ---- rich-notification certificates: kept in core, where the workers read them too ---------
-
-from core.certificates import (  # noqa: E402
-    RETIRED_KEY_KEPT_SECONDS,
-    Certificate,
-    add_certificate,
-    certificate_ids,
-    certificates_key,
-    current_certificate,
-    current_certificate_key,
-    private_key,
-    prune_certificates,
-)
-
-__all__ = [
-    "RETIRED_KEY_KEPT_SECONDS", "Certificate", "add_certificate", "certificate_ids",
-    "certificates_key",
-    "current_certificate", "current_certificate_key", "private_key", "prune_certificates",
-]

@@ -21,12 +21,10 @@ from redis import Redis
 
 from core import keys
 from core.graph import GraphClient
-from core.queue import QUEUE_PRESENCE, job_kwargs, queue
+from core.queue import JOB_PRESENCES, QUEUE_PRESENCE, job_kwargs, queue
 from subscriptions import planner, store
 
 log = logging.getLogger(__name__)
-
-from core.queue import JOB_PRESENCES  # noqa: E402
 
 PRESENCES_PER_JOB = 650
 # The share of Graph's 1,500 presence reads per 30 s (per app and tenant) the clock may use;
@@ -148,15 +146,15 @@ def sweep(
     now = time.time() if now is None else now
     users = store.linked_users(redis, tenant)
     report = feed(redis, tenant, client, users, budget, now, enqueue)
-    redis.delete(store.sweep_requested(tenant))
+    redis.delete(keys.sweep_requested(tenant))
     log.info("tenant %s: sweep read %d, %d changed", tenant, report.read, report.changed)
     return report
 
 
 def request_sweep(redis: Redis, tenant: str) -> None:
     """Ask for a sweep at the next clock tick (after a gap that could not sweep at once)."""
-    redis.set(store.sweep_requested(tenant), "1")
+    redis.set(keys.sweep_requested(tenant), "1")
 
 
 def sweep_owed(redis: Redis, tenant: str) -> bool:
-    return bool(redis.exists(store.sweep_requested(tenant)))
+    return bool(redis.exists(keys.sweep_requested(tenant)))

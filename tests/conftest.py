@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.kamailio import kamailio_server  # noqa: F401 - the shared `kamailio` fixture
 from tests.redis_server import RedisServer
 
 TEST_DB = 9

@@ -8,7 +8,10 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 BINARY_CANDIDATES = ("/usr/sbin/kamailio", "/usr/local/sbin/kamailio")
 MODULE_DIRS = (
@@ -175,3 +178,12 @@ class KamailioServer:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", name="kamailio")
+def kamailio_server() -> Iterator[KamailioServer]:
+    """One server per test module; a test that stops or reconfigures one builds its own."""
+    server = KamailioServer()
+    server.start()
+    yield server
+    server.cleanup()

@@ -76,7 +76,6 @@ class WorkerContext:
             self._tenants[name] = runtime
         return runtime
 
-
     def close(self) -> None:
         """Close the tenants' PBX adapters and Graph clients (their connection pools)."""
         for runtime in self._tenants.values():

@@ -104,9 +104,11 @@ def load(redis: Redis, tenant: str, users: list[str]) -> dict[str, tuple[Desired
 
 def pending_users(redis: Redis, tenant: str) -> list[str]:
     """Users whose desired version is ahead of what the PBX has."""
-    desired = redis.hgetall(keys.desired(tenant))
-    applied = redis.hgetall(keys.applied(tenant))
-    dead = redis.hgetall(keys.dead_letters(tenant))
+    pipe = redis.pipeline(transaction=False)
+    pipe.hgetall(keys.desired(tenant))
+    pipe.hgetall(keys.applied(tenant))
+    pipe.hgetall(keys.dead_letters(tenant))
+    desired, applied, dead = pipe.execute()
     pending = []
     for user, raw in desired.items():
         version = orjson.loads(raw)["version"]

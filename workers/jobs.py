@@ -70,10 +70,16 @@ def _apply(tenant: str, runtime: TenantRuntime, result: BatchResult) -> None:
         )
 
 
-def _deliver(tenant: str, runtime: TenantRuntime, users: list[str]) -> delivery.Outcome:
+def _deliver_and_save(tenant: str, runtime: TenantRuntime, users: list[str]) -> delivery.Outcome:
     redis = current().redis
     outcome = delivery.deliver(redis, tenant, runtime.adapter, users)
     save_state(runtime.adapter, tenant, redis)
+    return outcome
+
+
+def _deliver(tenant: str, runtime: TenantRuntime, users: list[str]) -> delivery.Outcome:
+    redis = current().redis
+    outcome = _deliver_and_save(tenant, runtime, users)
     if outcome.transient:
         # A separate job retries with backoff, so this batch's other users are not held up;
         # a PBX that said when to come back (Retry-After) is not asked sooner.
@@ -200,10 +206,9 @@ def deliver_pending(tenant: str, users: list[str] | None = None) -> int:
     runtime = _runtime(tenant)
     if runtime is None:
         return 0
-    redis = current().redis
-    users = users if users is not None else store.pending_users(redis, tenant)
-    outcome = delivery.deliver(redis, tenant, runtime.adapter, users)
-    save_state(runtime.adapter, tenant, redis)
+    if users is None:
+        users = store.pending_users(current().redis, tenant)
+    outcome = _deliver_and_save(tenant, runtime, users)
     if outcome.transient:
         raise TransientError(f"{len(outcome.transient)} user(s) not applied yet")
     return len(outcome.applied)
@@ -245,6 +250,5 @@ def maintain_pbx(tenant: str) -> int:
         except PbxError as exc:  # the next round tries again; delivery below still runs
             log.warning("pbx refresh failed", extra={"tenant": tenant, "error": str(exc)})
         save_state(runtime.adapter, tenant, redis)
-    outcome = delivery.deliver(redis, tenant, runtime.adapter, store.pending_users(redis, tenant))
-    save_state(runtime.adapter, tenant, redis)
+    outcome = _deliver_and_save(tenant, runtime, store.pending_users(redis, tenant))
     return len(outcome.applied)

@@ -22,10 +22,6 @@ class Decision:
     profile: str | None = None
     sticky: bool = False
 
-    @property
-    def leaves_unchanged(self) -> bool:
-        return self.profile is None
-
 
 LEAVE_UNCHANGED: Final = Decision()
 

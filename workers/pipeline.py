@@ -99,9 +99,8 @@ def process(
     pipe = redis.pipeline(transaction=False)
     pipe.hmget(keys.presence(tenant), ids)
     pipe.hmget(keys.links(tenant), ids)
-    last_raw, links_raw = pipe.execute()
-
-    own_raw = redis.mget([keys.own_presence(tenant, i) for i in ids])
+    pipe.mget([keys.own_presence(tenant, i) for i in ids])
+    last_raw, links_raw, own_raw = pipe.execute()
     fresh: list[tuple[PresenceUpdate, list[str]]] = []
     presence_writes: dict[str, bytes] = {}
     for update, last, linked, own in zip(batch, last_raw, links_raw, own_raw, strict=True):

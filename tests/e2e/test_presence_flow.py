@@ -15,14 +15,6 @@ from tests.sip_watcher import PresenceWatcher, SipMessage
 from workers.pbx.pidf import parse_pidf
 
 
-@pytest.fixture(scope="module")
-def kamailio() -> Iterator[KamailioServer]:
-    server = KamailioServer()
-    server.start()
-    yield server
-    server.cleanup()
-
-
 @pytest.fixture
 def watchers() -> Iterator[list[PresenceWatcher]]:
     made: list[PresenceWatcher] = []

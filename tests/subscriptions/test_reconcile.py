@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import orjson
 
-from core import keys
+from core import certificates, keys
 from core.settings import Settings
 from subscriptions import actions, store
 from subscriptions import reconcile as rc
@@ -98,7 +98,7 @@ def test_a_conflict_adopts_the_subscription_whose_client_state_we_know(
     bridge.reconcile()
     (sub,) = bridge.live()
     # The answer to the create was lost: the webhook knows it, the account index does not.
-    bridge.redis.delete(store.account_index(TENANT))
+    bridge.redis.delete(keys.subscription_accounts(TENANT))
     report = bridge.reconcile()
     (after,) = bridge.live()
     assert report.adopted == bridge.accounts
@@ -113,7 +113,7 @@ def test_a_conflict_with_an_unknown_subscription_deletes_and_recreates(
     bridge.reconcile()
     (sub,) = bridge.live()
     # Redis lost our records: the clientState of the live subscription is unknown.
-    bridge.redis.delete(store.account_index(TENANT), keys.subscription(sub.id))
+    bridge.redis.delete(keys.subscription_accounts(TENANT), keys.subscription(sub.id))
     report = bridge.reconcile()
     (after,) = bridge.live()
     assert report.recreated == bridge.accounts
@@ -212,9 +212,9 @@ def test_rich_notifications_carry_a_certificate_whose_key_is_stored_encrypted(
     (sub,) = bridge.live()
     cert_id = sub.encryption_certificate_id
     assert sub.include_resource_data and cert_id
-    raw = bridge.redis.hget(store.certificates_key(TENANT), cert_id)
+    raw = bridge.redis.hget(keys.certificates(TENANT), cert_id)
     assert raw is not None and b"PRIVATE KEY" not in raw
-    pem = store.private_key(bridge.redis, bridge.auth.cipher(), TENANT, cert_id)
+    pem = certificates.private_key(bridge.redis, bridge.auth.cipher(), TENANT, cert_id)
     assert pem is not None and pem.startswith(b"-----BEGIN PRIVATE KEY-----")
 
 
@@ -226,15 +226,16 @@ def test_a_rotated_certificate_rides_on_the_renewal_and_the_old_key_is_kept(
     (sub,) = bridge.live()
     old = sub.encryption_certificate_id
     assert old is not None
-    current = store.current_certificate(bridge.redis, TENANT)
+    current = certificates.current_certificate(bridge.redis, TENANT)
     assert current is not None
     # Make the current certificate due for rotation.
-    entry = orjson.loads(bridge.redis.hget(store.certificates_key(TENANT), old))  # type: ignore[arg-type]
+    entry = orjson.loads(bridge.redis.hget(keys.certificates(TENANT), old))  # type: ignore[arg-type]
     entry["created_at"] -= actions.CERTIFICATE_ROTATE_AFTER_SECONDS
-    bridge.redis.hset(store.certificates_key(TENANT), old, orjson.dumps(entry))
+    bridge.redis.hset(keys.certificates(TENANT), old, orjson.dumps(entry))
     bridge.control.advance_clock(45 * 60)
     bridge.reconcile()
     (after,) = bridge.live()
     assert after.id == sub.id
     assert after.encryption_certificate_id not in (None, old)
-    assert old in store.certificate_ids(bridge.redis, TENANT)  # Graph may still retry with it
+    # Graph may still retry with it.
+    assert old in certificates.certificate_ids(bridge.redis, TENANT)

@@ -23,14 +23,6 @@ from workers.pipeline import PresenceUpdate, process
 ContextFactory = Callable[[str], WorkerContext]
 
 
-@pytest.fixture(scope="module")
-def kamailio() -> Iterator[KamailioServer]:
-    server = KamailioServer()
-    server.start()
-    yield server
-    server.cleanup()
-
-
 @pytest.fixture
 def context_factory(tmp_path: Path, redis_url: str,
                     redis_client: redis.Redis) -> Iterator[ContextFactory]:

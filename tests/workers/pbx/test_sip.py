@@ -48,14 +48,6 @@ def tuple_count(notify: SipMessage) -> int:
     return len(ET.fromstring(notify.body).findall(f"{{{PIDF_NS}}}tuple"))  # noqa: S314
 
 
-@pytest.fixture(scope="module")
-def kamailio() -> Iterator[KamailioServer]:
-    server = KamailioServer()
-    server.start()
-    yield server
-    server.cleanup()
-
-
 @pytest.fixture
 def user() -> str:
     return "u" + uuid.uuid4().hex[:10]  # a fresh presentity per test on the shared server
