@@ -119,8 +119,14 @@ class TenantAuth:
         self._lock = threading.Lock()
         self._app: msal.ConfidentialClientApplication | None = None
         self._slots: dict[str, _Slot] = {}
-        self._sign_in = TenantSignIn(tenant, redis, cipher=self._cipher, build=self._build,
-                                     save_cache=self._replace_cache, clock=clock)
+        self._sign_in = TenantSignIn(
+            tenant,
+            redis,
+            cipher=self._cipher,
+            build=self._build,
+            save_cache=self._replace_cache,
+            clock=clock,
+        )
 
     def __repr__(self) -> str:
         return f"TenantAuth({self.tenant.name!r})"

@@ -31,11 +31,6 @@ EXPIRING_SECONDS = 10 * 60.0
 RECENT_FAILED_JOBS = 20
 
 
-directory_status_key = keys.directory_status
-directory_users_key = keys.directory_users
-subscription_status_key = keys.subscription_status
-subscription_backoff_key = keys.subscription_backoff
-desired_versions_key = keys.desired_versions
 
 
 @dataclass(frozen=True)
@@ -196,8 +191,8 @@ def account_views(
 
 def users_view(redis: Redis, tenant: str) -> UsersView:
     pipe = redis.pipeline(transaction=False)
-    pipe.get(directory_status_key(tenant))
-    pipe.get(subscription_status_key(tenant))
+    pipe.get(keys.directory_status(tenant))
+    pipe.get(keys.subscription_status(tenant))
     pipe.hlen(keys.links(tenant))
     directory_raw, subs_raw, links = pipe.execute()
     directory: dict[str, Any] = _json(directory_raw) or {}
@@ -260,7 +255,7 @@ def _tenant_problems(
                 f"{s.state}: {s.seconds_left:.0f} s left (account {s.account})")
         for s in subs if s.state != "live"
     ]  # fmt: skip
-    backoff: dict[bytes, bytes] = redis.hgetall(subscription_backoff_key(tenant))  # type: ignore[assignment]
+    backoff: dict[bytes, bytes] = redis.hgetall(keys.subscription_backoff(tenant))  # type: ignore[assignment]
     for account, raw in sorted(backoff.items()):
         entry = orjson.loads(raw)
         problems.append(Problem(

@@ -19,9 +19,3 @@ def parse_graph_datetime(value: str) -> datetime:
     micro = (fraction or "0")[:6].ljust(6, "0")
     tz = "+00:00" if offset in (None, "Z") else offset
     return datetime.fromisoformat(f"{base}.{micro}{tz}").astimezone(UTC)
-
-
-def format_graph_datetime(moment: datetime) -> str:
-    """The form Graph writes: UTC, 7 fractional digits, 'Z'."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond:06d}0Z"

@@ -128,4 +128,3 @@ class AccountCache:
     def delete(self) -> None:
         self._redis.delete(self._key)
         self._loaded_digest = None
-

@@ -16,10 +16,11 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import orjson
 from pydantic import SecretStr
+from redis import Redis
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -33,13 +34,13 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from core import keys, status
-from core.auth import Authenticator
 from core.errors import BridgeError
 from core.queue import JOB_SYNC_DIRECTORY, QUEUE_GRAPH, job_kwargs, queue
-from core.redis import connect
 from core.settings import Settings
 from webhook import admin_page as view
 from webhook.auth import key_matches, presented_key
+from webhook.forms import read_form
+from webhook.oauth import run_sign_in
 
 LOGIN_ATTEMPTS = 10  # failed logins per client address before a lockout
 LOGIN_LOCKOUT_SECONDS = 900
@@ -171,36 +172,26 @@ async def status_json(request: Request) -> Response:
     return Response(orjson.dumps(data), media_type="application/json", headers=_HEADERS)
 
 
-def read_status(settings: Settings, now: float) -> dict[str, Any]:
+def read_status(redis: Redis, settings: Settings, now: float) -> dict[str, Any]:
     """core.status's model plus, per tenant, the user table and recent transitions."""
-    with connect(settings.process.redis_url) as redis:
-        data: dict[str, Any] = status.as_json(status.bridge_status(redis, settings, now=now))
-        for tenant in data["tenants"]:
-            configured = settings.tenant(tenant["name"])
-            if configured is not None:  # always: bridge_status lists configured tenants only
-                tenant.update(view.user_table(redis, configured))
+    data: dict[str, Any] = status.as_json(status.bridge_status(redis, settings, now=now))
+    for tenant in data["tenants"]:
+        configured = settings.tenant(tenant["name"])
+        if configured is not None:  # always: bridge_status lists configured tenants only
+            tenant.update(view.user_table(redis, configured))
     return data
 
 
 async def _read_status(request: Request) -> dict[str, Any]:
-    return await run_in_threadpool(read_status, _settings(request), time.time())
-
-
-async def _form(request: Request) -> dict[str, str] | None:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
-    # Parsed by hand: Starlette's form parser needs python-multipart, not a dependency.
-    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    redis = request.app.state.sync_redis
+    return await run_in_threadpool(read_status, redis, _settings(request), time.time())
 
 
 async def login(request: Request) -> Response:
     expected = _settings(request).process.admin_api_key
     if expected is None:
         return _login_page(request)
-    form = await _form(request)
+    form = await read_form(request, MAX_FORM_BYTES)
     if form is None:
         return _login_page(request, "That request is too large.", 413)
     redis = request.app.state.redis
@@ -245,18 +236,14 @@ async def sign_in(request: Request) -> Response:
     """A "Sign in" button: start core.auth's flow, as /oauth/login does; /oauth/callback ends it."""
     if not _authorised(request) or not _same_origin(request):
         return _login_page(request)
-    form = await _form(request) or {}
+    form = await read_form(request, MAX_FORM_BYTES) or {}
     tenant, account = form.get("tenant", ""), form.get("account") or None
     settings = _settings(request)
     if settings.tenant(tenant) is None:
         return _html(request, "Sign-in", view.message(f"Unknown tenant {tenant[:64]!r}."), 404)
 
-    def start() -> str:
-        with connect(settings.process.redis_url) as redis, Authenticator(settings, redis) as auth:
-            return auth.start_sign_in(tenant, account)
-
     try:
-        auth_uri = await run_in_threadpool(start)
+        auth_uri = await run_sign_in(request, lambda auth: auth.start_sign_in(tenant, account))
     except BridgeError as error:
         text = f"The sign-in cannot start: {error}"
         return _html(request, "Sign-in", view.message(text), error.status_code)

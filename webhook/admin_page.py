@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from redis import Redis
 
-from core import keys, status
+from core import keys
 from core.settings import TenantSettings
 
 MAX_USERS = 500  # rows per tenant; the CLI's `users show` reaches the rest
@@ -303,7 +303,7 @@ def user_table(redis: Redis, tenant: TenantSettings) -> dict[str, Any]:
     pipe.hmget(keys.desired(name), users)
     pipe.hmget(keys.applied(name), users)
     looked_up = gids or ["-"]  # HMGET needs a field; no Graph id is "-"
-    pipe.hmget(status.directory_users_key(name), looked_up)
+    pipe.hmget(keys.directory_users(name), looked_up)
     for user in users:
         pipe.lrange(keys.user_events(name, user), 0, EVENTS_PER_USER - 1)
     states, desired, applied, directory, *events = pipe.execute()

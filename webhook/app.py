@@ -25,7 +25,8 @@ def create_app(settings: Settings) -> Starlette:
         redis = connect_async(settings.process.redis_url)
         app.state.redis = redis
         app.state.lookup = SubscriptionLookup(redis)
-        app.state.sync_redis = connect(settings.process.redis_url)  # for RQ, off the event loop
+        # Off the event loop, in the thread pool: RQ, the status page, sign-ins.
+        app.state.sync_redis = connect(settings.process.redis_url)
         app.state.intake = IntakeWriter(redis, keys.INTAKE_STREAM, keys.METRICS_HASH)
         yield
         await app.state.intake.aclose()

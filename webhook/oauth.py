@@ -5,8 +5,9 @@
 the identity platform (302 for GET, 303 for POST, the URL also in a JSON body for scripts and
 the admin page). The identity platform posts its answer to the callback (`form_post`), so the
 code never sits in a URL. The callback needs no key: the one-time `state` of a flow an admin
-started is its CSRF protection. msal is synchronous, so the work runs in the thread pool with
-a short-lived Redis connection (sign-ins are rare).
+started is its CSRF protection. msal is synchronous, so the work runs in the thread pool, on
+the app's synchronous Redis client and an `Authenticator` whose HTTP session ends with the
+request (sign-ins are rare: no connection to the login host stays open).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 from typing import TypeVar
-from urllib.parse import parse_qsl
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -24,9 +24,9 @@ from starlette.routing import Route
 
 from core.auth import Authenticator
 from core.errors import BridgeError, ConfigError
-from core.redis import connect
 from core.settings import Settings
 from webhook.auth import key_matches, presented_key
+from webhook.forms import read_form
 
 # The callback URL carries the code: keep it out of caches and Referer headers.
 _HEADERS = {
@@ -34,8 +34,8 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
-_T = TypeVar("_T")
 MAX_CALLBACK_BYTES = 64 * 1024  # a code, an id token at most: a few KiB
+_T = TypeVar("_T")
 
 
 def _json(body: object, status: int, headers: dict[str, str] | None = None) -> Response:
@@ -47,9 +47,16 @@ def _json(body: object, status: int, headers: dict[str, str] | None = None) -> R
     )
 
 
-def _with_auth(settings: Settings, work: Callable[[Authenticator], _T]) -> _T:
-    with connect(settings.process.redis_url) as redis, Authenticator(settings, redis) as auth:
-        return work(auth)
+async def run_sign_in(request: Request, work: Callable[[Authenticator], _T]) -> _T:
+    """`work` in the thread pool, on a short-lived Authenticator over the app's sync Redis."""
+    settings: Settings = request.app.state.settings
+    redis = request.app.state.sync_redis
+
+    def run() -> _T:
+        with Authenticator(settings, redis) as auth:
+            return work(auth)
+
+    return await run_in_threadpool(run)
 
 
 def _status(error: BridgeError) -> int:
@@ -65,9 +72,7 @@ async def login(request: Request) -> Response:
     if settings.tenant(tenant) is None:
         return _json({"error": f"unknown tenant {tenant[:64]!r}"}, 404)
     try:
-        auth_uri = await run_in_threadpool(
-            _with_auth, settings, lambda auth: auth.start_sign_in(tenant, account)
-        )
+        auth_uri = await run_sign_in(request, lambda auth: auth.start_sign_in(tenant, account))
     except BridgeError as error:
         return _json({"error": str(error)}, _status(error))
     status = 303 if request.method == "POST" else 302
@@ -86,24 +91,15 @@ async def _answer(request: Request) -> dict[str, str] | None:
     """The identity platform's answer: a form POST (we ask for form_post) or a query."""
     if request.method == "GET":
         return dict(request.query_params)
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_CALLBACK_BYTES:
-            return None
-    # Parsed by hand: Starlette's form parser needs python-multipart, not a dependency.
-    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    return await read_form(request, MAX_CALLBACK_BYTES)
 
 
 async def callback(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
     response = await _answer(request)
     if response is None:
         return _page("Sign-in failed", "the sign-in response is too large", 413)
     try:
-        tenant, account = await run_in_threadpool(
-            _with_auth, settings, lambda auth: auth.finish_sign_in(response)
-        )
+        tenant, account = await run_sign_in(request, lambda auth: auth.finish_sign_in(response))
     except BridgeError as error:
         return _page("Sign-in failed", str(error), _status(error))
     return _page(

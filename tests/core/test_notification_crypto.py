@@ -59,6 +59,12 @@ def content(certificate: tuple[bytes, str, str]) -> dict[str, str]:
 # ---- decryption -------------------------------------------------------------------------------
 
 
+def decrypt_rejection(content: dict[str, str], private_keys: dict[str, bytes]) -> RejectReason:
+    with pytest.raises(NotificationRejected) as caught:
+        decrypt_content(content, private_keys)
+    return caught.value.reason
+
+
 def test_decrypts_graph_content(
     certificate: tuple[bytes, str, str], content: dict[str, str]
 ) -> None:
@@ -74,16 +80,12 @@ def test_chooses_key_by_certificate_id(certificate: tuple[bytes, str, str]) -> N
 def test_unknown_certificate_id_is_rejected(
     certificate: tuple[bytes, str, str], content: dict[str, str]
 ) -> None:
-    with pytest.raises(NotificationRejected) as caught:
-        decrypt_content(content, {"another": certificate[0]})
-    assert caught.value.reason is RejectReason.UNKNOWN_KEY
+    assert decrypt_rejection(content, {"another": certificate[0]}) is RejectReason.UNKNOWN_KEY
 
 
 def test_wrong_private_key_is_rejected(content: dict[str, str]) -> None:
     other_pem, _, _ = generate_encryption_certificate("other")
-    with pytest.raises(NotificationRejected) as caught:
-        decrypt_content(content, {"cert-1": other_pem})
-    assert caught.value.reason is RejectReason.BAD_KEY
+    assert decrypt_rejection(content, {"cert-1": other_pem}) is RejectReason.BAD_KEY
 
 
 @pytest.mark.parametrize("field", ["data", "dataKey", "dataSignature", "encryptionCertificateId"])
@@ -91,17 +93,14 @@ def test_missing_field_is_rejected(
     certificate: tuple[bytes, str, str], content: dict[str, str], field: str
 ) -> None:
     broken = {k: v for k, v in content.items() if k != field}
-    with pytest.raises(NotificationRejected) as caught:
-        decrypt_content(broken, {"cert-1": certificate[0]})
-    assert caught.value.reason is RejectReason.MISSING_FIELD
+    assert decrypt_rejection(broken, {"cert-1": certificate[0]}) is RejectReason.MISSING_FIELD
 
 
 def test_non_base64_field_is_rejected(
     certificate: tuple[bytes, str, str], content: dict[str, str]
 ) -> None:
-    with pytest.raises(NotificationRejected) as caught:
-        decrypt_content({**content, "data": "not*base64!"}, {"cert-1": certificate[0]})
-    assert caught.value.reason is RejectReason.BAD_ENCODING
+    broken = {**content, "data": "not*base64!"}
+    assert decrypt_rejection(broken, {"cert-1": certificate[0]}) is RejectReason.BAD_ENCODING
 
 
 def test_tampered_ciphertext_fails_signature(
@@ -110,21 +109,17 @@ def test_tampered_ciphertext_fails_signature(
     data = bytearray(base64.b64decode(content["data"]))
     data[-1] ^= 0x01
     tampered = {**content, "data": base64.b64encode(bytes(data)).decode()}
-    with pytest.raises(NotificationRejected) as caught:
-        decrypt_content(tampered, {"cert-1": certificate[0]})
-    assert caught.value.reason is RejectReason.BAD_SIGNATURE
+    assert decrypt_rejection(tampered, {"cert-1": certificate[0]}) is RejectReason.BAD_SIGNATURE
 
 
 def test_signature_from_another_key_is_rejected(
     certificate: tuple[bytes, str, str], content: dict[str, str]
 ) -> None:
     forged = hmac.new(os.urandom(32), base64.b64decode(content["data"]), hashlib.sha256).digest()
-    with pytest.raises(NotificationRejected) as caught:
-        decrypt_content(
-            {**content, "dataSignature": base64.b64encode(forged).decode()},
-            {"cert-1": certificate[0]},
-        )
-    assert caught.value.reason is RejectReason.BAD_SIGNATURE
+    forged_content = {**content, "dataSignature": base64.b64encode(forged).decode()}
+    assert (
+        decrypt_rejection(forged_content, {"cert-1": certificate[0]}) is RejectReason.BAD_SIGNATURE
+    )
 
 
 def seal(plaintext: bytes, cert_b64: str, *, pad: bool = True) -> dict[str, str]:
@@ -162,9 +157,8 @@ def seal(plaintext: bytes, cert_b64: str, *, pad: bool = True) -> dict[str, str]
 def test_signed_but_malformed_plaintext_is_rejected(
     certificate: tuple[bytes, str, str], plaintext: bytes, pad: bool, reason: RejectReason
 ) -> None:
-    with pytest.raises(NotificationRejected) as caught:
-        decrypt_content(seal(plaintext, certificate[1], pad=pad), {"cert-1": certificate[0]})
-    assert caught.value.reason is reason
+    sealed = seal(plaintext, certificate[1], pad=pad)
+    assert decrypt_rejection(sealed, {"cert-1": certificate[0]}) is reason
 
 
 def test_rejection_is_a_permanent_bridge_error_without_secrets(

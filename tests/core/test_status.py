@@ -41,14 +41,6 @@ def sub_record(sid: str, account: str, expires_in: float, users: int = 3) -> sub
                             NOW + expires_in, NOW - 600, NOW - 60)  # fmt: skip
 
 
-def test_keys_match_the_owners_definitions() -> None:
-    assert status.directory_status_key(TENANT) == directory_store.directory_status(TENANT)
-    assert status.directory_users_key(TENANT) == directory_store.directory_users(TENANT)
-    assert status.subscription_status_key(TENANT) == sub_store.status_key(TENANT)
-    assert status.subscription_backoff_key(TENANT) == sub_store.backoff_key(TENANT)
-    assert status.desired_versions_key(TENANT) == desired._versions_key(TENANT)
-
-
 @pytest.mark.parametrize(
     ("expires_in", "state"),
     [(3000.0, "live"), (300.0, "expiring"), (-5.0, "expired")],
@@ -209,7 +201,7 @@ def test_user_status_shows_presence_profile_and_latency(redis_client: redis.Redi
 @pytest.mark.parametrize("name", ["ann", "g-ann", "Ann@Contoso.test"])
 def test_a_user_is_found_by_pbx_name_graph_id_or_upn(redis_client: redis.Redis, name: str) -> None:
     redis_client.hset(keys.links(TENANT), "g-ann", orjson.dumps(["ann"]))
-    redis_client.hset(status.directory_users_key(TENANT), "g-ann",
+    redis_client.hset(keys.directory_users(TENANT), "g-ann",
                       orjson.dumps({"userPrincipalName": "ann@contoso.test"}))  # fmt: skip
 
     assert user_status.resolve_pbx_users(redis_client, tenant_settings(), name) == ["ann"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ import redis
 
 from core import keys, subscription_registry
 from core.settings import load_settings
+from tests.tenants import secret_env, tenant_toml, write_env
 from tests.webserver import ServedApp
 from webhook.app import create_app
 
@@ -25,6 +28,28 @@ def web(redis_client: redis.Redis, redis_url: str) -> Iterator[httpx.Client]:
     settings = load_settings({"PRESENCE_BRIDGE_REDIS_URL": redis_url})
     with ServedApp(create_app(settings)) as served, httpx.Client(base_url=served.url) as client:
         yield client
+
+
+@pytest.fixture
+def serve_contoso(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis
+) -> Iterator[Callable[..., ServedApp]]:
+    """Serve the app for one tenant `contoso` (builtin PBX): `serve(extra=TOML, **ENV)`."""
+    with contextlib.ExitStack() as stack:
+
+        def serve(extra: str = "", **env: str) -> ServedApp:
+            secret = {secret_env(TENANT, "CLIENT_SECRET"): "s"}
+            settings = load_settings(
+                write_env(
+                    tmp_path,
+                    tenant_toml(TENANT, extra=extra),
+                    PRESENCE_BRIDGE_REDIS_URL=redis_url,
+                    **secret | env,
+                )
+            )
+            return stack.enter_context(ServedApp(create_app(settings)))
+
+        yield serve
 
 
 @pytest.fixture

@@ -258,8 +258,9 @@ def test_directory_sync_on_demand_queues_the_job(
     bridge: Callable[..., str], redis_client: redis.Redis
 ) -> None:
     url = bridge()
-    response = httpx.post(f"{url}/admin/api/tenants/contoso/directory-sync?full=true",
-                          headers=BEARER)
+    response = httpx.post(
+        f"{url}/admin/api/tenants/contoso/directory-sync?full=true", headers=BEARER
+    )
     [job] = queue(redis_client, QUEUE_GRAPH).jobs
     assert response.status_code == 202
     assert (job.func_name, list(job.args)) == ("workers.jobs.sync_directory", ["contoso", True])

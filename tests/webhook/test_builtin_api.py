@@ -1,16 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 import redis
 
-from core.settings import load_settings
-from tests.tenants import secret_env, tenant_toml, write_env
+from tests.tenants import secret_env
 from tests.webserver import ServedApp
-from webhook.app import create_app
 from workers.pbx.base import ProfileChange
 from workers.pbx.builtin import BuiltinAdapter
 
@@ -18,19 +15,10 @@ KEY = "pbx-api-key-" + "k" * 32
 
 
 @pytest.fixture
-def api(tmp_path: Path, redis_url: str, redis_client: redis.Redis) -> Iterator[httpx.Client]:
-    env = write_env(
-        tmp_path,
-        tenant_toml(),
-        PRESENCE_BRIDGE_REDIS_URL=redis_url,
-        **{secret_env("contoso", "CLIENT_SECRET"): "s", secret_env("contoso", "PBX_SECRET"): KEY},
-    )
-    with (
-        ServedApp(create_app(load_settings(env))) as served,
-        httpx.Client(
-            base_url=served.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10
-        ) as client,
-    ):
+def api(serve_contoso: Callable[..., ServedApp]) -> Iterator[httpx.Client]:
+    served = serve_contoso(**{secret_env("contoso", "PBX_SECRET"): KEY})
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with httpx.Client(base_url=served.url, headers=headers, timeout=10) as client:
         yield client
 
 

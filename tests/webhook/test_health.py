@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import orjson
@@ -9,11 +8,8 @@ import redis
 from cryptography.fernet import Fernet
 
 from core import accounts, keys
-from core.settings import load_settings
-from tests.tenants import secret_env, tenant_toml, write_env
 from tests.webhook.conftest import presence_item
 from tests.webserver import ServedApp
-from webhook.app import create_app
 
 
 def test_healthz_answers(web: httpx.Client) -> None:
@@ -57,21 +53,17 @@ def test_metrics_show_queue_depth_and_enqueue_latency(
 
 
 def test_metrics_show_service_account_health_subscriptions_and_dead_letters(
-    tmp_path: Path, redis_url: str, redis_client: redis.Redis
+    serve_contoso: Callable[..., ServedApp], redis_client: redis.Redis
 ) -> None:
-    env = write_env(
-        tmp_path,
-        tenant_toml(extra='service_accounts = ["svc-1@contoso.com", "svc-2@contoso.com"]'),
-        PRESENCE_BRIDGE_REDIS_URL=redis_url,
-        PRESENCE_BRIDGE_CACHE_KEY=Fernet.generate_key().decode(),
-        **{secret_env("contoso", "CLIENT_SECRET"): "s"},
-    )
     accounts.mark_needs_sign_in(redis_client, "contoso", "svc-1@contoso.com", "invalid_grant", 1.0)
     redis_client.sadd(keys.tenant_subscriptions("contoso"), "sub-1")
     redis_client.set(keys.polled("contoso"), orjson.dumps(["u1", "u2"]))
     redis_client.hset(keys.dead_letters("contoso"), "alice", b"{}")
-    with ServedApp(create_app(load_settings(env))) as served:
-        text = httpx.get(f"{served.url}/metrics").text
+    served = serve_contoso(
+        extra='service_accounts = ["svc-1@contoso.com", "svc-2@contoso.com"]',
+        PRESENCE_BRIDGE_CACHE_KEY=Fernet.generate_key().decode(),
+    )
+    text = httpx.get(f"{served.url}/metrics").text
     for line in [
         'presence_bridge_service_accounts{tenant="contoso",status="needs_sign_in"} 1',
         'presence_bridge_service_accounts{tenant="contoso",status="not_signed_in"} 1',

@@ -1,37 +1,24 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import httpx
 import orjson
 import pytest
 import redis
 
-from core.settings import load_settings
-from tests.tenants import secret_env, tenant_toml, write_env
 from tests.webhook.conftest import stream_items
 from tests.webserver import ServedApp
-from webhook.app import create_app
 from webhook.pbx_events import sign
 
 SECRET = b"pbx-events-secret-" + b"s" * 32
 
 
 @pytest.fixture
-def web(tmp_path: Path, redis_url: str, redis_client: redis.Redis) -> Iterator[httpx.Client]:
-    env = write_env(
-        tmp_path,
-        tenant_toml(),
-        PRESENCE_BRIDGE_REDIS_URL=redis_url,
-        PRESENCE_BRIDGE_PBX_EVENTS_SECRET=SECRET.decode(),
-        **{secret_env("contoso", "CLIENT_SECRET"): "s"},
-    )
-    with (
-        ServedApp(create_app(load_settings(env))) as served,
-        httpx.Client(base_url=served.url) as client,
-    ):
+def web(serve_contoso: Callable[..., ServedApp]) -> Iterator[httpx.Client]:
+    served = serve_contoso(PRESENCE_BRIDGE_PBX_EVENTS_SECRET=SECRET.decode())
+    with httpx.Client(base_url=served.url) as client:
         yield client
 
 
