@@ -48,13 +48,14 @@ sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
-from rq import Queue, Worker  # noqa: E402
+from rq import Worker  # noqa: E402
 
-from core import intake, keys  # noqa: E402
+from core import keys  # noqa: E402
 from core.auth import Authenticator  # noqa: E402
 from core.graph import format_datetime  # noqa: E402
-from core.queue import JOB_PRESENCES, QUEUE_PRESENCE, job_kwargs, queue  # noqa: E402
+from core.queue import PRESENCES, queue  # noqa: E402
 from core.settings import load_settings  # noqa: E402
+from core.state import intake  # noqa: E402
 from core.subscription_registry import register  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
 
@@ -277,7 +278,7 @@ def notification_burst(site: Site, count: int) -> dict[str, Any]:
 def _append_all(site: Site, script: Any, entries: list[intake.Accepted]) -> None:
     pipe = site.redis.pipeline(transaction=False)
     for start in range(0, len(entries), ITEMS_PER_POST):
-        script(keys=[keys.INTAKE_STREAM, keys.METRICS_HASH],
+        script(keys=list(intake.APPEND_KEYS),
                args=intake.script_args(entries[start:start + ITEMS_PER_POST], {}), client=pipe)
     pipe.execute()
 
@@ -292,14 +293,9 @@ def presence_burst(site: Site, count: int) -> dict[str, Any]:
          "sequenceNumber": f"{1:020d}", "observedAt": now}
         for g in graph_ids
     ]
-    kwargs = job_kwargs()
-    datas = [
-        Queue.prepare_data(JOB_PRESENCES, args=(TENANT, presences[i:i + PRESENCES_PER_JOB]),
-                           timeout=kwargs["job_timeout"], result_ttl=kwargs["result_ttl"],
-                           failure_ttl=kwargs["failure_ttl"])
-        for i in range(0, count, PRESENCES_PER_JOB)
-    ]
-    q = queue(site.redis, QUEUE_PRESENCE)
+    datas = [PRESENCES.data(TENANT, presences[i:i + PRESENCES_PER_JOB])
+             for i in range(0, count, PRESENCES_PER_JOB)]
+    q = queue(site.redis, PRESENCES.queue)
     return _drain(site, names, lambda: q.enqueue_many(datas))
 
 

@@ -45,7 +45,7 @@ USERS = 1000
 TARGET_NOTIFICATIONS_50 = 25_000
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 25.0
-INTAKE_STREAM = "pb:intake"  # core.keys names; spelled out so the bench reads no app code
+INTAKE_STREAM = "pb:intake"  # core.state.intake names; spelled out: the bench reads no app code
 METRICS_HASH = "pb:metrics"
 
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cli.common import FAILED, OK, UNAVAILABLE, Session, UsageProblem, out, print_json
 from core import keys, status
-from core.queue import JOB_DELIVER, QUEUE_PBX, job_kwargs, queue
+from core.queue import enqueue_deliver
 from workers.delivery import deliver
 from workers.pbx.registry import build_adapter, save_state
 
@@ -82,8 +82,7 @@ def replay(
             result.up_to_date = [u for u in chosen if u not in outcome.applied
                                  and u not in outcome.transient and u not in outcome.dead]
             if outcome.transient:
-                queue(redis, QUEUE_PBX).enqueue(JOB_DELIVER, tenant, sorted(outcome.transient),
-                                                **job_kwargs())  # fmt: skip
+                enqueue_deliver(redis, tenant, sorted(outcome.transient), outcome.retry_after)
     if json_out:
         print_json(result)
     elif not chosen:

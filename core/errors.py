@@ -8,6 +8,7 @@ class BridgeError(Exception):
 
     status_code: int = 500
     transient: bool = False
+    retry_after: float | None = None  # seconds the peer asked us to wait (429 / 503)
 
 
 class ConfigError(BridgeError):

@@ -15,13 +15,13 @@ from typing import Any
 
 import orjson
 from redis import Redis
-from redis.exceptions import ResponseError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from core import accounts, keys
 from core.queue import QUEUES, queue
 from core.settings import Settings, TenantSettings
+from core.state import intake
 from core.user_status import UserStatus
 
 # Refresh tokens lapse after 90 days without use (core.auth refreshes idle accounts long before).
@@ -301,16 +301,6 @@ def queue_views(redis: Redis) -> list[QueueView]:
     return views
 
 
-def intake_depth(redis: Redis) -> tuple[int, int]:
-    """Entries waiting in the intake stream, and those read but not yet forwarded."""
-    length = int(redis.xlen(keys.INTAKE_STREAM))
-    try:
-        pending = redis.xpending(keys.INTAKE_STREAM, keys.INTAKE_GROUP)
-    except ResponseError:  # no stream or no group yet: no worker has started
-        return length, 0
-    return length, int(pending["pending"])
-
-
 def failed_jobs(redis: Redis, limit: int = RECENT_FAILED_JOBS) -> list[Problem]:
     """The newest jobs in RQ's failed registries, with the last line of their error."""
     problems = []
@@ -340,7 +330,7 @@ def bridge_status(
     tenants = [tenant_status(redis, t, now) for t in chosen]
     jobs = [p for p in failed_jobs(redis) if tenant is None or p.tenant == tenant]
     problems = [p for t in tenants for p in t.problems] + jobs
-    length, pending = intake_depth(redis)
+    length, pending = intake.depth(redis)
     pipe = redis.pipeline(transaction=False)
     pipe.exists(keys.WORKER_HEARTBEAT)
     pipe.exists(keys.CLOCK_HEARTBEAT)

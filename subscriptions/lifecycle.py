@@ -1,8 +1,8 @@
 """Reactions to Graph's lifecycle notifications, run by the clock.
 
-The webhook verifies lifecycle items and queues them; the workers' `process_lifecycle` job
-appends them to the Redis list `keys.lifecycle_inbox(tenant)` (the workers cannot import this
-package) and the clock drains that list every few seconds:
+The webhook verifies lifecycle items and appends them to the intake stream; the workers'
+forwarder moves them to the tenant's lifecycle inbox (`core.state.intake`) and the clock, the
+one writer of subscriptions, drains that inbox every few seconds:
 
 - `reauthorizationRequired`: PATCH a new expiry, which also reauthorizes. The bridge never calls
   `/reauthorize`, so Graph's rule "not both within 10 minutes" cannot be broken.
@@ -17,10 +17,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import orjson
-
-from core import keys
 from core.errors import BridgeError
+from core.state import intake
 from subscriptions import store
 from subscriptions.actions import create, renew
 from subscriptions.context import Context, Report
@@ -121,16 +119,7 @@ def _sweep(ctx: Context, report: LifecycleReport) -> bool:
 
 def drain(ctx: Context, limit: int = DRAIN_BATCH) -> LifecycleReport:
     """Take up to `limit` queued lifecycle items of the tenant and act on them."""
-    inbox = keys.lifecycle_inbox(ctx.name)
-    raw: list[bytes] | None = ctx.redis.lpop(inbox, limit)  # type: ignore[assignment]
-    items: list[dict[str, Any]] = []
-    for value in raw or []:
-        try:
-            parsed = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            continue
-        batch = parsed if isinstance(parsed, list) else [parsed]
-        items.extend(p for p in batch if isinstance(p, dict))
+    items = intake.take_lifecycle(ctx.redis, ctx.name, limit)
     if not items:
         return LifecycleReport(ctx.name)
     return handle_lifecycle(ctx, items)

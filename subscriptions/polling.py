@@ -12,13 +12,13 @@ from collections.abc import Callable
 from redis import Redis
 
 from core.graph import GraphClient
+from core.queue import enqueue_presences
 from subscriptions import planner, store
 from subscriptions.sweep import (
     BUDGET_SHARE,
     CallBudget,
     Enqueue,
     SweepReport,
-    enqueue_presences,
     feed,
 )
 

@@ -16,14 +16,7 @@ from redis import Redis
 from core import keys
 from core.auth import Authenticator
 from core.errors import BridgeError
-from core.queue import (
-    JOB_MAINTAIN_PBX,
-    JOB_SYNC_DIRECTORY,
-    QUEUE_GRAPH,
-    QUEUE_PBX,
-    job_kwargs,
-    queue,
-)
+from core.queue import enqueue_maintain_pbx, enqueue_sync_directory
 from core.settings import Settings, TenantSettings
 from subscriptions import lifecycle, polling
 from subscriptions.clock import Schedule
@@ -90,8 +83,7 @@ class Clockwork:
         return sweep(self.redis, ctx.name, ctx.graph(None), ctx.budget)
 
     def directory(self, tenant: str) -> str:
-        job = queue(self.redis, QUEUE_GRAPH).enqueue(JOB_SYNC_DIRECTORY, tenant, **job_kwargs())
-        return str(job.id)
+        return str(enqueue_sync_directory(self.redis, tenant).id)
 
     # ---- the schedules ---------------------------------------------------------------------
 
@@ -143,7 +135,7 @@ class Clockwork:
         """Keep PBX publications alive and re-apply desired state not applied yet."""
         for tenant in self.settings.tenants:
             if tenant.enabled:
-                queue(self.redis, QUEUE_PBX).enqueue(JOB_MAINTAIN_PBX, tenant.name, **job_kwargs())
+                enqueue_maintain_pbx(self.redis, tenant.name)
 
     def schedules(self) -> list[Schedule]:
         """In the order they run within a tick; all are due at start-up (the first sweep too)."""

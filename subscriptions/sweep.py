@@ -21,12 +21,11 @@ from redis import Redis
 
 from core import keys
 from core.graph import GraphClient
-from core.queue import JOB_PRESENCES, QUEUE_PRESENCE, job_kwargs, queue
+from core.queue import enqueue_presences
 from subscriptions import planner, store
 
 log = logging.getLogger(__name__)
 
-PRESENCES_PER_JOB = 650
 # The share of Graph's 1,500 presence reads per 30 s (per app and tenant) the clock may use;
 # the workers' reads after basic notifications need the rest.
 BUDGET_SHARE = 0.5
@@ -108,13 +107,6 @@ def changed_presences(
         ):  # fmt: skip
             out.append(presence)
     return out
-
-
-def enqueue_presences(redis: Redis, tenant: str, presences: list[dict[str, Any]]) -> None:
-    q = queue(redis, QUEUE_PRESENCE)
-    for start in range(0, len(presences), PRESENCES_PER_JOB):
-        batch = presences[start : start + PRESENCES_PER_JOB]
-        q.enqueue(JOB_PRESENCES, tenant, batch, **job_kwargs())
 
 
 def feed(

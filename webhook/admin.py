@@ -35,7 +35,7 @@ from starlette.routing import Route
 
 from core import keys, status
 from core.errors import BridgeError
-from core.queue import JOB_SYNC_DIRECTORY, QUEUE_GRAPH, job_kwargs, queue
+from core.queue import enqueue_sync_directory
 from core.settings import Settings
 from webhook import admin_page as view
 from webhook.auth import key_matches, presented_key
@@ -261,8 +261,7 @@ async def directory_sync(request: Request) -> Response:
     redis = request.app.state.sync_redis
 
     def enqueue() -> str:
-        job = queue(redis, QUEUE_GRAPH).enqueue(JOB_SYNC_DIRECTORY, tenant, full, **job_kwargs())
-        return str(job.id)
+        return str(enqueue_sync_directory(redis, tenant, full).id)
 
     try:
         job_id = await run_in_threadpool(enqueue)

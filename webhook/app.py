@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from core import keys
 from core.redis import connect, connect_async
 from core.settings import Settings, load_settings
 from webhook import admin, builtin_api, health, notifications, oauth, pbx_events
@@ -27,7 +26,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.lookup = SubscriptionLookup(redis)
         # Off the event loop, in the thread pool: RQ, the status page, sign-ins.
         app.state.sync_redis = connect(settings.process.redis_url)
-        app.state.intake = IntakeWriter(redis, keys.INTAKE_STREAM, keys.METRICS_HASH)
+        app.state.intake = IntakeWriter(redis)
         yield
         await app.state.intake.aclose()
         app.state.sync_redis.close()

@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, ResponseError
 
-from core.intake import APPEND_SCRIPT
 from core.redis import SOCKET_TIMEOUT
+from core.state.intake import APPEND_KEYS, APPEND_SCRIPT
 
 Arg = bytes | str | int
 
@@ -35,14 +35,13 @@ class IntakeWriter:
     for the next, so batches grow with load while a quiet server pays a single round trip.
     """
 
-    def __init__(self, redis: aioredis.Redis, stream_key: str, metrics_key: str) -> None:
+    def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._head: list[Arg] = [
             b"EVALSHA",
             hashlib.sha1(APPEND_SCRIPT.encode(), usedforsecurity=False).hexdigest(),
-            2,
-            stream_key,
-            metrics_key,
+            len(APPEND_KEYS),
+            *APPEND_KEYS,
         ]
         self._pending: list[tuple[bytes, asyncio.Future[int]]] = []
         self._flusher: asyncio.Task[None] | None = None

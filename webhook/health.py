@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from core import keys
 from core.accounts import normalize
 from core.queue import QUEUES
+from core.state import intake
 from webhook.metrics import TenantFigures
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -38,8 +39,7 @@ async def metrics(request: Request) -> Response:
     figures: dict[str, TenantFigures] = {}
     try:
         pipe = state.redis.pipeline(transaction=False)
-        pipe.hgetall(keys.METRICS_HASH)
-        pipe.xlen(keys.INTAKE_STREAM)
+        intake.queue_figures(pipe)
         for name in QUEUES:
             pipe.llen(f"rq:queue:{name}")
         tenants = state.settings.tenants
@@ -50,7 +50,7 @@ async def metrics(request: Request) -> Response:
             pipe.hlen(keys.dead_letters(tenant.name))
         raw, intake_len, *rest = await pipe.execute()
         lengths, per_tenant = rest[: len(QUEUES)], rest[len(QUEUES) :]
-        counters = {k.decode(): int(v) for k, v in raw.items()}
+        counters = intake.decode_counters(raw)
         depths = {"intake": int(intake_len)}
         depths.update({name: int(n) for name, n in zip(QUEUES, lengths, strict=True)})
         for i, tenant in enumerate(tenants):

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from core import intake
+from core.state import intake
 from core.subscription_registry import SubscriptionRecord, digest
 from webhook.payload import (
     PayloadError,

@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core import intake, keys
+from core import keys
+from core.state import intake
 from webhook.notifications import BodyTooLarge, read_body
 
 TOLERANCE_SECONDS = 300

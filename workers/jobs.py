@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from typing import Any
 
-import orjson
-
-from core import certificates, keys
+from core import certificates
 from core.errors import PbxError, TransientError
-from core.intake import bare_dedup_keys
-from core.queue import (
-    JOB_DELIVER,
-    JOB_REFRESH_CALL,
-    JOB_TICK,
-    QUEUE_GRAPH,
-    QUEUE_PBX,
-    QUEUE_PRESENCE,
-    job_kwargs,
-    queue,
-)
+from core.queue import enqueue_deliver, enqueue_refresh_call, enqueue_tick, hand_to_clock
+from core.state import intake
 from core.token_cache import CacheCipher
 from workers import calls, delivery, directory
 from workers import desired as store
 from workers.context import TenantRuntime, current
 from workers.pbx.registry import save_state
 from workers.pipeline import BatchResult, PresenceUpdate, process, tick_users
-from workers.rich import count_rejections, fetch_jwks, open_items
+from workers.rich import fetch_jwks, open_items
 
 log = logging.getLogger("workers.jobs")
-NOTIFICATION_LOG_MAXLEN = 10_000
-MAX_PBX_RETRY_AFTER = 3600.0  # a longer ask is capped; the PBX reconcile runs meanwhile
 
 
 def _runtime(tenant: str) -> TenantRuntime | None:
@@ -42,18 +28,6 @@ def _runtime(tenant: str) -> TenantRuntime | None:
     return runtime
 
 
-def _log_notifications(tenant: str, items: list[dict[str, Any]]) -> None:
-    pipe = current().redis.pipeline(transaction=False)
-    for entry in items:
-        pipe.xadd(
-            keys.tenant_notifications(tenant),
-            {"kind": entry["kind"], "userId": entry["item"].get("userId") or ""},
-            maxlen=NOTIFICATION_LOG_MAXLEN,
-            approximate=True,
-        )
-    pipe.execute()
-
-
 def _apply(tenant: str, runtime: TenantRuntime, result: BatchResult) -> None:
     """Deliver what the batch decided; schedule retries and damped changes."""
     redis = current().redis
@@ -61,13 +35,7 @@ def _apply(tenant: str, runtime: TenantRuntime, result: BatchResult) -> None:
         _deliver(tenant, runtime, [c.user for c in result.changes])
     if result.pending_due:
         due = max(result.pending_due.values())
-        queue(redis, QUEUE_PRESENCE).enqueue_at(
-            dt.datetime.fromtimestamp(due + 0.05, dt.UTC),
-            JOB_TICK,
-            tenant,
-            sorted(result.pending_due),
-            **job_kwargs(),
-        )
+        enqueue_tick(redis, tenant, sorted(result.pending_due), at=due + 0.05)
 
 
 def _deliver_and_save(tenant: str, runtime: TenantRuntime, users: list[str]) -> delivery.Outcome:
@@ -83,13 +51,7 @@ def _deliver(tenant: str, runtime: TenantRuntime, users: list[str]) -> delivery.
     if outcome.transient:
         # A separate job retries with backoff, so this batch's other users are not held up;
         # a PBX that said when to come back (Retry-After) is not asked sooner.
-        users = sorted(outcome.transient)
-        q = queue(redis, QUEUE_PBX)
-        if outcome.retry_after:
-            wait = dt.timedelta(seconds=min(outcome.retry_after, MAX_PBX_RETRY_AFTER))
-            q.enqueue_in(wait, JOB_DELIVER, tenant, users, **job_kwargs())
-        else:
-            q.enqueue(JOB_DELIVER, tenant, users, **job_kwargs())
+        enqueue_deliver(redis, tenant, sorted(outcome.transient), outcome.retry_after)
     return outcome
 
 
@@ -98,15 +60,13 @@ def process_notifications(tenant: str, items: list[dict[str, Any]]) -> int:
     runtime = _runtime(tenant)
     if runtime is None:
         return 0
-    _log_notifications(tenant, items)
+    intake.log_notifications(current().redis, tenant, items)
     observed = time.time()
     rich = [e for e in items if isinstance(e["item"].get("encryptedContent"), dict)]
     updates = [PresenceUpdate.from_graph(p, observed) for p in _open_rich(runtime, rich, observed)]
     ids = sorted({e["item"]["userId"] for e in items if e["item"].get("userId") and e not in rich})
     if ids:
-        stale_dedup = bare_dedup_keys(items)
-        if stale_dedup:
-            current().redis.delete(*stale_dedup)  # before the read: see bare_dedup_keys
+        intake.forget_bare_dedup(current().redis, items)  # before the read: see there
         presences = runtime.graph.get_presences_by_user_id(ids)  # 650 ids a call
         updates += [PresenceUpdate.from_graph(p, observed) for p in presences]
     return _map_and_apply(tenant, runtime, updates)
@@ -136,7 +96,7 @@ def _open_rich(
     private_keys = certificates.private_keys(ctx.redis, cipher, runtime.settings.name)
     jwks = fetch_jwks(runtime.settings, ctx.settings.process)
     opened, rejected = open_items(rich, runtime.settings, jwks, private_keys, now)
-    count_rejections(ctx.redis, rejected)
+    intake.add_counters(ctx.redis, rejected)
     return opened
 
 
@@ -152,11 +112,8 @@ def process_presences(tenant: str, presences: list[dict[str, Any]]) -> int:
 
 
 def process_lifecycle(tenant: str, items: list[dict[str, Any]]) -> int:
-    """Lifecycle events are the clock's to act on: hand them over through its inbox."""
-    redis = current().redis
-    _log_notifications(tenant, items)
-    if items:
-        redis.rpush(keys.lifecycle_inbox(tenant), *[orjson.dumps(e["item"]) for e in items])
+    """Jobs queued by earlier versions: the forwarder now hands lifecycle items to the clock."""
+    hand_to_clock(current().redis, tenant, items)
     return len(items)
 
 
@@ -184,9 +141,7 @@ def process_pbx_events(tenant: str, items: list[dict[str, Any]]) -> int:
 
 
 def _schedule_refresh(tenant: str, pbx_user: str) -> None:
-    queue(current().redis, QUEUE_GRAPH).enqueue_in(
-        calls.REFRESH_AFTER, JOB_REFRESH_CALL, tenant, pbx_user, **job_kwargs()
-    )
+    enqueue_refresh_call(current().redis, tenant, pbx_user, calls.REFRESH_AFTER)
 
 
 def refresh_call_presence(tenant: str, pbx_user: str) -> bool:
@@ -202,7 +157,8 @@ def refresh_call_presence(tenant: str, pbx_user: str) -> bool:
 
 
 def deliver_pending(tenant: str, users: list[str] | None = None) -> int:
-    """Re-apply desired state (all pending users when none are named); retried by RQ."""
+    """Re-apply desired state (all pending users when none are named); retried by RQ, not
+    before a PBX's Retry-After."""
     runtime = _runtime(tenant)
     if runtime is None:
         return 0
@@ -210,7 +166,9 @@ def deliver_pending(tenant: str, users: list[str] | None = None) -> int:
         users = store.pending_users(current().redis, tenant)
     outcome = _deliver_and_save(tenant, runtime, users)
     if outcome.transient:
-        raise TransientError(f"{len(outcome.transient)} user(s) not applied yet")
+        raise TransientError(
+            f"{len(outcome.transient)} user(s) not applied yet", retry_after=outcome.retry_after
+        )
     return len(outcome.applied)
 
 

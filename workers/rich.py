@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 
-from core import keys
 from core.notification_crypto import (
     NotificationRejected,
     decrypt_content,
@@ -69,11 +68,3 @@ def open_items(
             "rich notifications rejected", extra={"tenant": tenant.name, "reasons": dict(rejected)}
         )
     return opened, rejected
-
-
-def count_rejections(redis: Any, rejected: Counter[str]) -> None:
-    if rejected:
-        pipe = redis.pipeline(transaction=False)
-        for field, n in rejected.items():
-            pipe.hincrby(keys.METRICS_HASH, field, n)
-        pipe.execute()

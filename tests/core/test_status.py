@@ -11,7 +11,7 @@ from pydantic import HttpUrl, SecretStr
 from rq import SimpleWorker
 
 from core import accounts, keys, status, user_status
-from core.queue import QUEUE_DEFAULT, job_kwargs, queue
+from core.queue import QUEUE_DEFAULT, JobSpec, queue
 from core.settings import PbxUser, ProcessSettings, Settings, TenantSettings
 from subscriptions import store as sub_store
 from workers import desired, directory_store
@@ -139,22 +139,10 @@ def test_backoff_of_an_account_is_a_problem(redis_client: redis.Redis) -> None:
     assert "Graph 503" in problem.message
 
 
-def test_intake_depth_counts_waiting_and_in_flight(redis_client: redis.Redis) -> None:
-    for n in range(3):
-        redis_client.xadd(keys.INTAKE_STREAM, {"n": n})
-    redis_client.xgroup_create(keys.INTAKE_STREAM, keys.INTAKE_GROUP, id="0")
-    redis_client.xreadgroup(keys.INTAKE_GROUP, "w1", {keys.INTAKE_STREAM: ">"}, count=2)
-
-    assert status.intake_depth(redis_client) == (3, 2)
-
-
-def test_intake_depth_without_a_stream_is_zero(redis_client: redis.Redis) -> None:
-    assert status.intake_depth(redis_client) == (0, 0)
-
-
 def test_failed_jobs_show_their_tenant_and_last_error_line(redis_client: redis.Redis) -> None:
     q = queue(redis_client, QUEUE_DEFAULT)
-    q.enqueue("tests.core.test_status.explode", TENANT, **{**job_kwargs(), "retry": None})
+    explode_job = JobSpec("explode", "tests.core.test_status.explode", QUEUE_DEFAULT)
+    explode_job.enqueue(redis_client, TENANT)
     SimpleWorker([q], connection=redis_client, serializer=q.serializer).work(burst=True)
 
     [problem] = status.failed_jobs(redis_client)

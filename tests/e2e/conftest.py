@@ -38,8 +38,8 @@ from core import certificates, keys
 from core.auth import Authenticator
 from core.graph import GraphClient, format_datetime
 from core.notification_crypto import generate_encryption_certificate
-from core.queue import queue
 from core.settings import Settings, load_settings
+from core.state import intake
 from core.subscription_registry import register
 from core.token_cache import CacheCipher
 from emulator.control import ControlClient
@@ -231,12 +231,7 @@ class Bridge:
         return None if raw is None else str(orjson.loads(raw)["profile"])
 
     def metrics(self) -> dict[str, int]:
-        raw = self.redis.hgetall(keys.METRICS_HASH)
-        return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
-
-    def enqueue(self, job: str, queue_name: str, *args: Any) -> None:
-        """Enqueue a job as the clock does (by dotted path, JSON arguments)."""
-        queue(self.redis, queue_name).enqueue(job, *args)
+        return intake.counters(self.redis)
 
     def post_pbx_events(self, *events: dict[str, str]) -> httpx.Response:
         body = orjson.dumps({"tenant": TENANT, "events": list(events)})

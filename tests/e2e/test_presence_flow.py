@@ -8,7 +8,7 @@ import orjson
 import pytest
 from rq.registry import ScheduledJobRegistry
 
-from core.queue import JOB_DELIVER, QUEUE_PBX
+from core.queue import QUEUE_PBX, enqueue_deliver
 from tests.e2e.conftest import TENANT, Bridge, BridgeFactory, tamper_data_signature, wait_for
 from tests.kamailio import KamailioServer
 from tests.sip_watcher import PresenceWatcher, SipMessage
@@ -141,7 +141,7 @@ def test_pbx_outage_then_recovery_applies_only_the_latest_profile(
 
         kamailio.start()  # it has forgotten every publication
         watcher = watch(kamailio, "alice", watchers)
-        bridge.enqueue(JOB_DELIVER, QUEUE_PBX, TENANT)  # what the reconciler does
+        enqueue_deliver(bridge.redis, TENANT)  # what the reconciler does
         assert notes_until(watcher, "Away")[-1] == "Away"
         bridge.wait_applied("alice", "Away")
         assert bridge.applied_profiles("alice") == ["Available", "Away"]

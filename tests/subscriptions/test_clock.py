@@ -12,10 +12,10 @@ import orjson
 import pytest
 import redis
 
-from core import keys
 from core.auth import Authenticator
 from core.queue import QUEUE_PBX, queue
 from core.settings import load_settings
+from core.state import intake
 from subscriptions import commands, store
 from subscriptions.clock import Schedule, run
 from subscriptions.leader import LeaderLock
@@ -32,7 +32,7 @@ def wait_for_notification(client: redis.Redis, user_id: str, after: str) -> str:
     deadline = time.monotonic() + DEADLINE_SECONDS
     while True:  # the webhook's hand-off is a stream write, with no event to await
         entries: list[tuple[bytes, dict[bytes, bytes]]]
-        entries = client.xrange(keys.INTAKE_STREAM, min=f"({after}")  # type: ignore[assignment]
+        entries = client.xrange(intake.STREAM, min=f"({after}")  # type: ignore[assignment]
         for entry_id, fields in entries:
             items = orjson.loads(fields[b"items"])
             if any(e["kind"] == "notification" and e["item"].get("userId") == user_id

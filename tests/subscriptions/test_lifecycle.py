@@ -1,7 +1,7 @@
 """Lifecycle events: sent by the emulator, accepted by the real webhook, drained by the clock.
 
-The hop through the workers (`process_lifecycle` appends the items to the tenant's inbox list)
-is done here by moving the webhook's accepted items from the intake stream to that list.
+The workers' forwarder (it moves lifecycle items to the tenant's inbox list) is played here
+by moving the webhook's accepted items from the intake stream to that list.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 import redis
 
-from core import keys
 from core.queue import QUEUE_PRESENCE, queue
+from core.state import intake
 from subscriptions import lifecycle, store
 from tests.subscriptions.conftest import Bridge, covered
 
@@ -24,7 +24,7 @@ DEADLINE_SECONDS = 10.0
 def lifecycle_entries(client: redis.Redis) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     entries: list[tuple[bytes, dict[bytes, bytes]]]
-    entries = client.xrange(keys.INTAKE_STREAM)  # type: ignore[assignment]
+    entries = client.xrange(intake.STREAM)  # type: ignore[assignment]
     for _, fields in entries:
         out += [e for e in orjson.loads(fields[b"items"]) if e["kind"] == "lifecycle"]
     return out
@@ -45,9 +45,9 @@ def deliver(bridge: Bridge, subscription_id: str, event: str) -> None:
             break
         assert time.monotonic() < deadline, f"the webhook never accepted {event}"
         time.sleep(0.02)
-    bridge.redis.delete(keys.INTAKE_STREAM)
+    bridge.redis.delete(intake.STREAM)
     for entry in entries:
-        bridge.redis.rpush(keys.lifecycle_inbox(entry["tenant"]), orjson.dumps(entry))
+        bridge.redis.rpush(intake.lifecycle_inbox(entry["tenant"]), orjson.dumps(entry))
 
 
 def swept_presences(client: redis.Redis) -> list[dict[str, Any]]:

@@ -13,8 +13,9 @@ import orjson
 import pytest
 import redis
 
-from core import keys, subscription_registry
+from core import subscription_registry
 from core.settings import load_settings
+from core.state import intake
 from tests.tenants import secret_env, tenant_toml, write_env
 from tests.webserver import ServedApp
 from webhook.app import create_app
@@ -85,6 +86,6 @@ def presence_item(sid: str, state: str, user_id: str | None = None, **extra: Any
 
 def stream_items(client: redis.Redis) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for _, fields in client.xrange(keys.INTAKE_STREAM):
+    for _, fields in client.xrange(intake.STREAM):
         out.extend(orjson.loads(fields[b"items"]))
     return out

@@ -6,7 +6,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from core import intake, keys
+from core.state import intake
 from tests.redis_server import RedisServer
 from webhook.handoff import IntakeWriter
 
@@ -17,7 +17,7 @@ def accepted(n: int) -> intake.Accepted:
 
 async def append_concurrently(url: str, count: int) -> list[int]:
     client = aioredis.Redis.from_url(url)
-    writer = IntakeWriter(client, keys.INTAKE_STREAM, keys.METRICS_HASH)
+    writer = IntakeWriter(client)
     try:
         return await asyncio.gather(
             *[writer.append(intake.script_args([accepted(n)], {})) for n in range(count)])
@@ -29,7 +29,7 @@ async def append_concurrently(url: str, count: int) -> list[int]:
 def test_concurrent_requests_each_get_their_own_entry(redis_client: redis.Redis,
                                                        redis_url: str) -> None:
     kept = asyncio.run(append_concurrently(redis_url, 200))
-    assert (kept, redis_client.xlen(keys.INTAKE_STREAM)) == ([1] * 200, 200)
+    assert (kept, redis_client.xlen(intake.STREAM)) == ([1] * 200, 200)
 
 
 def test_a_flushed_script_is_loaded_again(redis_client: redis.Redis, redis_url: str) -> None:

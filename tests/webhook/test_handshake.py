@@ -3,7 +3,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from core import keys
+from core.state import intake
 
 ROUTES = ["/graph/notifications", "/graph/lifecycle"]
 
@@ -34,4 +34,4 @@ def test_handshake_refuses_tokens_that_could_be_abused(web: httpx.Client, token:
 
 def test_handshake_writes_nothing_to_redis(web: httpx.Client, redis_client) -> None:  # type: ignore[no-untyped-def]
     web.post("/graph/notifications?validationToken=abc")
-    assert redis_client.exists(keys.INTAKE_STREAM) == 0
+    assert redis_client.exists(intake.STREAM) == 0

@@ -9,7 +9,7 @@ import orjson
 import pytest
 import redis
 
-from core import keys
+from core.state import intake
 from tests.webhook.conftest import presence_item, stream_items
 
 Sub = Callable[..., tuple[str, str]]
@@ -35,7 +35,7 @@ def test_client_state_never_reaches_redis(
     sid, state = subscription()
     post(web, [presence_item(sid, state)])
     dump = b"".join(
-        b"".join(f for pair in redis_client.xrange(keys.INTAKE_STREAM) for f in pair[1].values())
+        b"".join(f for pair in redis_client.xrange(intake.STREAM) for f in pair[1].values())
         for _ in [0]
     )
     assert state.encode() not in dump
@@ -53,7 +53,7 @@ def test_mixed_batch_keeps_only_verified_items_and_counts_the_rest(
     ]
     assert post(web, items).status_code == 202
     assert [e["item"]["userId"] for e in stream_items(redis_client)] == ["good"]
-    counters = {k.decode(): int(v) for k, v in redis_client.hgetall(keys.METRICS_HASH).items()}
+    counters = {k.decode(): int(v) for k, v in redis_client.hgetall(intake.METRICS).items()}
     assert counters == {
         "received": 4,
         "accepted": 1,
@@ -72,7 +72,7 @@ def test_all_items_of_a_request_become_one_stream_entry(
 ) -> None:
     sid, state = subscription()
     post(web, [presence_item(sid, state, id=str(n)) for n in range(50)])
-    assert redis_client.xlen(keys.INTAKE_STREAM) == 1
+    assert redis_client.xlen(intake.STREAM) == 1
     assert len(stream_items(redis_client)) == 50
 
 
@@ -91,7 +91,7 @@ def test_dedup_key_of_an_identified_notification_lives_at_least_a_day(
 ) -> None:
     sid, state = subscription()
     post(web, [presence_item(sid, state, id="notification-2")])
-    [key] = redis_client.keys(keys.dedup("*"))
+    [key] = redis_client.keys(intake.dedup_key("*"))
     assert redis_client.ttl(key) >= 24 * 3600 - 5
 
 
@@ -100,7 +100,7 @@ def test_bare_basic_notification_dedup_is_short_so_later_changes_pass(
 ) -> None:
     sid, state = subscription()
     post(web, [presence_item(sid, state, user_id="u1")])
-    [key] = redis_client.keys(keys.dedup("*"))
+    [key] = redis_client.keys(intake.dedup_key("*"))
     assert 0 < redis_client.ttl(key) <= 5
 
 
@@ -229,5 +229,5 @@ def test_stream_entry_is_valid_json(
 ) -> None:
     sid, state = subscription()
     post(web, [presence_item(sid, state), presence_item(sid, state)])
-    [(_, fields)] = redis_client.xrange(keys.INTAKE_STREAM)
+    [(_, fields)] = redis_client.xrange(intake.STREAM)
     assert len(orjson.loads(fields[b"items"])) == 2

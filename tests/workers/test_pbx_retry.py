@@ -9,7 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
+from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
+from rq.serializers import JSONSerializer
 
 from core import keys
 from core.queue import QUEUE_PBX, queue
@@ -65,3 +67,20 @@ def test_a_failure_without_retry_after_is_retried_by_a_queued_job(
     [job] = queue(redis_client, QUEUE_PBX).jobs
     assert (job.func_name, list(job.args)) == ("workers.jobs.deliver_pending",
                                                ["contoso", ["alice"]])
+
+
+def test_a_retried_delivery_waits_for_the_pbx_retry_after(
+    pbx: PbxServer, context: WorkerContext, redis_client: redis.Redis
+) -> None:
+    pbx.fail(1, 503)  # the first try, in the presence job: a delivery job is queued
+    jobs.process_presences("contoso", [{"id": "g-alice", "availability": "Away",
+                                        "activity": "Away", "observedAt": time.time()}])
+    pbx.fail(1, 429, retry_after="300")  # the delivery job's try: RQ retries it, when asked
+    before = time.time()
+    q = queue(redis_client, QUEUE_PBX)
+    SimpleWorker([q], connection=redis_client, serializer=JSONSerializer).work(burst=True)
+    registry = q.scheduled_job_registry
+    [job_id] = registry.get_job_ids()
+    due = registry.get_scheduled_time(job_id).timestamp()
+    assert before + 295 <= due <= time.time() + 301
+    assert (q.count, q.failed_job_registry.count) == (0, 0)

@@ -1,0 +1,182 @@
+"""The queue seam with a real RQ worker on a real Redis: what is retried, and when."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+import redis
+from rq import Retry, SimpleWorker, get_current_job
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException
+
+from core import queue as seam
+from core.errors import BridgeError, GraphError, PbxError, TransientError
+from core.identity import AuthUnavailable, SignInRequired
+from core.queue import QUEUE_DEFAULT, JobSpec, queue
+
+TENANT = "contoso"
+ATTEMPTS = "test:attempts"
+
+
+def attempt() -> int:
+    """Count this run of the current job; returns how many runs there were."""
+    job = get_current_job()
+    assert job is not None
+    return int(job.connection.incr(ATTEMPTS))
+
+
+def fail_with_a_bug(tenant: str) -> None:
+    attempt()
+    raise KeyError("missing")
+
+
+def fail_permanently(tenant: str) -> None:
+    attempt()
+    raise GraphError(403, "Forbidden", "the app may not read presence")
+
+
+def fail_once_transiently(tenant: str) -> int:
+    if attempt() == 1:
+        raise PbxError("the PBX is restarting", transient=True)
+    return 0
+
+
+def fail_transiently(tenant: str) -> None:
+    attempt()
+    raise httpx.ConnectError("connection refused")
+
+
+def fail_throttled(tenant: str) -> None:
+    attempt()
+    raise GraphError(429, "TooManyRequests", "slow down", retry_after=300)
+
+
+def spec(job: str, retry: Retry | None = None) -> JobSpec:
+    # Retry(max=2) has no interval: a retry is queued at once, so one burst runs it.
+    return JobSpec(job, f"{__name__}.{job}", QUEUE_DEFAULT, retry=retry or Retry(max=2))
+
+
+def run_jobs(client: redis.Redis) -> None:
+    q = queue(client, QUEUE_DEFAULT)
+    SimpleWorker([q], connection=client, serializer=JSONSerializer).work(burst=True)
+
+
+def attempts(client: redis.Redis) -> int:
+    return int(client.get(ATTEMPTS) or 0)
+
+
+@pytest.mark.parametrize("job", ["fail_with_a_bug", "fail_permanently"])
+def test_a_permanent_error_fails_once_with_its_traceback(
+    redis_client: redis.Redis, job: str
+) -> None:
+    enqueued = spec(job).enqueue(redis_client, TENANT)
+    run_jobs(redis_client)
+    q = queue(redis_client, QUEUE_DEFAULT)
+    assert (attempts(redis_client), q.failed_job_registry.get_job_ids()) == (1, [enqueued.id])
+    assert (q.count, q.scheduled_job_registry.count) == (0, 0)
+    result = Job.fetch(enqueued.id, connection=redis_client, serializer=JSONSerializer)
+    failure = result.latest_result()
+    assert failure is not None and failure.exc_string is not None
+    assert "Traceback" in failure.exc_string and f"in {job}" in failure.exc_string
+
+
+def test_a_transient_error_is_retried(redis_client: redis.Redis) -> None:
+    spec("fail_once_transiently").enqueue(redis_client, TENANT)
+    run_jobs(redis_client)
+    q = queue(redis_client, QUEUE_DEFAULT)
+    assert (attempts(redis_client), q.failed_job_registry.count) == (2, 0)
+
+
+def test_a_transient_error_fails_after_the_last_retry(redis_client: redis.Redis) -> None:
+    spec("fail_transiently").enqueue(redis_client, TENANT)
+    run_jobs(redis_client)
+    q = queue(redis_client, QUEUE_DEFAULT)
+    assert (attempts(redis_client), q.failed_job_registry.count) == (3, 1)
+
+
+def scheduled_in(client: redis.Redis, job_id: str) -> float:
+    registry = queue(client, QUEUE_DEFAULT).scheduled_job_registry
+    assert registry.get_job_ids() == [job_id]
+    return float(registry.get_scheduled_time(job_id).timestamp()) - time.time()
+
+
+def test_a_long_retry_after_schedules_the_retry_when_graph_asked(
+    redis_client: redis.Redis,
+) -> None:
+    job = spec("fail_throttled", seam.RETRY).enqueue(redis_client, TENANT)
+    run_jobs(redis_client)
+    # Graph said 300 s; the backoff's first step would have been 1 s.
+    assert 290 <= scheduled_in(redis_client, job.id) <= 301
+    assert (attempts(redis_client), queue(redis_client, QUEUE_DEFAULT).count) == (1, 0)
+
+
+def test_without_retry_after_the_backoff_applies(redis_client: redis.Redis) -> None:
+    job = spec("fail_transiently", seam.RETRY).enqueue(redis_client, TENANT)
+    run_jobs(redis_client)
+    assert scheduled_in(redis_client, job.id) <= seam.RETRY.intervals[0]
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (TransientError("timeout"), True),
+        (GraphError(503, "ServiceUnavailable", "busy"), True),
+        (GraphError(429, "TooManyRequests", "slow"), True),
+        (GraphError(404, "NotFound", "no such user"), False),
+        (PbxError("refused", transient=False), False),
+        (PbxError("down", transient=True), True),
+        (AuthUnavailable("the identity platform is down"), True),
+        (SignInRequired(TENANT, "svc@contoso.com", "invalid_grant"), False),
+        (BridgeError("a bridge error that says nothing"), False),
+        (httpx.ConnectError("refused"), True),
+        (httpx.ReadTimeout("slow"), True),
+        (redis.exceptions.ConnectionError("gone"), True),
+        (JobTimeoutException("60 s"), True),
+        (KeyError("bug"), False),
+        (ValueError("bug"), False),
+    ],
+)
+def test_what_counts_as_transient(error: BaseException, transient: bool) -> None:
+    assert seam.is_transient(error) is transient
+
+
+@pytest.mark.parametrize(("status", "transient"), [(502, True), (429, True), (400, False)])
+def test_an_http_status_error_is_transient_for_5xx_and_429(status: int, transient: bool) -> None:
+    request = httpx.Request("GET", "https://login.example.test/keys")
+    error = httpx.HTTPStatusError("x", request=request, response=httpx.Response(status))
+    assert seam.is_transient(error) is transient
+
+
+def test_a_typed_job_carries_its_queue_timeout_retry_and_id(redis_client: redis.Redis) -> None:
+    job = seam.enqueue_deliver(redis_client, TENANT, ["alice"])
+    assert (job.origin, job.func_name, list(job.args)) == (
+        seam.QUEUE_PBX, seam.JOB_DELIVER, [TENANT, ["alice"]]
+    )
+    assert (job.timeout, job.retries_left, job.retry_intervals) == (
+        seam.JOB_TIMEOUT_SECONDS, seam.RETRY.max, seam.RETRY.intervals
+    )
+    assert job.failure_callback is seam.retry_only_transient
+    assert job.id.startswith(f"deliver-{TENANT}-")
+
+
+def test_a_delivery_waits_for_the_pbx_retry_after(redis_client: redis.Redis) -> None:
+    job = seam.enqueue_deliver(redis_client, TENANT, ["alice"], retry_after=120)
+    registry = queue(redis_client, seam.QUEUE_PBX).scheduled_job_registry
+    due = registry.get_scheduled_time(job.id).timestamp() - time.time()
+    assert 115 <= due <= 121
+    assert queue(redis_client, seam.QUEUE_PBX).count == 0
+
+
+def test_presences_are_enqueued_650_a_job_in_one_round_trip(redis_client: redis.Redis) -> None:
+    presences = [{"id": f"u{n}"} for n in range(1300 + 1)]
+    seam.enqueue_presences(redis_client, TENANT, presences)
+    jobs = queue(redis_client, seam.QUEUE_PRESENCE).get_jobs()
+    assert [len(j.args[1]) for j in jobs] == [650, 650, 1]
+
+
+def test_every_intake_kind_has_a_route_and_an_unknown_one_is_a_notification() -> None:
+    assert set(seam.INTAKE_ROUTES) == {"notification", "lifecycle", "pbx"}
+    assert seam.route("something-new") is seam.enqueue_notifications
