@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.redis_server import free_port
+from emulator.harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,8 +15,8 @@ import redis
 
 from core import keys, subscription_registry
 from core.settings import load_settings
-from tests.tenants import secret_env, tenant_toml, write_env
-from tests.webserver import ServedApp
+from emulator.harness.served import ServedApp
+from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from webhook.app import create_app
 
 TENANT = "contoso"

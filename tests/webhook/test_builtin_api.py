@@ -6,8 +6,8 @@ import httpx
 import pytest
 import redis
 
-from tests.tenants import secret_env
-from tests.webserver import ServedApp
+from emulator.harness.served import ServedApp
+from emulator.harness.tenants import secret_env
 from workers.pbx.base import ProfileChange
 from workers.pbx.builtin import BuiltinAdapter
 

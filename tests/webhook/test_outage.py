@@ -8,9 +8,9 @@ import redis
 
 from core import subscription_registry
 from core.settings import load_settings
-from tests.redis_server import RedisServer
+from emulator.harness.redis_server import RedisServer
+from emulator.harness.served import ServedApp
 from tests.webhook.conftest import presence_item
-from tests.webserver import ServedApp
 from webhook.app import create_app
 
 

@@ -12,8 +12,8 @@ import redis
 
 from core import keys
 from core.settings import load_settings
+from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from tests.kamailio import KamailioServer
-from tests.tenants import secret_env, tenant_toml, write_env
 from workers import jobs
 from workers.context import WorkerContext, install
 from workers.pbx.base import ProfileChange

@@ -14,8 +14,8 @@ from rq.registry import ScheduledJobRegistry
 from core import keys
 from core.queue import QUEUE_PBX, queue
 from core.settings import load_settings
+from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from tests.pbx_server import PbxServer
-from tests.tenants import secret_env, tenant_toml, write_env
 from workers import jobs
 from workers.context import WorkerContext, install
 

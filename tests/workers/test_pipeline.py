@@ -6,7 +6,7 @@ import redis
 
 from core import keys
 from core.settings import MappingSettings
-from tests.redis_server import RedisServer
+from emulator.harness.redis_server import RedisServer
 from workers import desired as store
 from workers.delivery import deliver
 from workers.mapping import compile_rules

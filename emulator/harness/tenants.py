@@ -1,4 +1,4 @@
-"""Tenants files for tests, written the way an operator writes them."""
+"""Tenants files for tests and benchmarks, written the way an operator writes them."""
 
 from __future__ import annotations
 
