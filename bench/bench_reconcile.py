@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 
-from _common import ROOT, RedisServer, emit, machine
+from _common import ROOT, emit, machine
 
 sys.path.insert(0, str(ROOT))
 
@@ -25,10 +25,11 @@ from pydantic import HttpUrl, SecretStr  # noqa: E402
 from core import keys  # noqa: E402
 from core.auth import Authenticator  # noqa: E402
 from core.settings import ProcessSettings, Settings, TenantSettings, load_settings  # noqa: E402
+from emulator.harness.redis_server import RedisServer  # noqa: E402
+from emulator.harness.served import ServedApp  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
 from subscriptions import reconcile as rc  # noqa: E402
 from subscriptions.context import Context  # noqa: E402
-from tests.webserver import ServedApp  # noqa: E402
 from webhook.app import create_app  # noqa: E402
 
 ROLES = ["User.Read.All", "Presence.Read.All", "Presence.ReadWrite.All"]
@@ -42,7 +43,7 @@ def main(argv: list[str]) -> int:
 
     with RedisServer() as redis_server, EmulatorServer() as emulator, emulator.control() as ctl:
         redis = redis_server.client
-        web_settings = load_settings({"PRESENCE_BRIDGE_REDIS_URL": redis_server.url})
+        web_settings = load_settings({"PRESENCE_BRIDGE_REDIS_URL": redis_server.url()})
         with ServedApp(create_app(web_settings)) as web:
             tenant_id = ctl.seed_tenant(str(uuid.uuid4()))
             secret = uuid.uuid4().hex
@@ -61,7 +62,7 @@ def main(argv: list[str]) -> int:
                 service_accounts=upns,
             )  # fmt: skip
             cache_key = SecretStr(Fernet.generate_key().decode())
-            process = ProcessSettings(redis_url=redis_server.url, ca_bundle=emulator.ca_path,
+            process = ProcessSettings(redis_url=redis_server.url(), ca_bundle=emulator.ca_path,
                                       cache_key=cache_key)  # fmt: skip
             settings = Settings(process=process, tenants=(tenant,))
             with Authenticator(settings, redis) as auth:
