@@ -32,12 +32,11 @@ from core.token_cache import CacheCipher
 from emulator.harness.ports import free_port, port_open
 from emulator.harness.processes import Service, private_env
 from emulator.harness.served import ServedApp
-from emulator.harness.tenants import secret_env, tenant_toml, write_env
+from emulator.harness.tenants import ALL_ROLES, secret_env, tenant_toml, write_env
 from emulator.server import EmulatorServer
 from webhook.app import create_app
 
 TENANT = "contoso"
-ALL_ROLES = ["User.Read.All", "Presence.Read.All", "Presence.ReadWrite.All"]
 PBX_SECRET = "builtin-api-key-" + "k" * 24  # noqa: S105 - a throwaway key for loopback runs
 USERS_PER_SUBSCRIPTION = 650  # Graph's limit of ids in one presence subscription
 SUBSCRIPTION_MINUTES = 59
@@ -122,8 +121,8 @@ class BridgeSite:
     # -- the bridge's processes -------------------------------------------------------------
 
     def serve_web(self) -> ServedApp:
-        """The web app under uvicorn in this process, on the site's port; stop() it."""
-        return ServedApp(create_app(self.settings), port=self.web_port).start()
+        """The web app under uvicorn in this process, on the site's port (`with` it)."""
+        return ServedApp(create_app(self.settings), port=self.web_port)
 
     def start_web_process(self) -> Service:
         """`python -m webhook` as the Procfile runs it; stop() it."""

@@ -225,7 +225,7 @@ def bridge_factory(
             },
         )
         cleanups.append(site.close)
-        web = site.serve_web()
+        web = site.serve_web().start()
         cleanups.append(web.stop)
         auth = Authenticator(site.settings, redis_client)
         cleanups.append(auth.close)
