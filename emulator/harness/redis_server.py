@@ -18,6 +18,8 @@ import redis
 from emulator.harness.ports import free_port
 
 START_TIMEOUT = 10.0
+# What XRANGE answers to a client without decode_responses (redis-py types it wider).
+StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
 
 
 class RedisServer:

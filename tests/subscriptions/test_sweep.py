@@ -10,14 +10,14 @@ import pytest
 import redis
 
 from core import keys
-from core.queue import QUEUE_PRESENCE, queue
+from core.queue import JOB_PRESENCES, QUEUE_PRESENCE, queue
 from subscriptions import polling, store, sweep
 from tests.subscriptions.conftest import TENANT, Bridge
 
 
 def enqueued(client: redis.Redis) -> list[dict[str, Any]]:
     jobs = queue(client, QUEUE_PRESENCE).get_jobs()
-    assert all(job.func_name == sweep.JOB_PRESENCES and job.args[0] == TENANT for job in jobs)
+    assert all(job.func_name == JOB_PRESENCES and job.args[0] == TENANT for job in jobs)
     return [p for job in jobs for p in job.args[1]]
 
 

@@ -6,7 +6,7 @@ import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
@@ -15,6 +15,7 @@ import redis
 
 from core import keys, subscription_registry
 from core.settings import load_settings
+from emulator.harness.redis_server import StreamEntries
 from emulator.harness.served import ServedApp
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from webhook.app import create_app
@@ -85,6 +86,6 @@ def presence_item(sid: str, state: str, user_id: str | None = None, **extra: Any
 
 def stream_items(client: redis.Redis) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for _, fields in client.xrange(keys.INTAKE_STREAM):
+    for _, fields in cast(StreamEntries, client.xrange(keys.INTAKE_STREAM)):
         out.extend(orjson.loads(fields[b"items"]))
     return out

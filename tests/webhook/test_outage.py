@@ -48,8 +48,10 @@ def test_a_redis_that_stops_answering_is_a_503_then_a_202(own_redis: RedisServer
         httpx.Client(base_url=served.url, timeout=10) as web,
     ):
         assert web.post("/graph/notifications", json=first).status_code == 202  # warm cache
-        client.execute_command("CLIENT", "PAUSE", 5000, "ALL")  # connected, but silent
+        client.execute_command(  # type: ignore[no-untyped-call]
+            "CLIENT", "PAUSE", 5000, "ALL"
+        )  # connected, but silent
         hung = web.post("/graph/notifications", json=second)
-        client.execute_command("CLIENT", "UNPAUSE")
+        client.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]
         back = web.post("/graph/notifications", json=second)
     assert (hung.status_code, back.status_code) == (503, 202)

@@ -49,7 +49,7 @@ def test_retry_after_from_the_pbx_delays_the_retry(
     before = time.time()
     jobs.process_presences("contoso", [{"id": "g-alice", "availability": "Away",
                                         "activity": "Away", "observedAt": before}])
-    registry = ScheduledJobRegistry(queue=queue(redis_client, QUEUE_PBX))
+    registry = ScheduledJobRegistry(queue=queue(redis_client, QUEUE_PBX))  # type: ignore[no-untyped-call]
     [job_id] = registry.get_job_ids()
     due = registry.get_scheduled_time(job_id).timestamp()
     assert before + 115 <= due <= time.time() + 125
