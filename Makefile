@@ -1,6 +1,8 @@
 # One command set for people, CI and hooks.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Coverage of the packages ([tool.coverage] in pyproject.toml); `make test COVERAGE=` skips it.
+COVERAGE ?= --cov --cov-report=term:skip-covered
 
 .PHONY: setup run test lint bench clean
 
@@ -11,10 +13,11 @@ run: setup
 	@REDIS_URL=$$(bash scripts/ensure-redis.sh) && export REDIS_URL && $(PY) scripts/run.py
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(COVERAGE) $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 bench: setup

@@ -1,7 +1,8 @@
-"""Helpers shared by the benchmarks: private servers, load generators, figures, the JSON line.
+"""Helpers shared by the benchmarks: load generators, figures, the JSON line.
 
-Every benchmark starts what it measures itself, on free loopback ports, and never touches a
-Redis it did not start (the machine's 6379 may hold someone's data).
+Every benchmark starts what it measures itself, on free loopback ports, with the servers of
+`emulator.harness` (the tests use the same), and never touches a Redis it did not start.
+Importing this module makes the project importable from a benchmark run as a script.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,124 +22,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
-
-import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `check` until it holds; servers expose no readiness event to await."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-class RedisServer:
-    """A private redis-server on a free loopback port, without persistence."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (scripts/bootstrap.sh installs it)")
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="pb-bench-redis-")
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.client = redis.Redis(port=self.port)
-        wait_until(self._answers, 10, "redis-server")
-
-    def _answers(self) -> bool:
-        try:
-            return bool(self.client.ping())
-        except redis.ConnectionError:
-            return False
-
-    def __enter__(self) -> RedisServer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.client.close()
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class Service:
-    """A subprocess in its own process group (uvicorn workers included), ready once `ready()`."""
-
-    def __init__(
-        self, argv: Sequence[str], env: Mapping[str, str], ready: Callable[[], bool],
-        what: str, timeout: float = 30, cwd: Path = ROOT,
-    ) -> None:
-        self.what = what
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(  # noqa: S603 - argv built by the benchmark
-            list(argv), env={**os.environ, **env}, cwd=cwd, stdout=self.log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        try:
-            wait_until(lambda: self._alive() and ready(), timeout, what)
-        except RuntimeError:
-            self.stop()
-            raise RuntimeError(f"{what} did not start:\n{self.output()}") from None
-
-    def _alive(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.what} exited ({self.proc.returncode}):\n{self.output()}")
-        return True
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-4000:]
-
-    def pids(self) -> list[int]:
-        """This service's processes: the supervisor and the uvicorn workers it spawned."""
-        found = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    if os.getpgid(int(entry.name)) == self.proc.pid:
-                        found.append(int(entry.name))
-                except OSError:
-                    continue
-        return found
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the group we created, nothing else
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-        self.log.close()
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:

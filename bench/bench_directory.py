@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import Any
 
-from _common import ROOT, RedisServer, emit, machine
+from _common import ROOT, emit, machine
 
 sys.path.insert(0, str(ROOT))
 
@@ -28,6 +28,7 @@ from pydantic import HttpUrl, SecretStr  # noqa: E402
 from core.auth import TenantAuth  # noqa: E402
 from core.settings import PbxUser, ProcessSettings, TenantSettings  # noqa: E402
 from emulator.control import ControlClient  # noqa: E402
+from emulator.harness.redis_server import RedisServer  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
 from workers import directory_store as store  # noqa: E402
 from workers.directory import SyncReport, sync_directory  # noqa: E402

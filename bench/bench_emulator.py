@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import socket
 import sys
 import time
 import urllib.parse
@@ -29,7 +28,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from _common import PYTHON, ROOT, Service, cpu_seconds, emit, free_port, machine
+from _common import PYTHON, ROOT, cpu_seconds, emit, machine
 
 sys.path.insert(0, str(ROOT))
 
@@ -39,6 +38,8 @@ import orjson  # noqa: E402
 
 from emulator.delivery import engine_for, graph_time  # noqa: E402
 from emulator.demo import ScenarioRunner  # noqa: E402
+from emulator.harness.ports import free_port, port_open  # noqa: E402
+from emulator.harness.processes import Service, private_env  # noqa: E402
 from emulator.scenario import Action, changes_at_rate  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
 
@@ -237,11 +238,12 @@ def main() -> None:
     port = free_port()
     sub_base = f"http://127.0.0.1:{port}"
 
-    def listening() -> bool:
-        with socket.socket() as probe:
-            return probe.connect_ex(("127.0.0.1", port)) == 0
-
-    subscriber = Service([PYTHON, __file__, "--subscriber", str(port)], {}, listening, "subscriber")
+    subscriber = Service(
+        [PYTHON, __file__, "--subscriber", str(port)],
+        private_env({}),
+        lambda: port_open(port),
+        "subscriber",
+    )
     try:
         with EmulatorServer() as server:
             # Keep the bounded delivery log small: the benchmark reads counters, not bodies.

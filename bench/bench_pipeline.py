@@ -22,8 +22,6 @@ The last line printed is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import secrets
 import sys
 import tempfile
 import time
@@ -31,36 +29,21 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from _common import (
-    PYTHON,
-    ROOT,
-    RedisServer,
-    Service,
-    cpu_seconds,
-    emit,
-    free_port,
-    machine,
-    percentile,
-    port_open,
-)
+from _common import ROOT, cpu_seconds, emit, machine, percentile
 
 sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
-from cryptography.fernet import Fernet  # noqa: E402
-from rq import Worker  # noqa: E402
 
 from core import keys  # noqa: E402
 from core.auth import Authenticator  # noqa: E402
-from core.graph import format_datetime  # noqa: E402
 from core.queue import PRESENCES, queue  # noqa: E402
-from core.settings import load_settings  # noqa: E402
 from core.state import intake  # noqa: E402
-from core.subscription_registry import register  # noqa: E402
+from emulator.harness.bridge import TENANT, USERS_PER_SUBSCRIPTION, BridgeSite  # noqa: E402
+from emulator.harness.processes import Service  # noqa: E402
+from emulator.harness.redis_server import RedisServer  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
 
-TENANT = "contoso"
-USERS_PER_SUBSCRIPTION = 650  # Graph's limit of ids in one presence subscription
 RATES = (10, 100, 1000)
 TICK_SECONDS = 0.01  # the open-loop generator sends what is due every 10 ms
 CHANGES = (  # Teams pair -> the profile the simple preset maps it to
@@ -71,7 +54,6 @@ CHANGES = (  # Teams pair -> the profile the simple preset maps it to
 )
 TARGET_P99_MS = 250.0
 TARGET_UPDATES_PER_SECOND = 2000.0
-ROLES = ["User.Read.All", "Presence.Read.All", "Presence.ReadWrite.All"]
 ITEMS_PER_POST = 100  # Graph sends at most 100 items in one POST
 PRESENCES_PER_JOB = 200
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -83,85 +65,28 @@ class Site:
     def __init__(self, redis_server: RedisServer, emulator: EmulatorServer, users: int) -> None:
         self.redis = redis_server.client
         self.emulator = emulator
-        self.control = emulator.control()
-        self.dir = Path(tempfile.mkdtemp(prefix="pb-bench-pipeline-"))
-        web_port = free_port()
-        self.web_url = f"http://127.0.0.1:{web_port}"
-        self.tenant_id = self.control.seed_tenant(str(uuid.uuid4()))
-        secret = uuid.uuid4().hex
-        app = self.control.seed_app(self.tenant_id, secret=secret, roles=ROLES,
-                                    redirect_uris=[self.web_url + "/oauth/callback"])
-        self.client_id = app["client_id"]
-        self.user_ids = self.control.seed_users(self.tenant_id, count=users, prefix="person")
-        accounts = -(-users // USERS_PER_SUBSCRIPTION)
-        self.accounts = [f"svc{n}@contoso.test" for n in range(accounts)]
-        for account in self.accounts:
-            self.control.add_service_account(self.tenant_id, account, uuid.uuid4().hex)
-        tenants = self.dir / "tenants.toml"
-        tenants.write_text(f"""
-[[tenants]]
-name = "{TENANT}"
-tenant_id = "{self.tenant_id}"
-client_id = "{self.client_id}"
-login_base_url = "{emulator.base_url}"
-graph_base_url = "{emulator.base_url}"
-public_base_url = "{self.web_url}"
-service_accounts = {orjson.dumps(self.accounts).decode()}
-[tenants.mapping]
-preset = "simple"
-hold_seconds = 0
-[tenants.pbx]
-adapter = "builtin"
-""")
-        self.env = {
-            "PRESENCE_BRIDGE_TENANTS_FILE": str(tenants),
-            "PRESENCE_BRIDGE_REDIS_URL": redis_server.url,
-            "PRESENCE_BRIDGE_CA_BUNDLE": str(emulator.ca_path),
-            "PRESENCE_BRIDGE_CACHE_KEY": Fernet.generate_key().decode(),
-            "PRESENCE_BRIDGE_TENANT_CONTOSO_CLIENT_SECRET": secret,
-            "PRESENCE_BRIDGE_TENANT_CONTOSO_PBX_SECRET": secrets.token_urlsafe(24),
-            "PRESENCE_BRIDGE_PORT": str(web_port),
-            "PRESENCE_BRIDGE_LOG_LEVEL": "WARNING",
+        self.bridge = BridgeSite(
+            emulator, self.redis, redis_server.url(),
+            Path(tempfile.mkdtemp(prefix="pb-bench-pipeline-")),
+            users=users, accounts=-(-users // USERS_PER_SUBSCRIPTION),
             # Graph echoes a bulk subscription's resource (650 ids, ~26 KB) in every item, so
             # a 100-item POST is ~2.7 MB: over the 1 MiB default, which answers 413.
-            "PRESENCE_BRIDGE_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
-        }
-        self.settings = load_settings(self.env)
+            env={"PRESENCE_BRIDGE_MAX_BODY_BYTES": str(MAX_BODY_BYTES)},
+        )
+        self.control = self.bridge.control
+        self.tenant_id = self.bridge.tenant_id
+        self.user_ids = self.bridge.graph_ids
         self.services: list[Service] = []
         self.applied_before = 0  # PBX users the builtin adapter serves, before a run
 
     def start(self) -> None:
-        self.services.append(Service(
-            [PYTHON, "-m", "webhook"], self.env, lambda: port_open(int(self.env[
-                "PRESENCE_BRIDGE_PORT"])), "web",
-        ))
-        self.subscribe()
+        self.services.append(self.bridge.start_web_process())
+        # Every service account signed in, 650 users each, as the clock does.
+        with Authenticator(self.bridge.settings, self.redis) as auth:
+            self.bridge.subscribe_all(auth, self.bridge.web_url + "/graph/notifications")
         self.link(self.user_ids, "person")
-        self.worker = Service(
-            [PYTHON, "-m", "workers"], self.env,
-            lambda: bool(Worker.all(connection=self.redis)), "worker",
-        )
+        self.worker = self.bridge.start_worker()
         self.services.append(self.worker)
-
-    def subscribe(self) -> None:
-        """Sign every service account in and give each 650 users, as the clock does."""
-        with Authenticator(self.settings, self.redis) as auth:
-            for n, account in enumerate(self.accounts):
-                auth.finish_sign_in(self.control.sign_in(auth.start_sign_in(TENANT, account),
-                                                         submit=False))
-                chunk = self.user_ids[n * USERS_PER_SUBSCRIPTION:(n + 1) * USERS_PER_SUBSCRIPTION]
-                ids = ",".join(f"'{i}'" for i in chunk)
-                state = secrets.token_urlsafe(32)
-                expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=59)
-                with auth.tenant(TENANT).graph_client(account) as graph:
-                    created = graph.create_subscription({
-                        "changeType": "updated",
-                        "notificationUrl": self.web_url + "/graph/notifications",
-                        "resource": f"/communications/presences?$filter=id in ({ids})",
-                        "expirationDateTime": format_datetime(expires),
-                        "clientState": state,
-                    })
-                register(self.redis, str(created["id"]), TENANT, state)
 
     def link(self, graph_ids: list[str], prefix: str) -> list[str]:
         """Graph user -> PBX user links, as the directory sync writes them."""
@@ -175,7 +100,7 @@ adapter = "builtin"
     def stop(self) -> None:
         for service in reversed(self.services):
             service.stop()
-        self.control.close()
+        self.bridge.close()
 
 
 def applied_at(site: Site, names: list[str]) -> dict[str, float]:

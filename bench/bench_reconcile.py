@@ -9,29 +9,26 @@ Graph's limits; the figures count any 429 the emulator answered. Last line: one 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
+import tempfile
 import time
-import uuid
+from pathlib import Path
 
-from _common import ROOT, RedisServer, emit, machine
+from _common import ROOT, emit, machine
 
 sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
-from cryptography.fernet import Fernet  # noqa: E402
-from pydantic import HttpUrl, SecretStr  # noqa: E402
 
 from core import keys  # noqa: E402
 from core.auth import Authenticator  # noqa: E402
-from core.settings import ProcessSettings, Settings, TenantSettings, load_settings  # noqa: E402
+from emulator.harness.bridge import TENANT, BridgeSite  # noqa: E402
+from emulator.harness.redis_server import RedisServer  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
 from subscriptions import reconcile as rc  # noqa: E402
 from subscriptions.context import Context  # noqa: E402
-from tests.webserver import ServedApp  # noqa: E402
-from webhook.app import create_app  # noqa: E402
-
-ROLES = ["User.Read.All", "Presence.Read.All", "Presence.ReadWrite.All"]
 
 
 def main(argv: list[str]) -> int:
@@ -40,37 +37,23 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     n_accounts = math.ceil(args.users / 650)
 
-    with RedisServer() as redis_server, EmulatorServer() as emulator, emulator.control() as ctl:
+    with RedisServer() as redis_server, EmulatorServer() as emulator:
         redis = redis_server.client
-        web_settings = load_settings({"PRESENCE_BRIDGE_REDIS_URL": redis_server.url})
-        with ServedApp(create_app(web_settings)) as web:
-            tenant_id = ctl.seed_tenant(str(uuid.uuid4()))
-            secret = uuid.uuid4().hex
-            app = ctl.seed_app(tenant_id, secret=secret, roles=ROLES,
-                               redirect_uris=[f"{web.url}/oauth/callback"])  # fmt: skip
-            started = time.perf_counter()
-            ids = ctl.seed_users(tenant_id, count=args.users)
-            upns = [f"svc{n:04d}@contoso.test" for n in range(n_accounts)]
-            for upn in upns:
-                ctl.add_service_account(tenant_id, upn, uuid.uuid4().hex, "svc")
-            redis.hset(keys.links("bench"), mapping={u: orjson.dumps([u]) for u in ids})
-            tenant = TenantSettings(
-                name="bench", tenant_id=tenant_id, client_id=app["client_id"],
-                client_secret=SecretStr(secret), login_base_url=HttpUrl(emulator.base_url),
-                graph_base_url=HttpUrl(emulator.base_url), public_base_url=HttpUrl(web.url),
-                service_accounts=upns,
-            )  # fmt: skip
-            cache_key = SecretStr(Fernet.generate_key().decode())
-            process = ProcessSettings(redis_url=redis_server.url, ca_bundle=emulator.ca_path,
-                                      cache_key=cache_key)  # fmt: skip
-            settings = Settings(process=process, tenants=(tenant,))
-            with Authenticator(settings, redis) as auth:
-                for upn in upns:
-                    fields = ctl.sign_in(auth.start_sign_in("bench", upn), submit=False)
-                    auth.finish_sign_in(fields)
+        started = time.perf_counter()
+        site = BridgeSite(emulator, redis, redis_server.url(),
+                          Path(tempfile.mkdtemp(prefix="pb-bench-reconcile-")),
+                          users=args.users, accounts=n_accounts)  # fmt: skip
+        ctl, tenant_id = site.control, site.tenant_id
+        with site.serve_web(), contextlib.closing(site):
+            redis.hset(keys.links(TENANT), mapping={u: orjson.dumps([u]) for u in site.graph_ids})
+            tenant = site.settings.tenant(TENANT)
+            assert tenant is not None
+            with Authenticator(site.settings, redis) as auth:
+                for upn in site.accounts:
+                    site.sign_in(auth, upn)
                 setup_s = time.perf_counter() - started
                 print(f"seeded and signed in {n_accounts} accounts in {setup_s:.1f}s", flush=True)
-                ctx = Context(redis, tenant, auth.tenant("bench"), auth.cipher(),
+                ctx = Context(redis, tenant, auth.tenant(TENANT), auth.cipher(),
                                  verify=str(emulator.ca_path),
                                  now=emulator.world.clock.now)  # fmt: skip
                 try:

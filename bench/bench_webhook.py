@@ -23,11 +23,8 @@ from typing import Any
 
 from _common import (
     PYTHON,
-    RedisServer,
-    Service,
     cpu_seconds,
     emit,
-    free_port,
     machine,
     open_loop,
     percentile,
@@ -37,6 +34,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from emulator.harness.ports import free_port
+from emulator.harness.processes import Service, private_env
+from emulator.harness.redis_server import RedisServer
 
 PATH = "/graph/notifications"
 TENANTS = ("contoso", "fabrikam")
@@ -248,7 +249,7 @@ def bench_workers(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     bench_dir = os.path.dirname(os.path.abspath(__file__))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_BRIDGE_")}
+    env = private_env({})
 
     port = free_port()
     url = f"http://127.0.0.1:{port}{PATH}"
@@ -259,7 +260,7 @@ def bench_workers(
     )
     try:
         cpu_of = {"server": lambda: cpu_seconds(bare.pids()),
-                  "redis": lambda: cpu_seconds([redis.proc.pid])}
+                  "redis": lambda: cpu_seconds([redis.pid])}
         run_wrk(url, payloads.lua(1), threads=args.threads, connections=args.connections,
                 seconds=2)
         for batch in (1, 50):
@@ -269,14 +270,14 @@ def bench_workers(
 
     port = free_port()
     url = f"http://127.0.0.1:{port}{PATH}"
-    web_env = {**env, "PRESENCE_BRIDGE_REDIS_URL": redis.url, "PRESENCE_BRIDGE_HOST": "127.0.0.1",
+    web_env = {**env, "PRESENCE_BRIDGE_REDIS_URL": redis.url(), "PRESENCE_BRIDGE_HOST": "127.0.0.1",
                "PRESENCE_BRIDGE_PORT": str(port), "PRESENCE_BRIDGE_WEB_WORKERS": str(workers),
                "PRESENCE_BRIDGE_LOG_LEVEL": "WARNING"}
     web = Service([PYTHON, "-m", "webhook"], web_env,
                   lambda: http_status(f"http://127.0.0.1:{port}/healthz") == 200, "webhook")
     try:
         cpu_of = {"server": lambda: cpu_seconds(web.pids()),
-                  "redis": lambda: cpu_seconds([redis.proc.pid])}
+                  "redis": lambda: cpu_seconds([redis.pid])}
         register(redis, payloads)
         run_wrk(url, payloads.lua(1), threads=args.threads, connections=args.connections,
                 seconds=2)

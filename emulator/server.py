@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import requests
-import uvicorn
 
 from emulator.app import create_app
 from emulator.control import ControlClient
+from emulator.harness.served import ServedApp
 from emulator.tls import TlsFiles, generate
 from emulator.tokens import set_issuer_base
 from emulator.world import World
-
-START_TIMEOUT = 30.0
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, with an event set once it listens (or failed to)."""
-
-    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
-        super().__init__(config)
-        self.ready = ready
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await super().startup(sockets)
-        finally:
-            self.ready.set()
 
 
 class EmulatorServer:
@@ -52,19 +33,17 @@ class EmulatorServer:
     ) -> None:
         self.world = world or World()
         self.host = host
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Bound here so the port is known (and ours) before the server thread starts.
-        self._socket.bind((host, port))
-        self.port: int = self._socket.getsockname()[1]
         self.tls: TlsFiles | None = generate(tls_dir, (host,)) if tls else None
-        scheme = "https" if tls else "http"
-        self.base_url = f"{scheme}://{host}:{self.port}"
-        self._log_level = log_level
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._server: _Server | None = None
-        self._error: BaseException | None = None
+        self._served = ServedApp(
+            create_app(self.world),
+            host=host,
+            port=port,
+            tls=self.tls,
+            log_level=log_level,
+            name="graph-emulator",
+        )
+        self.port: int = self._served.port
+        self.base_url = self._served.url
 
     @property
     def ca_path(self) -> Path | None:
@@ -101,50 +80,23 @@ class EmulatorServer:
 
     def start(self) -> EmulatorServer:
         set_issuer_base(self.world, self.base_url)
-        config = uvicorn.Config(
-            create_app(self.world),
-            log_level=self._log_level,
-            log_config=None,  # leave the host process's logging alone
-            access_log=False,
-            ws="none",
-            lifespan="on",
-            timeout_graceful_shutdown=2,
-            ssl_certfile=str(self.tls.cert_path) if self.tls else None,
-            ssl_keyfile=str(self.tls.key_path) if self.tls else None,
-        )
-        self._server = _Server(config, self._ready)
-        self._thread = threading.Thread(target=self._run, name="graph-emulator", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(START_TIMEOUT) or not self._server.started:
-            self.stop()
-            raise RuntimeError(f"the emulator did not start: {self._error!r}")
+        try:
+            self._served.start()
+        except RuntimeError:
+            self._remove_tls()
+            raise
         return self
 
-    def _run(self) -> None:
-        assert self._server is not None
-        try:
-            self._server.run(sockets=[self._socket])
-        except BaseException as error:  # noqa: BLE001 - reported by start()
-            self._error = error
-        finally:
-            self._ready.set()
-
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(START_TIMEOUT)
-        self._socket.close()
+        self._served.stop()
+        self._remove_tls()
+
+    def _remove_tls(self) -> None:
         if self.tls is not None:
             self.tls.remove()
 
     def __enter__(self) -> EmulatorServer:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from emulator.harness.redis_server import RedisServer
 from tests.kamailio import kamailio_server  # noqa: F401 - the shared `kamailio` fixture
-from tests.redis_server import RedisServer
 
 TEST_DB = 9
 

@@ -14,7 +14,6 @@ import hmac
 import itertools
 import json
 import re
-import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,13 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.redis_server import free_port
+from emulator.harness.served import ServedApp
 
 SECRET = "pbx-Secret-0123456789"  # noqa: S105 - the one secret every simulated PBX accepts
 CLIENT_ID = "bridge-client"
@@ -78,8 +76,11 @@ class PbxServer:
     """One uvicorn server in a thread. Use as a context manager; reset() between tests."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        app = Starlette(routes=[Route("/{path:path}", self._handle, methods=[
+            "GET", "POST", "PUT", "PATCH", "DELETE"])], lifespan=self._lifespan)
+        self._served = ServedApp(app, name="the PBX test server")
+        self.port = self._served.port
+        self.url = self._served.url
         self._release: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._token_ids = itertools.count(1)
@@ -147,24 +148,12 @@ class PbxServer:
         self.stop()
 
     def start(self) -> None:
-        app = Starlette(routes=[Route("/{path:path}", self._handle, methods=[
-            "GET", "POST", "PUT", "PATCH", "DELETE"])], lifespan=self._lifespan)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                ws="none", lifespan="on", timeout_graceful_shutdown=2)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:  # uvicorn offers no cross-thread "started" event
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the PBX test server did not start")
-            time.sleep(0.01)
+        self._served.start()
 
     def stop(self) -> None:
         if self._loop is not None and self._release is not None:
             self._loop.call_soon_threadsafe(self._release.set)
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._served.stop()
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:

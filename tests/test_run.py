@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import httpx
+import redis
 
-from tests.redis_server import free_port
+from emulator.harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +52,7 @@ def test_all_processes_start_healthy_without_tenants(redis_url: str, redis_clien
 
 
 def test_demo_turns_teams_presence_into_pbx_profiles(
-    redis_url: str, redis_client, tmp_path: Path  # type: ignore[no-untyped-def]
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     """`make run` with no tenants file: emulator, sign-in, subscription, office day, profiles."""
     port = free_port()

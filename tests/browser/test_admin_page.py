@@ -20,10 +20,10 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from core import keys, subscription_registry
 from core.settings import MappingSettings, load_settings
+from emulator.harness.served import ServedApp
+from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from tests.e2e.conftest import ADMIN_KEY as E2E_ADMIN_KEY
 from tests.e2e.conftest import BridgeFactory
-from tests.tenants import secret_env, tenant_toml, write_env
-from tests.webserver import ServedApp
 from webhook.app import create_app
 from workers import desired as store
 from workers.delivery import deliver

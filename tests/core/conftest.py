@@ -16,6 +16,7 @@ from cryptography.fernet import Fernet
 from core.auth import Authenticator
 from core.settings import Settings, load_settings
 from emulator.control import ControlClient
+from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from emulator.server import EmulatorServer
 from tests.emulator.conftest import (  # noqa: F401 - fixtures
     ALL_ROLES,
@@ -24,7 +25,6 @@ from tests.emulator.conftest import (  # noqa: F401 - fixtures
     emulator_factory,
     make_certificate,
 )
-from tests.tenants import secret_env, tenant_toml, write_env
 
 # msal treats a token with under 5 minutes left as expired (on the wall clock): with this
 # lifetime every delegated call goes to the emulator, whose clock decides what is valid.

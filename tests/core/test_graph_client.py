@@ -8,8 +8,6 @@ import json
 import logging
 import random
 import socket
-import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -26,6 +23,7 @@ from starlette.routing import Route
 from core.errors import GraphError
 from core.graph import GraphClient, GraphRequestError, format_datetime, format_duration
 from emulator import tls
+from emulator.harness.served import ServedApp
 
 TOKEN = "eyJ0eXAi.first-token-secret.sig"  # noqa: S105 - a test value
 FRESH_TOKEN = "eyJ0eXAi.fresh-token-secret.sig"  # noqa: S105
@@ -84,36 +82,14 @@ class ScriptedGraph:
         return JSONResponse(body, status_code=status, headers=headers)
 
 
-def serve(app: Any, **ssl: str) -> tuple[uvicorn.Server, threading.Thread, int]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none", **ssl)  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:  # uvicorn offers no event to await from another thread
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test Graph server did not start")
-        time.sleep(0.01)
-    return server, thread, port
-
-
-def stop(server: uvicorn.Server, thread: threading.Thread) -> None:
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def server_state() -> Iterator[tuple[ScriptedGraph, int]]:
     state = ScriptedGraph()
     methods = ["GET", "POST", "PATCH", "DELETE"]
     app = Starlette(routes=[Route("/{path:path}", state.handle, methods=methods)])
-    server, thread, port = serve(app)
-    state.base_url = f"http://127.0.0.1:{port}"
-    yield state, port
-    stop(server, thread)
+    with ServedApp(app, lifespan="off") as served:
+        state.base_url = served.url
+        yield state, served.port
 
 
 @pytest.fixture
@@ -601,11 +577,8 @@ def tls_server() -> Iterator[tuple[int, Path]]:
         return JSONResponse({"tls": True})
 
     app = Starlette(routes=[Route("/v1.0/ping", ok)])
-    server, thread, port = serve(
-        app, ssl_certfile=str(files.cert_path), ssl_keyfile=str(files.key_path)
-    )
-    yield port, files.ca_path
-    stop(server, thread)
+    with ServedApp(app, tls=files, lifespan="off") as served:
+        yield served.port, files.ca_path
     files.remove()
 
 

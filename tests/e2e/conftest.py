@@ -1,115 +1,46 @@
 """The whole bridge, wired for real: Graph emulator, web app, worker process, Redis, a PBX.
 
-`bridge_factory(...)` starts a private emulator with a seeded tenant (app, service account,
-users), writes a tenants file pointing login and Graph at it, serves the real web app under
-uvicorn as the notification URL, starts `python -m workers` against the same Redis, signs the
-service account in and creates a presence subscription for the users through Graph (as the
-clock would), registered so the webhook accepts it. Helpers wait for outcomes with a deadline.
+`bridge_factory(...)` starts a private emulator and wires the harness's `BridgeSite` to it:
+the real web app under uvicorn as the notification URL, `python -m workers` against the same
+Redis, the service account signed in with a presence subscription for the users (as the clock
+would make it). `Bridge` reads outcomes; helpers wait for them with a deadline.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import os
-import secrets
-import subprocess
-import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 import redis
-from cryptography.fernet import Fernet
-from rq import Worker
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core import certificates, keys
+from core import keys
 from core.auth import Authenticator
-from core.graph import GraphClient, format_datetime
-from core.notification_crypto import generate_encryption_certificate
-from core.settings import Settings, load_settings
+from core.graph import GraphClient
+from core.settings import Settings
 from core.state import intake
-from core.subscription_registry import register
-from core.token_cache import CacheCipher
 from emulator.control import ControlClient
+from emulator.harness.bridge import PBX_SECRET, BridgeSite
+from emulator.harness.bridge import TENANT as TENANT
+from emulator.harness.processes import Service
+from emulator.harness.processes import wait_for as wait_for
+from emulator.harness.served import ServedApp
 from emulator.server import EmulatorServer
-from tests.emulator.conftest import ALL_ROLES
-from tests.redis_server import free_port
-from tests.tenants import secret_env, tenant_toml, write_env
-from tests.webserver import ServedApp
-from webhook.app import create_app
 from webhook.pbx_events import sign
 from workers import desired as store
 
-ROOT = Path(__file__).resolve().parents[2]
-TENANT = "contoso"
-PBX_SECRET = "builtin-api-key-" + "k" * 24  # noqa: S105 - a throwaway key for loopback tests
 PBX_EVENTS_SECRET = "pbx-events-secret-" + "e" * 24  # noqa: S105
 ADMIN_KEY = "admin-key-" + "a" * 24  # the status page of the wired bridge
-WAIT_SECONDS = 30.0
-SUBSCRIPTION_MINUTES = 59
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T | None], what: str, timeout: float = WAIT_SECONDS) -> T:
-    """Poll `check` until it returns something truthy; the bridge offers no event to await."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
-
-
-class WorkerProcess:
-    """`python -m workers` as the Procfile runs it, with the test's environment."""
-
-    def __init__(self, env: dict[str, str], client: redis.Redis) -> None:
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            [sys.executable, "-m", "workers"],
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
-            cwd=ROOT,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_for(lambda: self._alive() and Worker.all(connection=client), "the worker to start")
-        except BaseException:
-            self.stop()
-            raise
-
-    def _alive(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"the worker exited ({self.proc.returncode}):\n{self.output()}")
-        return True
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-6000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()  # rq's warm shutdown
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.log.close()
 
 
 class Relay:
@@ -157,7 +88,7 @@ class Bridge:
     users: dict[str, str]  # PBX username -> Graph user id
     web_url: str
     subscription: dict[str, Any] = field(default_factory=dict)
-    worker: WorkerProcess | None = None
+    worker: Service | None = None
     relay: Relay | None = None
 
     # -- Teams side --------------------------------------------------------------------------
@@ -253,73 +184,6 @@ class Bridge:
 BridgeFactory = Callable[..., Bridge]
 
 
-def _tenants_toml(
-    *,
-    emulator: EmulatorServer,
-    tenant_id: str,
-    client_id: str,
-    public: str,
-    account: str,
-    users: dict[str, str],
-    pbx: str,
-    rich: bool,
-    preset: str,
-    hold_seconds: float,
-) -> str:
-    extra = f'service_accounts = ["{account}"]\nrich_notifications = {str(rich).lower()}\n'
-    toml = tenant_toml(
-        TENANT,
-        extra=extra,
-        pbx=pbx,
-        tenant_id=tenant_id,
-        client_id=client_id,
-        login=emulator.base_url,
-        graph=emulator.base_url,
-        public=public,
-    )
-    toml += f'\n[tenants.mapping]\npreset = "{preset}"\nhold_seconds = {hold_seconds}\n'
-    for username, graph_id in users.items():
-        # Static links, as a small site writes them (the directory sync adds the same links).
-        toml += f'\n[[tenants.pbx_users]]\nusername = "{username}"\ngraph_id = "{graph_id}"\n'
-    return toml
-
-
-def _subscribe(bridge: Bridge, account: str, notification_url: str, rich: bool) -> dict[str, Any]:
-    """What the clock does for one service account: sign-in, then one subscription."""
-    auth_uri = bridge.auth.start_sign_in(TENANT, account)
-    bridge.auth.finish_sign_in(bridge.control.sign_in(auth_uri, submit=False))
-    ids = ",".join(f"'{i}'" for i in bridge.users.values())
-    client_state = secrets.token_urlsafe(32)
-    body: dict[str, Any] = {
-        "changeType": "updated",
-        "notificationUrl": notification_url,
-        "resource": f"/communications/presences?$filter=id in ({ids})",
-        "expirationDateTime": format_datetime(
-            dt.datetime.now(dt.UTC) + dt.timedelta(minutes=SUBSCRIPTION_MINUTES)
-        ),
-        "clientState": client_state,
-    }
-    if rich:
-        pem, certificate, _ = generate_encryption_certificate()
-        certificate_id = "cert-" + uuid.uuid4().hex[:8]
-        certificates.add_certificate(
-            bridge.redis,
-            CacheCipher(bridge.settings.process.cache_key),
-            TENANT,
-            certificates.Certificate(certificate_id, certificate, time.time()),
-            pem,
-        )
-        body |= {
-            "includeResourceData": True,
-            "encryptionCertificate": certificate,
-            "encryptionCertificateId": certificate_id,
-        }
-    with bridge.auth.tenant(TENANT).graph_client(account) as graph:
-        created = graph.create_subscription(body)
-    register(bridge.redis, str(created["id"]), TENANT, client_state)
-    return created
-
-
 @pytest.fixture
 def bridge_factory(
     tmp_path: Path, redis_url: str, redis_client: redis.Redis
@@ -338,76 +202,54 @@ def bridge_factory(
     ) -> Bridge:
         emulator = EmulatorServer().start()
         cleanups.append(emulator.stop)
-        control = emulator.control()
-        cleanups.append(control.close)
-
-        web_port = free_port()
-        web_url = f"http://127.0.0.1:{web_port}"
-        tenant_id = control.seed_tenant(str(uuid.uuid4()))
-        secret = uuid.uuid4().hex
-        app = control.seed_app(
-            tenant_id, secret=secret, roles=ALL_ROLES, redirect_uris=[web_url + "/oauth/callback"]
-        )
-        account = f"svc-{uuid.uuid4().hex[:8]}@contoso.test"
-        control.add_service_account(tenant_id, account, uuid.uuid4().hex, "Presence service")
-        graph_ids = control.seed_users(tenant_id, count=len(users), prefix="person")
-        linked = dict(zip(users, graph_ids, strict=True))
-
-        toml = _tenants_toml(
-            emulator=emulator,
-            tenant_id=tenant_id,
-            client_id=app["client_id"],
-            public=web_url,
-            account=account,
-            users=linked,
+        site = BridgeSite(
+            emulator,
+            redis_client,
+            redis_url,
+            tmp_path,
+            users=len(users),
+            pbx_users=users,
             pbx=pbx,
             rich=rich,
             preset=preset,
             hold_seconds=hold_seconds,
-        )
-        env = write_env(
-            tmp_path,
-            toml,
-            PRESENCE_BRIDGE_REDIS_URL=redis_url,
-            PRESENCE_BRIDGE_CA_BUNDLE=str(emulator.ca_path),
-            PRESENCE_BRIDGE_CACHE_KEY=Fernet.generate_key().decode(),
-            PRESENCE_BRIDGE_PBX_EVENTS_SECRET=PBX_EVENTS_SECRET,
-            PRESENCE_BRIDGE_ADMIN_API_KEY=ADMIN_KEY,
-            PRESENCE_BRIDGE_COALESCE_WINDOW_MS=str(coalesce_window_ms),
-            PRESENCE_BRIDGE_LOG_LEVEL="WARNING",
-            **{
-                secret_env(TENANT, "CLIENT_SECRET"): secret,
-                secret_env(TENANT, "PBX_SECRET"): PBX_SECRET,
+            env={
+                "PRESENCE_BRIDGE_PBX_EVENTS_SECRET": PBX_EVENTS_SECRET,
+                "PRESENCE_BRIDGE_ADMIN_API_KEY": ADMIN_KEY,
+                "PRESENCE_BRIDGE_COALESCE_WINDOW_MS": str(coalesce_window_ms),
             },
         )
-        settings = load_settings(env)
-        web = ServedApp(create_app(settings), port=web_port).__enter__()
-        cleanups.append(lambda: web.__exit__(None, None, None))
-        auth = Authenticator(settings, redis_client)
+        cleanups.append(site.close)
+        web = site.serve_web().start()
+        cleanups.append(web.stop)
+        auth = Authenticator(site.settings, redis_client)
         cleanups.append(auth.close)
         bridge = Bridge(
             emulator,
-            control,
+            site.control,
             redis_client,
-            settings,
+            site.settings,
             auth,
-            tenant_id,
-            app["client_id"],
-            linked,
-            web_url,
+            site.tenant_id,
+            site.client_id,
+            site.links,
+            site.web_url,
         )
 
-        notification_url = web_url
+        notification_url = site.web_url
         if relay:
-            bridge_relay = Relay(web_url)
-            bridge_relay.served.__enter__()
-            cleanups.append(lambda: bridge_relay.served.__exit__(None, None, None))
+            bridge_relay = Relay(site.web_url)
+            bridge_relay.served.start()
+            cleanups.append(bridge_relay.served.stop)
             notification_url = bridge_relay.served.url
             bridge.relay = bridge_relay
-        bridge.subscription = _subscribe(
-            bridge, account, notification_url + "/graph/notifications", rich
+        (account,) = site.accounts
+        site.sign_in(auth, account)
+        notification_url += "/graph/notifications"
+        bridge.subscription = site.subscribe(
+            auth, account, list(site.links.values()), notification_url, rich=rich
         )
-        worker = WorkerProcess(env, redis_client)
+        worker = site.start_worker()
         cleanups.append(worker.stop)
         bridge.worker = worker
         return bridge

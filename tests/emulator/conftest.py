@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives import serialization
 
 from core.notification_crypto import generate_encryption_certificate
 from emulator.control import ControlClient
+from emulator.harness.tenants import ALL_ROLES as ALL_ROLES
 from emulator.server import EmulatorServer
 
-ALL_ROLES = ["User.Read.All", "Presence.Read.All", "Presence.ReadWrite.All"]
 GRAPH_DEFAULT = ["https://graph.microsoft.com/.default"]
 
 

@@ -1,13 +1,9 @@
-"""A real webhook receiver for tests: answers Graph's handshake and records what arrives.
-
-`serve(app)` runs any ASGI app under uvicorn on a free loopback port in a thread.
-"""
+"""A real webhook receiver for tests: answers Graph's handshake and records what arrives."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,38 +11,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
-
-@contextmanager
-def serve(app: ASGIApp) -> Iterator[str]:
-    """Yield `http://127.0.0.1:<port>` while uvicorn serves `app`."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", loop="asyncio", timeout_graceful_shutdown=1
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+from emulator.harness.served import ServedApp
 
 
 @dataclass
@@ -131,6 +101,6 @@ class Subscriber:
 @contextmanager
 def running_subscriber(**options: Any) -> Iterator[Subscriber]:
     subscriber = Subscriber(**options)
-    with serve(subscriber.app()) as base_url:
-        subscriber.base_url = base_url
+    with ServedApp(subscriber.app(), lifespan="off", loop="asyncio") as served:
+        subscriber.base_url = served.url
         yield subscriber

@@ -17,13 +17,13 @@ from core import keys
 from core.auth import Authenticator
 from core.settings import ProcessSettings, Settings, TenantSettings, load_settings
 from emulator.control import ControlClient
+from emulator.harness.served import ServedApp
 from emulator.server import EmulatorServer
 from emulator.world import Subscription
 from subscriptions import store
 from subscriptions.context import Context, Report
 from subscriptions.reconcile import reconcile
 from tests.emulator.conftest import ALL_ROLES, emulator_factory  # noqa: F401
-from tests.webserver import ServedApp
 from webhook.app import create_app
 
 TENANT = "contoso"

@@ -16,12 +16,12 @@ from core.auth import Authenticator
 from core.queue import QUEUE_PBX, queue
 from core.settings import load_settings
 from core.state import intake
+from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from subscriptions import commands, store
 from subscriptions.clock import Schedule, run
 from subscriptions.leader import LeaderLock
 from subscriptions.schedules import Clockwork
 from tests.subscriptions.conftest import TENANT, Bridge, covered
-from tests.tenants import secret_env, tenant_toml, write_env
 
 DEADLINE_SECONDS = 10.0
 STEP_SECONDS = 5 * 60.0

@@ -6,7 +6,7 @@ import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
@@ -16,8 +16,9 @@ import redis
 from core import subscription_registry
 from core.settings import load_settings
 from core.state import intake
-from tests.tenants import secret_env, tenant_toml, write_env
-from tests.webserver import ServedApp
+from emulator.harness.redis_server import StreamEntries
+from emulator.harness.served import ServedApp
+from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from webhook.app import create_app
 
 TENANT = "contoso"
@@ -86,6 +87,6 @@ def presence_item(sid: str, state: str, user_id: str | None = None, **extra: Any
 
 def stream_items(client: redis.Redis) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for _, fields in client.xrange(intake.STREAM):
+    for _, fields in cast(StreamEntries, client.xrange(intake.STREAM)):
         out.extend(orjson.loads(fields[b"items"]))
     return out

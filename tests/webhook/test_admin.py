@@ -18,12 +18,12 @@ from core import keys, subscription_registry
 from core.queue import QUEUE_GRAPH, queue
 from core.settings import MappingSettings, load_settings
 from emulator.control import ControlClient
+from emulator.harness.ports import free_port
+from emulator.harness.served import ServedApp
+from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from emulator.server import EmulatorServer
 from tests.core.conftest import make_site
 from tests.emulator.conftest import control, emulator  # noqa: F401
-from tests.redis_server import free_port
-from tests.tenants import secret_env, tenant_toml, write_env
-from tests.webserver import ServedApp
 from webhook.admin import COOKIE, SESSION_SECONDS, issue_session, session_valid
 from webhook.app import create_app
 from workers.delivery import deliver

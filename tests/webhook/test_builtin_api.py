@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import cast
 
 import httpx
 import pytest
 import redis
 
-from tests.tenants import secret_env
-from tests.webserver import ServedApp
+from emulator.harness.redis_server import StreamEntries
+from emulator.harness.served import ServedApp
+from emulator.harness.tenants import secret_env
 from workers.pbx.base import ProfileChange
 from workers.pbx.builtin import BuiltinAdapter
 
@@ -78,7 +80,7 @@ def test_event_stream_resumes_after_last_event_id(
 ) -> None:
     adapter = BuiltinAdapter(redis_client, "contoso")
     adapter.apply_profile(ProfileChange("alice", "Away"))
-    [(first_id, _)] = redis_client.xrange("pb:tenant:contoso:builtin:events")
+    [(first_id, _)] = cast(StreamEntries, redis_client.xrange("pb:tenant:contoso:builtin:events"))
     adapter.apply_profile(ProfileChange("alice", "Busy"))
     with api.stream(
         "GET", "/api/v1/tenants/contoso/events", headers={"Last-Event-ID": first_id.decode()}

@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from core.settings import load_settings
+from emulator.harness.served import ServedApp
 from tests.webhook.conftest import presence_item, stream_items
-from tests.webserver import ServedApp
 from webhook.app import create_app
 from webhook.fastpath import FastPath
 

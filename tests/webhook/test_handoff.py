@@ -7,7 +7,7 @@ import redis
 import redis.asyncio as aioredis
 
 from core.state import intake
-from tests.redis_server import RedisServer
+from emulator.harness.redis_server import RedisServer
 from webhook.handoff import IntakeWriter
 
 

@@ -8,8 +8,8 @@ import redis
 from cryptography.fernet import Fernet
 
 from core import accounts, keys
+from emulator.harness.served import ServedApp
 from tests.webhook.conftest import presence_item
-from tests.webserver import ServedApp
 
 
 def test_healthz_answers(web: httpx.Client) -> None:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import cast
 
 import httpx
 import orjson
@@ -10,6 +11,7 @@ import pytest
 import redis
 
 from core.state import intake
+from emulator.harness.redis_server import StreamEntries
 from tests.webhook.conftest import presence_item, stream_items
 
 Sub = Callable[..., tuple[str, str]]
@@ -35,7 +37,11 @@ def test_client_state_never_reaches_redis(
     sid, state = subscription()
     post(web, [presence_item(sid, state)])
     dump = b"".join(
-        b"".join(f for pair in redis_client.xrange(intake.STREAM) for f in pair[1].values())
+        b"".join(
+            f
+            for pair in cast(StreamEntries, redis_client.xrange(intake.STREAM))
+            for f in pair[1].values()
+        )
         for _ in [0]
     )
     assert state.encode() not in dump
@@ -53,7 +59,8 @@ def test_mixed_batch_keeps_only_verified_items_and_counts_the_rest(
     ]
     assert post(web, items).status_code == 202
     assert [e["item"]["userId"] for e in stream_items(redis_client)] == ["good"]
-    counters = {k.decode(): int(v) for k, v in redis_client.hgetall(intake.METRICS).items()}
+    metrics = cast(dict[bytes, bytes], redis_client.hgetall(intake.METRICS))
+    counters = {k.decode(): int(v) for k, v in metrics.items()}
     assert counters == {
         "received": 4,
         "accepted": 1,
@@ -149,7 +156,7 @@ def test_declared_oversize_body_is_a_413_before_it_is_sent(web: httpx.Client) ->
 
 
 def test_body_that_grows_past_the_limit_is_a_413(web: httpx.Client) -> None:
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         for _ in range(90):
             yield b" " * 100_000  # chunked: no Content-Length to trust; 9 MB in all
 
@@ -229,5 +236,5 @@ def test_stream_entry_is_valid_json(
 ) -> None:
     sid, state = subscription()
     post(web, [presence_item(sid, state), presence_item(sid, state)])
-    [(_, fields)] = redis_client.xrange(intake.STREAM)
+    [(_, fields)] = cast(StreamEntries, redis_client.xrange(intake.STREAM))
     assert len(orjson.loads(fields[b"items"])) == 2

@@ -15,11 +15,11 @@ from core.accounts import AccountStatus
 from core.auth import Authenticator
 from emulator.control import ControlClient
 from emulator.control_client import FormReader
+from emulator.harness.ports import free_port
+from emulator.harness.served import ServedApp
 from emulator.server import EmulatorServer
 from tests.core.conftest import SHORT_TOKEN_LIFETIME, Site, auth_factory, make_site  # noqa: F401
 from tests.emulator.conftest import control, emulator, emulator_factory  # noqa: F401
-from tests.redis_server import free_port
-from tests.webserver import ServedApp
 from webhook.app import create_app
 
 ADMIN_KEY = "admin-key-for-tests-0123456789"

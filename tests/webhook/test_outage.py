@@ -8,9 +8,9 @@ import redis
 
 from core import subscription_registry
 from core.settings import load_settings
-from tests.redis_server import RedisServer
+from emulator.harness.redis_server import RedisServer
+from emulator.harness.served import ServedApp
 from tests.webhook.conftest import presence_item
-from tests.webserver import ServedApp
 from webhook.app import create_app
 
 
@@ -48,8 +48,10 @@ def test_a_redis_that_stops_answering_is_a_503_then_a_202(own_redis: RedisServer
         httpx.Client(base_url=served.url, timeout=10) as web,
     ):
         assert web.post("/graph/notifications", json=first).status_code == 202  # warm cache
-        client.execute_command("CLIENT", "PAUSE", 5000, "ALL")  # connected, but silent
+        client.execute_command(  # type: ignore[no-untyped-call]
+            "CLIENT", "PAUSE", 5000, "ALL"
+        )  # connected, but silent
         hung = web.post("/graph/notifications", json=second)
-        client.execute_command("CLIENT", "UNPAUSE")
+        client.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]
         back = web.post("/graph/notifications", json=second)
     assert (hung.status_code, back.status_code) == (503, 202)

@@ -8,8 +8,8 @@ import orjson
 import pytest
 import redis
 
+from emulator.harness.served import ServedApp
 from tests.webhook.conftest import stream_items
-from tests.webserver import ServedApp
 from webhook.pbx_events import sign
 
 SECRET = b"pbx-events-secret-" + b"s" * 32

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any, cast
+
 import orjson
 import redis
 from rq import SimpleWorker
@@ -8,6 +10,7 @@ from rq.serializers import JSONSerializer
 from core.queue import JOB_LIFECYCLE, QUEUE_LIFECYCLE, QUEUE_PRESENCE, queue
 from core.settings import load_settings
 from core.state import intake
+from emulator.harness.redis_server import StreamEntries
 from workers.context import WorkerContext, install
 from workers.intake import IntakeForwarder
 
@@ -76,8 +79,9 @@ def test_entry_read_by_a_dead_worker_is_claimed_by_another(redis_client: redis.R
     del dead  # read but never forwarded
     survivor = IntakeForwarder(redis_client, "alive")
     # Age the pending entry past the claim threshold instead of waiting a minute.
-    [[_, entries]] = redis_client.xreadgroup(
-        intake.GROUP, "dead", {intake.STREAM: "0"}, count=10
+    [[_, entries]] = cast(
+        list[list[Any]],
+        redis_client.xreadgroup(intake.GROUP, "dead", {intake.STREAM: "0"}, count=10),
     )
     entry_id = entries[0][0]
     redis_client.xclaim(
@@ -117,5 +121,5 @@ def test_coalescing_window_gathers_entries_of_a_burst(redis_client: redis.Redis)
 
 def test_stream_entry_round_trips(redis_client: redis.Redis) -> None:
     append(redis_client, [notification("a", "u1", 1)])
-    [(_, fields)] = redis_client.xrange(intake.STREAM)
+    [(_, fields)] = cast(StreamEntries, redis_client.xrange(intake.STREAM))
     assert intake.decode_entry(fields) == [orjson.loads(notification("a", "u1", 1).to_bytes())]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import orjson
 import pytest
@@ -12,12 +13,13 @@ import redis
 
 from core import keys
 from core.settings import load_settings
+from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from tests.kamailio import KamailioServer
-from tests.tenants import secret_env, tenant_toml, write_env
 from workers import jobs
 from workers.context import WorkerContext, install
 from workers.pbx.base import ProfileChange
 from workers.pbx.builtin import BuiltinAdapter
+from workers.pbx.sip import SipAdapter
 from workers.pipeline import PresenceUpdate, process
 
 ContextFactory = Callable[[str], WorkerContext]
@@ -59,7 +61,7 @@ def test_a_sip_publication_near_its_expiry_is_refreshed_after_a_restart(
     sip = (f'adapter = "sip"\noptions = {{ host = "127.0.0.1", port = {kamailio.udp_port}, '
            f'domain = "{kamailio.domain}" }}')  # fmt: skip
     first = context_factory(sip)
-    adapter = first.tenant("contoso").adapter  # type: ignore[union-attr]
+    adapter = cast(SipAdapter, first.tenant("contoso").adapter)  # type: ignore[union-attr]
     adapter.apply_profile(ProfileChange("carol", "Busy"))
     first.close()
     # The worker comes back when the publication is past its refresh point (80 % of it).

@@ -16,8 +16,8 @@ from rq.serializers import JSONSerializer
 from core import keys
 from core.queue import QUEUE_PBX, queue
 from core.settings import load_settings
+from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from tests.pbx_server import PbxServer
-from tests.tenants import secret_env, tenant_toml, write_env
 from workers import jobs
 from workers.context import WorkerContext, install
 
@@ -51,7 +51,7 @@ def test_retry_after_from_the_pbx_delays_the_retry(
     before = time.time()
     jobs.process_presences("contoso", [{"id": "g-alice", "availability": "Away",
                                         "activity": "Away", "observedAt": before}])
-    registry = ScheduledJobRegistry(queue=queue(redis_client, QUEUE_PBX))
+    registry = ScheduledJobRegistry(queue=queue(redis_client, QUEUE_PBX))  # type: ignore[no-untyped-call]
     [job_id] = registry.get_job_ids()
     due = registry.get_scheduled_time(job_id).timestamp()
     assert before + 115 <= due <= time.time() + 125

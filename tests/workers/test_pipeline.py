@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from typing import cast
+
 import orjson
 import pytest
 import redis
 
 from core import keys
 from core.settings import MappingSettings
-from tests.redis_server import RedisServer
+from emulator.harness.redis_server import RedisServer, StreamEntries
 from workers import desired as store
 from workers.delivery import deliver
 from workers.mapping import compile_rules
@@ -136,7 +138,7 @@ def test_after_the_outage_only_the_latest_profile_is_applied(redis_client: redis
     process(redis_client, T, GLOCOM, 0.0, [PresenceUpdate("g1", "Away", "Away", "1")], now=1.0)
     process(redis_client, T, GLOCOM, 0.0, [PresenceUpdate("g1", "Busy", "Busy", "2")], now=2.0)
     deliver(redis_client, T, BuiltinAdapter(redis_client, T), store.pending_users(redis_client, T))
-    events = redis_client.xrange(keys.builtin_events(T))
+    events = cast(StreamEntries, redis_client.xrange(keys.builtin_events(T)))
     assert [orjson.loads(f[b"data"])["profile"] for _, f in events] == ["Busy"]
 
 

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.tenants import secret_env, tenant_toml, write_env
+from emulator.harness.tenants import secret_env, tenant_toml, write_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,8 +17,8 @@ from pydantic import SecretStr
 from core.errors import ConfigError, PbxError
 from core.settings import PbxSettings
 from core.token_cache import CacheCipher
+from emulator.harness.ports import free_port
 from tests.pbx_server import CLIENT_ID, SECRET, PbxServer
-from tests.redis_server import free_port
 from tests.workers.pbx.conftest import HttpAdapterBuilder
 from workers.pbx.base import PbxUserRecord, ProfileChange
 from workers.pbx.http import HttpAdapter, HttpPbxError

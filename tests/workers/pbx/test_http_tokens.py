@@ -21,8 +21,8 @@ from core import keys
 from core.errors import ConfigError, PbxError
 from core.settings import PbxSettings
 from core.token_cache import CacheCipher
+from emulator.harness.ports import free_port
 from tests.pbx_server import CLIENT_ID, JWT, SECRET, PbxServer
-from tests.redis_server import free_port
 from tests.workers.pbx.conftest import HttpAdapterBuilder
 from workers.pbx import http
 from workers.pbx.base import ProfileChange

@@ -1,4 +1,4 @@
-"""Tenants files for tests, written the way an operator writes them."""
+"""Tenants files for tests and benchmarks, written the way an operator writes them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 TENANT_ID = "11111111-2222-3333-4444-555555555555"
 CLIENT_ID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+ALL_ROLES = ["User.Read.All", "Presence.Read.All", "Presence.ReadWrite.All"]  # the app's grants
 
 
 def tenant_toml(
