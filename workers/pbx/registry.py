@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import SecretStr
 from redis import Redis
 
 from core import keys
 from core.settings import TenantSettings
 from workers.pbx import http
-from workers.pbx.base import PbxAdapter
+from workers.pbx.base import PbxAdapter, Stateful
 from workers.pbx.builtin import BuiltinAdapter
 from workers.pbx.sip import SipAdapter
 
@@ -32,7 +30,6 @@ def build_adapter(tenant: TenantSettings, redis: Redis,
 
 def save_state(adapter: PbxAdapter, tenant: str, redis: Redis) -> None:
     """SIP publications must survive a worker restart: a lost ETag shows stale state."""
-    export = getattr(adapter, "export_state", None)
-    if export is not None:
-        state: Any = export()
+    if isinstance(adapter, Stateful):
+        state = adapter.export_state()
         redis.set(keys.adapter_state(tenant), state)
