@@ -36,8 +36,9 @@ TENANT_SECRETS = ("CLIENT_SECRET", "CERT_PASSPHRASE", "PBX_SECRET")
 LAUNCHER_VARIABLES = ("DEMO", "DEMO_DIR")
 GRAPH_ATTRIBUTES = ("userPrincipalName", "mail", "mailNickname", "onPremisesSamAccountName")
 PBX_ATTRIBUTES = ("username", "email", "extension")
-PRESETS = ("pascom", "glocom", "simple")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# The shipped mapping presets (workers/presets.py holds their rules).
+MappingPreset = Literal["pascom", "glocom", "simple"]
 
 
 class _Frozen(BaseModel):
@@ -63,7 +64,7 @@ class RuleSettings(_Frozen):
 
 
 class MappingSettings(_Frozen):
-    preset: Literal["pascom", "glocom", "simple"] = "simple"
+    preset: MappingPreset = "simple"
     rules: list[RuleSettings] = []  # tried before the preset's rules
     hold_seconds: float = Field(default=15.0, ge=0, le=600)
 
