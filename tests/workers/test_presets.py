@@ -10,7 +10,7 @@ from core.settings import MappingPreset, MappingSettings
 from workers.mapping import LEAVE_UNCHANGED, Decision, compile_rules
 from workers.presets import PRESETS
 
-# Graph's documented values (graph-protocol.md 6.2), written out here on purpose.
+# Graph's documented availability and activity values, written out here on purpose.
 AVAILABILITIES = (
     "Available",
     "AvailableIdle",
