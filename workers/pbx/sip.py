@@ -324,7 +324,6 @@ class SipAdapter(PbxAdapter, Refreshing, Stateful):
         if 200 <= response.status < 300:
             return
         what = f"sip: PUBLISH for {user!r} answered {response.status} {response.reason}"
-        # 408/480/5xx/6xx-free: the server or a hop is unwell; anything else is our request.
         # A timeout (408), a busy hop (480) or the server's own trouble (5xx) may pass; any
         # other 4xx/6xx means our request is wrong and sending it again will not help.
         transient = 500 <= response.status < 600 or response.status in (408, 480)
