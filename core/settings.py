@@ -240,8 +240,8 @@ def _unknown_variables(env: Mapping[str, str], tenant_names: list[str] | None) -
     """
     known = {name.upper() for name in ProcessSettings.model_fields} | set(LAUNCHER_VARIABLES)
     if tenant_names is not None:
-        known |= {secret_env_name(n, s)[len(ENV_PREFIX) :] for n in tenant_names
-                  for s in TENANT_SECRETS}  # fmt: skip
+        expected = (secret_env_name(n, s) for n in tenant_names for s in TENANT_SECRETS)
+        known |= {name[len(ENV_PREFIX) :] for name in expected}
     problems: list[str] = []
     for variable in sorted(env):
         if not variable.startswith(ENV_PREFIX):

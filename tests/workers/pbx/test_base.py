@@ -12,11 +12,14 @@ from workers.pbx.sip import SipAdapter
 CAPABILITIES: list[type] = [BatchApply, Refreshing, Stateful]
 
 
-@pytest.mark.parametrize(("adapter", "expected"), [
-    (BuiltinAdapter, {BatchApply}),  # one Redis round trip per batch
-    (SipAdapter, {Refreshing, Stateful}),  # publications lapse; ETags outlive the worker
-    (HttpAdapter, set()),
-])
+@pytest.mark.parametrize(
+    ("adapter", "expected"),
+    [
+        (BuiltinAdapter, {BatchApply}),  # one Redis round trip per batch
+        (SipAdapter, {Refreshing, Stateful}),  # publications lapse; ETags outlive the worker
+        (HttpAdapter, set()),
+    ],
+)
 def test_each_adapter_has_the_capabilities_its_callers_use(
     adapter: type, expected: set[type]
 ) -> None:
