@@ -35,7 +35,7 @@ from workers.directory import SyncReport, sync_directory  # noqa: E402
 
 DOMAIN = "contoso.test"
 # Graph's directory throttling for a tenant above 500 users: 8,000 resource units per 10 s
-# per app and tenant; GET /users costs 2 RU, 1 with $select (graph-protocol.md section 7).
+# per app and tenant; GET /users costs 2 RU, 1 with $select (Graph's throttling limits page).
 RU_PER_10S = 8_000
 RU_PER_PAGE = 1
 SEED_CHUNK = 20_000

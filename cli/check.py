@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import jwt
 import redis as redis_lib
 import typer
-from pydantic import SecretStr, ValidationError
 from rich.markup import escape
 
 from cli.common import (
@@ -24,12 +23,12 @@ from cli.common import (
 )
 from core import status
 from core.auth import Authenticator, TenantAuth
-from core.errors import BridgeError, ConfigError, GraphError
+from core.errors import ConfigError, GraphError
 from core.identity import AuthError
 from core.redis import connect
 from core.settings import Settings, TenantSettings
 from core.token_cache import CacheCipher
-from workers.pbx.registry import build_adapter
+from workers.pbx.registry import probe
 
 # Application permissions the app-only token must carry, and what each is for
 # (docs/setup-azure.md, section 2).
@@ -119,42 +118,6 @@ def _accounts(redis: redis_lib.Redis, tenant: TenantSettings, add: Add) -> None:
                                f"{tenant.name} --account {view.account}`")  # fmt: skip
 
 
-def _pbx(redis: redis_lib.Redis | None, tenant: TenantSettings, add: Add,
-         cache_key: SecretStr | None) -> None:
-    kind = tenant.pbx.adapter
-    if kind == "sip":
-        add("pbx", "skip", "sip: not probed (no OPTIONS); failed PUBLISHes show as dead letters")
-        return
-    if redis is None:
-        add("pbx", "skip", f"{kind}: needs Redis")
-        return
-    if kind == "builtin":
-        add("pbx", "ok", "builtin: profiles are served from Redis by the web process")
-        return
-    try:
-        adapter = build_adapter(tenant, redis, cache_key)
-    except (BridgeError, ValidationError, ValueError) as exc:
-        add("pbx", "fail", f"http: unusable options: {exc}")
-        return
-    try:
-        listed = adapter.list_users()
-        if listed is not None:
-            add("pbx", "ok", f"http: the PBX lists {len(listed)} user(s)")
-        elif tenant.pbx_users:
-            user = tenant.pbx_users[0].username
-            profile = adapter.read_profile(user)
-            if profile is None:
-                add("pbx", "skip", "http: no list_users or read_profile action to probe with")
-            else:
-                add("pbx", "ok", f"http: {user} shows {profile!r}")
-        else:
-            add("pbx", "skip", "http: no list_users action and no pbx_users to read")
-    except BridgeError as exc:
-        add("pbx", "fail", f"http: {exc}")
-    finally:
-        adapter.close()
-
-
 def run_checks(settings: Settings) -> list[Result]:
     results: list[Result] = []
 
@@ -196,7 +159,7 @@ def _tenants(
             _graph(auth.tenant(tenant.name), add)
             if redis is not None:
                 _accounts(redis, tenant, add)
-            _pbx(redis, tenant, add, settings.process.cache_key)
+            add("pbx", *probe(tenant, redis, settings.process.cache_key))
     finally:
         auth.close()
 

@@ -34,12 +34,6 @@ class TransientError(BridgeError):
         self.retry_after = retry_after
 
 
-class PermanentError(BridgeError):
-    """Retrying will not help: bad credentials, unknown user, a 4xx the peer means."""
-
-    status_code = 502
-
-
 class GraphError(BridgeError):
     """Microsoft Graph (or the identity platform) answered with an error."""
 

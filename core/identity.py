@@ -10,8 +10,8 @@ import requests
 
 from core.errors import BridgeError
 
-# Presence is Global-cloud only (graph-protocol.md section 0), so the resource is fixed even
-# when graph_base_url points elsewhere (the emulator accepts the same identifiers).
+# Presence subscriptions exist in the Global cloud only (not US Gov L4/L5, not China), so the
+# resource is fixed even when graph_base_url points elsewhere (the emulator accepts it too).
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 APP_SCOPES = [f"{GRAPH_RESOURCE}/.default"]
 # Unprefixed delegated scopes mean Graph; msal adds openid, profile and offline_access itself.

@@ -1,11 +1,13 @@
 """Settings: environment variables plus a tenants file, validated once into frozen objects.
 
 Secrets come only from the environment and are `SecretStr`, so reprs and errors hide them.
-Every problem is reported at once, each with its key path, in one `ConfigError`.
+Every problem is reported at once, each with its key path, in one `ConfigError`; so is a
+`PRESENCE_BRIDGE_*` variable that nothing reads (a typo must not silently drop a setting).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import sys
@@ -29,10 +31,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from core.errors import ConfigError
 
 ENV_PREFIX = "PRESENCE_BRIDGE_"
+TENANT_SECRETS = ("CLIENT_SECRET", "CERT_PASSPHRASE", "PBX_SECRET")
+# Read by `make run` (scripts/run.py) before it starts the processes.
+LAUNCHER_VARIABLES = ("DEMO", "DEMO_DIR")
 GRAPH_ATTRIBUTES = ("userPrincipalName", "mail", "mailNickname", "onPremisesSamAccountName")
 PBX_ATTRIBUTES = ("username", "email", "extension")
-PRESETS = ("pascom", "glocom", "simple")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# The shipped mapping presets (workers/presets.py holds their rules).
+MappingPreset = Literal["pascom", "glocom", "simple"]
 
 
 class _Frozen(BaseModel):
@@ -58,7 +64,7 @@ class RuleSettings(_Frozen):
 
 
 class MappingSettings(_Frozen):
-    preset: Literal["pascom", "glocom", "simple"] = "simple"
+    preset: MappingPreset = "simple"
     rules: list[RuleSettings] = []  # tried before the preset's rules
     hold_seconds: float = Field(default=15.0, ge=0, le=600)
 
@@ -219,6 +225,38 @@ def _inject_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     return problems
 
 
+def _tenant_names(raw: dict[str, Any]) -> list[str]:
+    tenants = raw.get("tenants", [])
+    if not isinstance(tenants, list):
+        return []
+    return [str(t.get("name", "")) for t in tenants if isinstance(t, dict)]
+
+
+def _unknown_variables(env: Mapping[str, str], tenant_names: list[str] | None) -> list[str]:
+    """`PRESENCE_BRIDGE_*` names nothing reads, each with the closest known name if any.
+
+    A tenant secret counts as known when its tenant is in the file; while the file cannot be
+    read (reported on its own), every tenant secret does.
+    """
+    known = {name.upper() for name in ProcessSettings.model_fields} | set(LAUNCHER_VARIABLES)
+    if tenant_names is not None:
+        expected = (secret_env_name(n, s) for n in tenant_names for s in TENANT_SECRETS)
+        known |= {name[len(ENV_PREFIX) :] for name in expected}
+    problems: list[str] = []
+    for variable in sorted(env):
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        name = variable[len(ENV_PREFIX) :]
+        if name in known or (
+            tenant_names is None and name.startswith("TENANT_") and name.endswith(TENANT_SECRETS)
+        ):
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.7)
+        hint = f"; did you mean {ENV_PREFIX}{close[0]}?" if close else ""
+        problems.append(f"{variable}: not a setting of presence-bridge{hint}")
+    return problems
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings or raise one ConfigError that lists every problem."""
     env = os.environ if env is None else env
@@ -234,6 +272,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     tenants: tuple[TenantSettings, ...] = ()
     path = env.get(f"{ENV_PREFIX}TENANTS_FILE") or None
+    names: list[str] | None = [] if path is None else None  # None: not known (no readable file)
     if path is not None:
         try:
             raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
@@ -244,6 +283,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             problems.append(f"{path}: not valid TOML: {exc}")
             raw = None
         if raw is not None:
+            names = _tenant_names(raw)
             problems += _inject_secrets(raw, env)
             try:
                 tenants = tuple(TenantsFile.model_validate(raw).tenants)
@@ -252,6 +292,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     needs_cache = any(t.service_accounts for t in tenants)
     if process is not None and needs_cache and process.cache_key is None:
         problems.append(f"{ENV_PREFIX}CACHE_KEY: required to keep service-account tokens")
+    problems += _unknown_variables(env, names)
     if problems or process is None:
         raise ConfigError(problems)
     return Settings(process=process, tenants=tenants)

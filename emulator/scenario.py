@@ -1,8 +1,8 @@
 """Presence workloads: an "office day" for demos and tests, a steady rate for benchmarks.
 
 Pure and seeded: the same ids and seed give the same actions, in time order, on any machine.
-Rates follow reliability-perf.md section 4 (a planning estimate, not a Microsoft figure): 2-10
-presence changes per user per working hour, with bursts at :00 and :30 when meetings start.
+Rates follow a planning estimate, not a Microsoft figure: 2-10 presence changes per user per
+working hour, with bursts at :00 and :30 when meetings start.
 """
 
 from __future__ import annotations

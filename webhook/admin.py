@@ -37,6 +37,7 @@ from core import keys, status
 from core.errors import BridgeError
 from core.queue import enqueue_sync_directory
 from core.settings import Settings
+from core.state import guards
 from webhook import admin_page as view
 from webhook.auth import key_matches, presented_key
 from webhook.forms import read_form
@@ -195,9 +196,9 @@ async def login(request: Request) -> Response:
     if form is None:
         return _login_page(request, "That request is too large.", 413)
     redis = request.app.state.redis
-    throttle = keys.admin_login_failures(request.client.host if request.client else "unknown")
+    address = request.client.host if request.client else "unknown"
     try:
-        failures = int(await redis.get(throttle) or 0)
+        failures = await guards.login_failures(redis, address)
     except (RedisError, OSError):
         failures = 0  # no Redis, no throttle: the constant-time check still stands
     if failures >= LOGIN_ATTEMPTS:
@@ -206,13 +207,10 @@ async def login(request: Request) -> Response:
         return page
     if not key_matches(form.get("key") or presented_key(request), expected):
         with contextlib.suppress(RedisError, OSError):
-            pipe = redis.pipeline(transaction=False)
-            pipe.incr(throttle)
-            pipe.expire(throttle, LOGIN_LOCKOUT_SECONDS)
-            await pipe.execute()
+            await guards.count_login_failure(redis, address, LOGIN_LOCKOUT_SECONDS)
         return _login_page(request, "That is not the admin API key.")
     with contextlib.suppress(RedisError, OSError):
-        await redis.delete(throttle)
+        await guards.clear_login_failures(redis, address)
     response = RedirectResponse("/admin", 303, headers=_HEADERS)
     response.set_cookie(
         COOKIE,

@@ -18,8 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core import keys
-from core.state import intake
+from core.state import guards, intake
 from webhook.notifications import BodyTooLarge, read_body
 
 TOLERANCE_SECONDS = 300
@@ -77,10 +76,11 @@ async def receive(request: Request) -> Response:
     if isinstance(parsed, str):
         return _error(400, parsed)
     tenant, events = parsed
-    replay_key = keys.PREFIX + "pbxsig:" + hashlib.sha256(signature.encode()).hexdigest()[:40]
     accepted = [intake.Accepted(tenant=tenant, kind="pbx", item=e) for e in events]
     try:
-        if not await state.redis.set(replay_key, 1, nx=True, ex=2 * TOLERANCE_SECONDS):
+        # Remembered for the whole timestamp window (both sides of now), so a replay is
+        # refused for as long as its timestamp would pass.
+        if not await guards.claim_pbx_signature(state.redis, signature, 2 * TOLERANCE_SECONDS):
             return _error(409, "replayed request")
         await state.intake.append(intake.script_args(accepted, {"pbx_events": len(events)}))
     except (RedisError, OSError):

@@ -13,7 +13,7 @@ from redis import Redis
 
 from core.errors import PbxError
 from workers import desired as store
-from workers.pbx.base import PbxAdapter
+from workers.pbx.base import BatchApply, PbxAdapter
 
 log = logging.getLogger("workers.delivery")
 
@@ -35,10 +35,9 @@ def deliver(redis: Redis, tenant: str, adapter: PbxAdapter, users: list[str]) ->
     ]
     if not due:
         return outcome
-    apply_many = getattr(adapter, "apply_many", None)
-    if apply_many is not None:
+    if isinstance(adapter, BatchApply):
         try:
-            apply_many([d.change() for d in due])
+            adapter.apply_many([d.change() for d in due])
             done = due
         except PbxError as exc:
             done = []

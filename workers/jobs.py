@@ -14,6 +14,7 @@ from core.token_cache import CacheCipher
 from workers import calls, delivery, directory
 from workers import desired as store
 from workers.context import TenantRuntime, current
+from workers.pbx.base import Refreshing
 from workers.pbx.registry import save_state
 from workers.pipeline import BatchResult, PresenceUpdate, process, tick_users
 from workers.rich import fetch_jwks, open_items
@@ -186,10 +187,8 @@ def sync_directory(tenant: str, full: bool = False) -> dict[str, Any]:
     runtime = _runtime(tenant)
     if runtime is None:
         return {}
-    # An adapter that cannot list users leaves the tenants file as the PBX directory.
-    adapter = runtime.adapter if runtime.settings.pbx.adapter == "http" else None
     report = directory.sync_directory(
-        runtime.settings, current().redis, runtime.graph, adapter=adapter, full=full
+        runtime.settings, current().redis, runtime.graph, adapter=runtime.adapter, full=full
     )
     return dict(report.status())
 
@@ -201,10 +200,9 @@ def maintain_pbx(tenant: str) -> int:
     if runtime is None:
         return 0
     redis = current().redis
-    refresh_due = getattr(runtime.adapter, "refresh_due", None)
-    if refresh_due is not None:
+    if isinstance(runtime.adapter, Refreshing):
         try:
-            refresh_due()
+            runtime.adapter.refresh_due()
         except PbxError as exc:  # the next round tries again; delivery below still runs
             log.warning("pbx refresh failed", extra={"tenant": tenant, "error": str(exc)})
         save_state(runtime.adapter, tenant, redis)

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
-from core.settings import RuleSettings
+from core.settings import MappingPreset, RuleSettings
 
 AVAILABLE: Final = "Available"
 AWAY: Final = "Away"
@@ -62,11 +62,11 @@ SIMPLE: Final = (
     RuleSettings(availability=["Available", "AvailableIdle"], profile=AVAILABLE),
 )
 
-PRESETS: Final[Mapping[str, tuple[RuleSettings, ...]]] = MappingProxyType(
+PRESETS: Final[Mapping[MappingPreset, tuple[RuleSettings, ...]]] = MappingProxyType(
     {"pascom": PASCOM, "glocom": GLOCOM, "simple": SIMPLE}
 )
 
 
-def preset_rules(name: str) -> tuple[RuleSettings, ...]:
-    """The rules of a shipped preset; the settings only let known names through."""
+def preset_rules(name: MappingPreset) -> tuple[RuleSettings, ...]:
+    """The rules of a shipped preset."""
     return PRESETS[name]

@@ -94,6 +94,72 @@ def test_missing_file_is_reported(tmp_path: Path) -> None:
         load_settings(env_for(tmp_path / "absent.toml"))
 
 
+def test_a_misspelt_variable_is_reported_with_the_name_it_resembles(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text(GOOD)
+    env = env_for(
+        path,
+        PRESENCE_BRIDGE_ADMIN_APIKEY="k",
+        PRESENCE_BRIDGE_PORT="99999",
+        PRESENCE_BRIDGE_NOT_A_THING="1",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    assert caught.value.problems == [
+        "PRESENCE_BRIDGE_PORT: Input should be less than or equal to 65535",
+        f"tenants[0]: Value error, needs a client secret ({SECRET_ENV}) or a [certificate] table",
+        "PRESENCE_BRIDGE_ADMIN_APIKEY: not a setting of presence-bridge; "
+        "did you mean PRESENCE_BRIDGE_ADMIN_API_KEY?",
+        "PRESENCE_BRIDGE_NOT_A_THING: not a setting of presence-bridge",
+    ]
+
+
+def test_a_secret_for_a_tenant_not_in_the_file_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text(GOOD)
+    typo = "PRESENCE_BRIDGE_TENANT_CONTOSSO_PBX_SECRET"  # noqa: S105 - a name, not a secret
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_for(path, **{SECRET_ENV: "s", typo: "p"}))
+    assert caught.value.problems == [
+        f"{typo}: not a setting of presence-bridge; "
+        "did you mean PRESENCE_BRIDGE_TENANT_CONTOSO_PBX_SECRET?"
+    ]
+
+
+def test_variables_read_outside_the_processes_are_known(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text(GOOD)
+    env = env_for(
+        path,
+        **{
+            SECRET_ENV: "s",
+            "PRESENCE_BRIDGE_TENANT_CONTOSO_PBX_SECRET": "p",
+            "PRESENCE_BRIDGE_TENANT_CONTOSO_CERT_PASSPHRASE": "c",
+            "PRESENCE_BRIDGE_DEMO": "0",  # make run's switches
+            "PRESENCE_BRIDGE_DEMO_DIR": str(tmp_path),
+            "PRESENCE_BRIDGE_LOG_LEVEL": "DEBUG",
+            "REDIS_URL": "redis://127.0.0.1:6379/1",  # not ours: never reported
+            "PRESENCE_BRIDGEFOO": "x",
+        },
+    )
+    assert load_settings(env).tenants[0].name == "contoso"
+
+
+def test_tenant_secrets_are_not_judged_while_the_file_is_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text("[[tenants]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_for(path, **{SECRET_ENV: "s"}))
+    assert len(caught.value.problems) == 1
+    assert "not valid TOML" in caught.value.problems[0]
+
+
+def test_without_a_tenants_file_a_tenant_secret_is_reported() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({SECRET_ENV: "s"})
+    assert caught.value.problems == [f"{SECRET_ENV}: not a setting of presence-bridge"]
+
+
 @pytest.mark.parametrize("module", ["webhook", "workers", "subscriptions"])
 def test_bad_config_stops_each_process_with_exit_code_2(tmp_path: Path, module: str) -> None:
     path = tmp_path / "tenants.toml"
@@ -108,3 +174,23 @@ def test_bad_config_stops_each_process_with_exit_code_2(tmp_path: Path, module: 
     )
     assert result.returncode == 2
     assert SECRET_ENV in result.stderr
+
+
+def test_an_unknown_variable_stops_a_process_with_exit_code_2(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text(GOOD)
+    result = subprocess.run(  # noqa: S603 - our own module, by this interpreter
+        [sys.executable, "-m", "webhook"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PRESENCE_BRIDGE_TENANTS_FILE": str(path),
+            SECRET_ENV: "s",
+            "PRESENCE_BRIDGE_ADMIN_API_KY": "k",
+        },
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 2
+    assert "did you mean PRESENCE_BRIDGE_ADMIN_API_KEY?" in result.stderr

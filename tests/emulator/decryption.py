@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 
 def open_by_hand(content: dict[str, Any], private_key_pem: bytes) -> dict[str, Any]:
-    """Microsoft's decryption recipe (graph-protocol.md 5.3); ValueError on a bad signature."""
+    """Microsoft's published decryption recipe, step by step; ValueError on a bad signature."""
     private_key = serialization.load_pem_private_key(private_key_pem, password=None)
     assert isinstance(private_key, rsa.RSAPrivateKey)
     key = private_key.decrypt(

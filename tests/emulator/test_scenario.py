@@ -8,7 +8,7 @@ import pytest
 
 from emulator.scenario import Action, Kind, changes_at_rate, office_day
 
-# Teams <-> Graph pairs documented by Microsoft (graph-protocol.md 6.2), written out independently.
+# Teams <-> Graph pairs from Microsoft's manage-presence page, written out independently.
 GRAPH_PAIRS = {
     ("Available", "Available"),
     ("Available", "OutOfOffice"),

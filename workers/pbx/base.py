@@ -1,9 +1,13 @@
-"""The one interface every PBX adapter implements."""
+"""The interface of PBX adapters: what every adapter does, and the optional capabilities.
+
+Callers test a capability with `isinstance(adapter, BatchApply)` (and so on); adapters name
+the capabilities they have as base classes, so mypy checks their signatures.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,8 @@ class ProfileChange:
 
 
 class PbxAdapter(Protocol):
-    """Raise core.errors.PbxError(transient=...) on failure; never return silently."""
+    """What every adapter does. Raise core.errors.PbxError(transient=...) on failure; never
+    return silently."""
 
     name: str
 
@@ -42,3 +47,30 @@ class PbxAdapter(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class BatchApply(Protocol):
+    """Applies many changes in one round trip; one failure fails the whole batch."""
+
+    def apply_many(self, changes: list[ProfileChange]) -> None: ...
+
+
+@runtime_checkable
+class Refreshing(Protocol):
+    """Holds what lapses on the PBX unless refreshed (SIP publications and their Expires)."""
+
+    def refresh_due(self, now: float | None = None) -> list[str]:
+        """Refresh what is past its refresh point; the users refreshed."""
+        ...
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """Keeps state that must outlive the worker (SIP entity tags); the registry saves it."""
+
+    def export_state(self) -> str: ...
+
+    def import_state(self, data: str) -> None:
+        """Raise ValueError for a snapshot this adapter cannot read."""
+        ...

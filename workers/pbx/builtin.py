@@ -13,12 +13,12 @@ from redis.exceptions import RedisError
 
 from core import keys
 from core.errors import PbxError
-from workers.pbx.base import PbxUserRecord, ProfileChange
+from workers.pbx.base import BatchApply, PbxAdapter, PbxUserRecord, ProfileChange
 
 EVENTS_MAXLEN = 10_000
 
 
-class BuiltinAdapter:
+class BuiltinAdapter(PbxAdapter, BatchApply):
     name = "builtin"
 
     def __init__(self, redis: Redis, tenant: str) -> None:

@@ -27,7 +27,7 @@ from redis import Redis
 from core.errors import ConfigError, PbxError
 from core.settings import PbxSettings
 from core.token_cache import CACHE_KEY_ENV, CacheCipher
-from workers.pbx.base import PbxUserRecord, ProfileChange
+from workers.pbx.base import PbxAdapter, PbxUserRecord, ProfileChange
 from workers.pbx.http_auth import (
     REDACTOR,
     ApiKeyAuth,
@@ -129,7 +129,7 @@ class _Sent:
     body: Any
 
 
-class HttpAdapter:
+class HttpAdapter(PbxAdapter):
     """Applies profiles with templated HTTP requests; see docs/pbx-adapter-http.md."""
 
     name = "http"
@@ -173,7 +173,7 @@ class HttpAdapter:
         REDACTOR.unregister(self)
         self._client.close()
 
-    # -- the Protocol ---------------------------------------------------------------------
+    # -- PbxAdapter -----------------------------------------------------------------------
 
     def apply_profile(self, change: ProfileChange) -> None:
         action = self.options.actions.apply_profile

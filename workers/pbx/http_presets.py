@@ -1,8 +1,9 @@
-"""Named presets of the `http` adapter, one per PBX whose reference documents a plain HTTP call.
+"""Named presets of the `http` adapter, one per PBX whose published API has a plain HTTP call.
 
 Each preset is plain option data; the operator's options are merged on top, so any field can be
-overridden. `confidence` and `source` quote ../shared/reference/pbx-apis.md (confirmed in the
-vendor's own doc / third-party / inferred); nothing here was tried against a real PBX.
+overridden. `confidence` says how the calls were found: high = read in the vendor's own doc,
+spec or source; medium = part of the call only third-party or inferred; low = no set call
+found. `source` names where. Nothing here was tried against a real PBX.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ class Preset:
     name: str
     title: str
     confidence: Literal["high", "medium", "low"]
-    source: str  # section of pbx-apis.md
-    drives: Literal["routing", "display"]  # what the PBX status changes (pbx-apis.md §6)
+    source: str  # where the calls were read: the vendor's doc, spec or source
+    drives: Literal["routing", "display"]  # who rings, or only what others see
     required: tuple[str, ...]  # option paths the operator must set
     options: Mapping[str, Any]
     notes: tuple[str, ...] = field(default=())  # what the reference leaves uncertain
@@ -38,7 +39,7 @@ _add(Preset(
     name="bicom-dnd",
     title="Bicom PBXware: extension Do Not Disturb (pbxware.ext.es.dnd.edit)",
     confidence="high",
-    source="pbx-apis.md §2 (official Postman collection)",
+    source="Bicom's official PBXware API Postman collection",
     drives="routing",
     required=("base_url", "vars.server"),
     notes=(
@@ -79,7 +80,7 @@ _add(Preset(
     name="3cx",
     title="3CX V20 XAPI: the user's current forwarding profile (CurrentProfileName)",
     confidence="medium",
-    source="pbx-apis.md §3.1 (swagger.yaml; behaviour of the PATCH not stated by 3CX)",
+    source="3CX XAPI swagger.yaml (behaviour of the PATCH not stated by 3CX)",
     drives="routing",
     required=("base_url", "auth.client_id"),
     notes=(
@@ -115,7 +116,7 @@ _add(Preset(
     name="freepbx-dnd",
     title="FreePBX: Do Not Disturb through the API module's REST route",
     confidence="medium",
-    source="pbx-apis.md §4.4 (donotdisturb module source; endpoints third-party)",
+    source="FreePBX donotdisturb module source (endpoints third-party)",
     drives="routing",
     required=("base_url", "auth.client_id"),
     notes=(
@@ -142,7 +143,7 @@ _add(Preset(
     name="starface-dnd",
     title="STARFACE: the user's doNotDisturb in phoneconfig",
     confidence="high",
-    source="pbx-apis.md §5.2 (STARFACE OpenAPI 6.7.0.22 and Java example)",
+    source="STARFACE REST OpenAPI 6.7.0.22 and Java example",
     drives="routing",
     required=("base_url", "auth.login"),
     notes=(
@@ -171,12 +172,12 @@ _add(Preset(
     name="ringcentral",
     title="RingCentral: Update User Status (presence)",
     confidence="high",
-    source="pbx-apis.md §5.4",
+    source="RingCentral REST API v1.0, Update User Status (RingCentral SDK references)",
     drives="routing",
     required=("auth.client_id",),
     notes=(
         "The JWT-bearer token request (POST /restapi/oauth/token, client id/secret as Basic) "
-        "follows RingCentral's developer guide, not pbx-apis.md; the secret is a JSON object "
+        "follows RingCentral's developer guide; the secret is a JSON object "
         "{\"client_secret\": ..., \"assertion\": <JWT credential>}.",
         "Rate limits are per user and app: 429 carries Retry-After, which the adapter reports.",
     ),
@@ -213,7 +214,7 @@ _add(Preset(
     name="asterisk-ari-presence",
     title="Asterisk ARI: CustomPresence state via the global-variable endpoint",
     confidence="high",
-    source="pbx-apis.md §4.2 (Asterisk source, not a doc page)",
+    source="Asterisk source (res/ari/resource_asterisk.c), not a doc page",
     drives="display",
     required=("base_url", "auth.username"),
     notes=(
@@ -238,7 +239,7 @@ _add(Preset(
     name="webex-dnd",
     title="Webex Calling: a person's Do Not Disturb",
     confidence="high",
-    source="pbx-apis.md §5.6",
+    source="Webex API reference, user call settings (Do Not Disturb)",
     drives="routing",
     required=(),
     notes=(
@@ -266,7 +267,7 @@ _add(Preset(
     name="pascom",
     title="pascom: user directory only; the profile switch is yours to fill in",
     confidence="low",
-    source="pbx-apis.md §1",
+    source="pascom REST API docs and connector docs (no set call published)",
     drives="routing",
     required=("base_url", "actions.apply_profile"),
     notes=(

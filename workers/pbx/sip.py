@@ -17,7 +17,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from core.errors import ConfigError, PbxError
-from workers.pbx.base import PbxUserRecord, ProfileChange
+from workers.pbx.base import PbxAdapter, PbxUserRecord, ProfileChange, Refreshing, Stateful
 from workers.pbx.pidf import CONTENT_TYPE, build_pidf, document_for
 from workers.pbx.sip_wire import SipResponse, Transport, digest_authorization, open_transport
 
@@ -59,7 +59,7 @@ class Publication:
     lifetime: int  # seconds the server granted; the refresh point is a share of it
 
 
-class SipAdapter:
+class SipAdapter(PbxAdapter, Refreshing, Stateful):
     name = "sip"
 
     def __init__(
@@ -163,7 +163,7 @@ class SipAdapter:
     def publication(self, user: str) -> Publication | None:
         return self._publications.get(user)
 
-    # --- state for the worker to keep in Redis -----------------------------------------------
+    # --- Stateful: what the worker keeps in Redis --------------------------------------------
 
     def export_state(self) -> str:
         users = {u: asdict(p) for u, p in self._publications.items()}
@@ -324,7 +324,6 @@ class SipAdapter:
         if 200 <= response.status < 300:
             return
         what = f"sip: PUBLISH for {user!r} answered {response.status} {response.reason}"
-        # 408/480/5xx/6xx-free: the server or a hop is unwell; anything else is our request.
         # A timeout (408), a busy hop (480) or the server's own trouble (5xx) may pass; any
         # other 4xx/6xx means our request is wrong and sending it again will not help.
         transient = 500 <= response.status < 600 or response.status in (408, 480)
