@@ -13,10 +13,11 @@ import orjson
 from redis import Redis
 
 from core import keys
+from core.state.profiles import ProfileState
 from workers import desired as store
 from workers.mapping import RuleSet, decide
 from workers.pbx.base import ProfileChange
-from workers.profile_state import ProfileState, step, tick
+from workers.profile_state import step, tick
 
 
 @dataclass(frozen=True)
