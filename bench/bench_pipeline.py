@@ -55,6 +55,7 @@ from core.auth import Authenticator  # noqa: E402
 from core.graph import format_datetime  # noqa: E402
 from core.queue import JOB_PRESENCES, QUEUE_PRESENCE, job_kwargs, queue  # noqa: E402
 from core.settings import load_settings  # noqa: E402
+from core.state import pbx  # noqa: E402
 from core.subscription_registry import register  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
 
@@ -182,10 +183,8 @@ def applied_at(site: Site, names: list[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     for start in range(0, len(names), 5000):
         part = names[start:start + 5000]
-        for name, raw in zip(part, site.redis.hmget(keys.builtin_profiles(TENANT), part),
-                             strict=True):
-            if raw is not None:
-                out[name] = float(orjson.loads(raw)["updated_at"])
+        for name, served in pbx.builtin_profiles(site.redis, TENANT, part).items():
+            out[name] = served.updated_at
     return out
 
 
@@ -195,11 +194,11 @@ def wait_applied(site: Site, names: list[str], timeout: float) -> dict[str, floa
     # enough while waiting: reading every record each time would load the Redis measured.
     target = site.applied_before + len(names)
     deadline = time.monotonic() + timeout
-    while site.redis.hlen(keys.builtin_profiles(TENANT)) < target:
+    while pbx.builtin_count(site.redis, TENANT) < target:
         if time.monotonic() > deadline:
             break
         time.sleep(0.02)
-    site.applied_before = site.redis.hlen(keys.builtin_profiles(TENANT))
+    site.applied_before = pbx.builtin_count(site.redis, TENANT)
     return applied_at(site, names)
 
 

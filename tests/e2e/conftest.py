@@ -40,6 +40,7 @@ from core.graph import GraphClient, format_datetime
 from core.notification_crypto import generate_encryption_certificate
 from core.queue import queue
 from core.settings import Settings, load_settings
+from core.state import pbx
 from core.subscription_registry import register
 from core.token_cache import CacheCipher
 from emulator.control import ControlClient
@@ -227,8 +228,8 @@ class Bridge:
         return wait_for(check, what or f"{profile!r} applied for {user}")
 
     def builtin_profile(self, user: str) -> str | None:
-        raw = self.redis.hget(keys.builtin_profiles(TENANT), user)
-        return None if raw is None else str(orjson.loads(raw)["profile"])
+        found = pbx.builtin_profile(self.redis, TENANT, user)
+        return None if found is None else found.profile
 
     def metrics(self) -> dict[str, int]:
         raw = self.redis.hgetall(keys.METRICS_HASH)

@@ -6,6 +6,7 @@ import httpx
 import pytest
 import redis
 
+from core.state.pbx import builtin_events_key
 from tests.tenants import secret_env
 from tests.webserver import ServedApp
 from workers.pbx.base import ProfileChange
@@ -78,7 +79,7 @@ def test_event_stream_resumes_after_last_event_id(
 ) -> None:
     adapter = BuiltinAdapter(redis_client, "contoso")
     adapter.apply_profile(ProfileChange("alice", "Away"))
-    [(first_id, _)] = redis_client.xrange("pb:tenant:contoso:builtin:events")
+    [(first_id, _)] = redis_client.xrange(builtin_events_key("contoso"))
     adapter.apply_profile(ProfileChange("alice", "Busy"))
     with api.stream(
         "GET", "/api/v1/tenants/contoso/events", headers={"Last-Event-ID": first_id.decode()}

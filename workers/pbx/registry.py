@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import SecretStr
 from redis import Redis
 
-from core import keys
 from core.settings import TenantSettings
+from core.state import pbx
 from workers.pbx import http
 from workers.pbx.base import PbxAdapter
 from workers.pbx.builtin import BuiltinAdapter
@@ -24,9 +24,9 @@ def build_adapter(tenant: TenantSettings, redis: Redis,
     if kind == "http":
         return http.build(tenant.pbx, tenant.name, redis, cache_key)
     sip = SipAdapter(tenant.pbx.options, tenant.pbx.secret)
-    raw = redis.get(keys.adapter_state(tenant.name))
-    if raw:
-        sip.import_state(raw.decode() if isinstance(raw, bytes) else str(raw))
+    state = pbx.adapter_state(redis, tenant.name)
+    if state:
+        sip.import_state(state)
     return sip
 
 
@@ -35,4 +35,4 @@ def save_state(adapter: PbxAdapter, tenant: str, redis: Redis) -> None:
     export = getattr(adapter, "export_state", None)
     if export is not None:
         state: Any = export()
-        redis.set(keys.adapter_state(tenant), state)
+        pbx.save_adapter_state(redis, tenant, state)
