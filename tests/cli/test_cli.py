@@ -21,6 +21,7 @@ from cli.app import app
 from core.auth import Authenticator
 from core.queue import QUEUE_PBX, queue
 from core.settings import load_settings
+from core.state import delivery
 from emulator.control import ControlClient
 from emulator.server import EmulatorServer
 from subscriptions.leader import LeaderLock
@@ -30,7 +31,6 @@ from tests.redis_server import free_port
 from tests.tenants import secret_env, tenant_toml
 from tests.webserver import ServedApp
 from webhook.app import create_app
-from workers import desired
 from workers.delivery import deliver
 from workers.mapping import compile_rules
 from workers.pbx.base import ProfileChange
@@ -172,8 +172,8 @@ def graph_presence(site: Site, redis_client: redis.Redis, user: str, availabilit
 
 
 def dead_letter(redis_client: redis.Redis, user: str, profile: str = "Away") -> None:
-    [made] = desired.set_desired(redis_client, TENANT, [ProfileChange(user, profile)])
-    desired.dead_letter(redis_client, TENANT, made, "HTTP 404: no such extension")
+    [made] = delivery.set_desired(redis_client, TENANT, [ProfileChange(user, profile)])
+    delivery.dead_letter(redis_client, TENANT, made, "HTTP 404: no such extension")
 
 
 # ---- check --------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ from core.graph import GraphClient, format_datetime
 from core.notification_crypto import generate_encryption_certificate
 from core.queue import queue
 from core.settings import Settings, load_settings
-from core.state import pbx
+from core.state import delivery, pbx, profiles
+from core.state.delivery import Desired
 from core.subscription_registry import register
 from core.token_cache import CacheCipher
 from emulator.control import ControlClient
@@ -51,7 +52,6 @@ from tests.tenants import secret_env, tenant_toml, write_env
 from tests.webserver import ServedApp
 from webhook.app import create_app
 from webhook.pbx_events import sign
-from workers import desired as store
 
 ROOT = Path(__file__).resolve().parents[2]
 TENANT = "contoso"
@@ -193,36 +193,37 @@ class Bridge:
 
     # -- bridge side -------------------------------------------------------------------------
 
-    def desired(self, user: str) -> store.Desired | None:
-        return store.load(self.redis, TENANT, [user])[user][0]
+    def desired(self, user: str) -> Desired | None:
+        return delivery.load(self.redis, TENANT, [user])[user].desired
 
     def applied_version(self, user: str) -> int:
-        return store.load(self.redis, TENANT, [user])[user][1]
+        return delivery.load(self.redis, TENANT, [user])[user].applied
 
     def applied_profiles(self, user: str) -> list[str]:
         """Profiles the adapter applied for `user`, oldest first."""
-        events = reversed(store.recent_events(self.redis, TENANT, user))
+        events = reversed(profiles.recent_events(self.redis, TENANT, user))
         return [e["profile"] for e in events if e.get("result") == "applied"]
 
     def decided(self, user: str) -> list[dict[str, Any]]:
         """Teams presences the pipeline acted on for `user`, oldest first."""
-        events = reversed(store.recent_events(self.redis, TENANT, user))
+        events = reversed(profiles.recent_events(self.redis, TENANT, user))
         return [e["teams"] for e in events if e.get("result") == "decided"]
 
-    def wait_desired(self, user: str, profile: str) -> store.Desired:
+    def wait_desired(self, user: str, profile: str) -> Desired:
         """Until the desired profile of `user` is `profile`, applied or not."""
 
-        def check() -> store.Desired | None:
+        def check() -> Desired | None:
             d = self.desired(user)
             return d if d is not None and d.profile == profile else None
 
         return wait_for(check, f"{profile!r} decided for {user}")
 
-    def wait_applied(self, user: str, profile: str, what: str = "") -> store.Desired:
+    def wait_applied(self, user: str, profile: str, what: str = "") -> Desired:
         """Until the desired profile of `user` is `profile` and the PBX adapter applied it."""
 
-        def check() -> store.Desired | None:
-            d, applied = store.load(self.redis, TENANT, [user])[user]
+        def check() -> Desired | None:
+            found = delivery.load(self.redis, TENANT, [user])[user]
+            d, applied = found.desired, found.applied
             return d if d is not None and d.profile == profile and applied >= d.version else None
 
         return wait_for(check, what or f"{profile!r} applied for {user}")
