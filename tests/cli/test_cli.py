@@ -475,6 +475,17 @@ def test_users_show_gives_presence_profile_and_latency(
     assert "applied" in result.stdout and " ms" in result.stdout
 
 
+def test_users_show_says_dead_lettered_not_pending(site: Site, redis_client: redis.Redis) -> None:
+    dead_letter(redis_client, "alice")
+
+    result = site.run("users", "show", "alice", "--tenant", TENANT)
+    body = site.json("users", "show", "alice", "--tenant", TENANT)
+
+    assert result.exit_code == 0, result.output
+    assert "desired: Away v1, applied v0: dead-lettered" in result.stdout
+    assert (body["pending"], body["in_sync"]) == (False, False)
+
+
 def test_users_show_json_finds_the_user_by_upn(site: Site, redis_client: redis.Redis) -> None:
     site.json("directory", "sync", "--tenant", TENANT)
     graph_presence(site, redis_client, "bob", "DoNotDisturb", "Presenting")
