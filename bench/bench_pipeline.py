@@ -38,7 +38,7 @@ import orjson  # noqa: E402
 from core import keys  # noqa: E402
 from core.auth import Authenticator  # noqa: E402
 from core.queue import PRESENCES, queue  # noqa: E402
-from core.state import intake  # noqa: E402
+from core.state import intake, pbx  # noqa: E402
 from emulator.harness.bridge import TENANT, USERS_PER_SUBSCRIPTION, BridgeSite  # noqa: E402
 from emulator.harness.processes import Service  # noqa: E402
 from emulator.harness.redis_server import RedisServer  # noqa: E402
@@ -108,10 +108,8 @@ def applied_at(site: Site, names: list[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     for start in range(0, len(names), 5000):
         part = names[start:start + 5000]
-        for name, raw in zip(part, site.redis.hmget(keys.builtin_profiles(TENANT), part),
-                             strict=True):
-            if raw is not None:
-                out[name] = float(orjson.loads(raw)["updated_at"])
+        for name, served in pbx.builtin_profiles(site.redis, TENANT, part).items():
+            out[name] = served.updated_at
     return out
 
 
@@ -121,11 +119,11 @@ def wait_applied(site: Site, names: list[str], timeout: float) -> dict[str, floa
     # enough while waiting: reading every record each time would load the Redis measured.
     target = site.applied_before + len(names)
     deadline = time.monotonic() + timeout
-    while site.redis.hlen(keys.builtin_profiles(TENANT)) < target:
+    while pbx.builtin_count(site.redis, TENANT) < target:
         if time.monotonic() > deadline:
             break
         time.sleep(0.02)
-    site.applied_before = site.redis.hlen(keys.builtin_profiles(TENANT))
+    site.applied_before = pbx.builtin_count(site.redis, TENANT)
     return applied_at(site, names)
 
 

@@ -10,8 +10,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.common import FAILED, OK, UNAVAILABLE, Session, UsageProblem, out, print_json
-from core import keys, status
+from core import status
 from core.queue import enqueue_deliver
+from core.state import delivery
 from workers.delivery import deliver
 from workers.pbx.registry import build_adapter, save_state
 
@@ -69,8 +70,9 @@ def replay(
         if unknown:
             raise UsageProblem(f"no dead letter for {', '.join(unknown)} in tenant {tenant}")
         if chosen:
-            # Cleared first: delivery skips users whose current version is dead-lettered.
-            redis.hdel(keys.dead_letters(tenant), *chosen)
+            # Cleared first: a dead-lettered version is not pending, and the PBX rounds of the
+            # workers re-apply pending users only.
+            delivery.clear_dead_letters(redis, tenant, chosen)
             adapter = build_adapter(settings, redis, session.settings.process.cache_key)
             try:
                 outcome = deliver(redis, tenant, adapter, chosen)

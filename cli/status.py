@@ -96,7 +96,8 @@ def _print_user(u: user_status.UserStatus, now: float) -> None:
     out.print(f"  profile: {escape(str(state.get('current') or '-'))}{sticky}"
               + (f", restores to {state['restore_to']}" if state.get("restore_to") else ""))
     if u.desired is not None:
-        sync = "[green]applied[/green]" if u.in_sync else "[yellow]pending[/yellow]"
+        sync = ("[green]applied[/green]" if u.in_sync else "[yellow]pending[/yellow]"
+                if u.pending else "[red]dead-lettered[/red]")  # fmt: skip
         out.print(f"  desired: {escape(str(u.desired['profile']))} v{u.desired['version']}, "
                   f"applied v{u.applied_version}: {sync}")  # fmt: skip
     if u.pbx_profile is not None:

@@ -21,8 +21,7 @@ from rq.serializers import JSONSerializer
 from core import accounts, keys
 from core.queue import QUEUES, queue
 from core.settings import Settings, TenantSettings
-from core.state import intake
-from core.user_status import UserStatus
+from core.state import delivery, intake
 
 # Refresh tokens lapse after 90 days without use (core.auth refreshes idle accounts long before).
 REFRESH_TOKEN_DAYS = 90
@@ -125,12 +124,9 @@ class BridgeStatus:
 
 
 def as_json(value: Any) -> Any:
-    """Dataclasses (with properties such as `in_sync`) as plain JSON values."""
+    """Dataclasses as plain JSON values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {f.name: as_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, UserStatus):
-            out["in_sync"] = value.in_sync
-        return out
+        return {f.name: as_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, list | tuple):
         return [as_json(v) for v in value]
     if isinstance(value, dict):
@@ -214,28 +210,14 @@ def users_view(redis: Redis, tenant: str) -> UsersView:
 
 
 def dead_letters(redis: Redis, tenant: str) -> list[DeadLetterView]:
-    entries = [orjson.loads(v) for v in redis.hvals(keys.dead_letters(tenant))]
-    return sorted(
-        (DeadLetterView(e["user"], e.get("profile", ""), int(e.get("version", 0)),
-                        e.get("reason", ""), float(e.get("at", 0.0))) for e in entries),
-        key=lambda d: (d.at, d.user),
-    )  # fmt: skip
+    """Oldest first."""
+    return [DeadLetterView(d.user, d.profile, d.version, d.reason, d.at)
+            for d in delivery.dead_letters(redis, tenant)]  # fmt: skip
 
 
 def pending_deliveries(redis: Redis, tenant: str) -> int:
-    """Users whose desired version is ahead of the PBX's and not dead-lettered."""
-    pipe = redis.pipeline(transaction=False)
-    pipe.hgetall(keys.desired(tenant))
-    pipe.hgetall(keys.applied(tenant))
-    pipe.hgetall(keys.dead_letters(tenant))
-    desired, applied, dead = pipe.execute()
-    count = 0
-    for user, raw in desired.items():
-        version = int(orjson.loads(raw)["version"])
-        dead_version = int(orjson.loads(dead[user])["version"]) if user in dead else -1
-        if version > int(applied.get(user, 0)) and version != dead_version:
-            count += 1
-    return count
+    """Users whose delivery is pending (`core.state.delivery.Delivery.pending`)."""
+    return delivery.pending_count(redis, tenant)
 
 
 def _tenant_problems(

@@ -13,6 +13,8 @@ from redis import Redis
 
 from core import keys
 from core.settings import TenantSettings
+from core.state import delivery, pbx, profiles
+from core.state.pbx import BuiltinProfile
 
 RECENT_EVENTS = 20
 
@@ -29,10 +31,8 @@ class UserStatus:
     pbx_profile: dict[str, Any] | None  # as the builtin adapter serves it
     dead_letter: dict[str, Any] | None
     events: list[dict[str, Any]]
-
-    @property
-    def in_sync(self) -> bool:
-        return self.desired is None or int(self.desired["version"]) <= self.applied_version
+    pending: bool = False  # a delivery is due (`core.state.delivery.Delivery.pending`)
+    in_sync: bool = True  # the PBX has the desired version
 
 
 def _json(raw: bytes | None) -> Any:
@@ -50,8 +50,8 @@ def linked_graph_ids(redis: Redis, tenant: TenantSettings, pbx_user: str) -> lis
 
 def resolve_pbx_users(redis: Redis, tenant: TenantSettings, name: str) -> list[str]:
     """PBX users meant by `name`: a PBX username, a linked Graph id or a Graph UPN."""
-    known = redis.hexists(keys.profile_state(tenant.name), name) or redis.hexists(
-        keys.desired(tenant.name), name
+    known = profiles.exists(redis, tenant.name, name) or delivery.has_desired(
+        redis, tenant.name, name
     )
     if known or any(u.username == name for u in tenant.pbx_users):
         return [name]
@@ -75,15 +75,16 @@ def user_status(
     name = tenant.name
     graph_ids = linked_graph_ids(redis, tenant, pbx_user)
     pipe = redis.pipeline(transaction=False)
-    pipe.hget(keys.profile_state(name), pbx_user)
-    pipe.hget(keys.desired(name), pbx_user)
-    pipe.hget(keys.applied(name), pbx_user)
-    pipe.hget(keys.builtin_profiles(name), pbx_user)
-    pipe.hget(keys.dead_letters(name), pbx_user)
-    pipe.lrange(keys.user_events(name, pbx_user), 0, events - 1)
+    profiles.queue_load(pipe, name, [pbx_user])
+    delivery.queue_load(pipe, name, [pbx_user])
+    pbx.queue_builtin_profile(pipe, name, pbx_user)
+    profiles.queue_recent_events(pipe, name, pbx_user, events)
     if graph_ids:
         pipe.hmget(keys.presence(name), graph_ids)
-    state, desired, applied, builtin, dead, recent, *presence = pipe.execute()
+    state, desired, applied, dead, builtin, recent, *presence = pipe.execute()
+    stored = profiles.states_from([pbx_user], state).get(pbx_user)
+    record = delivery.deliveries_from([pbx_user], desired, applied, dead)[pbx_user]
+    served = BuiltinProfile.from_bytes(builtin, pbx_user)
     teams = {
         gid: orjson.loads(raw)
         for gid, raw in zip(graph_ids, presence[0] if presence else [], strict=False)
@@ -94,10 +95,12 @@ def user_status(
         pbx_user=pbx_user,
         graph_ids=graph_ids,
         teams=teams,
-        profile_state=_json(state),
-        desired=_json(desired),
-        applied_version=int(applied or 0),
-        pbx_profile=_json(builtin),
-        dead_letter=_json(dead),
-        events=[orjson.loads(e) for e in recent],
+        profile_state=None if stored is None else stored.to_dict(),
+        desired=None if record.desired is None else record.desired.to_dict(),
+        applied_version=record.applied,
+        pbx_profile=None if served is None else served.to_dict(),
+        dead_letter=None if record.dead is None else record.dead.to_dict(),
+        events=profiles.events_from(recent),
+        pending=record.pending,
+        in_sync=not record.behind,
     )

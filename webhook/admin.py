@@ -33,11 +33,12 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from core import keys, status
+from core import status
 from core.errors import BridgeError
 from core.queue import enqueue_sync_directory
 from core.settings import Settings
-from core.state import guards
+from core.state import guards, pbx, profiles
+from core.state.profiles import ProfileState
 from webhook import admin_page as view
 from webhook.auth import key_matches, presented_key
 from webhook.forms import read_form
@@ -277,18 +278,16 @@ async def events(request: Request) -> Response:
     settings = _settings(request)
     redis = request.app.state.redis
     feed = ChangeFeed([t.name for t in settings.tenants])
-    streams = {
-        keys.builtin_events(t.name): t.name for t in settings.tenants if t.pbx.adapter == "builtin"
-    }
-    positions: dict[str, str] = {}
+    builtin = [t.name for t in settings.tenants if t.pbx.adapter == "builtin"]
+    positions: dict[str, str] = {}  # builtin tenant -> last stream id seen
     try:
         # Before the response starts, so a client that sees the stream open misses nothing.
-        positions = {s: await _last_id(redis, s) for s in streams}
+        positions = {t: await pbx.builtin_events_position(redis, t) for t in builtin}
         await feed.everything(redis)  # the snapshot the page was rendered from
     except (RedisError, OSError):
         pass  # the loop retries; the page keeps what it shows
     return StreamingResponse(
-        _stream(request, feed, streams, positions),
+        _stream(request, feed, positions),
         media_type="text/event-stream",
         headers=_HEADERS | {"X-Accel-Buffering": "no"},
     )
@@ -299,22 +298,21 @@ class ChangeFeed:
 
     def __init__(self, tenants: list[str]) -> None:
         self.tenants = tenants
-        self.seen: dict[str, dict[bytes, bytes]] = {}
+        self.seen: dict[str, dict[str, bytes]] = {}  # tenant -> user -> stored state bytes
 
     async def everything(self, redis: Any) -> list[dict[str, Any]]:
         out = []
         for tenant in self.tenants:
-            states: dict[bytes, bytes] = await redis.hgetall(keys.profile_state(tenant))
+            states = await profiles.load_all_raw(redis, tenant)
             out += self._compare(tenant, states, prime=tenant not in self.seen)
         return out
 
     async def users(self, redis: Any, tenant: str, users: list[str]) -> list[dict[str, Any]]:
-        raw = await redis.hmget(keys.profile_state(tenant), users)
-        states = {u.encode(): r for u, r in zip(users, raw, strict=True) if r is not None}
+        states = await profiles.load_raw(redis, tenant, users)
         return self._compare(tenant, states, prime=False)
 
     def _compare(
-        self, tenant: str, states: dict[bytes, bytes], *, prime: bool
+        self, tenant: str, states: dict[str, bytes], *, prime: bool
     ) -> list[dict[str, Any]]:
         seen = self.seen.setdefault(tenant, {})
         changed = [(u, s) for u, s in states.items() if seen.get(u) != s]
@@ -323,14 +321,14 @@ class ChangeFeed:
             return []  # the page already shows these
         out = []
         for user, raw in sorted(changed):
-            state = orjson.loads(raw)
+            state = ProfileState.from_bytes(raw)
             out.append(
                 {
                     "tenant": tenant,
-                    "user": user.decode(),
-                    "profile": state.get("current"),
-                    "availability": state.get("availability") or "",
-                    "activity": state.get("activity") or "",
+                    "user": user,
+                    "profile": state.current,
+                    "availability": state.availability,
+                    "activity": state.activity,
                 }
             )
         return out
@@ -341,7 +339,7 @@ def _event(change: dict[str, Any]) -> bytes:
 
 
 async def _stream(
-    request: Request, feed: ChangeFeed, streams: dict[str, str], positions: dict[str, str]
+    request: Request, feed: ChangeFeed, positions: dict[str, str]
 ) -> AsyncIterator[bytes]:
     """`builtin` tenants' profile stream wakes the feed at once for the users it names; a full
     comparison every FULL_DIFF_SECONDS covers every adapter and changes that moved no profile."""
@@ -353,15 +351,19 @@ async def _stream(
         changes: list[dict[str, Any]] = []
         try:
             if positions:
-                read = await redis.xread(positions, block=BLOCK_MS, count=500)
+                read = await pbx.read_builtin_events(redis, positions, block_ms=BLOCK_MS,
+                                                     count=500)  # fmt: skip
             else:
                 await asyncio.sleep(BLOCK_MS / 1000)
                 read = []
-            for stream_key, entries in read or []:
-                stream = stream_key.decode()
-                positions[stream] = entries[-1][0].decode()
-                named = sorted({orjson.loads(f[b"data"])["user"] for _, f in entries})
-                changes += await feed.users(redis, streams[stream], named)
+            named: dict[str, set[str]] = {}  # tenant -> users whose profile moved
+            for event in read:
+                positions[event.tenant] = event.id
+                served = event.profile
+                if served is not None:
+                    named.setdefault(event.tenant, set()).add(served.user)
+            for tenant, users in named.items():
+                changes += await feed.users(redis, tenant, sorted(users))
             if loop.time() - last_full >= FULL_DIFF_SECONDS:
                 last_full = loop.time()
                 changes += await feed.everything(redis)
@@ -373,15 +375,6 @@ async def _stream(
         if loop.time() - last_sent >= KEEPALIVE_SECONDS:
             last_sent = loop.time()
             yield b": keep-alive\n\n"
-
-
-async def _last_id(redis: Any, stream: str) -> str:
-    # Pin "now" to a real id so nothing slips between two reads.
-    try:
-        info = await redis.xinfo_stream(stream)
-    except RedisError:
-        return "0-0"  # no stream yet
-    return str(info["last-generated-id"].decode())
 
 
 routes = [

@@ -18,6 +18,8 @@ from redis import Redis
 
 from core import keys
 from core.settings import TenantSettings
+from core.state import delivery, profiles
+from core.state.profiles import ProfileState
 
 MAX_USERS = 500  # rows per tenant; the CLI's `users show` reaches the rest
 EVENTS_PER_USER = 4
@@ -281,7 +283,7 @@ def user_table(redis: Redis, tenant: TenantSettings) -> dict[str, Any]:
     name = tenant.name
     pipe = redis.pipeline(transaction=False)
     pipe.hgetall(keys.links(name))
-    pipe.hkeys(keys.profile_state(name))
+    profiles.queue_users(pipe, name)
     links_raw, state_users = pipe.execute()
     drivers: dict[str, list[str]] = {}  # pbx user -> graph ids
     for gid, raw in links_raw.items():
@@ -291,22 +293,23 @@ def user_table(redis: Redis, tenant: TenantSettings) -> dict[str, Any]:
         drivers.setdefault(u.username, [])
         if u.graph_id:
             drivers[u.username].append(u.graph_id)
-    for user in state_users:
-        drivers.setdefault(user.decode(), [])
+    for user in profiles.users_from(state_users):
+        drivers.setdefault(user, [])
     users = sorted(drivers)[:MAX_USERS]
     linked = sum(1 for graph_ids in drivers.values() if graph_ids)
     if not users:
         return {"user_count": 0, "linked_count": 0, "user_rows": [], "transitions": []}
     gids = sorted({g for u in users for g in drivers[u]})
     pipe = redis.pipeline(transaction=False)
-    pipe.hmget(keys.profile_state(name), users)
-    pipe.hmget(keys.desired(name), users)
-    pipe.hmget(keys.applied(name), users)
+    profiles.queue_load(pipe, name, users)
+    delivery.queue_load(pipe, name, users)
     looked_up = gids or ["-"]  # HMGET needs a field; no Graph id is "-"
     pipe.hmget(keys.directory_users(name), looked_up)
     for user in users:
-        pipe.lrange(keys.user_events(name, user), 0, EVENTS_PER_USER - 1)
-    states, desired, applied, directory, *events = pipe.execute()
+        profiles.queue_recent_events(pipe, name, user, EVENTS_PER_USER)
+    state_reply, desired, applied, dead, directory, *events = pipe.execute()
+    states = profiles.states_from(users, state_reply)
+    deliveries = delivery.deliveries_from(users, desired, applied, dead)
     upn = {
         g: orjson.loads(d).get("userPrincipalName")
         for g, d in zip(looked_up, directory, strict=True)
@@ -314,10 +317,9 @@ def user_table(redis: Redis, tenant: TenantSettings) -> dict[str, Any]:
     }
     rows, transitions = [], []
     for i, user in enumerate(users):
-        state = orjson.loads(states[i]) if states[i] else {}
-        wanted = orjson.loads(desired[i]) if desired[i] else None
+        state = states.get(user) or ProfileState()
         ids = sorted(set(drivers[user]))
-        recent = [orjson.loads(e) for e in events[i]]
+        recent = profiles.events_from(events[i])
         # "decided" entries repeat what "applied" (or a dead letter) says with its latency.
         transitions += [{"user": user, **e} for e in recent if e.get("result") != "decided"]
         rows.append(
@@ -325,10 +327,10 @@ def user_table(redis: Redis, tenant: TenantSettings) -> dict[str, Any]:
                 "user": user,
                 "graph_ids": ids,
                 "teams_user": ", ".join(upn.get(g) or g for g in ids),
-                "availability": state.get("availability") or None,
-                "activity": state.get("activity") or None,
-                "profile": state.get("current"),
-                "pending": wanted is not None and int(wanted["version"]) > int(applied[i] or 0),
+                "availability": state.availability or None,
+                "activity": state.activity or None,
+                "profile": state.current,
+                "pending": deliveries[user].pending,
                 "updated_at": recent[0].get("at") if recent else None,
             }
         )

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import orjson
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from core import keys
+from core.state import pbx
 from webhook.auth import key_matches, presented_key
 
 KEEPALIVE_SECONDS = 15.0
@@ -34,14 +33,14 @@ async def profile(request: Request) -> Response:
     if isinstance(tenant, Response):
         return tenant
     try:
-        raw = await request.app.state.redis.hget(
-            keys.builtin_profiles(tenant), request.path_params["user"]
+        served = await pbx.read_builtin_profile(
+            request.app.state.redis, tenant, request.path_params["user"]
         )
     except (RedisError, OSError):
         return JSONResponse({"error": "temporarily unavailable"}, status_code=503)
-    if raw is None:
+    if served is None:
         return JSONResponse({"error": "no profile for this user yet"}, status_code=404)
-    return Response(raw, media_type="application/json")
+    return Response(served.to_bytes(), media_type="application/json")
 
 
 async def users(request: Request) -> Response:
@@ -49,11 +48,10 @@ async def users(request: Request) -> Response:
     if isinstance(tenant, Response):
         return tenant
     try:
-        raw = await request.app.state.redis.hgetall(keys.builtin_profiles(tenant))
+        served = await pbx.read_builtin_profiles(request.app.state.redis, tenant)
     except (RedisError, OSError):
         return JSONResponse({"error": "temporarily unavailable"}, status_code=503)
-    items = sorted((orjson.loads(v) for v in raw.values()), key=lambda p: p["user"])
-    return JSONResponse({"value": items})
+    return JSONResponse({"value": [p.to_dict() for p in served]})
 
 
 async def events(request: Request) -> Response:
@@ -71,29 +69,23 @@ async def events(request: Request) -> Response:
 async def _stream(request: Request, tenant: str, last_id: str) -> AsyncIterator[bytes]:
     redis = request.app.state.redis
     if last_id == "$":
-        # Pin "now" to a real id so nothing slips between reads.
-        try:
-            info = await redis.xinfo_stream(keys.builtin_events(tenant))
-            last_id = info["last-generated-id"].decode()
-        except RedisError:
-            last_id = "0-0"
+        last_id = await pbx.builtin_events_position(redis, tenant)
     yield b": connected\n\n"
     idle = 0.0
     loop = asyncio.get_running_loop()
     while not await request.is_disconnected():
         started = loop.time()
         try:
-            read = await redis.xread(
-                {keys.builtin_events(tenant): last_id}, block=BLOCK_MS, count=100
-            )
+            read = await pbx.read_builtin_events(redis, {tenant: last_id}, block_ms=BLOCK_MS,
+                                                 count=100)  # fmt: skip
         except (RedisError, OSError):
             await asyncio.sleep(1.0)  # Redis is away; the client keeps its connection
             read = []
-        for _, entries in read or []:
-            for entry_id, fields in entries:
-                last_id = entry_id.decode()
-                yield b"id: " + entry_id + b"\nevent: profile\ndata: " + fields[b"data"] + b"\n\n"
-                idle = 0.0
+        for event in read:
+            last_id = event.id
+            yield (b"id: " + event.id.encode() + b"\nevent: profile\ndata: " + event.data
+                   + b"\n\n")  # fmt: skip
+            idle = 0.0
         idle += loop.time() - started
         if idle >= KEEPALIVE_SECONDS:
             idle = 0.0

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from core import keys
 from core.accounts import normalize
 from core.queue import QUEUES
-from core.state import intake
+from core.state import delivery, intake
 from webhook.metrics import TenantFigures
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -47,7 +47,7 @@ async def metrics(request: Request) -> Response:
             pipe.hgetall(keys.account_health(tenant.name))
             pipe.scard(keys.tenant_subscriptions(tenant.name))
             pipe.get(keys.polled(tenant.name))
-            pipe.hlen(keys.dead_letters(tenant.name))
+            delivery.queue_dead_letter_count(pipe, tenant.name)
         raw, intake_len, *rest = await pipe.execute()
         lengths, per_tenant = rest[: len(QUEUES)], rest[len(QUEUES) :]
         counters = intake.decode_counters(raw)

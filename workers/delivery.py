@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from redis import Redis
 
 from core.errors import PbxError
-from workers import desired as store
-from workers.pbx.base import BatchApply, PbxAdapter
+from core.state import delivery
+from core.state.delivery import Desired
+from workers.pbx.base import BatchApply, PbxAdapter, ProfileChange
 
 log = logging.getLogger("workers.delivery")
 
@@ -28,16 +29,17 @@ class Outcome:
 
 def deliver(redis: Redis, tenant: str, adapter: PbxAdapter, users: list[str]) -> Outcome:
     outcome = Outcome()
+    # The callers chose the users (fresh versions, pending ones, a replay): only versions count.
     due = [
-        d
-        for d, applied in store.load(redis, tenant, sorted(set(users))).values()
-        if d is not None and d.version > applied
+        d.desired
+        for d in delivery.load(redis, tenant, sorted(set(users))).values()
+        if d.desired is not None and d.behind
     ]
     if not due:
         return outcome
     if isinstance(adapter, BatchApply):
         try:
-            adapter.apply_many([d.change() for d in due])
+            adapter.apply_many([_change(d) for d in due])
             done = due
         except PbxError as exc:
             done = []
@@ -46,17 +48,17 @@ def deliver(redis: Redis, tenant: str, adapter: PbxAdapter, users: list[str]) ->
         done = []
         for d in due:
             try:
-                adapter.apply_profile(d.change())
+                adapter.apply_profile(_change(d))
                 done.append(d)
             except PbxError as exc:
                 _fail(redis, tenant, [d], exc, outcome)
-    store.mark_applied(redis, tenant, done, {"adapter": adapter.name})
+    delivery.mark_applied(redis, tenant, done, {"adapter": adapter.name})
     outcome.applied = [d.user for d in done]
     return outcome
 
 
 def _fail(
-    redis: Redis, tenant: str, failed: list[store.Desired], exc: PbxError, outcome: Outcome
+    redis: Redis, tenant: str, failed: list[Desired], exc: PbxError, outcome: Outcome
 ) -> None:
     reason = str(exc)
     for d in failed:
@@ -66,8 +68,12 @@ def _fail(
                 outcome.retry_after = max(outcome.retry_after or 0.0, exc.retry_after)
         else:
             outcome.dead[d.user] = reason
-            store.dead_letter(redis, tenant, d, reason)
+            delivery.dead_letter(redis, tenant, d, reason)
     log.warning(
         "pbx apply failed",
         extra={"tenant": tenant, "users": len(failed), "transient": exc.transient},
     )
+
+
+def _change(d: Desired) -> ProfileChange:
+    return ProfileChange(d.user, d.profile, d.availability, d.activity, d.version)

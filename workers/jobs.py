@@ -10,9 +10,9 @@ from core import certificates
 from core.errors import PbxError, TransientError
 from core.queue import enqueue_deliver, enqueue_refresh_call, enqueue_tick, hand_to_clock
 from core.state import intake
+from core.state.delivery import pending_users
 from core.token_cache import CacheCipher
 from workers import calls, delivery, directory
-from workers import desired as store
 from workers.context import TenantRuntime, current
 from workers.pbx.base import Refreshing
 from workers.pbx.registry import save_state
@@ -164,7 +164,7 @@ def deliver_pending(tenant: str, users: list[str] | None = None) -> int:
     if runtime is None:
         return 0
     if users is None:
-        users = store.pending_users(current().redis, tenant)
+        users = pending_users(current().redis, tenant)
     outcome = _deliver_and_save(tenant, runtime, users)
     if outcome.transient:
         raise TransientError(
@@ -206,5 +206,5 @@ def maintain_pbx(tenant: str) -> int:
         except PbxError as exc:  # the next round tries again; delivery below still runs
             log.warning("pbx refresh failed", extra={"tenant": tenant, "error": str(exc)})
         save_state(runtime.adapter, tenant, redis)
-    outcome = _deliver_and_save(tenant, runtime, store.pending_users(redis, tenant))
+    outcome = _deliver_and_save(tenant, runtime, pending_users(redis, tenant))
     return len(outcome.applied)

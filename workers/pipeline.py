@@ -13,10 +13,11 @@ import orjson
 from redis import Redis
 
 from core import keys
-from workers import desired as store
+from core.state import delivery, profiles
+from core.state.profiles import ProfileState
 from workers.mapping import RuleSet, decide
 from workers.pbx.base import ProfileChange
-from workers.profile_state import ProfileState, step, tick
+from workers.profile_state import step, tick
 
 
 @dataclass(frozen=True)
@@ -131,13 +132,8 @@ def process(
             result.unlinked += 1
 
     pbx_users = sorted({u for _, users in fresh for u in users})
-    states: dict[str, ProfileState] = {}
-    if pbx_users:
-        raw_states = redis.hmget(keys.profile_state(tenant), pbx_users)
-        states = {
-            u: ProfileState.from_dict(orjson.loads(r)) if r else ProfileState()
-            for u, r in zip(pbx_users, raw_states, strict=True)
-        }
+    stored = profiles.load(redis, tenant, pbx_users)
+    states = {u: stored.get(u) or ProfileState() for u in pbx_users}
     for update, users in fresh:
         decision = decide(rules, update.availability, update.activity)
         for user in users:
@@ -160,12 +156,8 @@ def process(
     pipe = redis.pipeline(transaction=False)
     if presence_writes:
         pipe.hset(keys.presence(tenant), mapping=presence_writes)  # type: ignore[arg-type]
-    if states:
-        pipe.hset(
-            keys.profile_state(tenant),
-            mapping={u: orjson.dumps(s.to_dict()) for u, s in states.items()},
-        )
-    store.record_events(
+    profiles.save(pipe, tenant, states)
+    profiles.record_events(
         pipe,
         tenant,
         [
@@ -182,7 +174,7 @@ def process(
         ],
     )
     pipe.execute()
-    store.set_desired(redis, tenant, result.changes)
+    delivery.set_desired(redis, tenant, result.changes)
     return result
 
 
@@ -194,18 +186,14 @@ def tick_users(
     result = BatchResult()
     if not users:
         return result
-    raw = redis.hmget(keys.profile_state(tenant), users)
-    writes: dict[str, bytes] = {}
-    for user, r in zip(users, raw, strict=True):
-        if not r:
-            continue
-        state, profile = tick(ProfileState.from_dict(orjson.loads(r)), now)
-        writes[user] = orjson.dumps(state.to_dict())
+    writes: dict[str, ProfileState] = {}
+    for user, stored in profiles.load(redis, tenant, users).items():
+        state, profile = tick(stored, now)
+        writes[user] = state
         if profile is not None:
             result.changes.append(ProfileChange(user, profile, state.availability, state.activity))
         if state.pending_due is not None:
             result.pending_due[user] = state.pending_due
-    if writes:
-        redis.hset(keys.profile_state(tenant), mapping=writes)  # type: ignore[arg-type]
-    store.set_desired(redis, tenant, result.changes)
+    profiles.save(redis, tenant, writes)
+    delivery.set_desired(redis, tenant, result.changes)
     return result

@@ -8,14 +8,16 @@ Rules, in order of precedence:
 - leaving a sticky profile, and any change made while Teams says Offline/PresenceUnknown,
   waits `hold_seconds`: it applies (from `tick`) only if nothing else was decided meanwhile,
   so flaps and short blips never reach the PBX. Entering a sticky profile is immediate.
+
+The record itself (`ProfileState`) and its stored form belong to `core.state.profiles`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
 from typing import Final
 
+from core.state.profiles import ProfileState
 from workers.mapping import Decision, normalise
 
 # Shown when a sticky profile ends and nothing is known about the profile before it:
@@ -24,52 +26,6 @@ DEFAULT_PROFILE: Final = "Available"
 
 # Teams reports these for a few seconds while a client restarts or the network blinks.
 _BLIP_VALUES: Final = frozenset({"offline", "presenceunknown"})
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileState:
-    """Everything the machine remembers about one PBX user; plain JSON values only."""
-
-    current: str | None = None  # the profile the PBX should show; None until first known
-    restore_to: str | None = None  # the last non-sticky profile
-    sticky_since: float | None = None  # set while a sticky profile is shown
-    pending_profile: str | None = None  # a damped change waiting to hold
-    pending_sticky: bool = False
-    pending_due: float | None = None
-    last_profile: str | None = None  # the last decision, to spot repeats
-    last_sticky: bool = False
-    availability: str = ""  # the Teams presence behind the last decision
-    activity: str = ""
-    version: int = 0  # grows with every change of `current`
-
-    @property
-    def sticky(self) -> bool:
-        return self.sticky_since is not None
-
-    @property
-    def pending(self) -> bool:
-        return self.pending_due is not None
-
-    def to_dict(self) -> dict[str, object]:
-        # Not dataclasses.asdict: its deep copy cost more than the rest of a batch's mapping.
-        return {name: getattr(self, name) for name in _FIELDS}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> ProfileState:
-        """Rebuild from `to_dict` output; missing or mistyped fields fall back to defaults."""
-        return cls(
-            current=_opt_str(data.get("current")),
-            restore_to=_opt_str(data.get("restore_to")),
-            sticky_since=_opt_float(data.get("sticky_since")),
-            pending_profile=_opt_str(data.get("pending_profile")),
-            pending_sticky=data.get("pending_sticky") is True,
-            pending_due=_opt_float(data.get("pending_due")),
-            last_profile=_opt_str(data.get("last_profile")),
-            last_sticky=data.get("last_sticky") is True,
-            availability=_opt_str(data.get("availability")) or "",
-            activity=_opt_str(data.get("activity")) or "",
-            version=_int(data.get("version")),
-        )
 
 
 def step(
@@ -164,20 +120,3 @@ def _emit(before: str | None, state: ProfileState) -> tuple[ProfileState, str | 
     if state.current is None or state.current == before:
         return state, None
     return replace(state, version=state.version + 1), state.current
-
-
-_FIELDS: Final = tuple(f.name for f in fields(ProfileState))
-
-
-def _opt_str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _opt_float(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -30,3 +30,18 @@ def loads(raw: bytes | str | None) -> Any:
 
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
+
+
+# Tolerant field readers: a stored value of the wrong type reads as the field's default.
+def opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def opt_float(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def as_int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -20,14 +20,14 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from core import keys, subscription_registry
 from core.settings import MappingSettings, load_settings
+from core.state import delivery
+from core.state.delivery import Desired
 from emulator.harness.served import ServedApp
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from tests.e2e.conftest import ADMIN_KEY as E2E_ADMIN_KEY
 from tests.e2e.conftest import BridgeFactory
 from webhook.app import create_app
-from workers import desired as store
 from workers.delivery import deliver
-from workers.desired import Desired
 from workers.mapping import compile_rules
 from workers.pbx.builtin import BuiltinAdapter
 from workers.pipeline import PresenceUpdate, process
@@ -84,7 +84,7 @@ def seed(client: redis.Redis) -> None:
         renewed_at=repr(now),
     )
     refused = Desired("dave", "Away", "Away", "Away", 1, now)
-    store.dead_letter(client, T, refused, "PBX answered 404: no such user")
+    delivery.dead_letter(client, T, refused, "PBX answered 404: no such user")
     client.hset(
         keys.account_health(T),
         "svc@contoso.test",

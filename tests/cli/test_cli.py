@@ -21,6 +21,7 @@ from cli.app import app
 from core.auth import Authenticator
 from core.queue import QUEUE_PBX, queue
 from core.settings import load_settings
+from core.state import delivery
 from emulator.control import ControlClient
 from emulator.harness.ports import free_port
 from emulator.harness.served import ServedApp
@@ -30,7 +31,6 @@ from subscriptions.leader import LeaderLock
 from tests.emulator.conftest import ALL_ROLES, control, emulator  # noqa: F401 - fixtures
 from tests.pbx_server import PbxServer
 from webhook.app import create_app
-from workers import desired
 from workers.delivery import deliver
 from workers.mapping import compile_rules
 from workers.pbx.base import ProfileChange
@@ -172,8 +172,8 @@ def graph_presence(site: Site, redis_client: redis.Redis, user: str, availabilit
 
 
 def dead_letter(redis_client: redis.Redis, user: str, profile: str = "Away") -> None:
-    [made] = desired.set_desired(redis_client, TENANT, [ProfileChange(user, profile)])
-    desired.dead_letter(redis_client, TENANT, made, "HTTP 404: no such extension")
+    [made] = delivery.set_desired(redis_client, TENANT, [ProfileChange(user, profile)])
+    delivery.dead_letter(redis_client, TENANT, made, "HTTP 404: no such extension")
 
 
 # ---- check --------------------------------------------------------------------------------
@@ -473,6 +473,17 @@ def test_users_show_gives_presence_profile_and_latency(
     assert result.exit_code == 0, result.output
     assert f"Teams {site.users['alice']}: Busy/InACall" in result.stdout
     assert "applied" in result.stdout and " ms" in result.stdout
+
+
+def test_users_show_says_dead_lettered_not_pending(site: Site, redis_client: redis.Redis) -> None:
+    dead_letter(redis_client, "alice")
+
+    result = site.run("users", "show", "alice", "--tenant", TENANT)
+    body = site.json("users", "show", "alice", "--tenant", TENANT)
+
+    assert result.exit_code == 0, result.output
+    assert "desired: Away v1, applied v0: dead-lettered" in result.stdout
+    assert (body["pending"], body["in_sync"]) == (False, False)
 
 
 def test_users_show_json_finds_the_user_by_upn(site: Site, redis_client: redis.Redis) -> None:

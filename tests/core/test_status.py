@@ -13,8 +13,9 @@ from rq import SimpleWorker
 from core import accounts, keys, status, user_status
 from core.queue import QUEUE_DEFAULT, JobSpec, queue
 from core.settings import PbxUser, ProcessSettings, Settings, TenantSettings
+from core.state import delivery
 from subscriptions import store as sub_store
-from workers import desired, directory_store
+from workers import directory_store
 from workers.delivery import deliver
 from workers.pbx.base import ProfileChange
 from workers.pbx.builtin import BuiltinAdapter
@@ -106,20 +107,20 @@ def test_users_view_of_a_tenant_never_synced_is_empty(redis_client: redis.Redis)
 
 
 def test_pending_deliveries_agree_with_the_delivery_side(redis_client: redis.Redis) -> None:
-    made = desired.set_desired(redis_client, TENANT, [
+    made = delivery.set_desired(redis_client, TENANT, [
         ProfileChange("ann", "Away"), ProfileChange("bob", "Busy"), ProfileChange("cy", "DND"),
     ])  # fmt: skip
-    desired.mark_applied(redis_client, TENANT, [made[0]], {})
-    desired.dead_letter(redis_client, TENANT, made[1], "refused")
+    delivery.mark_applied(redis_client, TENANT, [made[0]], {})
+    delivery.dead_letter(redis_client, TENANT, made[1], "refused")
 
     assert status.pending_deliveries(redis_client, TENANT) == len(
-        desired.pending_users(redis_client, TENANT)
+        delivery.pending_users(redis_client, TENANT)
     ) == 1  # fmt: skip
 
 
 def test_dead_letters_and_problems_name_the_reason(redis_client: redis.Redis) -> None:
-    [made] = desired.set_desired(redis_client, TENANT, [ProfileChange("ann", "Away")])
-    desired.dead_letter(redis_client, TENANT, made, "HTTP 404: no such extension")
+    [made] = delivery.set_desired(redis_client, TENANT, [ProfileChange("ann", "Away")])
+    delivery.dead_letter(redis_client, TENANT, made, "HTTP 404: no such extension")
 
     report = status.tenant_status(redis_client, tenant_settings(), NOW)
 
@@ -164,7 +165,7 @@ def test_bridge_status_sees_heartbeats_and_tenants(redis_client: redis.Redis) ->
 
 
 def _deliver_presence(redis_client: redis.Redis, user: str, profile: str) -> None:
-    [made] = desired.set_desired(redis_client, TENANT, [ProfileChange(user, profile)])
+    [made] = delivery.set_desired(redis_client, TENANT, [ProfileChange(user, profile)])
     deliver(redis_client, TENANT, BuiltinAdapter(redis_client, TENANT), [user])
     assert made.version >= 1
 

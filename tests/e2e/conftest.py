@@ -24,11 +24,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core import keys
 from core.auth import Authenticator
 from core.graph import GraphClient
 from core.settings import Settings
-from core.state import intake
+from core.state import delivery, intake, pbx, profiles
+from core.state.delivery import Desired
 from emulator.control import ControlClient
 from emulator.harness.bridge import PBX_SECRET, BridgeSite
 from emulator.harness.bridge import TENANT as TENANT
@@ -37,7 +37,6 @@ from emulator.harness.processes import wait_for as wait_for
 from emulator.harness.served import ServedApp
 from emulator.server import EmulatorServer
 from webhook.pbx_events import sign
-from workers import desired as store
 
 PBX_EVENTS_SECRET = "pbx-events-secret-" + "e" * 24  # noqa: S105
 ADMIN_KEY = "admin-key-" + "a" * 24  # the status page of the wired bridge
@@ -123,43 +122,44 @@ class Bridge:
 
     # -- bridge side -------------------------------------------------------------------------
 
-    def desired(self, user: str) -> store.Desired | None:
-        return store.load(self.redis, TENANT, [user])[user][0]
+    def desired(self, user: str) -> Desired | None:
+        return delivery.load(self.redis, TENANT, [user])[user].desired
 
     def applied_version(self, user: str) -> int:
-        return store.load(self.redis, TENANT, [user])[user][1]
+        return delivery.load(self.redis, TENANT, [user])[user].applied
 
     def applied_profiles(self, user: str) -> list[str]:
         """Profiles the adapter applied for `user`, oldest first."""
-        events = reversed(store.recent_events(self.redis, TENANT, user))
+        events = reversed(profiles.recent_events(self.redis, TENANT, user))
         return [e["profile"] for e in events if e.get("result") == "applied"]
 
     def decided(self, user: str) -> list[dict[str, Any]]:
         """Teams presences the pipeline acted on for `user`, oldest first."""
-        events = reversed(store.recent_events(self.redis, TENANT, user))
+        events = reversed(profiles.recent_events(self.redis, TENANT, user))
         return [e["teams"] for e in events if e.get("result") == "decided"]
 
-    def wait_desired(self, user: str, profile: str) -> store.Desired:
+    def wait_desired(self, user: str, profile: str) -> Desired:
         """Until the desired profile of `user` is `profile`, applied or not."""
 
-        def check() -> store.Desired | None:
+        def check() -> Desired | None:
             d = self.desired(user)
             return d if d is not None and d.profile == profile else None
 
         return wait_for(check, f"{profile!r} decided for {user}")
 
-    def wait_applied(self, user: str, profile: str, what: str = "") -> store.Desired:
+    def wait_applied(self, user: str, profile: str, what: str = "") -> Desired:
         """Until the desired profile of `user` is `profile` and the PBX adapter applied it."""
 
-        def check() -> store.Desired | None:
-            d, applied = store.load(self.redis, TENANT, [user])[user]
+        def check() -> Desired | None:
+            found = delivery.load(self.redis, TENANT, [user])[user]
+            d, applied = found.desired, found.applied
             return d if d is not None and d.profile == profile and applied >= d.version else None
 
         return wait_for(check, what or f"{profile!r} applied for {user}")
 
     def builtin_profile(self, user: str) -> str | None:
-        raw = self.redis.hget(keys.builtin_profiles(TENANT), user)
-        return None if raw is None else str(orjson.loads(raw)["profile"])
+        found = pbx.builtin_profile(self.redis, TENANT, user)
+        return None if found is None else found.profile
 
     def metrics(self) -> dict[str, int]:
         return intake.counters(self.redis)

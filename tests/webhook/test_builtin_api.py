@@ -7,6 +7,7 @@ import httpx
 import pytest
 import redis
 
+from core.state.pbx import builtin_events_key
 from emulator.harness.redis_server import StreamEntries
 from emulator.harness.served import ServedApp
 from emulator.harness.tenants import secret_env
@@ -80,7 +81,7 @@ def test_event_stream_resumes_after_last_event_id(
 ) -> None:
     adapter = BuiltinAdapter(redis_client, "contoso")
     adapter.apply_profile(ProfileChange("alice", "Away"))
-    [(first_id, _)] = cast(StreamEntries, redis_client.xrange("pb:tenant:contoso:builtin:events"))
+    [(first_id, _)] = cast(StreamEntries, redis_client.xrange(builtin_events_key("contoso")))
     adapter.apply_profile(ProfileChange("alice", "Busy"))
     with api.stream(
         "GET", "/api/v1/tenants/contoso/events", headers={"Last-Event-ID": first_id.decode()}

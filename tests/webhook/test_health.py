@@ -8,6 +8,7 @@ import redis
 from cryptography.fernet import Fernet
 
 from core import accounts, keys
+from core.state import delivery
 from emulator.harness.served import ServedApp
 from tests.webhook.conftest import presence_item
 
@@ -58,7 +59,7 @@ def test_metrics_show_service_account_health_subscriptions_and_dead_letters(
     accounts.mark_needs_sign_in(redis_client, "contoso", "svc-1@contoso.com", "invalid_grant", 1.0)
     redis_client.sadd(keys.tenant_subscriptions("contoso"), "sub-1")
     redis_client.set(keys.polled("contoso"), orjson.dumps(["u1", "u2"]))
-    redis_client.hset(keys.dead_letters("contoso"), "alice", b"{}")
+    redis_client.hset(delivery.dead_key("contoso"), "alice", b"{}")  # an incomplete record
     served = serve_contoso(
         extra='service_accounts = ["svc-1@contoso.com", "svc-2@contoso.com"]',
         PRESENCE_BRIDGE_CACHE_KEY=Fernet.generate_key().decode(),

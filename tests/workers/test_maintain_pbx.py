@@ -13,6 +13,7 @@ import redis
 
 from core import keys
 from core.settings import load_settings
+from core.state import pbx
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from tests.kamailio import KamailioServer
 from workers import jobs
@@ -67,7 +68,7 @@ def test_a_sip_publication_near_its_expiry_is_refreshed_after_a_restart(
     # The worker comes back when the publication is past its refresh point (80 % of it).
     state = json.loads(adapter.export_state())
     state["users"]["carol"]["expires_at"] -= 0.9 * state["users"]["carol"]["lifetime"]
-    redis_client.set(keys.adapter_state("contoso"), json.dumps(state))
+    pbx.save_adapter_state(redis_client, "contoso", json.dumps(state))
 
     restarted = context_factory(sip)
     jobs.maintain_pbx("contoso")

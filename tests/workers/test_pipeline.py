@@ -8,8 +8,9 @@ import redis
 
 from core import keys
 from core.settings import MappingSettings
+from core.state import pbx, profiles
+from core.state.delivery import pending_users
 from emulator.harness.redis_server import RedisServer, StreamEntries
-from workers import desired as store
 from workers.delivery import deliver
 from workers.mapping import compile_rules
 from workers.pbx.builtin import BuiltinAdapter
@@ -50,7 +51,7 @@ def test_meeting_is_sticky_and_the_previous_profile_returns(redis_client: redis.
     link(redis_client, "g1", "alice")
     run(redis_client, PresenceUpdate("g1", "Away", "Away", "0001"), rules=PASCOM)
     redis_client.hset(
-        keys.profile_state(T),
+        profiles.profiles_key(T),
         "alice",
         orjson.dumps({"current": "Lunch", "restore_to": "Lunch", "version": 1}),
     )
@@ -112,7 +113,7 @@ def test_static_links_from_the_tenants_file_are_used(redis_client: redis.Redis) 
 def test_each_transition_is_in_the_user_event_log(redis_client: redis.Redis) -> None:
     link(redis_client, "g1", "alice")
     run(redis_client, PresenceUpdate("g1", "Away", "Away", "0001"))
-    events = store.recent_events(redis_client, T, "alice")
+    events = profiles.recent_events(redis_client, T, "alice")
     assert [e["result"] for e in events] == ["applied", "decided"]
     assert events[0]["profile"] == "Away" and events[0]["latency_ms"] >= 0
 
@@ -130,15 +131,15 @@ def test_pbx_outage_keeps_the_desired_state_pending(redis_client: redis.Redis) -
     down = RedisServer()  # a PBX that does not answer: a server that is not running
     outcome = deliver(redis_client, T, BuiltinAdapter(redis.Redis(port=down.port), T), ["alice"])
     assert list(outcome.transient) == ["alice"]
-    assert store.pending_users(redis_client, T) == ["alice"]
+    assert pending_users(redis_client, T) == ["alice"]
 
 
 def test_after_the_outage_only_the_latest_profile_is_applied(redis_client: redis.Redis) -> None:
     link(redis_client, "g1", "alice")
     process(redis_client, T, GLOCOM, 0.0, [PresenceUpdate("g1", "Away", "Away", "1")], now=1.0)
     process(redis_client, T, GLOCOM, 0.0, [PresenceUpdate("g1", "Busy", "Busy", "2")], now=2.0)
-    deliver(redis_client, T, BuiltinAdapter(redis_client, T), store.pending_users(redis_client, T))
-    events = cast(StreamEntries, redis_client.xrange(keys.builtin_events(T)))
+    deliver(redis_client, T, BuiltinAdapter(redis_client, T), pending_users(redis_client, T))
+    events = cast(StreamEntries, redis_client.xrange(pbx.builtin_events_key(T)))
     assert [orjson.loads(f[b"data"])["profile"] for _, f in events] == ["Busy"]
 
 

@@ -6,8 +6,9 @@ import orjson
 import pytest
 
 from core.settings import MappingSettings, RuleSettings
+from core.state.profiles import ProfileState
 from workers.mapping import LEAVE_UNCHANGED, Decision, RuleSet, compile_rules
-from workers.profile_state import ProfileState, set_manual, step, tick
+from workers.profile_state import set_manual, step, tick
 
 HOLD = 15.0
 MEETING = Decision("Teams Meeting", sticky=True)
@@ -367,12 +368,3 @@ def test_state_from_json_continues_where_it_stopped() -> None:
     state, _ = run(ProfileState(current="Lunch", restore_to="Lunch"), [(0, MEETING), (10, BUSY)])
     restored = ProfileState.from_dict(orjson.loads(orjson.dumps(state.to_dict())))
     assert tick(restored, 100)[1] == "Busy"
-
-
-def test_state_from_empty_dict_is_fresh() -> None:
-    assert ProfileState.from_dict({}) == ProfileState()
-
-
-def test_state_from_mistyped_fields_falls_back_to_defaults() -> None:
-    data = {"current": 3, "sticky_since": "yesterday", "version": True, "last_sticky": "yes"}
-    assert ProfileState.from_dict(data) == ProfileState()

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import time
 
-import orjson
 from redis import Redis
 from redis.exceptions import RedisError
 
-from core import keys
 from core.errors import PbxError
+from core.state import pbx
+from core.state.pbx import BuiltinProfile
 from workers.pbx.base import BatchApply, PbxAdapter, PbxUserRecord, ProfileChange
-
-EVENTS_MAXLEN = 10_000
 
 
 class BuiltinAdapter(PbxAdapter, BatchApply):
@@ -35,28 +33,10 @@ class BuiltinAdapter(PbxAdapter, BatchApply):
         """Apply several changes in one round trip (the hot path of the pipeline)."""
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
-        records = {
-            change.user: orjson.dumps(
-                {
-                    "user": change.user,
-                    "profile": change.profile,
-                    "availability": change.availability,
-                    "activity": change.activity,
-                    "version": change.version,
-                    "updated_at": now,
-                }
-            )
-            for change in changes
-        }
-        if records:
-            pipe.hset(keys.builtin_profiles(self.tenant), mapping=records)  # type: ignore[arg-type]
-        for record in records.values():
-            pipe.xadd(
-                keys.builtin_events(self.tenant),
-                {"data": record},
-                maxlen=EVENTS_MAXLEN,
-                approximate=True,
-            )
+        pbx.publish_builtin(pipe, self.tenant, [
+            BuiltinProfile(c.user, c.profile, c.availability, c.activity, c.version, now)
+            for c in changes
+        ])  # fmt: skip
         try:
             pipe.execute()
         except (RedisError, OSError) as exc:
@@ -65,8 +45,8 @@ class BuiltinAdapter(PbxAdapter, BatchApply):
             ) from exc
 
     def read_profile(self, user: str) -> str | None:
-        raw = self.redis.hget(keys.builtin_profiles(self.tenant), user)
-        return None if raw is None else str(orjson.loads(raw)["profile"])
+        served = pbx.builtin_profile(self.redis, self.tenant, user)
+        return None if served is None else served.profile
 
     def close(self) -> None:
         pass

@@ -2,13 +2,12 @@
 
 3CX allows one active token per client id: a process that fetches its own token invalidates
 every other process's. With Redis, one process at a time fetches (under a short lock) and
-the others take its token from `keys.pbx_token(tenant)`, encrypted with the cache key.
+the others take its token from Redis (`core.state.pbx`), encrypted with the cache key.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import secrets
@@ -20,8 +19,9 @@ from typing import Protocol
 
 from redis import Redis, RedisError
 
-from core import keys
 from core.errors import PbxError
+from core.state import pbx
+from core.state.pbx import PbxToken
 from core.token_cache import CacheCipher, CacheKeyError
 
 log = logging.getLogger(__name__)
@@ -30,13 +30,6 @@ Clock = Callable[[], float]
 LOCK_MS = 10_000  # longer than a token request normally takes; a dead holder frees it by expiry
 WAIT_SECONDS = 10.0  # how long to wait for another worker's token before fetching our own
 POLL_SECONDS = 0.05
-
-# Deletes KEYS[1] only while it still holds ARGV[1]: releases our lock, or drops the token
-# we used (Fernet output differs on every write, so equal bytes mean the same stored token).
-_COMPARE_AND_DELETE = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end "
-    "return 0"
-)
 
 
 @dataclass
@@ -112,14 +105,12 @@ class SharedTokens:
                  fetch: Fetch) -> None:
         self._share = share
         self._redis = share.redis
-        self._key = keys.pbx_token(share.tenant)
-        self._lock_key = keys.pbx_token_lock(share.tenant)
+        self._tenant = share.tenant
         # Which endpoint, client and secret a stored token belongs to: a changed config must
         # not pick up the old client's token.
         self._for = hashlib.sha256("\0".join(key).encode()).hexdigest()
         self._clock = clock
         self._fetch = fetch
-        self._compare_and_delete = share.redis.register_script(_COMPARE_AND_DELETE)
         self._what = f"the shared PBX token of tenant {share.tenant}"
         # The token this instance uses and its sealed bytes, so Redis is read only when it
         # expires or the PBX refuses it; one thread of this instance renews at a time.
@@ -146,7 +137,7 @@ class SharedTokens:
                 return  # another thread of ours already moved on to a newer token
             self._held = None
             try:
-                self._compare_and_delete(keys=[self._key], args=[held[1]])
+                pbx.drop_sealed_token(self._redis, self._tenant, held[1])
             except RedisError as exc:
                 raise self._unavailable(exc) from None
 
@@ -155,34 +146,33 @@ class SharedTokens:
                         transient=True)
 
     def _load(self) -> tuple[Token, bytes] | None:
-        sealed = self._redis.get(self._key)
-        if not isinstance(sealed, bytes):
+        sealed = pbx.sealed_token(self._redis, self._tenant)
+        if sealed is None:
             return None
         try:
             plain, _ = self._share.cipher.decrypt(sealed, self._what)
-            data = json.loads(plain)
-            token = Token(str(data["access_token"]), float(data["expires_at"]))
         except CacheKeyError as exc:
             # Another host seals with a different key: say so, and replace the token.
             log.warning("%s", exc)
             return None
-        except (ValueError, KeyError, TypeError):
+        stored = PbxToken.from_bytes(plain)
+        if stored is None:
             log.warning("%s is not readable; fetching a new one", self._what)
             return None
-        if data.get("for") != self._for or token.expires_at <= self._clock():
+        if stored.for_ != self._for or stored.expires_at <= self._clock():
             return None
-        return token, sealed
+        return Token(stored.access_token, stored.expires_at), sealed
 
     def _renew(self) -> tuple[Token, bytes]:
         owner = secrets.token_hex(16)
         deadline = time.monotonic() + self._share.wait_seconds
         while True:
-            if self._redis.set(self._lock_key, owner, nx=True, px=LOCK_MS):
+            if pbx.take_token_lock(self._redis, self._tenant, owner, LOCK_MS):
                 try:
                     # The holder before us may have stored a token while we asked.
                     return self._load() or self._save(self._fetch())
                 finally:
-                    self._compare_and_delete(keys=[self._lock_key], args=[owner])
+                    pbx.release_token_lock(self._redis, self._tenant, owner)
             found = self._load()
             if found is not None:
                 return found
@@ -193,14 +183,15 @@ class SharedTokens:
             time.sleep(POLL_SECONDS)  # no event to wait on: the winner only writes a key
 
     def _save(self, token: Token) -> tuple[Token, bytes]:
-        body = {"access_token": token.value, "expires_at": token.expires_at, "for": self._for}
-        sealed = self._share.cipher.encrypt(json.dumps(body).encode())
+        sealed = self._share.cipher.encrypt(
+            PbxToken(token.value, token.expires_at, self._for).to_bytes()
+        )
         # expires_at is already the lifetime minus the refresh margin; round down so Redis
         # never hands out a token we would treat as expired.
         ttl = token.expires_at - self._clock()
         if not math.isfinite(ttl):
-            self._redis.set(self._key, sealed)
+            pbx.save_sealed_token(self._redis, self._tenant, sealed, None)
         elif ttl >= 1:
-            self._redis.set(self._key, sealed, ex=int(ttl))
+            pbx.save_sealed_token(self._redis, self._tenant, sealed, int(ttl))
         log.info("%s was fetched and stored", self._what)
         return token, sealed

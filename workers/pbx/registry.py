@@ -10,9 +10,9 @@ from typing import Literal
 from pydantic import SecretStr, ValidationError
 from redis import Redis
 
-from core import keys
 from core.errors import BridgeError
 from core.settings import TenantSettings
+from core.state import pbx
 from workers.pbx import http
 from workers.pbx.base import PbxAdapter, Stateful
 from workers.pbx.builtin import BuiltinAdapter
@@ -28,17 +28,16 @@ def build_adapter(tenant: TenantSettings, redis: Redis,
     if kind == "http":
         return http.build(tenant.pbx, tenant.name, redis, cache_key)
     sip = SipAdapter(tenant.pbx.options, tenant.pbx.secret)
-    raw = redis.get(keys.adapter_state(tenant.name))
-    if raw:
-        sip.import_state(raw.decode() if isinstance(raw, bytes) else str(raw))
+    state = pbx.adapter_state(redis, tenant.name)
+    if state:
+        sip.import_state(state)
     return sip
 
 
 def save_state(adapter: PbxAdapter, tenant: str, redis: Redis) -> None:
     """SIP publications must survive a worker restart: a lost ETag shows stale state."""
     if isinstance(adapter, Stateful):
-        state = adapter.export_state()
-        redis.set(keys.adapter_state(tenant), state)
+        pbx.save_adapter_state(redis, tenant, adapter.export_state())
 
 
 Probe = tuple[Literal["ok", "skip", "fail"], str]

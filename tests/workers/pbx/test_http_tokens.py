@@ -17,9 +17,9 @@ import redis
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from core import keys
 from core.errors import ConfigError, PbxError
 from core.settings import PbxSettings
+from core.state.pbx import token_key, token_lock_key
 from core.token_cache import CacheCipher
 from emulator.harness.ports import free_port
 from tests.pbx_server import CLIENT_ID, JWT, SECRET, PbxServer
@@ -29,8 +29,8 @@ from workers.pbx.base import ProfileChange
 from workers.pbx.http import HttpAdapter
 from workers.pbx.http_tokens import LOCK_MS, TokenShare, clear_token_cache
 
-TOKEN_KEY = keys.pbx_token("acme")
-LOCK_KEY = TOKEN_KEY + ":lock"
+TOKEN_KEY = token_key("acme")
+LOCK_KEY = token_lock_key("acme")
 DND = ProfileChange(user="101", profile="Do Not Disturb", availability="DoNotDisturb")
 GENERIC: dict[str, Any] = {
     "auth": {"type": "oauth2", "token_url": "/oauth/token", "client_id": CLIENT_ID},
