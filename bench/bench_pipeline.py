@@ -55,6 +55,7 @@ from core.auth import Authenticator  # noqa: E402
 from core.graph import format_datetime  # noqa: E402
 from core.queue import JOB_PRESENCES, QUEUE_PRESENCE, job_kwargs, queue  # noqa: E402
 from core.settings import load_settings  # noqa: E402
+from core.state import links  # noqa: E402
 from core.subscription_registry import register  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
 
@@ -165,10 +166,8 @@ adapter = "builtin"
     def link(self, graph_ids: list[str], prefix: str) -> list[str]:
         """Graph user -> PBX user links, as the directory sync writes them."""
         names = [f"{prefix}{n:06d}" for n in range(len(graph_ids))]
-        mapping = {g: orjson.dumps([name]) for g, name in zip(graph_ids, names, strict=True)}
-        for start in range(0, len(graph_ids), 5000):
-            part = dict(list(mapping.items())[start:start + 5000])
-            self.redis.hset(keys.links(TENANT), mapping=part)  # type: ignore[arg-type]
+        added = {g: [name] for g, name in zip(graph_ids, names, strict=True)}
+        links.replace(self.redis, TENANT, {**links.read_all(self.redis, TENANT), **added})
         return names
 
     def stop(self) -> None:

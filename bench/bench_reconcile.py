@@ -18,13 +18,12 @@ from _common import ROOT, RedisServer, emit, machine
 
 sys.path.insert(0, str(ROOT))
 
-import orjson  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from pydantic import HttpUrl, SecretStr  # noqa: E402
 
-from core import keys  # noqa: E402
 from core.auth import Authenticator  # noqa: E402
 from core.settings import ProcessSettings, Settings, TenantSettings, load_settings  # noqa: E402
+from core.state import links  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
 from subscriptions import reconcile as rc  # noqa: E402
 from subscriptions.context import Context  # noqa: E402
@@ -53,7 +52,7 @@ def main(argv: list[str]) -> int:
             upns = [f"svc{n:04d}@contoso.test" for n in range(n_accounts)]
             for upn in upns:
                 ctl.add_service_account(tenant_id, upn, uuid.uuid4().hex, "svc")
-            redis.hset(keys.links("bench"), mapping={u: orjson.dumps([u]) for u in ids})
+            links.replace(redis, "bench", {u: [u] for u in ids})
             tenant = TenantSettings(
                 name="bench", tenant_id=tenant_id, client_id=app["client_id"],
                 client_secret=SecretStr(secret), login_base_url=HttpUrl(emulator.base_url),

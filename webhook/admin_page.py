@@ -18,6 +18,7 @@ from redis import Redis
 
 from core import keys
 from core.settings import TenantSettings
+from core.state import directory, links
 
 MAX_USERS = 500  # rows per tenant; the CLI's `users show` reaches the rest
 EVENTS_PER_USER = 4
@@ -279,20 +280,12 @@ def _problems(problems: list[dict[str, Any]]) -> str:
 def user_table(redis: Redis, tenant: TenantSettings) -> dict[str, Any]:
     """PBX users (configured, linked or with a state), their presence, profile and transitions."""
     name = tenant.name
-    pipe = redis.pipeline(transaction=False)
-    pipe.hgetall(keys.links(name))
-    pipe.hkeys(keys.profile_state(name))
-    links_raw, state_users = pipe.execute()
-    drivers: dict[str, list[str]] = {}  # pbx user -> graph ids
-    for gid, raw in links_raw.items():
-        for user in orjson.loads(raw):
-            drivers.setdefault(user, []).append(gid.decode())
+    drivers = links.all_graph_ids(redis, name, links.static_links(tenant))  # pbx user -> graph ids
+    state_users: list[bytes] = redis.hkeys(keys.profile_state(name))  # type: ignore[assignment]
     for u in tenant.pbx_users:
         drivers.setdefault(u.username, [])
-        if u.graph_id:
-            drivers[u.username].append(u.graph_id)
-    for user in state_users:
-        drivers.setdefault(user.decode(), [])
+    for state_user in state_users:
+        drivers.setdefault(state_user.decode(), [])
     users = sorted(drivers)[:MAX_USERS]
     linked = sum(1 for graph_ids in drivers.values() if graph_ids)
     if not users:
@@ -303,13 +296,13 @@ def user_table(redis: Redis, tenant: TenantSettings) -> dict[str, Any]:
     pipe.hmget(keys.desired(name), users)
     pipe.hmget(keys.applied(name), users)
     looked_up = gids or ["-"]  # HMGET needs a field; no Graph id is "-"
-    pipe.hmget(keys.directory_users(name), looked_up)
+    directory.queue_users(pipe, name, looked_up)
     for user in users:
         pipe.lrange(keys.user_events(name, user), 0, EVENTS_PER_USER - 1)
-    states, desired, applied, directory, *events = pipe.execute()
+    states, desired, applied, graph_users, *events = pipe.execute()
     upn = {
-        g: orjson.loads(d).get("userPrincipalName")
-        for g, d in zip(looked_up, directory, strict=True)
+        g: directory.GraphUser.from_bytes(d, g).userPrincipalName
+        for g, d in zip(looked_up, graph_users, strict=True)
         if d
     }
     rows, transitions = [], []

@@ -6,6 +6,7 @@ import redis
 
 from core import keys
 from core.settings import MappingSettings
+from core.state import links
 from tests.redis_server import RedisServer
 from workers import desired as store
 from workers.delivery import deliver
@@ -19,7 +20,7 @@ GLOCOM = compile_rules(MappingSettings(preset="glocom"))
 
 
 def link(client: redis.Redis, graph_id: str, *pbx_users: str) -> None:
-    client.hset(keys.links(T), graph_id, orjson.dumps(list(pbx_users)))
+    links.replace(client, T, {**links.read_all(client, T), graph_id: pbx_users})
 
 
 def run(client: redis.Redis, *updates: PresenceUpdate, rules=GLOCOM, now: float = 1000.0):  # type: ignore[no-untyped-def]
