@@ -89,13 +89,7 @@ class GraphUser:
     @classmethod
     def from_bytes(cls, raw: bytes | str | None, graph_id: str) -> GraphUser:
         data = loads(raw)
-        if not isinstance(data, dict):
-            return cls(id=graph_id)
-        try:
-            # What we store holds only known text fields: the fast way (100,000 per relink).
-            return cls(id=graph_id, **data)
-        except TypeError:
-            return cls(id=graph_id, **_text_fields(data))
+        return cls(id=graph_id, **_text_fields(data)) if isinstance(data, dict) else cls(graph_id)
 
     def to_bytes(self) -> bytes:
         return dumps({k: v for k in USER_FIELDS if (v := getattr(self, k)) is not None})
