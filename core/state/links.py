@@ -9,7 +9,6 @@ so the lookups take them too.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -73,14 +72,13 @@ def replace(
 
     `also` queues more writes into the same MULTI; returns how many Graph ids are linked.
     """
-    forward = {gid: LinkedIds(tuple(users)) for gid, users in links.items()}
-    forward = {gid: linked for gid, linked in forward.items() if linked.ids}
-    reverse = _reverse({gid: linked.ids for gid, linked in forward.items()})
+    forward = {gid: ids for gid, users in links.items() if (ids := sorted(set(users)))}
     count, _ = replace_hashes(
         redis,
         {
-            links_key(tenant): ((gid, linked.to_bytes()) for gid, linked in forward.items()),
-            index_key(tenant): ((user, dumps(gids)) for user, gids in reverse.items()),
+            # Sorted and distinct already: the stored form of `LinkedIds`, 100,000 at a time.
+            links_key(tenant): ((gid, dumps(users)) for gid, users in forward.items()),
+            index_key(tenant): ((user, dumps(gids)) for user, gids in _reverse(forward).items()),
         },
         also,
     )
@@ -88,11 +86,14 @@ def replace(
 
 
 def _reverse(links: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
-    out: dict[str, set[str]] = defaultdict(set)
+    """PBX user -> sorted Graph ids, from links whose PBX users are distinct per Graph id."""
+    out: dict[str, list[str]] = {}
     for gid, users in links.items():
         for user in users:
-            out[user].add(gid)
-    return {user: sorted(gids) for user, gids in out.items()}
+            out.setdefault(user, []).append(gid)
+    for gids in out.values():
+        gids.sort()
+    return out
 
 
 # ---- reading: Graph id -> PBX users ---------------------------------------------------------
@@ -193,7 +194,7 @@ def _rebuild_index(redis: Redis, tenant: str) -> dict[str, list[str]]:
                     return {text(u): list(LinkedIds.from_bytes(v).ids) for u, v in raw.items()}
                 forward: dict[bytes, bytes] = pipe.hgetall(source)  # type: ignore[assignment]
                 reverse = _reverse(
-                    {text(gid): LinkedIds.from_bytes(v).ids for gid, v in forward.items()}
+                    {text(gid): set(LinkedIds.from_bytes(v).ids) for gid, v in forward.items()}
                 )
                 pipe.multi()
                 for chunk in chunks((u, dumps(g)) for u, g in reverse.items()):
