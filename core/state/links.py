@@ -151,7 +151,10 @@ def pbx_users_of(
 def graph_ids_of(
     redis: Redis, tenant: str, pbx_user: str, static: Static | None = None
 ) -> list[str]:
-    """The Graph users that drive `pbx_user`, sorted: one HGET of the reverse index."""
+    """The Graph users that drive `pbx_user`, sorted: one HGET of the reverse index.
+
+    Its EXISTS rides in the same round trip and tells "not linked" from "no index yet".
+    """
     pipe = redis.pipeline(transaction=False)
     pipe.hget(index_key(tenant), pbx_user)
     pipe.exists(index_key(tenant))
