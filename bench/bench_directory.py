@@ -27,11 +27,12 @@ from pydantic import HttpUrl, SecretStr  # noqa: E402
 
 from core.auth import TenantAuth  # noqa: E402
 from core.settings import PbxUser, ProcessSettings, TenantSettings  # noqa: E402
+from core.state import directory  # noqa: E402
+from core.state.directory import SyncReport  # noqa: E402
 from emulator.control import ControlClient  # noqa: E402
 from emulator.harness.redis_server import RedisServer  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
-from workers import directory_store as store  # noqa: E402
-from workers.directory import SyncReport, sync_directory  # noqa: E402
+from workers.directory import sync_directory  # noqa: E402
 
 DOMAIN = "contoso.test"
 # Graph's directory throttling for a tenant above 500 users: 8,000 resource units per 10 s
@@ -110,7 +111,7 @@ def main(argv: list[str]) -> int:
                 print(f"idle delta round: {idle_s:.2f}s", flush=True)
         finally:
             auth.close()
-        memory = redis.memory_usage(store.directory_users("bench")) or 0
+        memory = redis.memory_usage(directory.users_key("bench")) or 0
 
     assert full.mode == "full" and delta.mode == "delta" and idle.mode == "delta"
     assert delta.upserted == kinds["updated"] + kinds["added"]

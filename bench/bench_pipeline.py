@@ -33,12 +33,10 @@ from _common import ROOT, cpu_seconds, emit, machine, percentile
 
 sys.path.insert(0, str(ROOT))
 
-import orjson  # noqa: E402
 
-from core import keys  # noqa: E402
 from core.auth import Authenticator  # noqa: E402
 from core.queue import PRESENCES, queue  # noqa: E402
-from core.state import intake, pbx  # noqa: E402
+from core.state import intake, links, pbx  # noqa: E402
 from emulator.harness.bridge import TENANT, USERS_PER_SUBSCRIPTION, BridgeSite  # noqa: E402
 from emulator.harness.processes import Service  # noqa: E402
 from emulator.harness.redis_server import RedisServer  # noqa: E402
@@ -91,10 +89,8 @@ class Site:
     def link(self, graph_ids: list[str], prefix: str) -> list[str]:
         """Graph user -> PBX user links, as the directory sync writes them."""
         names = [f"{prefix}{n:06d}" for n in range(len(graph_ids))]
-        mapping = {g: orjson.dumps([name]) for g, name in zip(graph_ids, names, strict=True)}
-        for start in range(0, len(graph_ids), 5000):
-            part = dict(list(mapping.items())[start:start + 5000])
-            self.redis.hset(keys.links(TENANT), mapping=part)  # type: ignore[arg-type]
+        added = {g: [name] for g, name in zip(graph_ids, names, strict=True)}
+        links.replace(self.redis, TENANT, {**links.read_all(self.redis, TENANT), **added})
         return names
 
     def stop(self) -> None:

@@ -20,10 +20,9 @@ from _common import ROOT, emit, machine
 
 sys.path.insert(0, str(ROOT))
 
-import orjson  # noqa: E402
 
-from core import keys  # noqa: E402
 from core.auth import Authenticator  # noqa: E402
+from core.state import links  # noqa: E402
 from emulator.harness.bridge import TENANT, BridgeSite  # noqa: E402
 from emulator.harness.redis_server import RedisServer  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
@@ -45,7 +44,7 @@ def main(argv: list[str]) -> int:
                           users=args.users, accounts=n_accounts)  # fmt: skip
         ctl, tenant_id = site.control, site.tenant_id
         with site.serve_web(), contextlib.closing(site):
-            redis.hset(keys.links(TENANT), mapping={u: orjson.dumps([u]) for u in site.graph_ids})
+            links.replace(redis, TENANT, {u: [u] for u in site.graph_ids})
             tenant = site.settings.tenant(TENANT)
             assert tenant is not None
             with Authenticator(site.settings, redis) as auth:

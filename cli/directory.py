@@ -18,7 +18,7 @@ from rich.progress import (
 from cli.common import Session, err, out, print_json
 from core.errors import BridgeError, GraphError
 from core.graph import GraphClient
-from workers import directory_store
+from core.state import directory
 from workers.directory import sync_directory
 from workers.pbx.registry import build_adapter
 
@@ -55,10 +55,10 @@ def sync(
         settings = session.tenant(tenant)
         redis = session.redis()
         auth = session.auth().tenant(tenant)
-        full_import = full or directory_store.delta_link(redis, tenant) is None
-        previous = directory_store.read_status(redis, tenant) or {}
+        full_import = full or directory.delta_link(redis, tenant) is None
+        previous = directory.read_status(redis, tenant)
         # The last import's size is the best guess of this one's; a delta round has none.
-        total = previous.get("graph_users") if full_import else None
+        total = previous.graph_users if full_import and previous else None
         progress = Progress(
             SpinnerColumn(), TextColumn("[progress.description]{task.description}"),
             BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

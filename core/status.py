@@ -21,7 +21,7 @@ from rq.serializers import JSONSerializer
 from core import accounts, keys
 from core.queue import QUEUES, queue
 from core.settings import Settings, TenantSettings
-from core.state import delivery, intake
+from core.state import delivery, directory, intake, links
 
 # Refresh tokens lapse after 90 days without use (core.auth refreshes idle accounts long before).
 REFRESH_TOKEN_DAYS = 90
@@ -187,25 +187,26 @@ def account_views(
 
 def users_view(redis: Redis, tenant: str) -> UsersView:
     pipe = redis.pipeline(transaction=False)
-    pipe.get(keys.directory_status(tenant))
+    directory.queue_status(pipe, tenant)
     pipe.get(keys.subscription_status(tenant))
-    pipe.hlen(keys.links(tenant))
-    directory_raw, subs_raw, links = pipe.execute()
-    directory: dict[str, Any] = _json(directory_raw) or {}
+    links.queue_count(pipe, tenant)
+    directory_raw, subs_raw, linked_graph = pipe.execute()
+    synced = directory.status_from(directory_raw)
+    sync = synced or directory.SyncReport()
     subs: dict[str, Any] = _json(subs_raw) or {}
     return UsersView(
-        directory_synced_at=directory.get("synced_at"),
-        graph_users=int(directory.get("graph_users", 0)),
-        pbx_users=int(directory.get("pbx_users", 0)),
-        linked=int(directory.get("linked_pbx", links)),
-        unlinked_graph=int(directory.get("unlinked_graph", 0)),
-        unlinked_pbx=int(directory.get("unlinked_pbx", 0)),
-        conflicting=int(directory.get("conflict_count", 0)),
-        disabled=int(directory.get("disabled", 0)),
+        directory_synced_at=synced.synced_at if synced else None,
+        graph_users=sync.graph_users,
+        pbx_users=sync.pbx_users,
+        linked=sync.linked_pbx if synced else int(linked_graph),
+        unlinked_graph=sync.unlinked_graph,
+        unlinked_pbx=sync.unlinked_pbx,
+        conflicting=len(sync.conflicts),
+        disabled=sync.disabled,
         subscribed=int(subs.get("subscribed", 0)),
         polled=int(subs.get("polled", 0)),
         polling_latency_bound=subs.get("polling_latency_bound"),
-        conflicts=list(directory.get("conflicts", [])),
+        conflicts=sync.status()["conflicts"],
     )
 
 

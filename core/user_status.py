@@ -5,15 +5,15 @@ Read-only and cheap, like `core.status`: Redis and the settings only.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from redis import Redis
 
-from core import keys
 from core.settings import TenantSettings
-from core.state import delivery, pbx, profiles
+from core.state import delivery, directory, links, pbx, presence, profiles
 from core.state.pbx import BuiltinProfile
 
 RECENT_EVENTS = 20
@@ -39,15 +39,6 @@ def _json(raw: bytes | None) -> Any:
     return orjson.loads(raw) if raw else None
 
 
-def linked_graph_ids(redis: Redis, tenant: TenantSettings, pbx_user: str) -> list[str]:
-    """Graph users that drive `pbx_user`: directory links (scanned) and static links."""
-    found = {u.graph_id for u in tenant.pbx_users if u.username == pbx_user and u.graph_id}
-    for gid, raw in redis.hscan_iter(keys.links(tenant.name)):
-        if pbx_user in orjson.loads(raw):
-            found.add(gid.decode())
-    return sorted(found)
-
-
 def resolve_pbx_users(redis: Redis, tenant: TenantSettings, name: str) -> list[str]:
     """PBX users meant by `name`: a PBX username, a linked Graph id or a Graph UPN."""
     known = profiles.exists(redis, tenant.name, name) or delivery.has_desired(
@@ -55,40 +46,33 @@ def resolve_pbx_users(redis: Redis, tenant: TenantSettings, name: str) -> list[s
     )
     if known or any(u.username == name for u in tenant.pbx_users):
         return [name]
-    if linked_graph_ids(redis, tenant, name):
+    static = links.static_links(tenant)
+    if links.graph_ids_of(redis, tenant.name, name, static):
         return [name]
-    gid = name
-    if "@" in name:
-        wanted = name.lower()
-        for candidate, raw in redis.hscan_iter(keys.directory_users(tenant.name)):
-            if str(orjson.loads(raw).get("userPrincipalName", "")).lower() == wanted:
-                gid = candidate.decode()
-                break
-    linked = _json(redis.hget(keys.links(tenant.name), gid))  # type: ignore[arg-type]
-    static = [u.username for u in tenant.pbx_users if u.graph_id == gid]
-    return sorted(set(linked or []) | set(static))
+    gid = (directory.find_by_upn(redis, tenant.name, name) if "@" in name else None) or name
+    return links.pbx_users_of(redis, tenant.name, gid, static)
 
 
 def user_status(
     redis: Redis, tenant: TenantSettings, pbx_user: str, events: int = RECENT_EVENTS
 ) -> UserStatus:
     name = tenant.name
-    graph_ids = linked_graph_ids(redis, tenant, pbx_user)
+    graph_ids = links.graph_ids_of(redis, name, pbx_user, links.static_links(tenant))
     pipe = redis.pipeline(transaction=False)
     profiles.queue_load(pipe, name, [pbx_user])
     delivery.queue_load(pipe, name, [pbx_user])
     pbx.queue_builtin_profile(pipe, name, pbx_user)
     profiles.queue_recent_events(pipe, name, pbx_user, events)
     if graph_ids:
-        pipe.hmget(keys.presence(name), graph_ids)
-    state, desired, applied, dead, builtin, recent, *presence = pipe.execute()
+        presence.queue_last(pipe, name, graph_ids)
+    state, desired, applied, dead, builtin, recent, *last = pipe.execute()
     stored = profiles.states_from([pbx_user], state).get(pbx_user)
     record = delivery.deliveries_from([pbx_user], desired, applied, dead)[pbx_user]
     served = BuiltinProfile.from_bytes(builtin, pbx_user)
     teams = {
-        gid: orjson.loads(raw)
-        for gid, raw in zip(graph_ids, presence[0] if presence else [], strict=False)
-        if raw
+        gid: dataclasses.asdict(seen)
+        for gid, seen in zip(graph_ids, presence.last_from(last[0]) if last else [], strict=True)
+        if seen is not None
     }
     return UserStatus(
         tenant=name,

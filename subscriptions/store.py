@@ -16,6 +16,7 @@ import orjson
 from redis import Redis
 
 from core import keys, subscription_registry
+from core.state import links
 
 # Old names of two keys, still read by tests/core/test_status.py.
 backoff_key = keys.subscription_backoff
@@ -156,5 +157,5 @@ def polled_users(redis: Redis, tenant: str) -> list[str]:
 
 def linked_users(redis: Redis, tenant: str) -> list[str]:
     """The enabled, linked Graph users of the tenant (the directory sync writes the links)."""
-    return sorted(k.decode() for k in redis.hkeys(keys.links(tenant)))  # type: ignore[union-attr]
+    return links.linked_graph_ids(redis, tenant)
 

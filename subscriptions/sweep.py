@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from redis import Redis
 
 from core import keys
 from core.graph import GraphClient
 from core.queue import enqueue_presences
+from core.state import presence as presence_state
 from subscriptions import planner, store
 
 log = logging.getLogger(__name__)
@@ -95,15 +95,10 @@ def changed_presences(
     if not presences:
         return []
     ids = [str(p.get("id")) for p in presences]
-    last = redis.hmget(keys.presence(tenant), ids)
     out = []
-    for presence, raw in zip(presences, last, strict=True):
-        if raw is None:
-            out.append(presence)
-            continue
-        seen = orjson.loads(raw)
-        if (presence.get("availability"), presence.get("activity")) != (
-            seen.get("availability"), seen.get("activity"),
+    for presence, seen in zip(presences, presence_state.read_last(redis, tenant, ids), strict=True):
+        if seen is None or (presence.get("availability"), presence.get("activity")) != (
+            seen.availability, seen.activity,
         ):  # fmt: skip
             out.append(presence)
     return out

@@ -13,12 +13,10 @@ from importlib import resources
 from string import Template
 from typing import Any
 
-import orjson
 from redis import Redis
 
-from core import keys
 from core.settings import TenantSettings
-from core.state import delivery, profiles
+from core.state import delivery, directory, links, profiles
 from core.state.profiles import ProfileState
 
 MAX_USERS = 500  # rows per tenant; the CLI's `users show` reaches the rest
@@ -281,18 +279,12 @@ def _problems(problems: list[dict[str, Any]]) -> str:
 def user_table(redis: Redis, tenant: TenantSettings) -> dict[str, Any]:
     """PBX users (configured, linked or with a state), their presence, profile and transitions."""
     name = tenant.name
-    pipe = redis.pipeline(transaction=False)
-    pipe.hgetall(keys.links(name))
-    profiles.queue_users(pipe, name)
-    links_raw, state_users = pipe.execute()
-    drivers: dict[str, list[str]] = {}  # pbx user -> graph ids
-    for gid, raw in links_raw.items():
-        for user in orjson.loads(raw):
-            drivers.setdefault(user, []).append(gid.decode())
+    drivers = links.all_graph_ids(redis, name, links.static_links(tenant))  # pbx user -> graph ids
     for u in tenant.pbx_users:
         drivers.setdefault(u.username, [])
-        if u.graph_id:
-            drivers[u.username].append(u.graph_id)
+    pipe = redis.pipeline(transaction=False)
+    profiles.queue_users(pipe, name)
+    [state_users] = pipe.execute()
     for user in profiles.users_from(state_users):
         drivers.setdefault(user, [])
     users = sorted(drivers)[:MAX_USERS]
@@ -304,15 +296,15 @@ def user_table(redis: Redis, tenant: TenantSettings) -> dict[str, Any]:
     profiles.queue_load(pipe, name, users)
     delivery.queue_load(pipe, name, users)
     looked_up = gids or ["-"]  # HMGET needs a field; no Graph id is "-"
-    pipe.hmget(keys.directory_users(name), looked_up)
+    directory.queue_users(pipe, name, looked_up)
     for user in users:
         profiles.queue_recent_events(pipe, name, user, EVENTS_PER_USER)
-    state_reply, desired, applied, dead, directory, *events = pipe.execute()
+    state_reply, desired, applied, dead, graph_users, *events = pipe.execute()
     states = profiles.states_from(users, state_reply)
     deliveries = delivery.deliveries_from(users, desired, applied, dead)
     upn = {
-        g: orjson.loads(d).get("userPrincipalName")
-        for g, d in zip(looked_up, directory, strict=True)
+        g: directory.GraphUser.from_bytes(d, g).userPrincipalName
+        for g, d in zip(looked_up, graph_users, strict=True)
         if d
     }
     rows, transitions = [], []

@@ -12,6 +12,7 @@ from core.auth import TenantAuth
 from core.graph import GraphClient
 from core.redis import connect
 from core.settings import Settings, TenantSettings, load_settings
+from core.state import links
 from workers.mapping import RuleSet, compile_rules
 from workers.pbx.base import PbxAdapter
 from workers.pbx.registry import build_adapter
@@ -37,15 +38,6 @@ class TenantRuntime:
         return self._graph
 
 
-def _static_links(tenant: TenantSettings) -> dict[str, list[str]]:
-    links: dict[str, list[str]] = {}
-    for user in tenant.pbx_users:
-        enabled = tenant.enabled if user.enabled is None else user.enabled
-        if user.graph_id and enabled:
-            links.setdefault(user.graph_id, []).append(user.username)
-    return links
-
-
 def default_graph_factory(settings: Settings, tenant: TenantSettings, redis: Redis) -> GraphClient:
     """App-only Graph client of a tenant (MSAL is built on first use)."""
     return TenantAuth(tenant, settings.process, redis).graph_client()
@@ -69,7 +61,7 @@ class WorkerContext:
             runtime = TenantRuntime(
                 settings=tenant,
                 rules=compile_rules(tenant.mapping),
-                static_links=_static_links(tenant),
+                static_links=links.static_links(tenant),
                 adapter=build_adapter(tenant, self.redis, self.settings.process.cache_key),
                 _graph_factory=lambda: self._graph_factory(self.settings, tenant, self.redis),
             )

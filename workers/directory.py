@@ -20,8 +20,8 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from redis import Redis
@@ -29,9 +29,9 @@ from redis import Redis
 from core.errors import GraphError
 from core.graph import GraphClient, GraphRequestError
 from core.settings import TenantSettings
-from workers import directory_store as store
+from core.state import directory, links
+from core.state.directory import Mode, SyncReport, Tombstone
 from workers.matching import (
-    Conflict,
     PbxUserLike,
     enabled_links,
     is_enabled,
@@ -42,91 +42,11 @@ from workers.pbx.base import PbxAdapter
 
 log = logging.getLogger(__name__)
 
-SELECT = ("id", "userPrincipalName", "mail", "mailNickname", "onPremisesSamAccountName",
-          "displayName")  # fmt: skip
+SELECT = ("id", *directory.USER_FIELDS)
 MAX_PAGE_SIZE = 999  # Graph's largest `$top` for /users
 # Directory delta tokens last 7 days; an expired one comes back as 410 Gone (with a Location
 # to start over) or as a 4xx carrying one of these codes. Either way: import everything again.
 EXPIRED_CODES = frozenset({"syncStateNotFound", "syncStateInvalid", "resyncRequired"})
-
-Mode = Literal["full", "delta"]
-
-
-@dataclass(frozen=True)
-class SyncReport:
-    """What one sync did; `status()` is the JSON record kept in Redis for status pages."""
-
-    tenant: str
-    mode: Mode
-    reason: str  # why a full import: "requested", "no delta link", "delta token expired"
-    synced_at: float
-    pages: int
-    graph_users: int
-    upserted: int = 0
-    soft_deleted: int = 0
-    hard_deleted: int = 0
-    tombstones: int = 0
-    pbx_users: int = 0
-    pbx_source: Literal["adapter", "tenants_file"] = "tenants_file"
-    linked_pbx: int = 0  # PBX users that follow a Graph user
-    linked_graph: int = 0  # Graph users that drive at least one PBX user
-    unlinked_graph: int = 0
-    unlinked_pbx: int = 0
-    disabled: int = 0  # links matched but switched off by the enable flags
-    static_links: int = 0
-    conflicts: tuple[Conflict, ...] = field(default=())
-    fingerprint: str = ""  # of the PBX side and settings the links were computed from
-    import_seconds: float = 0.0  # wall time reading Graph into Redis
-    match_seconds: float = 0.0  # wall time loading both sides and matching them
-
-    @classmethod
-    def from_status(cls, status: Mapping[str, Any]) -> SyncReport:
-        changes = status["changes"]
-        return cls(
-            **{f.name: status[f.name] for f in dataclasses.fields(cls) if f.name in _PLAIN},
-            upserted=changes["upserted"],
-            soft_deleted=changes["soft_deleted"],
-            hard_deleted=changes["hard_deleted"],
-            conflicts=tuple(Conflict(c["pbx_user"], tuple(c["graph_ids"]))
-                            for c in status["conflicts"]),
-        )  # fmt: skip
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "tenant": self.tenant,
-            "mode": self.mode,
-            "reason": self.reason,
-            "synced_at": self.synced_at,
-            "pages": self.pages,
-            "graph_users": self.graph_users,
-            "changes": {
-                "upserted": self.upserted,
-                "soft_deleted": self.soft_deleted,
-                "hard_deleted": self.hard_deleted,
-            },
-            "tombstones": self.tombstones,
-            "pbx_users": self.pbx_users,
-            "pbx_source": self.pbx_source,
-            "linked_pbx": self.linked_pbx,
-            "linked_graph": self.linked_graph,
-            "unlinked_graph": self.unlinked_graph,
-            "unlinked_pbx": self.unlinked_pbx,
-            "disabled": self.disabled,
-            "static_links": self.static_links,
-            "conflict_count": len(self.conflicts),
-            "conflicts": [
-                {"pbx_user": c.pbx_user, "graph_ids": list(c.graph_ids)} for c in self.conflicts
-            ],
-            "fingerprint": self.fingerprint,
-            "import_seconds": self.import_seconds,
-            "match_seconds": self.match_seconds,
-        }
-
-
-_PLAIN = frozenset(
-    f.name for f in dataclasses.fields(SyncReport)
-    if f.name not in ("upserted", "soft_deleted", "hard_deleted", "conflicts")
-)  # fmt: skip
 
 
 @dataclass
@@ -158,9 +78,9 @@ def sync_directory(
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}")
     tenant = tenant_settings.name
-    with store.TenantLock(redis, tenant):
+    with directory.DirectoryLock(redis, tenant):
         started = time.perf_counter()
-        link = None if full else store.delta_link(redis, tenant)
+        link = None if full else directory.delta_link(redis, tenant)
         if full:
             done = _full_import(redis, tenant, graph_client, page_size, "requested")
         elif link is None:
@@ -179,7 +99,7 @@ def sync_directory(
                 done = _full_import(redis, tenant, graph_client, page_size,
                                     "delta token expired")  # fmt: skip
         now = clock()
-        tombstones = store.prune_tombstones(redis, tenant, now)
+        tombstones = directory.prune_tombstones(redis, tenant, now)
         done.seconds = time.perf_counter() - started
         report = _relink(redis, tenant_settings, adapter, done, tombstones, now)
     log.info(
@@ -206,11 +126,11 @@ def _full_import(
         raise GraphRequestError(502, "noDeltaLink", "GET /users/delta: answer without a deltaLink")
     pages = graph.paginate("/users", {"$select": select, "$top": str(page_size)})
     items = (
-        (item["id"], store.encode_user(item))
+        (item["id"], directory.encode_graph_item(item))
         for item in pages
         if isinstance(item.get("id"), str) and item["id"]
     )
-    count = store.replace_users(redis, tenant, items, latest.delta_link)
+    count = directory.replace_users(redis, tenant, items, latest.delta_link)
     return _Import("full", reason, pages.pages + latest.pages, upserted=count)
 
 
@@ -230,23 +150,21 @@ def _delta_round(redis: Redis, tenant: str, graph: GraphClient, link: str, now: 
     if pages.delta_link is None:
         raise GraphRequestError(502, "noDeltaLink", "GET /users/delta: round without a deltaLink")
 
-    previous = store.current_records(redis, tenant, list(latest))
+    previous = directory.stored_users(redis, tenant, list(latest))
     upserts: dict[str, bytes] = {}
-    soft: dict[str, bytes] = {}
+    soft: dict[str, Tombstone] = {}
     hard: list[str] = []
     for gid, item in latest.items():
         removed = item.get("@removed")
         if removed is None:
-            upserts[gid] = store.merge_user(previous[gid], item)
+            upserts[gid] = directory.merge_graph_item(previous[gid], item)
         elif isinstance(removed, Mapping) and removed.get("reason") == "deleted":
             hard.append(gid)
         else:
             # "changed" = soft-deleted, restorable for 30 days; an unknown reason is treated
             # the same way, which unlinks without forgetting.
-            kept = previous[gid]
-            record = orjson.loads(kept) if kept else {}
-            soft[gid] = orjson.dumps({"at": now, "user": record})
-    store.apply_delta(redis, tenant, upserts, soft, hard, pages.delta_link)
+            soft[gid] = Tombstone.of(previous[gid], now)
+    directory.apply_delta(redis, tenant, upserts, soft, hard, pages.delta_link)
     return _Import("delta", "delta link", pages.pages, len(upserts), len(soft), len(hard))
 
 
@@ -262,15 +180,12 @@ def _unchanged(redis: Redis, tenant: str, done: _Import, fingerprint: str) -> Sy
     """The last status, when neither side changed since and the links it describes are there."""
     if done.mode != "delta" or done.upserted or done.soft_deleted or done.hard_deleted:
         return None
-    previous = store.read_status(redis, tenant)
-    if previous is None or previous.get("fingerprint") != fingerprint:
-        return None
-    if store.links_count(redis, tenant) != previous.get("linked_graph"):
+    previous = directory.read_status(redis, tenant)
+    if previous is None or previous.fingerprint != fingerprint:
+        return None  # no status yet, or one another version wrote ("" fingerprint): recompute
+    if links.count(redis, tenant) != previous.linked_graph:
         return None  # someone removed or edited the links hash: rebuild it
-    try:
-        return SyncReport.from_status(previous)
-    except (KeyError, TypeError, ValueError):
-        return None  # a record written by another version: recompute
+    return previous
 
 
 def _relink(
@@ -293,10 +208,10 @@ def _relink(
             synced_at=now, pages=done.pages, upserted=0, soft_deleted=0, hard_deleted=0,
             tombstones=tombstones, import_seconds=done.seconds, match_seconds=0.0,
         )  # fmt: skip
-        store.write_status(redis, tenant, report.status())
+        directory.write_status(redis, tenant, report)
         return report
     started = time.perf_counter()
-    graph_users = store.load_users(redis, tenant)
+    graph_users = directory.load_users(redis, tenant)
     pbx_users: Sequence[PbxUserLike] = listed if listed is not None else settings.pbx_users
     overrides = overrides_from(settings.pbx_users)
     # A PBX user with a static link in the tenants file is linked by it, never matched.
@@ -305,13 +220,13 @@ def _relink(
         graph_users, [p for p in pbx_users if p.username not in static], settings.matching
     )
     enabled = enabled_links(result, overrides, settings.enabled)
-    links: dict[str, set[str]] = defaultdict(set)
+    linked: dict[str, set[str]] = defaultdict(set)
     for link in enabled:
-        links[link.graph_id].add(link.pbx_user)
+        linked[link.graph_id].add(link.pbx_user)
     static_enabled = 0
     for username, gid in static.items():
         if is_enabled(settings.enabled, overrides.get(username)):
-            links[gid].add(username)
+            linked[gid].add(username)
             static_enabled += 1
     disabled = len(result.links) - len(enabled) + len(static) - static_enabled
 
@@ -328,9 +243,9 @@ def _relink(
         tombstones=tombstones,
         pbx_users=len({p.username for p in pbx_users} | set(static)),
         pbx_source="adapter" if listed is not None else "tenants_file",
-        linked_pbx=sum(len(users) for users in links.values()),
-        linked_graph=len(links),
-        unlinked_graph=sum(1 for gid in result.unlinked_graph if gid not in links),
+        linked_pbx=sum(len(users) for users in linked.values()),
+        linked_graph=len(linked),
+        unlinked_graph=sum(1 for gid in result.unlinked_graph if gid not in linked),
         unlinked_pbx=len(result.unlinked_pbx),
         disabled=disabled,
         static_links=static_enabled,
@@ -339,5 +254,5 @@ def _relink(
         import_seconds=done.seconds,
         match_seconds=time.perf_counter() - started,
     )
-    store.write_links(redis, tenant, {g: sorted(u) for g, u in links.items()}, report.status())
+    links.replace(redis, tenant, linked, lambda pipe: directory.write_status(pipe, tenant, report))
     return report

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from core.settings import MatchingSettings, PbxUser
+from core.state.directory import Conflict, GraphUser
 
 
 class PbxUserLike(Protocol):
@@ -27,52 +28,12 @@ class PbxUserLike(Protocol):
     def extension(self) -> str | None: ...
 
 
-@dataclass(frozen=True)
-class GraphUser:
-    """The directory fields matching may use."""
-
-    id: str
-    userPrincipalName: str | None = None  # field names as Graph spells them
-    mail: str | None = None
-    mailNickname: str | None = None
-    onPremisesSamAccountName: str | None = None
-    displayName: str | None = None
-
-    @classmethod
-    def from_graph(cls, item: Mapping[str, Any]) -> GraphUser:
-        """Build from one `/users` or `/users/delta` item; absent or non-text fields become None."""
-        user_id = item.get("id")
-        if not isinstance(user_id, str) or not user_id:
-            raise ValueError("a Graph user needs a non-empty string 'id'")
-
-        def text(name: str) -> str | None:
-            value = item.get(name)
-            return value if isinstance(value, str) else None
-
-        return cls(
-            id=user_id,
-            userPrincipalName=text("userPrincipalName"),
-            mail=text("mail"),
-            mailNickname=text("mailNickname"),
-            onPremisesSamAccountName=text("onPremisesSamAccountName"),
-            displayName=text("displayName"),
-        )
-
-
 @dataclass(frozen=True, order=True)
 class Link:
     """One Graph user drives one PBX user (named by its PBX username)."""
 
     graph_id: str
     pbx_user: str
-
-
-@dataclass(frozen=True)
-class Conflict:
-    """A PBX user claimed by several Graph users; it is linked to none of them."""
-
-    pbx_user: str
-    graph_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)

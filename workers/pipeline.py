@@ -9,11 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import orjson
 from redis import Redis
 
-from core import keys
-from core.state import delivery, profiles
+from core.state import delivery, links, presence, profiles
+from core.state.presence import LastPresence, OwnPresence
 from core.state.profiles import ProfileState
 from workers.mapping import RuleSet, decide
 from workers.pbx.base import ProfileChange
@@ -50,22 +49,18 @@ class BatchResult:
     pending_due: dict[str, float] = field(default_factory=dict)  # pbx user -> due time
 
 
-def is_newer(update: PresenceUpdate, last: dict[str, object] | None) -> bool | None:
+def is_newer(update: PresenceUpdate, last: LastPresence | None) -> bool | None:
     """True: apply; False: stale; None: same presence again (a no-op)."""
     if last is None:
         return True
-    last_seq = last.get("sequence")
-    if update.sequence and isinstance(last_seq, str) and last_seq:
-        if update.sequence < last_seq:
+    if update.sequence and last.sequence:
+        if update.sequence < last.sequence:
             return False
-        if update.sequence == last_seq:
+        if update.sequence == last.sequence:
             return None
-    elif update.observed_at < float(last.get("observed_at", 0.0)):  # type: ignore[arg-type]
+    elif update.observed_at < last.observed_at:
         return False
-    same = (update.availability, update.activity) == (
-        last.get("availability"),
-        last.get("activity"),
-    )
+    same = (update.availability, update.activity) == (last.availability, last.activity)
     return None if same else True
 
 
@@ -98,36 +93,31 @@ def process(
         return result
     ids = [u.user_id for u in batch]
     pipe = redis.pipeline(transaction=False)
-    pipe.hmget(keys.presence(tenant), ids)
-    pipe.hmget(keys.links(tenant), ids)
-    pipe.mget([keys.own_presence(tenant, i) for i in ids])
+    presence.queue_last(pipe, tenant, ids)
+    links.queue_pbx_users(pipe, tenant, ids)
+    presence.queue_own(pipe, tenant, ids)
     last_raw, links_raw, own_raw = pipe.execute()
+    linked_users = links.pbx_users_from(ids, links_raw, static_links)
     fresh: list[tuple[PresenceUpdate, list[str]]] = []
-    presence_writes: dict[str, bytes] = {}
-    for update, last, linked, own in zip(batch, last_raw, links_raw, own_raw, strict=True):
-        if own and orjson.loads(own) == [update.availability, update.activity]:
+    presence_writes: dict[str, LastPresence] = {}
+    for update, last, users, own in zip(
+        batch, presence.last_from(last_raw), linked_users, presence.own_from(own_raw), strict=True
+    ):
+        if own == OwnPresence(update.availability, update.activity):
             result.own_session += 1  # our own PBX-call presence coming back: not a Teams change
             continue
-        verdict = is_newer(update, orjson.loads(last) if last else None)
+        verdict = is_newer(update, last)
         if verdict is False:
             result.stale += 1
             continue
         if verdict is None:
             result.duplicate += 1
             continue
-        presence_writes[update.user_id] = orjson.dumps(
-            {
-                "availability": update.availability,
-                "activity": update.activity,
-                "sequence": update.sequence,
-                "observed_at": update.observed_at,
-            }
-        )
-        users = (orjson.loads(linked) if linked else []) + (static_links or {}).get(
-            update.user_id, []
+        presence_writes[update.user_id] = LastPresence(
+            update.availability, update.activity, update.sequence, update.observed_at
         )
         if users:
-            fresh.append((update, sorted(set(users))))
+            fresh.append((update, users))
         else:
             result.unlinked += 1
 
@@ -154,8 +144,7 @@ def process(
                 result.pending_due[user] = state.pending_due
 
     pipe = redis.pipeline(transaction=False)
-    if presence_writes:
-        pipe.hset(keys.presence(tenant), mapping=presence_writes)  # type: ignore[arg-type]
+    presence.record(pipe, tenant, presence_writes)
     profiles.save(pipe, tenant, states)
     profiles.record_events(
         pipe,

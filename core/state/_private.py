@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
+from redis import Redis
+from redis.client import Pipeline
 
 PREFIX = "pb:"
 
@@ -45,3 +49,60 @@ def opt_float(value: object) -> float | None:
 
 def as_int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+WRITE_CHUNK = 2_000  # fields per HSET: keeps each command well inside the socket timeout
+TEMP_TTL_SECONDS = 3_600  # a temporary key left by a crashed writer disappears on its own
+
+
+def chunks(
+    items: Iterable[tuple[str, bytes]], size: int = WRITE_CHUNK
+) -> Iterator[dict[str, bytes]]:
+    """`items` as HSET mappings of at most `size` fields."""
+    chunk: dict[str, bytes] = {}
+    for key, value in items:
+        chunk[key] = value
+        if len(chunk) >= size:
+            yield chunk
+            chunk = {}
+    if chunk:
+        yield chunk
+
+
+def replace_hashes(
+    redis: Redis,
+    hashes: Mapping[str, Iterable[tuple[str, bytes]]],
+    also: Callable[[Pipeline], object] | None = None,
+) -> list[int]:
+    """Replace each hash by its items in one step for readers; returns each one's field count.
+
+    Every hash is filled under a temporary key (large ones take many commands), then all are
+    RENAMEd in one MULTI, together with whatever `also` queues there; a crash before that
+    leaves the previous hashes untouched.
+    """
+    temps = {key: f"{key}:tmp:{secrets.token_hex(6)}" for key in hashes}
+    counts: list[int] = []
+    try:
+        for key, items in hashes.items():
+            count = 0
+            for chunk in chunks(items):
+                pipe = redis.pipeline(transaction=False)
+                pipe.hset(temps[key], mapping=chunk)  # type: ignore[arg-type]
+                pipe.expire(temps[key], TEMP_TTL_SECONDS)
+                pipe.execute()
+                count += len(chunk)
+            counts.append(count)
+        pipe = redis.pipeline(transaction=True)
+        for key, count in zip(hashes, counts, strict=True):
+            if count:
+                pipe.rename(temps[key], key)
+                pipe.persist(key)  # RENAME keeps the temporary key's expiry
+            else:
+                pipe.delete(key)  # RENAME of a missing key fails; an empty hash is no key
+        if also is not None:
+            also(pipe)
+        pipe.execute()
+    except BaseException:
+        redis.delete(*temps.values())
+        raise
+    return counts

@@ -7,15 +7,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import pytest
 import redis
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from core import keys
 from core.auth import Authenticator
 from core.settings import ProcessSettings, Settings, TenantSettings, load_settings
+from core.state import links
 from emulator.control import ControlClient
 from emulator.harness.served import ServedApp
 from emulator.server import EmulatorServer
@@ -104,11 +103,12 @@ class Bridge:
         assert self.auth.finish_sign_in(fields) == (TENANT, upn)
 
     def link(self, user_ids: list[str]) -> None:
-        self.redis.hset(keys.links(TENANT),
-                        mapping={u: orjson.dumps([f"pbx-{u[:8]}"]) for u in user_ids})  # fmt: skip
+        added = {u: [f"pbx-{u[:8]}"] for u in user_ids}
+        links.replace(self.redis, TENANT, {**links.read_all(self.redis, TENANT), **added})
 
     def unlink(self, user_ids: list[str]) -> None:
-        self.redis.hdel(keys.links(TENANT), *user_ids)
+        kept = links.read_all(self.redis, TENANT)
+        links.replace(self.redis, TENANT, {g: u for g, u in kept.items() if g not in user_ids})
 
 
 def covered(bridge: Bridge) -> dict[str, int]:

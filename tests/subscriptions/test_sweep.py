@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import pytest
 import redis
 
-from core import keys
 from core.queue import JOB_PRESENCES, QUEUE_PRESENCE, queue
+from core.state import presence
 from subscriptions import polling, store, sweep
 from tests.subscriptions.conftest import TENANT, Bridge
 
@@ -40,8 +39,8 @@ def test_a_sweep_enqueues_only_presences_that_changed(
     bridge.control.request("POST", "/presence", {"userIds": bridge.users[:3],
                                                  "availability": "Busy", "activity": "InACall"})
     # The pipeline already applied what everyone but users 0..2 shows now (Offline).
-    bridge.redis.hset(keys.presence(TENANT), mapping={
-        u: orjson.dumps({"availability": "Offline", "activity": "Offline"}) for u in bridge.users
+    presence.record(bridge.redis, TENANT, {
+        u: presence.LastPresence("Offline", "Offline") for u in bridge.users
     })
     report = run_sweep(bridge)
     changed = enqueued(bridge.redis)

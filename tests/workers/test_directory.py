@@ -12,7 +12,6 @@ import pytest
 import redis
 from pydantic import HttpUrl, SecretStr
 
-from core import keys
 from core.auth import TenantAuth
 from core.errors import GraphError
 from core.graph import GraphClient
@@ -23,13 +22,13 @@ from core.settings import (
     ProcessSettings,
     TenantSettings,
 )
+from core.state import directory, links
+from core.state.directory import Conflict, SyncReport
 from emulator.control import ControlClient
 from emulator.server import EmulatorServer
 from tests.emulator.conftest import SeededTenant, seed_tenant
 from tests.pbx_server import SECRET, PbxServer
-from workers import directory_store as store
-from workers.directory import SyncReport, _expired, sync_directory
-from workers.matching import Conflict
+from workers.directory import _expired, sync_directory
 from workers.pbx.http import HttpAdapter
 from workers.pbx.http_options import validate_options
 
@@ -63,10 +62,16 @@ class Site:
         return sync_directory(self.settings, self.redis, self.graph, full=full, **kwargs)
 
     def links(self) -> dict[str, list[str]]:
-        return store.read_links(self.redis, self.settings.name)
+        return links.read_all(self.redis, self.settings.name)
 
     def directory(self) -> set[str]:
-        return {u.id for u in store.load_users(self.redis, self.settings.name)}
+        return {u.id for u in directory.load_users(self.redis, self.settings.name)}
+
+
+def stored_status(site: Site) -> dict[str, Any] | None:
+    """The directory status record as Redis holds it (its JSON shape is what readers rely on)."""
+    raw = site.redis.get(directory.status_key(site.settings.name))
+    return orjson.loads(raw) if raw else None
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +158,7 @@ def test_a_full_import_stores_the_delta_link_and_leaves_no_temporary_keys(site: 
 
     site.sync(page_size=1)
 
-    assert store.delta_link(site.redis, "contoso") is not None
+    assert directory.delta_link(site.redis, "contoso") is not None
     assert sorted(k for k in site.redis.keys("*") if b":tmp:" in k) == []
 
 
@@ -161,7 +166,7 @@ def test_full_import_on_request_drops_users_gone_from_graph(site: Site) -> None:
     gone = site.add("alice")
     site.sync()
     site.control.delete_user(site.tenant_id, gone, permanent=True)
-    site.redis.delete(store.directory_delta_link("contoso"))  # only a full import can tell
+    site.redis.delete(directory.delta_link_key("contoso"))  # only a full import can tell
 
     report = site.sync(full=True)
 
@@ -206,7 +211,7 @@ def test_a_delta_change_keeps_the_properties_it_does_not_carry(site: Site) -> No
     site.sync()
 
     assert site.links() == {alice: ["alice"]}
-    record = orjson.loads(site.redis.hget(store.directory_users("contoso"), alice) or b"{}")
+    record = orjson.loads(site.redis.hget(directory.users_key("contoso"), alice) or b"{}")
     assert record["displayName"] == "Alice Smith" and record["mailNickname"] == "alice"
 
 
@@ -221,7 +226,7 @@ def test_a_soft_deleted_user_is_unlinked_and_kept_as_a_tombstone(site: Site) -> 
     assert (report.soft_deleted, report.tombstones) == (1, 1)
     assert site.links() == {}
     assert alice not in site.directory()
-    tombstone = orjson.loads(site.redis.hget(store.directory_tombstones("contoso"), alice) or b"{}")
+    tombstone = orjson.loads(site.redis.hget(directory.tombstones_key("contoso"), alice) or b"{}")
     assert tombstone["user"]["userPrincipalName"] == f"alice@{DOMAIN}"
 
 
@@ -236,7 +241,7 @@ def test_a_restored_user_is_linked_again_and_loses_its_tombstone(site: Site) -> 
     site.sync()
 
     assert site.links() == {alice: [f"alice@{DOMAIN}"]}
-    assert site.redis.hlen(store.directory_tombstones("contoso")) == 0
+    assert site.redis.hlen(directory.tombstones_key("contoso")) == 0
 
 
 @pytest.mark.parametrize("soft_first", [False, True], ids=["active", "soft-deleted"])
@@ -254,7 +259,7 @@ def test_a_hard_deleted_user_is_gone_everywhere(site: Site, soft_first: bool) ->
     assert report.hard_deleted == 1
     assert site.links() == {}
     assert alice not in site.directory()
-    assert site.redis.hlen(store.directory_tombstones("contoso")) == 0
+    assert site.redis.hlen(directory.tombstones_key("contoso")) == 0
 
 
 def test_tombstones_older_than_entra_retention_are_forgotten(site: Site) -> None:
@@ -263,7 +268,7 @@ def test_tombstones_older_than_entra_retention_are_forgotten(site: Site) -> None
     site.control.delete_user(site.tenant_id, alice)
     site.sync(clock=lambda: 1_000_000.0)
 
-    report = site.sync(clock=lambda: 1_000_000.0 + store.TOMBSTONE_DAYS * 86_400 + 1)
+    report = site.sync(clock=lambda: 1_000_000.0 + directory.TOMBSTONE_DAYS * 86_400 + 1)
 
     assert report.tombstones == 0
 
@@ -284,7 +289,7 @@ def test_an_expired_delta_token_falls_back_to_a_full_import(site_factory: SiteFa
 
 def test_a_delta_link_from_another_graph_base_leads_to_a_full_import(site: Site) -> None:
     site.sync()
-    site.redis.set(store.directory_delta_link("contoso"),
+    site.redis.set(directory.delta_link_key("contoso"),
                    "https://graph.elsewhere.example/v1.0/users/delta?$deltatoken=x")
 
     report = site.sync()
@@ -316,7 +321,7 @@ def test_an_idle_round_keeps_the_links_and_refreshes_the_status(site: Site) -> N
 
     assert (report.mode, report.reason, report.linked_pbx) == ("delta", "no changes", 1)
     assert site.links() == {alice: [f"alice@{DOMAIN}"]}
-    status = store.read_status(site.redis, "contoso")
+    status = stored_status(site)
     assert status is not None and (status["synced_at"], status["reason"]) == (2_000.0, "no changes")
     assert status["fingerprint"] == first.fingerprint
 
@@ -330,7 +335,7 @@ def test_an_idle_round_relinks_when_the_links_no_longer_fit(site: Site, edit: st
         site.configure(pbx_users=[PbxUser(username=f"alice@{DOMAIN}", enabled=False)])
         expected: dict[str, list[str]] = {}
     else:
-        site.redis.delete(keys.links("contoso"))
+        site.redis.delete(links.links_key("contoso"))
         expected = {alice: [f"alice@{DOMAIN}"]}
 
     report = site.sync()
@@ -351,7 +356,7 @@ def test_a_pbx_user_claimed_by_two_graph_users_is_a_reported_conflict(site: Site
 
     assert report.conflicts == (Conflict("200", tuple(sorted((a, b)))),)
     assert site.links() == {carol: ["201"]}
-    status = store.read_status(site.redis, "contoso")
+    status = stored_status(site)
     assert status is not None
     assert status["conflicts"] == [{"pbx_user": "200", "graph_ids": sorted((a, b))}]
     assert (status["conflict_count"], status["linked_pbx"]) == (1, 1)
@@ -422,13 +427,13 @@ def test_a_pbx_that_lists_its_users_is_the_directory(site: Site) -> None:
 
 
 def test_a_sync_already_running_for_the_tenant_is_refused(site: Site) -> None:
-    with store.TenantLock(site.redis, "contoso"), pytest.raises(store.DirectoryBusy):
+    with directory.DirectoryLock(site.redis, "contoso"), pytest.raises(directory.DirectoryBusy):
         site.sync()
 
 
 def test_links_of_another_tenant_are_left_alone(site: Site) -> None:
-    site.redis.hset(keys.links("fabrikam"), "g1", b'["100"]')
+    links.replace(site.redis, "fabrikam", {"g1": ["100"]})
 
     site.sync()
 
-    assert site.redis.hget(keys.links("fabrikam"), "g1") == b'["100"]'
+    assert site.redis.hget(links.links_key("fabrikam"), "g1") == b'["100"]'

@@ -7,13 +7,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
-import orjson
 import pytest
 import redis
 
-from core import keys
 from core.settings import load_settings
-from core.state import pbx
+from core.state import links, pbx
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from tests.kamailio import KamailioServer
 from workers import jobs
@@ -49,7 +47,7 @@ def test_pending_desired_state_is_applied(
     context_factory: ContextFactory, redis_client: redis.Redis
 ) -> None:
     ctx = context_factory('adapter = "builtin"')
-    redis_client.hset(keys.links("contoso"), "g1", orjson.dumps(["alice"]))
+    links.replace(redis_client, "contoso", {"g1": ["alice"]})
     process(redis_client, "contoso", ctx.tenant("contoso").rules, 0.0,  # type: ignore[union-attr]
             [PresenceUpdate("g1", "Away", "Away", "1")])  # decided, never delivered
     assert jobs.maintain_pbx("contoso") == 1

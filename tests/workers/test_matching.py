@@ -7,9 +7,8 @@ from typing import Any
 import pytest
 
 from core.settings import GRAPH_ATTRIBUTES, PBX_ATTRIBUTES, MatchingSettings, PbxUser
+from core.state.directory import Conflict, GraphUser
 from workers.matching import (
-    Conflict,
-    GraphUser,
     Link,
     enabled_links,
     is_enabled,

@@ -6,16 +6,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 import redis
 from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from core import keys
 from core.queue import QUEUE_PBX, queue
 from core.settings import load_settings
+from core.state import links
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from tests.pbx_server import PbxServer
 from workers import jobs
@@ -38,7 +37,7 @@ def context(pbx: PbxServer, tmp_path: Path, redis_url: str,
                     **{secret_env("contoso", "CLIENT_SECRET"): "s"})  # fmt: skip
     ctx = WorkerContext(load_settings(env), redis_client)
     install(ctx)
-    redis_client.hset(keys.links("contoso"), "g-alice", orjson.dumps(["alice"]))
+    links.replace(redis_client, "contoso", {"g-alice": ["alice"]})
     yield ctx
     install(None)
     ctx.close()

@@ -6,9 +6,8 @@ import orjson
 import pytest
 import redis
 
-from core import keys
 from core.settings import MappingSettings
-from core.state import pbx, profiles
+from core.state import links, pbx, profiles
 from core.state.delivery import pending_users
 from emulator.harness.redis_server import RedisServer, StreamEntries
 from workers.delivery import deliver
@@ -22,7 +21,7 @@ GLOCOM = compile_rules(MappingSettings(preset="glocom"))
 
 
 def link(client: redis.Redis, graph_id: str, *pbx_users: str) -> None:
-    client.hset(keys.links(T), graph_id, orjson.dumps(list(pbx_users)))
+    links.replace(client, T, {**links.read_all(client, T), graph_id: pbx_users})
 
 
 def run(client: redis.Redis, *updates: PresenceUpdate, rules=GLOCOM, now: float = 1000.0):  # type: ignore[no-untyped-def]

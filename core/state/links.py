@@ -1,0 +1,208 @@
+"""Links: which PBX users each Graph user drives, and the reverse index PBX user -> Graph ids.
+
+The directory sync is the one writer: it builds both hashes under temporary keys and RENAMEs
+them in one MULTI, so readers always see the two in step. Data written before the reverse
+index existed has only the forward hash; the first reverse lookup rebuilds the index from it.
+Links declared in the tenants file (`graph_id` of a PBX user) hold before any sync has run,
+so the lookups take them too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from redis import Redis
+from redis.client import Pipeline
+from redis.exceptions import WatchError
+
+from core.settings import TenantSettings
+from core.state._private import chunks, dumps, loads, replace_hashes, tenant_key, text
+
+Static = Mapping[str, Sequence[str]]  # graph id -> PBX users, from the tenants file
+
+
+def links_key(tenant: str) -> str:
+    """Hash: graph user id -> JSON list of the PBX users it drives."""
+    return tenant_key(tenant, "links")
+
+
+def index_key(tenant: str) -> str:
+    """Hash: PBX user -> JSON list of the Graph ids that drive it (the reverse of `links_key`)."""
+    return tenant_key(tenant, "links:by-pbx")
+
+
+@dataclass(frozen=True)
+class LinkedIds:
+    """One field of either hash: a JSON list of ids (PBX users, or Graph ids), sorted."""
+
+    ids: tuple[str, ...] = ()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | str | None) -> LinkedIds:
+        value = loads(raw)
+        if not isinstance(value, list):
+            return cls()
+        return cls(tuple(v for v in value if isinstance(v, str)))
+
+    def to_bytes(self) -> bytes:
+        return dumps(sorted(set(self.ids)))
+
+
+def static_links(settings: TenantSettings) -> dict[str, list[str]]:
+    """The enabled links the tenants file declares: graph id -> PBX users."""
+    out: dict[str, list[str]] = {}
+    for user in settings.pbx_users:
+        enabled = settings.enabled if user.enabled is None else user.enabled
+        if user.graph_id and enabled:
+            out.setdefault(user.graph_id, []).append(user.username)
+    return out
+
+
+# ---- writing --------------------------------------------------------------------------------
+
+
+def replace(
+    redis: Redis,
+    tenant: str,
+    links: Mapping[str, Iterable[str]],
+    also: Callable[[Pipeline], object] | None = None,
+) -> int:
+    """Install `links` (graph id -> PBX users) and its reverse index in one step.
+
+    `also` queues more writes into the same MULTI; returns how many Graph ids are linked.
+    """
+    forward = {gid: ids for gid, users in links.items() if (ids := sorted(set(users)))}
+    count, _ = replace_hashes(
+        redis,
+        {
+            # Sorted and distinct already: the stored form of `LinkedIds`, 100,000 at a time.
+            links_key(tenant): ((gid, dumps(users)) for gid, users in forward.items()),
+            index_key(tenant): ((user, dumps(gids)) for user, gids in _reverse(forward).items()),
+        },
+        also,
+    )
+    return count
+
+
+def _reverse(links: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+    """PBX user -> sorted Graph ids, from links whose PBX users are distinct per Graph id."""
+    out: dict[str, list[str]] = {}
+    for gid, users in links.items():
+        for user in users:
+            out.setdefault(user, []).append(gid)
+    for gids in out.values():
+        gids.sort()
+    return out
+
+
+# ---- reading: Graph id -> PBX users ---------------------------------------------------------
+
+
+def read_all(redis: Redis, tenant: str) -> dict[str, list[str]]:
+    """Every directory link: graph id -> PBX users."""
+    raw: dict[bytes, bytes] = redis.hgetall(links_key(tenant))  # type: ignore[assignment]
+    return {text(gid): list(LinkedIds.from_bytes(value).ids) for gid, value in raw.items()}
+
+
+def linked_graph_ids(redis: Redis, tenant: str) -> list[str]:
+    """The Graph users that drive at least one PBX user, sorted."""
+    return sorted(text(k) for k in redis.hkeys(links_key(tenant)))
+
+
+def count(redis: Redis, tenant: str) -> int:
+    """How many Graph users drive a PBX user."""
+    return int(redis.hlen(links_key(tenant)))
+
+
+def queue_count(pipe: Redis, tenant: str) -> None:
+    """Queue the HLEN of `count` into a pipeline; its answer is the count."""
+    pipe.hlen(links_key(tenant))
+
+
+def queue_pbx_users(pipe: Redis, tenant: str, graph_ids: Sequence[str]) -> None:
+    """Queue the lookup of these Graph ids; decode the answer with `pbx_users_from`."""
+    pipe.hmget(links_key(tenant), graph_ids)
+
+
+def pbx_users_from(
+    graph_ids: Sequence[str], raw: Sequence[bytes | None], static: Static | None = None
+) -> list[list[str]]:
+    """The PBX users each Graph id drives, sorted, static links included."""
+    static = static or {}
+    out = []
+    for gid, value in zip(graph_ids, raw, strict=True):
+        users = LinkedIds.from_bytes(value).ids if value else ()
+        out.append(sorted({*users, *static.get(gid, ())}))
+    return out
+
+
+def pbx_users_of(
+    redis: Redis, tenant: str, graph_id: str, static: Static | None = None
+) -> list[str]:
+    """The PBX users one Graph user drives (one HGET)."""
+    raw: bytes | None = redis.hget(links_key(tenant), graph_id)  # type: ignore[assignment]
+    return pbx_users_from([graph_id], [raw], static)[0]
+
+
+# ---- reading: PBX user -> Graph ids ---------------------------------------------------------
+
+
+def graph_ids_of(
+    redis: Redis, tenant: str, pbx_user: str, static: Static | None = None
+) -> list[str]:
+    """The Graph users that drive `pbx_user`, sorted: one HGET of the reverse index.
+
+    Its EXISTS rides in the same round trip and tells "not linked" from "no index yet".
+    """
+    pipe = redis.pipeline(transaction=False)
+    pipe.hget(index_key(tenant), pbx_user)
+    pipe.exists(index_key(tenant))
+    raw, indexed = pipe.execute()
+    if raw is not None:
+        found = set(LinkedIds.from_bytes(raw).ids)
+    elif indexed:
+        found = set()
+    else:
+        found = set(_rebuild_index(redis, tenant).get(pbx_user, ()))
+    found.update(gid for gid, users in (static or {}).items() if pbx_user in users)
+    return sorted(found)
+
+
+def all_graph_ids(redis: Redis, tenant: str, static: Static | None = None) -> dict[str, list[str]]:
+    """The whole reverse index: every linked PBX user -> the Graph ids that drive it."""
+    raw: dict[bytes, bytes] = redis.hgetall(index_key(tenant))  # type: ignore[assignment]
+    if raw:
+        found = {text(user): set(LinkedIds.from_bytes(v).ids) for user, v in raw.items()}
+    else:
+        found = {user: set(gids) for user, gids in _rebuild_index(redis, tenant).items()}
+    for gid, users in (static or {}).items():
+        for user in users:
+            found.setdefault(user, set()).add(gid)
+    return {user: sorted(gids) for user, gids in found.items()}
+
+
+def _rebuild_index(redis: Redis, tenant: str) -> dict[str, list[str]]:
+    """Build the missing reverse index from the links hash (data of an older version).
+
+    Optimistic: if the sync swaps in new links meanwhile, its index wins and is read again.
+    """
+    source, index = links_key(tenant), index_key(tenant)
+    while True:
+        with redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(source, index)  # type: ignore[no-untyped-call]
+                if pipe.exists(index):
+                    raw: dict[bytes, bytes] = pipe.hgetall(index)  # type: ignore[assignment]
+                    return {text(u): list(LinkedIds.from_bytes(v).ids) for u, v in raw.items()}
+                forward: dict[bytes, bytes] = pipe.hgetall(source)  # type: ignore[assignment]
+                reverse = _reverse(
+                    {text(gid): set(LinkedIds.from_bytes(v).ids) for gid, v in forward.items()}
+                )
+                pipe.multi()
+                for chunk in chunks((u, dumps(g)) for u, g in reverse.items()):
+                    pipe.hset(index, mapping=chunk)  # type: ignore[arg-type]
+                pipe.execute()
+                return reverse
+            except WatchError:
+                continue
