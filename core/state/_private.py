@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from redis import Redis
+from redis.asyncio.client import Pipeline as AsyncPipeline
 
 PREFIX = "pb:"
 
@@ -30,3 +32,8 @@ def loads(raw: bytes | str | None) -> Any:
 
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
+
+
+# A sync client or pipeline, or the web process's asyncio pipeline: functions that only queue
+# commands into a batch take either (queueing is synchronous on both).
+Batch = Redis | AsyncPipeline
