@@ -55,7 +55,7 @@ from core.auth import Authenticator  # noqa: E402
 from core.graph import format_datetime  # noqa: E402
 from core.queue import JOB_PRESENCES, QUEUE_PRESENCE, job_kwargs, queue  # noqa: E402
 from core.settings import load_settings  # noqa: E402
-from core.subscription_registry import register  # noqa: E402
+from core.state.subscriptions import register  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
 
 TENANT = "contoso"

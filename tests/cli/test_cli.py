@@ -21,9 +21,9 @@ from cli.app import app
 from core.auth import Authenticator
 from core.queue import QUEUE_PBX, queue
 from core.settings import load_settings
+from core.state.coordination import LeaderLock
 from emulator.control import ControlClient
 from emulator.server import EmulatorServer
-from subscriptions.leader import LeaderLock
 from tests.emulator.conftest import ALL_ROLES, control, emulator  # noqa: F401 - fixtures
 from tests.pbx_server import PbxServer
 from tests.redis_server import free_port

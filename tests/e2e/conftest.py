@@ -40,7 +40,7 @@ from core.graph import GraphClient, format_datetime
 from core.notification_crypto import generate_encryption_certificate
 from core.queue import queue
 from core.settings import Settings, load_settings
-from core.subscription_registry import register
+from core.state.subscriptions import register
 from core.token_cache import CacheCipher
 from emulator.control import ControlClient
 from emulator.server import EmulatorServer

@@ -13,8 +13,9 @@ import orjson
 import pytest
 import redis
 
-from core import keys, subscription_registry
+from core import keys
 from core.settings import load_settings
+from core.state import subscriptions as sub_state
 from tests.tenants import secret_env, tenant_toml, write_env
 from tests.webserver import ServedApp
 from webhook.app import create_app
@@ -58,7 +59,7 @@ def subscription(redis_client: redis.Redis) -> Callable[..., tuple[str, str]]:
 
     def make(tenant: str = TENANT) -> tuple[str, str]:
         sid, state = str(uuid.uuid4()), uuid.uuid4().hex + uuid.uuid4().hex
-        subscription_registry.register(redis_client, sid, tenant, state)
+        sub_state.register(redis_client, sid, tenant, state)
         return sid, state
 
     return make
