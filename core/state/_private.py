@@ -34,6 +34,25 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+def number(value: object) -> float | None:
+    """A stored number (a JSON value or a hash field's text); None when absent or unreadable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, bytes | str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def count(value: object) -> int | None:
+    """A stored JSON integer; None when absent or not one."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 # A sync client or pipeline, or the web process's asyncio pipeline: functions that only queue
 # commands into a batch take either (queueing is synchronous on both).
 Batch = Redis | AsyncPipeline

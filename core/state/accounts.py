@@ -17,7 +17,7 @@ from typing import Any
 
 from redis import Redis
 
-from core.state._private import PREFIX, Batch, dumps, loads, tenant_key, text
+from core.state._private import PREFIX, Batch, dumps, loads, number, tenant_key, text
 
 # A sign-in in progress: msal's auth code flow holds the PKCE verifier and the nonce, so it is
 # sealed like a token cache and lives only as long as a person needs to sign in.
@@ -52,10 +52,6 @@ class AccountStatus(StrEnum):
     NOT_SIGNED_IN = "not_signed_in"  # configured, never signed in (no record)
 
 
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 @dataclass(frozen=True)
 class AccountHealth:
     account: str
@@ -87,9 +83,9 @@ class AccountHealth:
             account=str(data.get("account") or account),
             status=status,
             reason=str(reason) if reason is not None else None,
-            signed_in_at=_number(data.get("signed_in_at")),
-            last_refresh=_number(data.get("last_refresh")),
-            changed_at=_number(data.get("changed_at")),
+            signed_in_at=number(data.get("signed_in_at")),
+            last_refresh=number(data.get("last_refresh")),
+            changed_at=number(data.get("changed_at")),
         )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from redis import Redis
 
-from core.state._private import dumps, loads, tenant_key, text
+from core.state._private import dumps, loads, number, tenant_key, text
 
 # Graph retries a delivery for up to 4 hours, so a retired key may still be needed that long
 # after the last subscription stopped naming it.
@@ -27,10 +27,6 @@ def certificates_key(tenant: str) -> str:
 
 def current_key(tenant: str) -> str:
     return tenant_key(tenant, "cert-current")
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
@@ -52,8 +48,8 @@ class CertificateRecord:
         return cls(
             sealed_key=str(data.get("key", "")),
             certificate_b64=str(data.get("certificate", "")),
-            created_at=_number(data.get("created_at")) or 0.0,
-            retired_at=_number(data.get("retired_at")),
+            created_at=number(data.get("created_at")) or 0.0,
+            retired_at=number(data.get("retired_at")),
         )
 
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from redis import Redis
 
-from core.state._private import PREFIX, Batch, dumps, loads, tenant_key, text
+from core.state._private import PREFIX, Batch, count, dumps, loads, number, tenant_key, text
 
 
 def subscription_key(subscription_id: str) -> str:
@@ -54,24 +54,6 @@ def sweep_requested_key(tenant: str) -> str:
 
 def client_state_digest(client_state: str) -> bytes:
     return hashlib.sha256(client_state.encode()).digest()
-
-
-def _float(raw: object, default: float = 0.0) -> float:
-    """A stored number (hash field text or JSON value); `default` when absent or unreadable."""
-    if isinstance(raw, bytes | str | int | float) and not isinstance(raw, bool):
-        try:
-            return float(raw)
-        except ValueError:
-            pass
-    return default
-
-
-def _int(raw: object, default: int = 0) -> int:
-    return raw if isinstance(raw, int) and not isinstance(raw, bool) else default
-
-
-def _optional_float(raw: object) -> float | None:
-    return float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else None
 
 
 # ---- the subscription record -------------------------------------------------------------
@@ -127,9 +109,9 @@ class SubscriptionRecord:
     ) -> SubscriptionRecord | None:
         """None without tenant or digest: the webhook could not accept its notifications.
 
-        Records written before `save` was the one writer may lack the clock's fields (a bare
-        registration) or carry them without the webhook's (a merge after a delete): the first
-        reads as unmanaged, the second as absent, so the clock creates the account's anew.
+        Hashes from before `save` was the one writer read too: without the clock's fields (a
+        bare registration) as unmanaged; with only the clock's (merged in after a delete) as
+        absent, so the next reconcile creates that account's subscription again.
         """
         tenant, digest = raw.get(_TENANT.encode()), raw.get(_DIGEST.encode())
         if not tenant or not digest:
@@ -142,26 +124,22 @@ class SubscriptionRecord:
             client_state_digest=digest,
             account=text(raw.get(b"account", b"")),
             user_ids=tuple(str(u) for u in users) if isinstance(users, list) else (),
-            expires_at=_float(raw.get(b"expires_at")),
-            created_at=_float(raw.get(b"created_at")),
-            renewed_at=_float(raw.get(b"renewed_at")),
+            expires_at=number(raw.get(b"expires_at")) or 0.0,
+            created_at=number(raw.get(b"created_at")) or 0.0,
+            renewed_at=number(raw.get(b"renewed_at")) or 0.0,
             certificate_id=text(cert) if cert else None,
         )
 
 
-def queue_save(pipe: Redis, record: SubscriptionRecord) -> None:
-    """Queue the writes of `save` into the caller's MULTI pipeline."""
-    pipe.delete(subscription_key(record.subscription_id))
-    pipe.hset(subscription_key(record.subscription_id), mapping=record.to_fields())  # type: ignore[arg-type]
+def save(redis: Redis, record: SubscriptionRecord) -> None:
+    """Write the whole record (replacing what was stored) and index it, atomically."""
+    key = subscription_key(record.subscription_id)
+    pipe = redis.pipeline(transaction=True)
+    pipe.delete(key)
+    pipe.hset(key, mapping=record.to_fields())  # type: ignore[arg-type]
     pipe.sadd(tenant_subscriptions_key(record.tenant), record.subscription_id)
     if record.managed:
         pipe.hset(accounts_key(record.tenant), record.account, record.subscription_id)
-
-
-def save(redis: Redis, record: SubscriptionRecord) -> None:
-    """Write the whole record (replacing what was stored) and index it, atomically."""
-    pipe = redis.pipeline(transaction=True)
-    queue_save(pipe, record)
     pipe.execute()
 
 
@@ -179,7 +157,8 @@ def forget(redis: Redis, record: SubscriptionRecord) -> None:
     pipe = redis.pipeline(transaction=True)
     pipe.delete(subscription_key(record.subscription_id))
     pipe.srem(tenant_subscriptions_key(record.tenant), record.subscription_id)
-    pipe.hget(accounts_key(record.tenant), record.account or "")
+    if record.managed:
+        pipe.hget(accounts_key(record.tenant), record.account)
     *_, held = pipe.execute()
     if record.managed and held is not None and text(held) == record.subscription_id:
         redis.hdel(accounts_key(record.tenant), record.account)
@@ -237,10 +216,8 @@ def registration_from_row(
 
 
 def registration(redis: Redis, subscription_id: str) -> Registration | None:
-    pipe = redis.pipeline(transaction=False)
-    queue_registration(pipe, subscription_id)
-    (row,) = pipe.execute()
-    return registration_from_row(subscription_id, row)
+    row = redis.hmget(subscription_key(subscription_id), _REGISTRATION_FIELDS)
+    return registration_from_row(subscription_id, row)  # type: ignore[arg-type]
 
 
 def registered_for(redis: Redis, subscription_id: str, tenant: str) -> bool:
@@ -268,8 +245,8 @@ class Backoff:
         if not isinstance(data, dict):
             return cls()
         return cls(
-            until=_float(data.get("until")),
-            failures=_int(data.get("failures"), 1),
+            until=number(data.get("until")) or 0.0,
+            failures=count(data.get("failures")) or 1,
             reason=str(data.get("reason", "")),
         )
 
@@ -326,8 +303,12 @@ class HeldSubscription:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> HeldSubscription:
-        return cls(str(data.get("subscription", "")), _int(data.get("users")),
-                   _float(data.get("expires_at")), _float(data.get("renewed_at")))  # fmt: skip
+        return cls(
+            str(data.get("subscription", "")),
+            count(data.get("users")) or 0,
+            number(data.get("expires_at")) or 0.0,
+            number(data.get("renewed_at")) or 0.0,
+        )
 
 
 def _str_map(value: Any) -> dict[str, str]:
@@ -346,19 +327,7 @@ class ReconcileStatus:
 
     def to_json(self) -> dict[str, Any]:
         """The stored JSON shape, which the `status` command prints as is."""
-        return {
-            "reconciled_at": self.reconciled_at,
-            "accounts": {
-                a: {"subscription": h.subscription, "users": h.users,
-                    "expires_at": h.expires_at, "renewed_at": h.renewed_at}
-                for a, h in self.accounts.items()
-            },
-            "subscribed": self.subscribed,
-            "polled": self.polled,
-            "polling_latency_bound": self.polling_latency_bound,
-            "deferred": self.deferred,
-            "failed": self.failed,
-        }  # fmt: skip
+        return asdict(self)
 
     def to_bytes(self) -> bytes:
         return dumps(self.to_json())
@@ -370,15 +339,15 @@ class ReconcileStatus:
             return cls()
         held = data.get("accounts")
         return cls(
-            reconciled_at=_optional_float(data.get("reconciled_at")),
+            reconciled_at=number(data.get("reconciled_at")),
             accounts={
                 str(a): HeldSubscription.from_json(h)
                 for a, h in (held.items() if isinstance(held, dict) else ())
                 if isinstance(h, dict)
             },
-            subscribed=_int(data.get("subscribed")),
-            polled=_int(data.get("polled")),
-            polling_latency_bound=_optional_float(data.get("polling_latency_bound")),
+            subscribed=count(data.get("subscribed")) or 0,
+            polled=count(data.get("polled")) or 0,
+            polling_latency_bound=number(data.get("polling_latency_bound")),
             deferred=_str_map(data.get("deferred")),
             failed=_str_map(data.get("failed")),
         )
