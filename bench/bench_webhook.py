@@ -144,11 +144,11 @@ end
 
 def register(redis: RedisServer, payloads: Payloads) -> None:
     """Start from an empty DB with the subscriptions registered, as the clock would."""
-    from core import subscription_registry
+    from core.state import subscriptions
 
     redis.client.flushdb()
     for tenant, sid, state in payloads.subscriptions:
-        subscription_registry.register(redis.client, sid, tenant, state)
+        subscriptions.register(redis.client, sid, tenant, state)
 
 
 def counters(redis: RedisServer) -> dict[str, int]:

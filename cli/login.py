@@ -6,9 +6,8 @@ import typer
 from rich.markup import escape
 
 from cli.common import Session, UsageProblem, out, print_json
-from core import accounts
-from core.accounts import AccountStatus
-from core.signin import SIGN_IN_TTL_SECONDS
+from core.state import accounts
+from core.state.accounts import SIGN_IN_TTL_SECONDS, AccountStatus
 
 
 def login(

@@ -12,9 +12,10 @@ from rich.table import Table
 
 from cli.common import FAILED, Session, duration, fail, out, print_json
 from core import status
-from subscriptions import store
+from core.state import subscriptions as sub_state
+from core.state.coordination import LeaderLock
+from core.state.subscriptions import ReconcileStatus
 from subscriptions.clock import LOCK_TTL_SECONDS
-from subscriptions.leader import LeaderLock
 from subscriptions.schedules import Clockwork
 
 app = typer.Typer(help="Graph presence subscriptions.", no_args_is_help=True)
@@ -46,11 +47,10 @@ def list_(tenant: str | None = TENANT, json_out: bool = JSON) -> None:
     with Session() as session:
         redis = session.redis()
         for t in session.tenants(tenant):
-            summary = store.read_status(redis, t.name) or {}
+            summary = sub_state.read_status(redis, t.name) or ReconcileStatus()
             rows.append(TenantSubscriptions(
-                t.name, summary.get("reconciled_at"), status.subscriptions(redis, t.name, now),
-                status.users_view(redis, t.name), dict(summary.get("deferred") or {}),
-                dict(summary.get("failed") or {}),
+                t.name, summary.reconciled_at, status.subscriptions(redis, t.name, now),
+                status.users_view(redis, t.name), dict(summary.deferred), dict(summary.failed),
             ))  # fmt: skip
     if json_out:
         print_json(rows)

@@ -26,8 +26,6 @@ import msal
 import requests
 from redis import Redis
 
-from core import accounts
-from core.accounts import AccountHealth, AccountStatus
 from core.errors import ConfigError
 from core.graph import GraphClient
 from core.identity import (
@@ -44,6 +42,8 @@ from core.identity import (
 )
 from core.settings import ProcessSettings, Settings, TenantSettings
 from core.signin import TenantSignIn, take_flow
+from core.state import accounts
+from core.state.accounts import AccountHealth, AccountStatus, SignInFlow
 from core.token_cache import AccountCache, CacheCipher
 
 log = logging.getLogger(__name__)
@@ -268,7 +268,7 @@ class TenantAuth:
     def start_sign_in(self, account: str | None = None) -> str:
         return self._sign_in.start(account)
 
-    def finish_sign_in(self, record: Mapping[str, Any], response: Mapping[str, str]) -> str:
+    def finish_sign_in(self, record: SignInFlow, response: Mapping[str, str]) -> str:
         return self._sign_in.finish(record, response)
 
     def _replace_cache(self, account: str, serialized: str) -> None:
@@ -371,5 +371,5 @@ class Authenticator:
         record = take_flow(self._redis, self.cipher(), state) if state else None
         if record is None:
             raise SignInFailed("unknown or expired sign-in state: start the sign-in again")
-        tenant = str(record["tenant"])
+        tenant = record.tenant
         return tenant, self.tenant(tenant).finish_sign_in(record, response)

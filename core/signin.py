@@ -5,48 +5,38 @@ The first leg stores msal's flow in Redis under its `state`; the callback takes 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import msal
-import orjson
 from redis import Redis
 
-from core import accounts, keys
 from core.identity import DELEGATED_SCOPES, UNAVAILABLE, AuthUnavailable, SignInFailed, describe
 from core.settings import TenantSettings
+from core.state import accounts
+from core.state.accounts import SignInFlow
 from core.token_cache import CacheCipher
 
 log = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/oauth/callback"
-# A sign-in in progress: msal's auth code flow holds the PKCE verifier and the nonce, so it is
-# sealed like a token cache and lives only as long as a person needs to sign in.
-SIGN_IN_TTL_SECONDS = 600
 
 AppBuilder = Callable[[msal.TokenCache | None], msal.ConfidentialClientApplication]
 
 
-def flow_key(state: str) -> str:
-    # Wanted in core.keys as `oauth_flow(state)`; kept here until then.
-    return keys.oauth_flow(hashlib.sha256(state.encode()).hexdigest())
+def store_flow(redis: Redis, cipher: CacheCipher, state: str, record: SignInFlow) -> None:
+    """Keep the first leg for the callback, sealed: it holds the PKCE verifier."""
+    accounts.put_flow(redis, state, cipher.encrypt(record.to_bytes()))
 
 
-def store_flow(redis: Redis, cipher: CacheCipher, state: str, record: dict[str, Any]) -> None:
-    redis.set(flow_key(state), cipher.encrypt(orjson.dumps(record)), ex=SIGN_IN_TTL_SECONDS)
-
-
-def take_flow(redis: Redis, cipher: CacheCipher, state: str) -> dict[str, Any] | None:
-    """The flow started under `state`, at most once (GETDEL: a replayed callback finds none)."""
-    sealed = redis.getdel(flow_key(state))
+def take_flow(redis: Redis, cipher: CacheCipher, state: str) -> SignInFlow | None:
+    """The flow started under `state`, at most once (a replayed callback finds none)."""
+    sealed = accounts.take_flow(redis, state)
     if sealed is None:
         return None
-    plaintext, _ = cipher.decrypt(sealed, "a sign-in in progress")  # type: ignore[arg-type]
-    record: dict[str, Any] = orjson.loads(plaintext)
-    return record
+    plaintext, _ = cipher.decrypt(sealed, "a sign-in in progress")
+    return SignInFlow.from_bytes(plaintext)
 
 
 class TenantSignIn:
@@ -93,16 +83,16 @@ class TenantSignIn:
             # The code arrives in a POST body: never in URLs, history, logs or Referer headers.
             response_mode="form_post",
         )
-        record = {"tenant": self.tenant.name, "account": name, "flow": flow}
+        record = SignInFlow(self.tenant.name, name, dict(flow))
         store_flow(self._redis, self._cipher(), state, record)
         return str(flow["auth_uri"])
 
-    def finish(self, record: Mapping[str, Any], response: Mapping[str, str]) -> str:
+    def finish(self, record: SignInFlow, response: Mapping[str, str]) -> str:
         """Redeem the code of a callback; store the account's cache. Returns the account."""
         cache = msal.SerializableTokenCache()
         try:
             result = self._build(cache).acquire_token_by_auth_code_flow(
-                dict(record["flow"]), dict(response)
+                dict(record.flow), dict(response)
             )
         except ValueError:  # msal: state mismatch, or a response that is not a callback
             raise SignInFailed("the sign-in response does not match its request") from None
@@ -116,8 +106,8 @@ class TenantSignIn:
         name = accounts.normalize(str(claims.get("preferred_username", "")))
         if claims.get("tid") != self.tenant.tenant_id:
             raise SignInFailed(f"signed in to another tenant than {self.tenant.name}")
-        if record.get("account") and name != record["account"]:
-            raise SignInFailed(f"signed in as {name}, not as {record['account']}")
+        if record.account and name != record.account:
+            raise SignInFailed(f"signed in as {name}, not as {record.account}")
         if name not in self.configured_accounts:
             raise SignInFailed(f"{name} is not a service account of tenant {self.tenant.name}")
         self._save_cache(name, cache.serialize())

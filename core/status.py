@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +18,12 @@ from redis import Redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from core import accounts, keys
 from core.queue import QUEUES, queue
 from core.settings import Settings, TenantSettings
-from core.state import delivery, directory, intake, links
+from core.state import accounts, coordination, delivery, directory, intake, links
+from core.state import subscriptions as sub_state
+from core.state.coordination import Process
+from core.state.subscriptions import ReconcileStatus
 
 # Refresh tokens lapse after 90 days without use (core.auth refreshes idle accounts long before).
 REFRESH_TOKEN_DAYS = 90
@@ -138,30 +140,20 @@ def _json(raw: bytes | None) -> Any:
     return orjson.loads(raw) if raw else None
 
 
-def _decode_hash(raw: Mapping[bytes, bytes]) -> dict[str, bytes]:
-    return {k.decode(): v for k, v in raw.items()}
-
-
 # ---- per tenant ---------------------------------------------------------------------------
 
 
 def subscriptions(redis: Redis, tenant: str, now: float) -> list[SubscriptionView]:
     """The tenant's recorded subscriptions, soonest expiry first."""
-    ids = sorted(s.decode() for s in redis.smembers(keys.tenant_subscriptions(tenant)))  # type: ignore[union-attr]
-    pipe = redis.pipeline(transaction=False)
-    for sid in ids:
-        pipe.hgetall(keys.subscription(sid))
     views = []
-    for sid, raw in zip(ids, pipe.execute(), strict=True):
-        fields = _decode_hash(raw)
-        if "account" not in fields:
-            continue  # half-written, or registered by something that is not the clock
-        expires = float(fields.get("expires_at", b"0"))
-        left = expires - now
+    for record in sub_state.tenant_records(redis, tenant):
+        if not record.managed:
+            continue  # a bare registration: no account holds it, the clock does not renew it
+        left = record.expires_at - now
         state = "expired" if left <= 0 else "expiring" if left < EXPIRING_SECONDS else "live"
         views.append(SubscriptionView(
-            sid, fields["account"].decode(), len(orjson.loads(fields.get("users", b"[]"))),
-            expires, float(fields.get("renewed_at", b"0")), round(left, 1), state,
+            record.subscription_id, record.account, len(record.user_ids), record.expires_at,
+            record.renewed_at, round(left, 1), state,
         ))  # fmt: skip
     return sorted(views, key=lambda v: (v.expires_at, v.subscription_id))
 
@@ -171,13 +163,10 @@ def account_views(
 ) -> list[AccountView]:
     held = {s.account: s.subscription_id for s in subs}
     health = accounts.account_health(redis, tenant.name, tenant.service_accounts)
-    pipe = redis.pipeline(transaction=False)
-    for h in health:
-        pipe.exists(keys.token_cache(tenant.name, h.account))
-    cached = pipe.execute()
+    cached = accounts.token_caches_present(redis, tenant.name, [h.account for h in health])
     return [
         AccountView(
-            h.account, h.status.value, h.reason, h.signed_in_at, h.last_refresh, bool(c),
+            h.account, h.status.value, h.reason, h.signed_in_at, h.last_refresh, c,
             h.last_refresh + REFRESH_TOKEN_DAYS * 86400 if h.last_refresh else None,
             held.get(h.account),
         )
@@ -188,12 +177,12 @@ def account_views(
 def users_view(redis: Redis, tenant: str) -> UsersView:
     pipe = redis.pipeline(transaction=False)
     directory.queue_status(pipe, tenant)
-    pipe.get(keys.subscription_status(tenant))
+    sub_state.queue_status(pipe, tenant)
     links.queue_count(pipe, tenant)
     directory_raw, subs_raw, linked_graph = pipe.execute()
     synced = directory.status_from(directory_raw)
     sync = synced or directory.SyncReport()
-    subs: dict[str, Any] = _json(subs_raw) or {}
+    subs = sub_state.status_from_raw(subs_raw) or ReconcileStatus()
     return UsersView(
         directory_synced_at=synced.synced_at if synced else None,
         graph_users=sync.graph_users,
@@ -203,9 +192,9 @@ def users_view(redis: Redis, tenant: str) -> UsersView:
         unlinked_pbx=sync.unlinked_pbx,
         conflicting=len(sync.conflicts),
         disabled=sync.disabled,
-        subscribed=int(subs.get("subscribed", 0)),
-        polled=int(subs.get("polled", 0)),
-        polling_latency_bound=subs.get("polling_latency_bound"),
+        subscribed=subs.subscribed,
+        polled=subs.polled,
+        polling_latency_bound=subs.polling_latency_bound,
         conflicts=sync.status()["conflicts"],
     )
 
@@ -238,12 +227,10 @@ def _tenant_problems(
                 f"{s.state}: {s.seconds_left:.0f} s left (account {s.account})")
         for s in subs if s.state != "live"
     ]  # fmt: skip
-    backoff: dict[bytes, bytes] = redis.hgetall(keys.subscription_backoff(tenant))  # type: ignore[assignment]
-    for account, raw in sorted(backoff.items()):
-        entry = orjson.loads(raw)
+    for account, entry in sub_state.backoffs(redis, tenant).items():
         problems.append(Problem(
-            None, tenant, "subscription", account.decode(),
-            f"backing off after {entry.get('failures', 1)} failure(s): {entry.get('reason', '')}",
+            None, tenant, "subscription", account,
+            f"backing off after {entry.failures} failure(s): {entry.reason}",
         ))  # fmt: skip
     problems += [
         Problem(d.at, tenant, "delivery", d.user, f"{d.profile} (v{d.version}): {d.reason}")
@@ -315,8 +302,8 @@ def bridge_status(
     problems = [p for t in tenants for p in t.problems] + jobs
     length, pending = intake.depth(redis)
     pipe = redis.pipeline(transaction=False)
-    pipe.exists(keys.WORKER_HEARTBEAT)
-    pipe.exists(keys.CLOCK_HEARTBEAT)
+    coordination.queue_alive(pipe, Process.WORKER)
+    coordination.queue_alive(pipe, Process.CLOCK)
     worker, clock = pipe.execute()
     return BridgeStatus(
         generated_at=now,

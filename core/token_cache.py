@@ -15,8 +15,8 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import SecretStr
 from redis import Redis
 
-from core import keys
 from core.errors import BridgeError, ConfigError
+from core.state import accounts
 
 CACHE_KEY_ENV = "PRESENCE_BRIDGE_CACHE_KEY"
 
@@ -87,20 +87,19 @@ class AccountCache:
         self.cache = msal.SerializableTokenCache()
         self._redis = redis
         self._cipher = cipher
-        self._key = keys.token_cache(tenant, account)
+        self._tenant, self._account = tenant, account
         self._what = f"the token cache of account {account} (tenant {tenant})"
         self._loaded_digest: bytes | None = None
         self._stale_key = False
 
     def load(self) -> bool:
         """Refresh from Redis; False when nothing is stored (the account never signed in)."""
-        stored = self._redis.get(self._key)
+        stored = accounts.read_token_cache(self._redis, self._tenant, self._account)
         if stored is None:
             # The same cache object stays bound to the account's msal application.
             self.cache.deserialize(None)
             self._loaded_digest = None
             return False
-        assert isinstance(stored, bytes)
         digest = hashlib.sha256(stored).digest()
         if digest != self._loaded_digest:
             # Fernet output changes on every write, so an equal digest means an equal cache.
@@ -114,7 +113,7 @@ class AccountCache:
         if not (self.cache.has_state_changed or self._stale_key):
             return False
         sealed = self._cipher.encrypt(self.cache.serialize().encode())
-        self._redis.set(self._key, sealed)
+        accounts.write_token_cache(self._redis, self._tenant, self._account, sealed)
         self._loaded_digest = hashlib.sha256(sealed).digest()
         self._stale_key = False
         return True
@@ -126,5 +125,5 @@ class AccountCache:
         self.save()
 
     def delete(self) -> None:
-        self._redis.delete(self._key)
+        accounts.delete_token_cache(self._redis, self._tenant, self._account)
         self._loaded_digest = None

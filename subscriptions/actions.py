@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
@@ -17,8 +18,10 @@ from core import certificates
 from core.errors import GraphError
 from core.graph import format_datetime
 from core.notification_crypto import generate_encryption_certificate
+from core.state import subscriptions as sub_state
+from core.state.subscriptions import SubscriptionRecord
 from core.timestamps import parse_graph_datetime
-from subscriptions import planner, store
+from subscriptions import planner
 from subscriptions.context import Context, Report
 
 log = logging.getLogger(__name__)
@@ -81,7 +84,7 @@ def create(
     report: Report,
     *,
     resolve_conflict: bool = True,
-) -> store.Record:
+) -> SubscriptionRecord:
     now = ctx.now()
     client_state = secrets.token_urlsafe(32)  # 256 random bits; Graph allows 128 chars
     body: dict[str, Any] = {
@@ -104,18 +107,18 @@ def create(
         if exc.status != 409 or not resolve_conflict:
             raise
         return _resolve_conflict(ctx, account, user_ids, report)
-    record = store.Record(
-        str(created["id"]), ctx.name, account, user_ids,
-        _expiry(created, now + LIFETIME_SECONDS), now, now, certificate_id,
+    record = SubscriptionRecord(
+        str(created["id"]), ctx.name, sub_state.client_state_digest(client_state), account,
+        user_ids, _expiry(created, now + LIFETIME_SECONDS), now, now, certificate_id,
     )  # fmt: skip
-    store.save(ctx.redis, record, client_state)
+    sub_state.save(ctx.redis, record)
     report.created.append(account)
     return record
 
 
 def _resolve_conflict(
     ctx: Context, account: str, user_ids: tuple[str, ...], report: Report
-) -> store.Record:
+) -> SubscriptionRecord:
     """409: the account already holds a presence subscription of this app. Adopt or replace it."""
     client = ctx.graph(account)
     wanted = set(user_ids)
@@ -128,26 +131,29 @@ def _resolve_conflict(
             and existing.get("lifecycleNotificationUrl") is not None
         )
         # clientState is never listed: adoptable only if the webhook already knows it.
-        if same and store.registered_for(ctx.redis, sid, ctx.name):
+        known = sub_state.read(ctx.redis, sid) if same else None
+        if known is not None and known.tenant == ctx.name:
             now = ctx.now()
-            record = store.Record(sid, ctx.name, account, user_ids, _expiry(existing, now),
-                                  now, now, existing.get("encryptionCertificateId"))  # fmt: skip
-            store.save(ctx.redis, record)
+            certificate_id = existing.get("encryptionCertificateId") or known.certificate_id
+            record = SubscriptionRecord(sid, ctx.name, known.client_state_digest, account,
+                                        user_ids, _expiry(existing, now), now, now,
+                                        certificate_id)  # fmt: skip
+            sub_state.save(ctx.redis, record)
             report.adopted.append(account)
             log.info("tenant %s: adopted subscription %s of %s", ctx.name, sid, account)
             return renew(ctx, record, report)
         log.info("tenant %s: deleting unusable subscription %s of %s", ctx.name, sid, account)
         client.delete_subscription(sid)
-        old = store.by_id(ctx.redis, sid)
-        if old is not None:
-            store.forget(ctx.redis, old)
+        old = sub_state.read(ctx.redis, sid)
+        if old is not None and old.managed:
+            sub_state.forget(ctx.redis, old)
     # The conflicting one is gone; a second 409 now is an error for this round.
     created = create(ctx, account, user_ids, report, resolve_conflict=False)
     report.recreated.append(account)
     return created
 
 
-def renew(ctx: Context, record: store.Record, report: Report) -> store.Record:
+def renew(ctx: Context, record: SubscriptionRecord, report: Report) -> SubscriptionRecord:
     """PATCH a new expiry (which also reauthorizes); 404 means gone, so recreate."""
     now = ctx.now()
     body: dict[str, Any] = {"expirationDateTime": format_datetime(_when(now + LIFETIME_SECONDS))}
@@ -167,20 +173,18 @@ def renew(ctx: Context, record: store.Record, report: Report) -> store.Record:
         if exc.status != 404:
             raise
         log.info("tenant %s: subscription %s is gone; recreating", ctx.name, record.subscription_id)
-        store.forget(ctx.redis, record)
+        sub_state.forget(ctx.redis, record)
         report.recreated.append(record.account)
         return create(ctx, record.account, record.user_ids, report)
-    updated = store.Record(
-        record.subscription_id, ctx.name, record.account, record.user_ids,
-        _expiry(renewed, now + LIFETIME_SECONDS), record.created_at, now, certificate_id,
-    )  # fmt: skip
-    store.save(ctx.redis, updated)
+    updated = replace(record, expires_at=_expiry(renewed, now + LIFETIME_SECONDS),
+                      renewed_at=now, certificate_id=certificate_id)  # fmt: skip
+    sub_state.save(ctx.redis, updated)
     report.renewed.append(record.account)
     return updated
 
 
-def delete(ctx: Context, record: store.Record, report: Report) -> None:
+def delete(ctx: Context, record: SubscriptionRecord, report: Report) -> None:
     """Delete at Graph (404 counts as done) and forget it."""
     ctx.graph(record.account).delete_subscription(record.subscription_id)
-    store.forget(ctx.redis, record)
+    sub_state.forget(ctx.redis, record)
     report.deleted.append(record.account)

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.exceptions import RedisError
 
-from core import keys
-from subscriptions.leader import LeaderLock
+from core.state import coordination
+from core.state.coordination import LeaderLock, Process
 
 log = logging.getLogger("subscriptions.clock")
 LOCK_TTL_SECONDS = 30.0
 TICK_SECONDS = 1.0
+HEARTBEAT_TTL_SECONDS = 60
 
 
 @dataclass
@@ -68,7 +69,7 @@ def run(
     while not stop.is_set():
         leader = False
         try:
-            redis.set(keys.CLOCK_HEARTBEAT, str(time.time()), ex=60)
+            coordination.beat(redis, Process.CLOCK, time.time(), HEARTBEAT_TTL_SECONDS)
             leader = lock.acquire()
             if leader:
                 with _Keeper(lock, lock_ttl):

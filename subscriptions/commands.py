@@ -15,14 +15,14 @@ import orjson
 from redis import Redis
 from redis.exceptions import RedisError
 
-from core import accounts
 from core.auth import Authenticator
 from core.errors import BridgeError, ConfigError
 from core.redis import connect
 from core.settings import Settings, load_settings
-from subscriptions import store
+from core.state import accounts
+from core.state import subscriptions as sub_state
+from core.state.coordination import LeaderLock
 from subscriptions.clock import LOCK_TTL_SECONDS
-from subscriptions.leader import LeaderLock
 from subscriptions.schedules import Clockwork
 
 COMMANDS = ("reconcile", "renew", "sweep", "directory", "status")
@@ -35,10 +35,11 @@ def status(settings: Settings, redis: Redis) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for tenant in settings.tenants:
         health = accounts.account_health(redis, tenant.name, tenant.service_accounts)
+        reconciled = sub_state.read_status(redis, tenant.name)
         out[tenant.name] = {
             "enabled": tenant.enabled,
             "accounts": {h.account: {"status": h.status.value, "reason": h.reason} for h in health},
-            "subscriptions": store.read_status(redis, tenant.name),
+            "subscriptions": reconciled.to_json() if reconciled else None,
         }
     return out
 

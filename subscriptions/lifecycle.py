@@ -19,11 +19,12 @@ from typing import Any
 
 from core.errors import BridgeError
 from core.state import intake
-from subscriptions import store
+from core.state import subscriptions as sub_state
+from core.state.subscriptions import SubscriptionRecord
 from subscriptions.actions import create, renew
 from subscriptions.context import Context, Report
 from subscriptions.reconcile import guarded
-from subscriptions.sweep import request_sweep, sweep
+from subscriptions.sweep import sweep
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,8 @@ def handle_lifecycle(ctx: Context, items: list[dict[str, Any]]) -> LifecycleRepo
         if event == MISSED:
             needs_sweep = True
             continue
-        record = store.by_id(ctx.redis, sid) if sid else None
-        if record is None or record.tenant != ctx.name:
+        record = sub_state.read(ctx.redis, sid) if sid else None
+        if record is None or record.tenant != ctx.name or not record.managed:
             report.ignored += 1  # not (or no longer) ours: deleted, replaced, another tenant
             continue
         if event == REAUTHORIZATION_REQUIRED:
@@ -87,7 +88,7 @@ def handle_lifecycle(ctx: Context, items: list[dict[str, Any]]) -> LifecycleRepo
     return report
 
 
-def _reauthorize(ctx: Context, record: store.Record, report: LifecycleReport) -> None:
+def _reauthorize(ctx: Context, record: SubscriptionRecord, report: LifecycleReport) -> None:
     if ctx.now() - record.renewed_at < RECENT_RENEWAL_SECONDS:
         return
     result = Report(ctx.name)
@@ -96,10 +97,10 @@ def _reauthorize(ctx: Context, record: store.Record, report: LifecycleReport) ->
     report.failed.update(result.deferred | result.failed)
 
 
-def _recreate(ctx: Context, record: store.Record, report: LifecycleReport) -> None:
+def _recreate(ctx: Context, record: SubscriptionRecord, report: LifecycleReport) -> None:
     # Graph already removed it; forgetting first means a failed create is retried by the
     # next reconcile (which sees no subscription for the account).
-    store.forget(ctx.redis, record)
+    sub_state.forget(ctx.redis, record)
     result = Report(ctx.name)
     action = partial(create, ctx, record.account, record.user_ids, result)
     if guarded(ctx, record.account, result, action):
@@ -111,7 +112,7 @@ def _sweep(ctx: Context, report: LifecycleReport) -> bool:
     try:
         sweep(ctx.redis, ctx.name, ctx.graph(None), ctx.budget)
     except BridgeError as exc:
-        request_sweep(ctx.redis, ctx.name)  # the sweep schedule pays the debt
+        sub_state.request_sweep(ctx.redis, ctx.name)  # the sweep schedule pays the debt
         report.failed["sweep"] = str(exc)
         return False
     return True

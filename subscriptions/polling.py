@@ -13,7 +13,8 @@ from redis import Redis
 
 from core.graph import GraphClient
 from core.queue import enqueue_presences
-from subscriptions import planner, store
+from core.state import subscriptions as sub_state
+from subscriptions import planner
 from subscriptions.sweep import (
     BUDGET_SHARE,
     CallBudget,
@@ -54,7 +55,7 @@ def poll(
     enqueue: Enqueue = enqueue_presences,
 ) -> SweepReport:
     """One round over the tenant's polled users; changed presences go to the pipeline."""
-    users = store.polled_users(redis, tenant)
+    users = sub_state.polled_users(redis, tenant)
     if not users:
         return SweepReport(tenant, 0, 0, 0)
     return feed(redis, tenant, client, users, budget, time.time(), enqueue)

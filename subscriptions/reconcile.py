@@ -12,8 +12,10 @@ import logging
 from collections.abc import Callable, Mapping
 from functools import partial
 
-from core import certificates
 from core.errors import BridgeError
+from core.state import certificates as cert_state
+from core.state import subscriptions as sub_state
+from core.state.subscriptions import HeldSubscription, ReconcileStatus, SubscriptionRecord
 from subscriptions import planner, polling, store
 from subscriptions.actions import create, delete, renew
 from subscriptions.context import Context, Report
@@ -32,11 +34,11 @@ def _defer(ctx: Context, account: str, exc: BridgeError, report: Report) -> None
     if getattr(exc, "status", None) == 429:
         delay = float(retry_after) if retry_after is not None else RETRY_AFTER_DEFAULT_SECONDS
     else:
-        failures = store.failures(ctx.redis, ctx.name, account)
+        failures = sub_state.failures(ctx.redis, ctx.name, account)
         delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2.0**failures)
         if retry_after is not None:
             delay = max(delay, float(retry_after))
-    store.backoff(ctx.redis, ctx.name, account, now + delay, str(exc))
+    sub_state.record_backoff(ctx.redis, ctx.name, account, now + delay, str(exc))
     report.deferred[account] = str(exc)
     log.warning("tenant %s: account %s deferred %.0fs: %s", ctx.name, account, delay, exc)
 
@@ -53,7 +55,7 @@ def guarded(ctx: Context, account: str, report: Report, action: Callable[[], obj
             report.failed[account] = str(exc)
             log.warning("tenant %s: account %s failed: %s", ctx.name, account, exc)
         return False
-    store.clear_backoff(ctx.redis, ctx.name, account)
+    sub_state.clear_backoff(ctx.redis, ctx.name, account)
     return True
 
 
@@ -63,11 +65,11 @@ def guarded(ctx: Context, account: str, report: Report, action: Callable[[], obj
 def reconcile(ctx: Context) -> Report:
     """Bring the tenant's subscriptions to the plan; renew what is due; record who is polled."""
     report = Report(ctx.name)
-    records = store.load(ctx.redis, ctx.name)
+    records = sub_state.load(ctx.redis, ctx.name)
     if not ctx.tenant.enabled:
         for record in records.values():
             guarded(ctx, record.account, report, partial(delete, ctx, record, report))
-        _write_status(ctx, report, {}, [], store.load(ctx.redis, ctx.name))
+        _write_status(ctx, report, {}, [], sub_state.load(ctx.redis, ctx.name))
         return report
 
     users = store.linked_users(ctx.redis, ctx.name)
@@ -81,20 +83,25 @@ def reconcile(ctx: Context) -> Report:
     for account in plan.dropped_accounts:
         dropped = records.pop(account)
         if not guarded(ctx, account, report, partial(delete, ctx, dropped, report)):
-            store.forget(ctx.redis, dropped)
+            sub_state.forget(ctx.redis, dropped)
     now = ctx.now()
     for account, chunk in plan.chunks.items():
-        if store.backoff_until(ctx.redis, ctx.name, account) > now:
+        if sub_state.backoff_until(ctx.redis, ctx.name, account) > now:
             report.deferred.setdefault(account, "backing off")
             continue
         guarded(ctx, account, report,
                 partial(_converge, ctx, account, chunk, records.get(account), report))  # fmt: skip
-    _write_status(ctx, report, plan.chunks, list(plan.polled), store.load(ctx.redis, ctx.name))
+    held = sub_state.load(ctx.redis, ctx.name)  # as the round left them
+    _write_status(ctx, report, plan.chunks, list(plan.polled), held)
     return report
 
 
 def _converge(
-    ctx: Context, account: str, chunk: tuple[str, ...], record: store.Record | None, report: Report
+    ctx: Context,
+    account: str,
+    chunk: tuple[str, ...],
+    record: SubscriptionRecord | None,
+    report: Report,
 ) -> None:
     if record is not None and set(record.user_ids) != set(chunk):
         delete(ctx, record, report)  # the resource cannot be PATCHed
@@ -111,10 +118,10 @@ def renew_expiring(ctx: Context) -> Report:
     """Only renewals (and 404 recreations): the `renew` command, for cron-driven sites."""
     report = Report(ctx.name)
     now = ctx.now()
-    for account, record in store.load(ctx.redis, ctx.name).items():
+    for account, record in sub_state.load(ctx.redis, ctx.name).items():
         if record.expires_at - now > RENEW_WITHIN_SECONDS:
             continue
-        if store.backoff_until(ctx.redis, ctx.name, account) > now:
+        if sub_state.backoff_until(ctx.redis, ctx.name, account) > now:
             report.deferred[account] = "backing off"
             continue
         guarded(ctx, account, report, partial(renew, ctx, record, report))
@@ -126,7 +133,7 @@ def _write_status(
     report: Report,
     chunks: Mapping[str, tuple[str, ...]],
     polled: list[str],
-    records: dict[str, store.Record],
+    records: dict[str, SubscriptionRecord],
 ) -> None:
     now = ctx.now()
     # Users whose subscription is not live (deferred, failed) are polled until it is.
@@ -140,18 +147,14 @@ def _write_status(
     report.polled = len(polled)
     report.latency_bound = polling.latency_bound(len(polled)) if polled else None
     in_use = {r.certificate_id for r in records.values() if r.certificate_id}
-    certificates.prune_certificates(ctx.redis, ctx.name, in_use, now)
-    status = {
-        "reconciled_at": now,
-        "accounts": {
-            a: {"subscription": r.subscription_id, "users": len(r.user_ids),
-                "expires_at": r.expires_at, "renewed_at": r.renewed_at}
-            for a, r in sorted(records.items())
-        },
-        "subscribed": sum(len(r.user_ids) for r in records.values()),
-        "polled": len(polled),
-        "polling_latency_bound": report.latency_bound,
-        "deferred": report.deferred,
-        "failed": report.failed,
-    }  # fmt: skip
-    store.write_status(ctx.redis, ctx.name, status, polled)
+    cert_state.prune(ctx.redis, ctx.name, in_use, now)
+    status = ReconcileStatus(
+        reconciled_at=now,
+        accounts={a: HeldSubscription.from_record(r) for a, r in sorted(records.items())},
+        subscribed=sum(len(r.user_ids) for r in records.values()),
+        polled=len(polled),
+        polling_latency_bound=report.latency_bound,
+        deferred=report.deferred,
+        failed=report.failed,
+    )
+    sub_state.write_status(ctx.redis, ctx.name, status, polled)

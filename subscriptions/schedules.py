@@ -13,16 +13,17 @@ from dataclasses import dataclass, field
 
 from redis import Redis
 
-from core import keys
 from core.auth import Authenticator
 from core.errors import BridgeError
 from core.queue import enqueue_maintain_pbx, enqueue_sync_directory
 from core.settings import Settings, TenantSettings
+from core.state import coordination
+from core.state import subscriptions as sub_state
 from subscriptions import lifecycle, polling
 from subscriptions.clock import Schedule
 from subscriptions.context import Context, Report
 from subscriptions.reconcile import reconcile, renew_expiring
-from subscriptions.sweep import SweepReport, request_sweep, sweep, sweep_owed
+from subscriptions.sweep import SweepReport, sweep
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,6 @@ LIFECYCLE_EVERY_SECONDS = 5.0
 OWED_SWEEP_EVERY_SECONDS = 10.0
 POLL_TICK_SECONDS = 5.0
 ACCOUNTS_EVERY_SECONDS = 3600.0
-# Present while Redis keeps our state; gone after Redis was restored from empty (or is new),
-# which is a gap: nothing says which notifications were lost, so a sweep is owed.
-EPOCH_KEY = keys.CLOCK_EPOCH
 
 
 @dataclass
@@ -73,7 +71,8 @@ class Clockwork:
     def reconcile(self, ctx: Context) -> Report:
         report = reconcile(ctx)
         if report.gap:
-            request_sweep(self.redis, ctx.name)  # recreated or new: changes may have been missed
+            # Recreated or new: changes may have been missed.
+            sub_state.request_sweep(self.redis, ctx.name)
         return report
 
     def renew(self, ctx: Context) -> Report:
@@ -99,9 +98,11 @@ class Clockwork:
                 log.exception("%s failed for tenant %s", what, ctx.name)
 
     def reconcile_all(self) -> None:
-        if self.redis.set(EPOCH_KEY, str(self.now()), nx=True):
+        # A missing epoch means Redis was restored from empty (or is new), which is a gap:
+        # nothing says which notifications were lost, so a sweep is owed.
+        if coordination.mark_epoch(self.redis, self.now()):
             for ctx in self.contexts():
-                request_sweep(self.redis, ctx.name)
+                sub_state.request_sweep(self.redis, ctx.name)
         self._each("reconcile", self.reconcile, enabled_only=False)  # disabled: delete
 
     def lifecycle_all(self) -> None:
@@ -112,7 +113,7 @@ class Clockwork:
 
     def owed_sweeps(self) -> None:
         def owed(ctx: Context) -> None:
-            if sweep_owed(self.redis, ctx.name):
+            if sub_state.sweep_owed(self.redis, ctx.name):
                 self.sweep(ctx)
 
         self._each("sweep", owed)

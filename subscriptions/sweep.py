@@ -18,10 +18,10 @@ from typing import Any
 
 from redis import Redis
 
-from core import keys
 from core.graph import GraphClient
 from core.queue import enqueue_presences
 from core.state import presence as presence_state
+from core.state import subscriptions as sub_state
 from subscriptions import planner, store
 
 log = logging.getLogger(__name__)
@@ -133,15 +133,6 @@ def sweep(
     now = time.time() if now is None else now
     users = store.linked_users(redis, tenant)
     report = feed(redis, tenant, client, users, budget, now, enqueue)
-    redis.delete(keys.sweep_requested(tenant))
+    sub_state.clear_sweep_request(redis, tenant)
     log.info("tenant %s: sweep read %d, %d changed", tenant, report.read, report.changed)
     return report
-
-
-def request_sweep(redis: Redis, tenant: str) -> None:
-    """Ask for a sweep at the next clock tick (after a gap that could not sweep at once)."""
-    redis.set(keys.sweep_requested(tenant), "1")
-
-
-def sweep_owed(redis: Redis, tenant: str) -> bool:
-    return bool(redis.exists(keys.sweep_requested(tenant)))

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import redis
 
+from core.state import coordination
 from emulator.harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ def test_all_processes_start_healthy_without_tenants(redis_url: str, redis_clien
             time.sleep(0.2)  # the worker's first heartbeat; polled, nothing to await
             ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
         assert ready.json() == {"status": "ready", "redis": True, "worker": True}
-        assert redis_client.exists("pb:heartbeat:clock") == 1
+        assert coordination.alive(redis_client, coordination.Process.CLOCK)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import orjson
+from collections.abc import Mapping
+
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from core import keys
-from core.accounts import normalize
 from core.queue import QUEUES
-from core.state import delivery, intake
+from core.state import accounts, coordination, delivery, intake
+from core.state import subscriptions as sub_state
+from core.state.accounts import AccountHealth
 from webhook.metrics import TenantFigures
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -24,7 +25,7 @@ async def readyz(request: Request) -> Response:
     redis = request.app.state.redis
     try:
         await redis.ping()
-        worker_alive = bool(await redis.exists(keys.WORKER_HEARTBEAT))
+        worker_alive = await coordination.alive_async(redis, coordination.Process.WORKER)
     except (RedisError, OSError):
         return JSONResponse({"status": "unready", "redis": False}, status_code=503)
     status = 200 if worker_alive else 503
@@ -44,9 +45,9 @@ async def metrics(request: Request) -> Response:
             pipe.llen(f"rq:queue:{name}")
         tenants = state.settings.tenants
         for tenant in tenants:
-            pipe.hgetall(keys.account_health(tenant.name))
-            pipe.scard(keys.tenant_subscriptions(tenant.name))
-            pipe.get(keys.polled(tenant.name))
+            accounts.queue_read_all(pipe, tenant.name)
+            sub_state.queue_count(pipe, tenant.name)
+            sub_state.queue_polled(pipe, tenant.name)
             delivery.queue_dead_letter_count(pipe, tenant.name)
         raw, intake_len, *rest = await pipe.execute()
         lengths, per_tenant = rest[: len(QUEUES)], rest[len(QUEUES) :]
@@ -55,8 +56,10 @@ async def metrics(request: Request) -> Response:
         depths.update({name: int(n) for name, n in zip(QUEUES, lengths, strict=True)})
         for i, tenant in enumerate(tenants):
             health, subs, polled, dead = per_tenant[4 * i : 4 * i + 4]
-            figures[tenant.name] = tenant_figures(tenant.service_accounts, health, subs,
-                                                  polled, dead)  # fmt: skip
+            figures[tenant.name] = tenant_figures(
+                tenant.service_accounts, accounts.health_from_raw(health), subs,
+                sub_state.polled_from_raw(polled), dead,
+            )  # fmt: skip
     except (RedisError, OSError):
         pass  # still serve this process's own figures
     body = state.metrics.render(counters, depths, figures)
@@ -65,14 +68,12 @@ async def metrics(request: Request) -> Response:
 
 def tenant_figures(
     configured: list[str],
-    health: dict[bytes, bytes],
+    health: Mapping[str, AccountHealth],
     subs: int,
-    polled: bytes | None,
+    polled: list[str],
     dead: int,
 ) -> TenantFigures:
-    statuses = {k.decode(): str(orjson.loads(v)["status"]) for k, v in health.items()}
-    accounts: dict[str, int] = {}
-    for account in {normalize(a) for a in configured} | set(statuses):
-        status = statuses.get(account, "not_signed_in")
-        accounts[status] = accounts.get(status, 0) + 1
-    return TenantFigures(accounts, int(subs), len(orjson.loads(polled)) if polled else 0, int(dead))
+    by_status: dict[str, int] = {}
+    for h in accounts.with_configured(health, configured):
+        by_status[h.status.value] = by_status.get(h.status.value, 0) + 1
+    return TenantFigures(by_status, int(subs), len(polled), int(dead))

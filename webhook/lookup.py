@@ -7,8 +7,8 @@ from collections.abc import Iterable
 
 import redis.asyncio as aioredis
 
-from core import keys
-from core.subscription_registry import SubscriptionRecord, from_hash
+from core.state import subscriptions as sub_state
+from core.state.subscriptions import Registration
 
 POSITIVE_TTL = 30.0  # a deleted subscription's stragglers are harmless to the workers
 NEGATIVE_TTL = 2.0  # short, so a subscription created a moment ago is seen quickly
@@ -18,11 +18,11 @@ MAX_ENTRIES = 50_000
 class SubscriptionLookup:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
-        self._cache: dict[str, tuple[float, SubscriptionRecord | None]] = {}
+        self._cache: dict[str, tuple[float, Registration | None]] = {}
 
-    async def get_many(self, ids: Iterable[str]) -> dict[str, SubscriptionRecord | None]:
+    async def get_many(self, ids: Iterable[str]) -> dict[str, Registration | None]:
         now = time.monotonic()
-        found: dict[str, SubscriptionRecord | None] = {}
+        found: dict[str, Registration | None] = {}
         missing: list[str] = []
         for sid in ids:
             cached = self._cache.get(sid)
@@ -33,12 +33,12 @@ class SubscriptionLookup:
         if missing:
             pipe = self._redis.pipeline(transaction=False)
             for sid in missing:
-                pipe.hmget(keys.subscription(sid), "tenant", "client_state_sha256")
+                sub_state.queue_registration(pipe, sid)
             rows = await pipe.execute()
             if len(self._cache) > MAX_ENTRIES:
                 self._cache.clear()
-            for sid, (tenant, digest) in zip(missing, rows, strict=True):
-                record = from_hash(sid, tenant, digest)
+            for sid, row in zip(missing, rows, strict=True):
+                record = sub_state.registration_from_row(sid, row)
                 ttl = POSITIVE_TTL if record else NEGATIVE_TTL
                 self._cache[sid] = (now + ttl, record)
                 found[sid] = record

@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from core.state import intake
-from core.subscription_registry import SubscriptionRecord, digest
+from core.state.subscriptions import Registration, client_state_digest
 from webhook.payload import (
     PayloadError,
     kind_of,
@@ -63,7 +63,7 @@ def handshake(token: str) -> Response:
 
 def verify(
     items: list[Any],
-    records: dict[str, SubscriptionRecord | None],
+    records: dict[str, Registration | None],
     tokens: list[str] | None,
 ) -> tuple[list[intake.Accepted], Counter[str]]:
     """Keep items whose subscription is known and whose clientState matches."""
@@ -81,7 +81,7 @@ def verify(
             continue
         state = item.get("clientState")
         if isinstance(state, str):
-            sent = digests.get(state) or digests.setdefault(state, digest(state))
+            sent = digests.get(state) or digests.setdefault(state, client_state_digest(state))
         else:
             sent = b""
         if not hmac.compare_digest(sent, record.client_state_digest):

@@ -14,12 +14,12 @@ from redis.exceptions import RedisError
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
-from core import keys
 from core.errors import ConfigError
 from core.logging import configure
 from core.queue import QUEUES, queue
 from core.redis import connect
 from core.settings import load_or_exit
+from core.state import coordination
 from workers.context import WorkerContext, install
 from workers.intake import IntakeForwarder
 
@@ -30,7 +30,9 @@ def heartbeat(redis: Redis, stop: threading.Event) -> None:
     while not stop.is_set():
         # On failure readiness will show it; the worker keeps trying.
         with contextlib.suppress(RedisError, OSError):
-            redis.set(keys.WORKER_HEARTBEAT, str(time.time()), ex=3 * HEARTBEAT_SECONDS)
+            coordination.beat(
+                redis, coordination.Process.WORKER, time.time(), 3 * HEARTBEAT_SECONDS
+            )
         stop.wait(HEARTBEAT_SECONDS)
 
 

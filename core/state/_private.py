@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from redis import Redis
+from redis.asyncio.client import Pipeline as AsyncPipeline
 from redis.client import Pipeline
 
 PREFIX = "pb:"
@@ -106,3 +107,27 @@ def replace_hashes(
         redis.delete(*temps.values())
         raise
     return counts
+
+
+def number(value: object) -> float | None:
+    """A stored number (a JSON value or a hash field's text); None when absent or unreadable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, bytes | str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def count(value: object) -> int | None:
+    """A stored JSON integer; None when absent or not one."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# A sync client or pipeline, or the web process's asyncio pipeline: functions that only queue
+# commands into a batch take either (queueing is synchronous on both).
+Batch = Redis | AsyncPipeline

@@ -27,7 +27,7 @@ from core.auth import Authenticator
 from core.graph import format_datetime
 from core.notification_crypto import generate_encryption_certificate
 from core.settings import load_settings
-from core.subscription_registry import register
+from core.state.subscriptions import register
 from core.token_cache import CacheCipher
 from emulator.harness.ports import free_port, port_open
 from emulator.harness.processes import Service, private_env

@@ -12,16 +12,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 import redis
 from cryptography.fernet import Fernet
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from core import keys, subscription_registry
 from core.settings import MappingSettings, load_settings
-from core.state import delivery
+from core.state import accounts, delivery
+from core.state import subscriptions as sub_state
+from core.state.accounts import AccountHealth, AccountStatus
 from core.state.delivery import Desired
+from core.state.subscriptions import SubscriptionRecord
 from emulator.harness.served import ServedApp
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from tests.e2e.conftest import ADMIN_KEY as E2E_ADMIN_KEY
@@ -73,30 +74,29 @@ def seed(client: redis.Redis) -> None:
     run_pipeline(client, "g-bob", "Busy", "InACall", "0001")
     run_pipeline(client, "g-carol", "Away", "Away", "0001")
     now = time.time()
-    subscription_registry.register(
+    sub_state.save(
         client,
-        "9f3c2a7e-5b1d-4c8e-a0f2-6d7e8b9c0a1b",
-        T,
-        "s" * 40,
-        account="svc@contoso.test",
-        users=orjson.dumps(list(PEOPLE.values())).decode(),
-        expires_at=repr(now + 2 * 3600 + 125),
-        renewed_at=repr(now),
+        SubscriptionRecord(
+            "9f3c2a7e-5b1d-4c8e-a0f2-6d7e8b9c0a1b",
+            T,
+            sub_state.client_state_digest("s" * 40),
+            account="svc@contoso.test",
+            user_ids=tuple(PEOPLE.values()),
+            expires_at=now + 2 * 3600 + 125,
+            renewed_at=now,
+        ),
     )
     refused = Desired("dave", "Away", "Away", "Away", 1, now)
     delivery.dead_letter(client, T, refused, "PBX answered 404: no such user")
-    client.hset(
-        keys.account_health(T),
-        "svc@contoso.test",
-        orjson.dumps(
-            {
-                "account": "svc@contoso.test",
-                "status": "healthy",
-                "reason": None,
-                "signed_in_at": now - 86400,
-                "last_refresh": now - 600,
-                "changed_at": now - 86400,
-            }
+    accounts.write(
+        client,
+        T,
+        AccountHealth(
+            "svc@contoso.test",
+            AccountStatus.HEALTHY,
+            signed_in_at=now - 86400,
+            last_refresh=now - 600,
+            changed_at=now - 86400,
         ),
     )
 

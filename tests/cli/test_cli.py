@@ -22,12 +22,12 @@ from core.auth import Authenticator
 from core.queue import QUEUE_PBX, queue
 from core.settings import load_settings
 from core.state import delivery
+from core.state.coordination import LeaderLock
 from emulator.control import ControlClient
 from emulator.harness.ports import free_port
 from emulator.harness.served import ServedApp
 from emulator.harness.tenants import secret_env, tenant_toml
 from emulator.server import EmulatorServer
-from subscriptions.leader import LeaderLock
 from tests.emulator.conftest import ALL_ROLES, control, emulator  # noqa: F401 - fixtures
 from tests.pbx_server import PbxServer
 from webhook.app import create_app

@@ -9,9 +9,9 @@ from urllib.parse import urlencode
 import jwt
 import pytest
 
-from core.accounts import AccountStatus
 from core.auth import Authenticator
 from core.identity import AuthError, AuthUnavailable, SignInFailed, SignInRequired
+from core.state.accounts import AccountStatus
 from emulator.control import ControlClient
 from emulator.server import EmulatorServer
 from tests.core.conftest import SHORT_TOKEN_LIFETIME, Site, make_site, sign_in, signed_in

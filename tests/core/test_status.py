@@ -10,11 +10,13 @@ import redis
 from pydantic import HttpUrl, SecretStr
 from rq import SimpleWorker
 
-from core import accounts, keys, status, user_status
+from core import status, user_status
 from core.queue import QUEUE_DEFAULT, JobSpec, queue
 from core.settings import PbxUser, ProcessSettings, Settings, TenantSettings
-from core.state import delivery, directory, links, presence
-from subscriptions import store as sub_store
+from core.state import accounts, coordination, delivery, directory, links, presence
+from core.state import subscriptions as sub_state
+from core.state.coordination import Process
+from core.state.subscriptions import ReconcileStatus, SubscriptionRecord
 from workers.delivery import deliver
 from workers.pbx.base import ProfileChange
 from workers.pbx.builtin import BuiltinAdapter
@@ -36,9 +38,10 @@ def tenant_settings(**changes: object) -> TenantSettings:
     return base.model_copy(update=changes)
 
 
-def sub_record(sid: str, account: str, expires_in: float, users: int = 3) -> sub_store.Record:
-    return sub_store.Record(sid, TENANT, account, tuple(f"u{i}" for i in range(users)),
-                            NOW + expires_in, NOW - 600, NOW - 60)  # fmt: skip
+def sub_record(sid: str, account: str, expires_in: float, users: int = 3) -> SubscriptionRecord:
+    return SubscriptionRecord(sid, TENANT, sub_state.client_state_digest("client-state"), account,
+                              tuple(f"u{i}" for i in range(users)), NOW + expires_in, NOW - 600,
+                              NOW - 60)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -48,7 +51,7 @@ def sub_record(sid: str, account: str, expires_in: float, users: int = 3) -> sub
 def test_subscription_state_follows_time_left(
     redis_client: redis.Redis, expires_in: float, state: str
 ) -> None:
-    sub_store.save(redis_client, sub_record("s1", "svc@contoso.test", expires_in), "client-state")
+    sub_state.save(redis_client, sub_record("s1", "svc@contoso.test", expires_in))
 
     [view] = status.subscriptions(redis_client, TENANT, NOW)
 
@@ -57,8 +60,8 @@ def test_subscription_state_follows_time_left(
 
 
 def test_subscriptions_are_listed_soonest_expiry_first(redis_client: redis.Redis) -> None:
-    sub_store.save(redis_client, sub_record("late", "a@x", 3000), "cs")
-    sub_store.save(redis_client, sub_record("soon", "b@x", 1200), "cs")
+    sub_state.save(redis_client, sub_record("late", "a@x", 3000))
+    sub_state.save(redis_client, sub_record("soon", "b@x", 1200))
 
     assert [s.subscription_id for s in status.subscriptions(redis_client, TENANT, NOW)] == [
         "soon", "late"
@@ -68,7 +71,7 @@ def test_subscriptions_are_listed_soonest_expiry_first(redis_client: redis.Redis
 def test_accounts_show_health_token_and_subscription(redis_client: redis.Redis) -> None:
     tenant = tenant_settings(service_accounts=["Ann@x", "bob@x", "cy@x"])
     accounts.mark_signed_in(redis_client, TENANT, "ann@x", NOW)
-    redis_client.set(keys.token_cache(TENANT, "ann@x"), b"sealed")
+    accounts.write_token_cache(redis_client, TENANT, "ann@x", b"sealed")
     accounts.mark_needs_sign_in(redis_client, TENANT, "bob@x", "invalid_grant: revoked", NOW)
     subs = [status.SubscriptionView("s1", "ann@x", 3, NOW + 3000, NOW, 3000, "live")]
 
@@ -90,8 +93,9 @@ def test_users_view_combines_directory_and_subscription_status(redis_client: red
         "unlinked_graph": 5, "unlinked_pbx": 1, "conflict_count": 1, "disabled": 1,
         "conflicts": [{"pbx_user": "x", "graph_ids": ["g1", "g2"]}],
     }))  # fmt: skip
-    sub_store.write_status(redis_client, TENANT,
-                           {"subscribed": 3, "polled": 1, "polling_latency_bound": 15.0}, ["g9"])
+    sub_state.write_status(redis_client, TENANT,
+                           ReconcileStatus(subscribed=3, polled=1, polling_latency_bound=15.0),
+                           ["g9"])  # fmt: skip
 
     view = status.users_view(redis_client, TENANT)
 
@@ -131,7 +135,7 @@ def test_dead_letters_and_problems_name_the_reason(redis_client: redis.Redis) ->
 
 
 def test_backoff_of_an_account_is_a_problem(redis_client: redis.Redis) -> None:
-    sub_store.backoff(redis_client, TENANT, "svc@x", NOW + 60, "Graph 503")
+    sub_state.record_backoff(redis_client, TENANT, "svc@x", NOW + 60, "Graph 503")
 
     report = status.tenant_status(redis_client, tenant_settings(), NOW)
 
@@ -154,7 +158,7 @@ def test_failed_jobs_show_their_tenant_and_last_error_line(redis_client: redis.R
 
 
 def test_bridge_status_sees_heartbeats_and_tenants(redis_client: redis.Redis) -> None:
-    redis_client.set(keys.WORKER_HEARTBEAT, "1", ex=30)
+    coordination.beat(redis_client, Process.WORKER, NOW, 30)
     settings = Settings(process=ProcessSettings(), tenants=(tenant_settings(),))
 
     report = status.bridge_status(redis_client, settings, now=NOW)

@@ -12,12 +12,12 @@ import redis
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from core import keys
 from core.auth import Authenticator
 from core.errors import ConfigError
 from core.identity import SignInFailed
 from core.settings import Settings
-from core.signin import SIGN_IN_TTL_SECONDS, flow_key
+from core.state import accounts
+from core.state.accounts import SIGN_IN_TTL_SECONDS, flow_key
 from core.token_cache import CacheCipher, CacheKeyError
 from tests.core.conftest import Site, signed_in
 
@@ -29,7 +29,7 @@ def with_cache_key(settings: Settings, cache_key: str) -> Settings:
 
 def stored_cache(redis_client: redis.Redis, where: Site) -> bytes:
     (account,) = where.accounts
-    value = redis_client.get(keys.token_cache(where.name, account))
+    value = accounts.read_token_cache(redis_client, where.name, account)
     assert isinstance(value, bytes)
     return value
 

@@ -16,10 +16,11 @@ from core.auth import Authenticator
 from core.queue import QUEUE_PBX, queue
 from core.settings import load_settings
 from core.state import intake
+from core.state import subscriptions as sub_state
+from core.state.coordination import LeaderLock
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
-from subscriptions import commands, store
+from subscriptions import commands
 from subscriptions.clock import Schedule, run
-from subscriptions.leader import LeaderLock
 from subscriptions.schedules import Clockwork
 from tests.subscriptions.conftest import TENANT, Bridge, covered
 
@@ -181,7 +182,7 @@ def test_the_reconcile_command_acts_and_status_shows_it(
     assert tenant["subscriptions"]["polled"] == 50
     assert set(tenant["accounts"]) == set(bridge.accounts)
     assert len(bridge.live()) == 1
-    assert store.polled_users(bridge.redis, TENANT)
+    assert sub_state.polled_users(bridge.redis, TENANT)
 
 
 def test_pbx_reconcile_queues_a_delivery_of_pending_state_per_tenant(

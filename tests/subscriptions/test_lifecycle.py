@@ -15,7 +15,8 @@ import redis
 
 from core.queue import QUEUE_PRESENCE, queue
 from core.state import intake
-from subscriptions import lifecycle, store
+from core.state import subscriptions as sub_state
+from subscriptions import lifecycle
 from tests.subscriptions.conftest import Bridge, covered
 
 DEADLINE_SECONDS = 10.0
@@ -89,7 +90,7 @@ def test_subscription_removed_recreates_and_resyncs(bridge_factory: Callable[...
     assert report.recreated == bridge.accounts and report.swept
     assert after.id != sub.id
     assert set(covered(bridge).values()) == {1}
-    assert store.by_id(bridge.redis, sub.id) is None
+    assert sub_state.read(bridge.redis, sub.id) is None
     assert sorted(p["id"] for p in swept_presences(bridge.redis)) == sorted(bridge.users)
 
 

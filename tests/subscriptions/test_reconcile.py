@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
-import orjson
-
-from core import certificates, keys
+from core import certificates
 from core.settings import Settings
-from subscriptions import actions, store
+from core.state import certificates as cert_state
+from core.state import subscriptions as sub_state
+from subscriptions import actions
 from subscriptions import reconcile as rc
 from tests.subscriptions.conftest import TENANT, Bridge, covered
 
@@ -87,8 +88,8 @@ def test_a_subscription_gone_at_graph_is_recreated_on_404(
     (after,) = bridge.live()
     assert report.recreated == bridge.accounts
     assert after.id != sub.id
-    assert store.by_id(bridge.redis, sub.id) is None
-    assert store.registered_for(bridge.redis, after.id, TENANT)
+    assert sub_state.read(bridge.redis, sub.id) is None
+    assert sub_state.registered_for(bridge.redis, after.id, TENANT)
 
 
 def test_a_conflict_adopts_the_subscription_whose_client_state_we_know(
@@ -98,12 +99,12 @@ def test_a_conflict_adopts_the_subscription_whose_client_state_we_know(
     bridge.reconcile()
     (sub,) = bridge.live()
     # The answer to the create was lost: the webhook knows it, the account index does not.
-    bridge.redis.delete(keys.subscription_accounts(TENANT))
+    bridge.redis.delete(sub_state.accounts_key(TENANT))
     report = bridge.reconcile()
     (after,) = bridge.live()
     assert report.adopted == bridge.accounts
     assert after.id == sub.id
-    assert store.load(bridge.redis, TENANT)[bridge.accounts[0]].subscription_id == sub.id
+    assert sub_state.load(bridge.redis, TENANT)[bridge.accounts[0]].subscription_id == sub.id
 
 
 def test_a_conflict_with_an_unknown_subscription_deletes_and_recreates(
@@ -113,12 +114,12 @@ def test_a_conflict_with_an_unknown_subscription_deletes_and_recreates(
     bridge.reconcile()
     (sub,) = bridge.live()
     # Redis lost our records: the clientState of the live subscription is unknown.
-    bridge.redis.delete(keys.subscription_accounts(TENANT), keys.subscription(sub.id))
+    bridge.redis.delete(sub_state.accounts_key(TENANT), sub_state.subscription_key(sub.id))
     report = bridge.reconcile()
     (after,) = bridge.live()
     assert report.recreated == bridge.accounts
     assert after.id != sub.id
-    assert store.registered_for(bridge.redis, after.id, TENANT)
+    assert sub_state.registered_for(bridge.redis, after.id, TENANT)
 
 
 def test_throttling_defers_the_account_for_retry_after(
@@ -152,10 +153,10 @@ def test_server_errors_back_off_and_the_users_are_polled_meanwhile(
     })  # fmt: skip
     report = bridge.reconcile()
     assert bridge.accounts[0] in report.deferred
-    assert sorted(store.polled_users(bridge.redis, TENANT)) == sorted(bridge.users)
+    assert sorted(sub_state.polled_users(bridge.redis, TENANT)) == sorted(bridge.users)
     bridge.control.advance_clock(rc.BACKOFF_BASE_SECONDS * 2)
     assert bridge.reconcile().created == bridge.accounts
-    assert store.polled_users(bridge.redis, TENANT) == []
+    assert sub_state.polled_users(bridge.redis, TENANT) == []
 
 
 def test_users_beyond_capacity_are_polled_with_a_latency_bound(
@@ -163,11 +164,11 @@ def test_users_beyond_capacity_are_polled_with_a_latency_bound(
 ) -> None:
     bridge = bridge_factory(users=700, accounts=1)
     report = bridge.reconcile()
-    status = store.read_status(bridge.redis, TENANT)
+    status = sub_state.read_status(bridge.redis, TENANT)
     assert status is not None
-    assert report.polled == 50 == status["polled"]
-    assert len(store.polled_users(bridge.redis, TENANT)) == 50
-    assert status["polling_latency_bound"] > 0
+    assert report.polled == 50 == status.polled
+    assert len(sub_state.polled_users(bridge.redis, TENANT)) == 50
+    assert (status.polling_latency_bound or 0) > 0
 
 
 def test_a_revoked_account_drops_out_and_its_users_are_polled(
@@ -185,8 +186,8 @@ def test_a_revoked_account_drops_out_and_its_users_are_polled(
     health = bridge.auth.account_health(TENANT)
     assert revoked in first.failed
     assert [h.account for h in health if h.status == "needs_sign_in"] == [revoked]
-    assert revoked in second.deleted or revoked not in store.load(bridge.redis, TENANT)
-    assert len(store.polled_users(bridge.redis, TENANT)) == 1400 - 2 * 650
+    assert revoked in second.deleted or revoked not in sub_state.load(bridge.redis, TENANT)
+    assert len(sub_state.polled_users(bridge.redis, TENANT)) == 1400 - 2 * 650
     revoked_id = bridge.account_id(revoked)
     assert sum(len(s.user_ids) for s in bridge.live() if s.creator_id != revoked_id) == 1300
 
@@ -201,7 +202,7 @@ def test_a_disabled_tenant_deletes_its_subscriptions(bridge_factory: Callable[..
     report = bridge.reconcile()
     assert sorted(report.deleted) == sorted(bridge.accounts)
     assert bridge.live() == []
-    assert store.load(bridge.redis, TENANT) == {}
+    assert sub_state.load(bridge.redis, TENANT) == {}
 
 
 def test_rich_notifications_carry_a_certificate_whose_key_is_stored_encrypted(
@@ -212,7 +213,7 @@ def test_rich_notifications_carry_a_certificate_whose_key_is_stored_encrypted(
     (sub,) = bridge.live()
     cert_id = sub.encryption_certificate_id
     assert sub.include_resource_data and cert_id
-    raw = bridge.redis.hget(keys.certificates(TENANT), cert_id)
+    raw = bridge.redis.hget(cert_state.certificates_key(TENANT), cert_id)
     assert raw is not None and b"PRIVATE KEY" not in raw
     pem = certificates.private_key(bridge.redis, bridge.auth.cipher(), TENANT, cert_id)
     assert pem is not None and pem.startswith(b"-----BEGIN PRIVATE KEY-----")
@@ -229,13 +230,14 @@ def test_a_rotated_certificate_rides_on_the_renewal_and_the_old_key_is_kept(
     current = certificates.current_certificate(bridge.redis, TENANT)
     assert current is not None
     # Make the current certificate due for rotation.
-    entry = orjson.loads(bridge.redis.hget(keys.certificates(TENANT), old))  # type: ignore[arg-type]
-    entry["created_at"] -= actions.CERTIFICATE_ROTATE_AFTER_SECONDS
-    bridge.redis.hset(keys.certificates(TENANT), old, orjson.dumps(entry))
+    entry = cert_state.read(bridge.redis, TENANT, old)
+    assert entry is not None
+    aged = replace(entry, created_at=entry.created_at - actions.CERTIFICATE_ROTATE_AFTER_SECONDS)
+    cert_state.add(bridge.redis, TENANT, old, aged)
     bridge.control.advance_clock(45 * 60)
     bridge.reconcile()
     (after,) = bridge.live()
     assert after.id == sub.id
     assert after.encryption_certificate_id not in (None, old)
     # Graph may still retry with it.
-    assert old in certificates.certificate_ids(bridge.redis, TENANT)
+    assert old in cert_state.certificate_ids(bridge.redis, TENANT)

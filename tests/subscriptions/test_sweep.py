@@ -10,7 +10,8 @@ import redis
 
 from core.queue import JOB_PRESENCES, QUEUE_PRESENCE, queue
 from core.state import presence
-from subscriptions import polling, store, sweep
+from core.state import subscriptions as sub_state
+from subscriptions import polling, sweep
 from tests.subscriptions.conftest import TENANT, Bridge
 
 
@@ -60,7 +61,7 @@ def test_polling_reads_only_the_polled_users(bridge_factory: Callable[..., Bridg
     ctx = bridge.context()
     bridge.reconcile()
     report = polling.poll(bridge.redis, TENANT, ctx.graph(None), ctx.budget)
-    polled = store.polled_users(bridge.redis, TENANT)
+    polled = sub_state.polled_users(bridge.redis, TENANT)
     assert report.read == len(polled) == 50
     assert sorted(p["id"] for p in enqueued(bridge.redis)) == sorted(polled)
 

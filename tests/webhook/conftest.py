@@ -13,9 +13,9 @@ import orjson
 import pytest
 import redis
 
-from core import subscription_registry
 from core.settings import load_settings
 from core.state import intake
+from core.state import subscriptions as sub_state
 from emulator.harness.redis_server import StreamEntries
 from emulator.harness.served import ServedApp
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
@@ -60,7 +60,7 @@ def subscription(redis_client: redis.Redis) -> Callable[..., tuple[str, str]]:
 
     def make(tenant: str = TENANT) -> tuple[str, str]:
         sid, state = str(uuid.uuid4()), uuid.uuid4().hex + uuid.uuid4().hex
-        subscription_registry.register(redis_client, sid, tenant, state)
+        sub_state.register(redis_client, sid, tenant, state)
         return sid, state
 
     return make

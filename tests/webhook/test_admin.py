@@ -14,9 +14,11 @@ import redis
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from core import keys, subscription_registry
 from core.queue import QUEUE_GRAPH, queue
 from core.settings import MappingSettings, load_settings
+from core.state import accounts
+from core.state import subscriptions as sub_state
+from core.state.subscriptions import SubscriptionRecord
 from emulator.control import ControlClient
 from emulator.harness.ports import free_port
 from emulator.harness.served import ServedApp
@@ -170,10 +172,10 @@ def test_the_page_shows_accounts_and_subscriptions(
     bridge: Callable[..., str], redis_client: redis.Redis
 ) -> None:
     now = time.time()
-    subscription_registry.register(
-        redis_client, "sub-1", T, "state" * 8, account="svc@contoso.test", users="[]",
-        expires_at=repr(now + 3600), renewed_at=repr(now),
-    )  # fmt: skip
+    sub_state.save(redis_client, SubscriptionRecord(
+        "sub-1", T, sub_state.client_state_digest("state" * 8), account="svc@contoso.test",
+        expires_at=now + 3600, renewed_at=now,
+    ))  # fmt: skip
     page = httpx.get(bridge() + "/admin", headers=BEARER).text
     assert "svc@contoso.test" in page and "not signed in" in page and "sub-1" in page
 
@@ -241,7 +243,7 @@ def test_the_sign_in_button_signs_a_service_account_in(
         assert started.status_code == 303
         control.sign_in(started.headers["location"])  # the browser at the identity platform
         page = client.get("/admin").text
-    assert redis_client.hexists(keys.account_health(T), account)
+    assert accounts.read(redis_client, T, account) is not None
     assert f'{account}</td><td><span class="badge ok">healthy' in page
 
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
-import orjson
 import redis
 from cryptography.fernet import Fernet
 
-from core import accounts, keys
-from core.state import delivery
+from core.state import accounts, coordination, delivery
+from core.state import subscriptions as sub_state
+from core.state.subscriptions import ReconcileStatus
 from emulator.harness.served import ServedApp
 from tests.webhook.conftest import presence_item
 
@@ -25,7 +25,7 @@ def test_readyz_is_503_without_a_worker_heartbeat(web: httpx.Client) -> None:
 def test_readyz_is_200_with_redis_and_a_recent_worker(
     web: httpx.Client, redis_client: redis.Redis
 ) -> None:
-    redis_client.set(keys.WORKER_HEARTBEAT, "1", ex=30)
+    coordination.beat(redis_client, coordination.Process.WORKER, 1.0, 30)
     assert web.get("/readyz").status_code == 200
 
 
@@ -57,8 +57,8 @@ def test_metrics_show_service_account_health_subscriptions_and_dead_letters(
     serve_contoso: Callable[..., ServedApp], redis_client: redis.Redis
 ) -> None:
     accounts.mark_needs_sign_in(redis_client, "contoso", "svc-1@contoso.com", "invalid_grant", 1.0)
-    redis_client.sadd(keys.tenant_subscriptions("contoso"), "sub-1")
-    redis_client.set(keys.polled("contoso"), orjson.dumps(["u1", "u2"]))
+    sub_state.register(redis_client, "sub-1", "contoso", "state-" + "z" * 40)
+    sub_state.write_status(redis_client, "contoso", ReconcileStatus(polled=2), ["u1", "u2"])
     redis_client.hset(delivery.dead_key("contoso"), "alice", b"{}")  # an incomplete record
     served = serve_contoso(
         extra='service_accounts = ["svc-1@contoso.com", "svc-2@contoso.com"]',

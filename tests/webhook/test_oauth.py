@@ -11,8 +11,9 @@ import jwt
 import pytest
 import redis
 
-from core.accounts import AccountStatus
 from core.auth import Authenticator
+from core.state import accounts
+from core.state.accounts import AccountStatus
 from emulator.control import ControlClient
 from emulator.control_client import FormReader
 from emulator.harness.ports import free_port
@@ -143,7 +144,7 @@ def test_login_needs_the_admin_key_in_a_header(
         f"{bridge.url}/oauth/login", params={"tenant": bridge.site.name, **params}, headers=headers
     )
     assert response.status_code == 401
-    assert list(redis_client.scan_iter("pb:oauth:*")) == []
+    assert list(redis_client.scan_iter(accounts.FLOW_PREFIX + "*")) == []
 
 
 @pytest.mark.parametrize(

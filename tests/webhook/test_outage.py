@@ -6,8 +6,8 @@ import httpx
 import pytest
 import redis
 
-from core import subscription_registry
 from core.settings import load_settings
+from core.state import subscriptions as sub_state
 from emulator.harness.redis_server import RedisServer
 from emulator.harness.served import ServedApp
 from tests.webhook.conftest import presence_item
@@ -24,14 +24,14 @@ def own_redis() -> Iterator[RedisServer]:
 
 def test_redis_down_is_a_503_and_redis_back_is_a_202(own_redis: RedisServer) -> None:
     client = redis.Redis.from_url(own_redis.url())
-    subscription_registry.register(client, "sub-1", "contoso", "state-" + "x" * 40)
+    sub_state.register(client, "sub-1", "contoso", "state-" + "x" * 40)
     settings = load_settings({"PRESENCE_BRIDGE_REDIS_URL": own_redis.url()})
     body = {"value": [presence_item("sub-1", "state-" + "x" * 40, id="n1")]}
     with ServedApp(create_app(settings)) as served, httpx.Client(base_url=served.url) as web:
         own_redis.stop()
         down = web.post("/graph/notifications", json=body)
         own_redis.start()  # empty again: the subscription must be known anew
-        subscription_registry.register(client, "sub-1", "contoso", "state-" + "x" * 40)
+        sub_state.register(client, "sub-1", "contoso", "state-" + "x" * 40)
         back = web.post("/graph/notifications", json=body)
     assert (down.status_code, back.status_code) == (503, 202)
     assert client.xlen("pb:intake") == 1
@@ -39,7 +39,7 @@ def test_redis_down_is_a_503_and_redis_back_is_a_202(own_redis: RedisServer) -> 
 
 def test_a_redis_that_stops_answering_is_a_503_then_a_202(own_redis: RedisServer) -> None:
     client = redis.Redis.from_url(own_redis.url())
-    subscription_registry.register(client, "sub-2", "contoso", "state-" + "y" * 40)
+    sub_state.register(client, "sub-2", "contoso", "state-" + "y" * 40)
     settings = load_settings({"PRESENCE_BRIDGE_REDIS_URL": own_redis.url()})
     first = {"value": [presence_item("sub-2", "state-" + "y" * 40, id="n1")]}
     second = {"value": [presence_item("sub-2", "state-" + "y" * 40, id="n2")]}
