@@ -128,7 +128,11 @@ class AmiClient:
         while self._reader.banner is None:
             self._receive(deadline)
         self.banner = self._reader.banner
-        self.action("Login", _login_headers(e.username, self._secret, self._events))
+        try:
+            self.action("Login", _login_headers(e.username, self._secret, self._events))
+        except AmiRefused:
+            self._fail()  # Asterisk hangs up after a refused Login anyway
+            raise
 
     def action(
         self, name: str, headers: Mapping[str, str] | None = None, *, check: bool = True
