@@ -75,6 +75,8 @@ class AsteriskOptions(AmiEndpoint):
 
     dnd: bool = True  # write FreePBX DND (routes calls)
     dnd_device_states: list[str] = Field(default_factory=lambda: ["Custom:DND{extension}"])
+    # FreePBX also lights Custom:DEVDND<device> for each device in AstDB AMPUSER/<ext>/device.
+    dnd_per_device: bool = True
     presence: bool = True  # write CustomPresence (shown by Digium/Sangoma phones only)
     presence_provider: str = "CustomPresence:{extension}"
     profiles: dict[str, ProfileTarget] = Field(default_factory=lambda: dict(DEFAULT_PROFILES))
@@ -237,9 +239,17 @@ class AsteriskAdapter:
         elif self._call("DBGet", {"Family": DND_FAMILY, "Key": ext}, missing_ok=True):
             # DBDel of a key that is not there is an error in Asterisk: only delete a real one.
             self._call("DBDel", {"Family": DND_FAMILY, "Key": ext})
-        for template in self.options.dnd_device_states:
-            device = template.format(extension=ext)
+        devices = [template.format(extension=ext) for template in self.options.dnd_device_states]
+        if self.options.dnd_per_device:
+            devices += [f"Custom:DEVDND{d}" for d in self._freepbx_devices(ext)]
+        for device in devices:
             self._setvar(f"DEVICE_STATE({device})", DEVICE_ON if on else DEVICE_OFF)
+
+    def _freepbx_devices(self, ext: str) -> list[str]:
+        """The devices FreePBX lists for a user; none on a plain Asterisk."""
+        found = self._call("DBGet", {"Family": "AMPUSER", "Key": f"{ext}/device"}, missing_ok=True)
+        value = found.events[0].get("Val") if found is not None and found.events else None
+        return [d for d in (value or "").split("&") if _EXTENSION.match(d)]
 
     def _read_presence(self, ext: str) -> tuple[str, str]:
         answer = self._call("PresenceState", {"Provider": self._provider(ext)})

@@ -65,7 +65,10 @@ def test_clearing_dnd_that_was_never_set_is_harmless(
     ami_server: AmiServer, make_adapter: AdapterFactory
 ) -> None:
     make_adapter().apply_profile(change("Available"))
-    assert [a.action for a in ami_server.actions() if a.action.startswith("DB")] == ["DBGet"]
+    assert [a.action for a in ami_server.actions() if a.action.startswith("DB")] == [
+        "DBGet",  # DND/200: not there, so no DBDel (Asterisk refuses to delete a missing key)
+        "DBGet",  # AMPUSER/200/device: not FreePBX, so no per-device lamps
+    ]
 
 
 @pytest.mark.parametrize(
@@ -130,11 +133,23 @@ def test_presence_only_leaves_dnd_alone(
                                                         message="Teams Meeting")  # fmt: skip
 
 
+def test_freepbx_devices_of_the_user_get_their_dnd_lamp_too(
+    ami_server: AmiServer, make_adapter: AdapterFactory
+) -> None:
+    ami_server.db_put("AMPUSER", "200/device", "200&200b")  # FreePBX: the user's devices
+    adapter = make_adapter()
+    adapter.apply_profile(change("Teams Meeting"))
+    db = ami_server.db()
+    assert db[("CustomDevstate", "DEVDND200")] == db[("CustomDevstate", "DEVDND200b")] == "BUSY"
+    adapter.apply_profile(change("Available"))
+    assert ami_server.db()[("CustomDevstate", "DEVDND200b")] == "UNAVAILABLE"
+
+
 def test_more_device_states_follow_dnd(ami_server: AmiServer, make_adapter: AdapterFactory) -> None:
-    devices = ["Custom:DND{extension}", "Custom:DEVDND{extension}"]
+    devices = ["Custom:DND{extension}", "Custom:TEAMS{extension}"]
     make_adapter(dnd_device_states=devices).apply_profile(change("Do Not Disturb"))
     db = ami_server.db()
-    assert db[("CustomDevstate", "DND200")] == db[("CustomDevstate", "DEVDND200")] == "BUSY"
+    assert db[("CustomDevstate", "DND200")] == db[("CustomDevstate", "TEAMS200")] == "BUSY"
 
 
 # --- refusals: never counted as applied ---------------------------------------------------
