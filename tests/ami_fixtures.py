@@ -11,7 +11,7 @@ import pytest
 from tests.ami_server import AmiServer
 from workers.pbx.ami_wire import AmiMessage, MessageReader, encode
 
-USERNAME, SECRET = "check", "checksecret"  # noqa: S105 - the recording's manager.conf user
+USERNAME, SECRET = "check", "checksecret"  # noqa: S105 - the recorded system's AMI user
 
 
 @pytest.fixture(scope="module")

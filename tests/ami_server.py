@@ -1,8 +1,8 @@
 """A faithful Asterisk Manager Interface server for tests, on a free loopback port.
 
 Written from what a real Asterisk 20 (chan_sip) sent, recorded in tests/asterisk/, and from
-the answers its manager code gives (`main/manager.c`, `main/db.c`, `funcs/func_presencestate.c`
-and `funcs/func_devstate.c` of branch 20): the banner, Login and its refusals, Events,
+the answers Asterisk 20's manager, AstDB, PRESENCE_STATE and DEVICE_STATE code gives (read in
+its source, branch 20): the banner, Login and its refusals, Events,
 ActionID correlation, list actions ending in an `EventList: Complete` event, AstDB, Setvar of
 PRESENCE_STATE/DEVICE_STATE with Asterisk's own validation (an unknown state or a bad fourth
 field is "Variable not set"; an `e` in it base64-decodes the message as Asterisk does),
@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 RECORDINGS = Path(__file__).parent / "asterisk"
-AMI_VERSION = "9.0.0"  # include/asterisk/manager.h on branch 20
+AMI_VERSION = "9.0.0"  # what Asterisk 20 announces
 PERMS = (
     "system", "call", "log", "verbose", "command", "agent", "user", "config", "dtmf",
     "reporting", "cdr", "dialplan", "originate", "agi", "cc", "aoc", "test", "security",
     "message",
 )  # fmt: skip
-MAX_LINE = 1024  # manager.c: inbuf[1025]
+MAX_LINE = 1024  # Asterisk reads at most 1024 bytes per request line
 PRESENCE_STATES = ("not_set", "unavailable", "available", "away", "xa", "chat", "dnd")
 PRESENCE_ORDER = {"": 0, "not_set": 1, "available": 2, "unavailable": 3, "chat": 4,
                   "away": 5, "xa": 6, "dnd": 7}  # fmt: skip
@@ -126,13 +126,13 @@ def _perms(text: str) -> frozenset[str]:
     return frozenset(PERMS) if "all" in names else frozenset(names & set(PERMS))
 
 
-# The manager user of the recording (manager.conf [check]).
+# The manager user of the recorded system.
 RECORDED_USER = ManagerUser.of(
     "checksecret",
     read="system,call,log,verbose,agent,user,config,dtmf,reporting,cdr,dialplan",
     write="system,call,agent,user,config,command,reporting,originate",
 )
-# The hints of the recording (extensions.conf [internal]).
+# The hints of the recorded system (context `internal`).
 RECORDED_HINTS = {
     ("internal", "200"): "SIP/200&Custom:200,CustomPresence:200",
     ("internal", "201"): "SIP/201,CustomPresence:201",
@@ -527,7 +527,7 @@ class AmiServer:
             }))  # fmt: skip
         return True
 
-    # --- actions (manager.c, db.c) -------------------------------------------------------
+    # --- actions -------------------------------------------------------------------------
 
     def _action_logoff(self, session: _Session, m: Headers) -> bool:
         session.send(_reply(m, "Goodbye", "Thanks for all the fish."))
@@ -580,7 +580,7 @@ class AmiServer:
         session.send(_reply(m, "Success", "Result will follow", listflag="start"))
         event = _lines(("Event", "DBGetResponse"), ("Family", family), ("Key", key), ("Val", value))
         if action_id := _header(m, "ActionID"):
-            event += _lines(("ActionID", action_id))  # after Val, as db.c writes it
+            event += _lines(("ActionID", action_id))  # after Val, where Asterisk writes it
         session.send((event + "\r\n").encode("utf-8"))
         session.send(_list_complete(m, "DBGetComplete", 1))
         return True
@@ -686,7 +686,7 @@ class AmiServer:
         session.send(_list_complete(m, "CoreShowChannelsComplete", len(self._state.channels)))
         return True
 
-    # --- dialplan functions (func_presencestate.c, func_devstate.c) ----------------------
+    # --- dialplan functions ---------------------------------------------------------------
 
     def _write_function(self, variable: str, value: str) -> bool:
         """ast_func_write; False is what Setvar reports as "Variable not set"."""
@@ -719,7 +719,7 @@ class AmiServer:
                 continue
             shown = self._presence(sources)
             if self._state.hint_presence.get((context, exten), ("not_set", "", "")) == shown:
-                continue  # extension_state.c: no change, no PresenceStatus
+                continue  # Asterisk: no change, no PresenceStatus
             self._state.hint_presence[(context, exten)] = shown
             self._publish({"Event": "PresenceStatus", "Privilege": "call,all", "Exten": exten,
                            "Context": context, "Hint": hint, "Status": shown[0],
@@ -817,7 +817,7 @@ class AmiServer:
 
 
 def _parse_presence(value: str) -> tuple[str, str, str] | None:
-    """parse_data of func_presencestate.c, then the 'e' option's base64 decoding."""
+    """How PRESENCE_STATE parses a value, then the 'e' option's base64 decoding."""
     parts = value.split(",", 3)  # strsep four times: the rest stays in the options
     state = parts[0].lower()
     if state not in PRESENCE_STATES:

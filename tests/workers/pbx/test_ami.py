@@ -108,7 +108,7 @@ def test_a_list_answer_is_done_only_at_its_complete_event() -> None:
     assert [e.get("Val") for e in result.events] == ["YES"]
 
 
-# --- login and the session rules (manager.c) ---------------------------------------------
+# --- login and the session rules ---------------------------------------------------------
 
 
 def test_login_reads_the_banner_and_is_accepted(client: AmiClient) -> None:
