@@ -15,7 +15,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -32,6 +32,9 @@ DEVICE_ON, DEVICE_OFF = "BUSY", "UNAVAILABLE"  # what FreePBX writes to Custom:D
 MAX_MESSAGE_CHARS = 200  # Asterisk decodes at most 255 bytes; an AMI line at most 1024
 _EXTENSION = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
 _SPACES = re.compile(r"\s+")
+# Asterisk writes only Custom: device states and CustomPresence: providers.
+_CUSTOM_DEVICE = r"^Custom:[A-Za-z0-9_.+{}-]+$"
+_PROVIDER = r"^CustomPresence:[A-Za-z0-9_.+{}-]+$"
 # Permanent refusals that name a missing manager.conf write class: say which one.
 _NEEDS = {
     "DBPut": "system",
@@ -74,11 +77,13 @@ class AsteriskOptions(AmiEndpoint):
     """`[tenants.pbx.options]` for the `asterisk` adapter."""
 
     dnd: bool = True  # write FreePBX DND (routes calls)
-    dnd_device_states: list[str] = Field(default_factory=lambda: ["Custom:DND{extension}"])
+    dnd_device_states: list[Annotated[str, Field(pattern=_CUSTOM_DEVICE)]] = Field(
+        default_factory=lambda: ["Custom:DND{extension}"]
+    )
     # FreePBX also lights Custom:DEVDND<device> for each device in AstDB AMPUSER/<ext>/device.
     dnd_per_device: bool = True
     presence: bool = True  # write CustomPresence (shown by Digium/Sangoma phones only)
-    presence_provider: str = "CustomPresence:{extension}"
+    presence_provider: str = Field(default="CustomPresence:{extension}", pattern=_PROVIDER)
     profiles: dict[str, ProfileTarget] = Field(default_factory=lambda: dict(DEFAULT_PROFILES))
     default: ProfileTarget | None = None  # for a profile not in `profiles`; else an error
     verify: bool = True  # read presence back after writing it

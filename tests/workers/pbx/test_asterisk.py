@@ -234,6 +234,8 @@ def test_the_adapter_logs_in_with_events_off(
     [
         ({"profiles": {"Busy": {"dnd": True, "state": "busy"}}}, "profiles.Busy.state"),
         ({"presence_provider": "CustomPresence:me"}, "must contain {extension}"),
+        ({"presence_provider": "SIP/{extension}"}, "presence_provider"),
+        ({"dnd_device_states": ["PJSIP/{extension}"]}, "dnd_device_states.0"),
         ({"port": 0}, "pbx.options.port"),
     ],
 )
