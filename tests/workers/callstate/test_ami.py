@@ -13,7 +13,9 @@ from pydantic import SecretStr
 
 from core.errors import ConfigError
 from tests.ami_fixtures import endpoint_options
-from tests.ami_server import AmiServer, ManagerUser, recorded_call
+from tests.ami_recorded import recorded_call
+from tests.ami_rules import ManagerUser
+from tests.ami_server import AmiServer
 from workers.callstate.ami import AmiCallSource, backoff_delay
 
 USERS = {"200": "alice", "201": "bob"}

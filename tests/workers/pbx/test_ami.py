@@ -13,7 +13,9 @@ import pytest
 
 from emulator import tls
 from tests.ami_fixtures import SECRET, RawSession, endpoint_options
-from tests.ami_server import AmiServer, ManagerUser, base64_decode, recorded
+from tests.ami_recorded import recorded
+from tests.ami_rules import ManagerUser, base64_decode
+from tests.ami_server import AmiServer
 from workers.pbx.ami import (
     AmiClient,
     AmiConnectionError,

@@ -11,7 +11,8 @@ from pydantic import SecretStr
 
 from core.errors import ConfigError, PbxError
 from tests.ami_fixtures import SECRET, endpoint_options
-from tests.ami_server import AmiServer, ManagerUser
+from tests.ami_rules import ManagerUser
+from tests.ami_server import AmiServer
 from workers.pbx.asterisk import AsteriskAdapter, AsteriskState, sanitise_message
 from workers.pbx.base import PbxAdapter, ProfileChange
 
