@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from core.settings import PbxSettings
+from tests.ami_fixtures import ami_running, ami_server  # noqa: F401 - the AMI server fixtures
 from tests.pbx_server import PbxServer
 from workers.pbx.http import HttpAdapter
 from workers.pbx.http_options import validate_options

@@ -1,0 +1,215 @@
+"""The `ami` call-state source: a long-lived AMI listener that reports calls per PBX user.
+
+It logs in for `call` events only, follows Newchannel/Newstate/Hangup through a
+ChannelTracker and hands `call_started`/`call_ended` items to `emit`. Every (re)connect
+starts with `CoreShowChannels`: what ended during the gap is ended, what started is
+started; events that Asterisk wrote before that snapshot's answer are superseded by it.
+A Ping keeps a quiet connection honest, and a maximum call length is the last guard.
+Run exactly one per Asterisk (the caller holds the leader lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError
+
+from core.errors import ConfigError
+from workers.callstate.channels import BusyFrom, CallEvent, ChannelTracker
+from workers.pbx.ami import AmiConnectionError, AmiEndpoint, AmiRefused, AsyncAmiClient
+
+log = logging.getLogger("workers.callstate.ami")
+
+EVENT_MASK = "call"  # Newchannel, Newstate and Hangup are all in the `call` class
+MAX_OUTBOX = 10_000
+
+
+class AmiSourceOptions(AmiEndpoint):
+    """Options of the `ami` call-state source."""
+
+    busy_from: BusyFrom = "answer"
+    max_call_seconds: float = Field(default=4 * 3600, gt=0)
+    ignore_channels: list[str] = Field(default_factory=lambda: ["Local/"])
+    ping_interval: float = Field(default=20.0, gt=0, le=600)
+    backoff_initial: float = Field(default=0.5, gt=0, le=60)
+    backoff_max: float = Field(default=30.0, gt=0, le=3600)
+    stable_after: float = Field(default=30.0, ge=0)  # a connection this old resets the backoff
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
+    """Exponential with jitter: half the step fixed, half random, so hosts do not stampede."""
+    step = min(maximum, initial * 2.0 ** min(attempt, 30))
+    return step / 2 + random.uniform(0, step / 2)
+
+
+class AmiCallSource:
+    """Create it, `await run()`; `stop()` may be called from any thread."""
+
+    def __init__(
+        self,
+        options: Mapping[str, Any],
+        secret: SecretStr | None,
+        users: Mapping[str, str],
+        emit: Callable[[dict[str, Any]], None],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`users` maps extensions (or endpoints such as `PJSIP/alice-desk`) to PBX users."""
+        try:
+            self.options = AmiSourceOptions.model_validate(dict(options))
+        except ValidationError as exc:
+            raise ConfigError(
+                [
+                    f"callstate.ami.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                    for e in exc.errors()
+                ]
+            ) from None
+        if secret is None:
+            raise ConfigError(["callstate.ami.secret: the AMI user's secret is required"])
+        self._secret = secret
+        self._emit = emit
+        self._clock = clock
+        self.tracker = ChannelTracker(
+            users,
+            busy_from=self.options.busy_from,
+            max_call_seconds=self.options.max_call_seconds,
+            ignore_prefixes=self.options.ignore_channels,
+        )
+        self._outbox: deque[CallEvent] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stop_requested = False
+        self.connected = False
+        # connects, resyncs, disconnects, emitted, emit_failures, dropped, login_failures
+        self.counts: Counter[str] = Counter()
+
+    def __repr__(self) -> str:
+        o = self.options
+        return f"AmiCallSource({o.username}@{o.host}:{o.port})"
+
+    def stop(self) -> None:
+        self._stop_requested = True
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def run(self) -> None:
+        """Listen until stop(): connect, resync, follow events; reconnect with backoff."""
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        if self._stop_requested:
+            return
+        attempt = 0
+        while not self._stop.is_set():
+            connected_at: float | None = None
+            try:
+                client = await AsyncAmiClient.connect(
+                    self.options, self._secret.get_secret_value(), events=EVENT_MASK
+                )
+            except (AmiConnectionError, AmiRefused) as exc:
+                self.counts["login_failures" if isinstance(exc, AmiRefused) else "unreachable"] += 1
+                log.warning("ami connect failed", extra={"source": repr(self), "error": str(exc)})
+            else:
+                connected_at = time.monotonic()
+                try:
+                    await self._follow(client)
+                except (AmiConnectionError, AmiRefused) as exc:
+                    log.warning(
+                        "ami connection lost", extra={"source": repr(self), "error": str(exc)}
+                    )
+                finally:
+                    self.connected = False
+                    self.counts["disconnects"] += 1
+                    await client.close()
+            if self._stop.is_set():
+                break
+            if (
+                connected_at is not None
+                and time.monotonic() - connected_at >= self.options.stable_after
+            ):
+                attempt = 0
+            delay = backoff_delay(attempt, self.options.backoff_initial, self.options.backoff_max)
+            attempt += 1
+            await self._idle(delay)
+
+    async def _follow(self, client: AsyncAmiClient) -> None:
+        snapshot = await client.action("CoreShowChannels")
+        self.connected = True
+        self.counts["connects"] += 1
+        self.counts["resyncs"] += 1
+        self._queue(self.tracker.reconcile([e.as_dict() for e in snapshot.events], self._clock()))
+        assert self._stop is not None
+        stop_wait = asyncio.ensure_future(self._stop.wait())
+        try:
+            while not self._stop.is_set():
+                next_event = asyncio.ensure_future(
+                    client.next_event(timeout=self.options.ping_interval)
+                )
+                done, _ = await asyncio.wait(
+                    {next_event, stop_wait}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if next_event not in done:
+                    next_event.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, AmiConnectionError):
+                        await next_event
+                    return
+                item = next_event.result()
+                now = self._clock()
+                if item is None:
+                    await client.action("Ping")  # raises when the connection is dead
+                else:
+                    seq, message = item
+                    if seq > snapshot.seq:  # earlier events are already in the snapshot
+                        self._queue(self.tracker.on_event(message.as_dict(), now))
+                self._queue(self.tracker.expire(now))
+        finally:
+            stop_wait.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stop_wait
+
+    async def _idle(self, seconds: float) -> None:
+        """Wait out a backoff; the call-length guard and the outbox keep working meanwhile."""
+        assert self._stop is not None
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            self._queue(self.tracker.expire(self._clock()))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), min(remaining, 1.0))
+
+    def _queue(self, events: list[CallEvent]) -> None:
+        for event in events:
+            log.info(
+                "ami call event",
+                extra={
+                    "user": event.user,
+                    "call_id": event.call_id,
+                    "type": event.type,
+                    "reason": event.reason,
+                },
+            )
+            if len(self._outbox) >= MAX_OUTBOX:
+                self._outbox.popleft()
+                self.counts["dropped"] += 1
+            self._outbox.append(event)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Hand events over in order; one that fails stays first in line for the next try."""
+        while self._outbox:
+            try:
+                self._emit(self._outbox[0].as_item())
+            except Exception as exc:  # the sink is someone else's: never let it kill the listener
+                self.counts["emit_failures"] += 1
+                log.warning("ami call event not handed over", extra={"error": str(exc)})
+                return
+            self._outbox.popleft()
+            self.counts["emitted"] += 1
