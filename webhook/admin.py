@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 
 import orjson
 from pydantic import SecretStr
-from redis import Redis
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -33,12 +32,12 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from core import status
 from core.errors import BridgeError
 from core.queue import enqueue_sync_directory
 from core.settings import Settings
 from core.state import guards, pbx, profiles
 from core.state.profiles import ProfileState
+from core.status.page import page_model
 from webhook import admin_page as view
 from webhook.auth import key_matches, presented_key
 from webhook.forms import read_form
@@ -174,19 +173,9 @@ async def status_json(request: Request) -> Response:
     return Response(orjson.dumps(data), media_type="application/json", headers=_HEADERS)
 
 
-def read_status(redis: Redis, settings: Settings, now: float) -> dict[str, Any]:
-    """core.status's model plus, per tenant, the user table and recent transitions."""
-    data: dict[str, Any] = status.as_json(status.bridge_status(redis, settings, now=now))
-    for tenant in data["tenants"]:
-        configured = settings.tenant(tenant["name"])
-        if configured is not None:  # always: bridge_status lists configured tenants only
-            tenant.update(view.user_table(redis, configured))
-    return data
-
-
 async def _read_status(request: Request) -> dict[str, Any]:
     redis = request.app.state.sync_redis
-    return await run_in_threadpool(read_status, redis, _settings(request), time.time())
+    return await run_in_threadpool(page_model, redis, _settings(request), time.time())
 
 
 async def login(request: Request) -> Response:

@@ -6,11 +6,11 @@ import pytest
 import redis
 from pydantic import HttpUrl, SecretStr
 
-from core import user_status
 from core.settings import PbxUser, TenantSettings
 from core.state import links
 from core.state.links import LinkedIds
-from webhook import admin_page
+from core.status import page as admin_page
+from core.status import user as user_status
 
 T = "contoso"
 

@@ -10,13 +10,14 @@ import redis
 from pydantic import HttpUrl, SecretStr
 from rq import SimpleWorker
 
-from core import status, user_status
 from core.queue import QUEUE_DEFAULT, JobSpec, queue
 from core.settings import PbxUser, ProcessSettings, Settings, TenantSettings
 from core.state import accounts, coordination, delivery, directory, links, presence
 from core.state import subscriptions as sub_state
 from core.state.coordination import Process
 from core.state.subscriptions import ReconcileStatus, SubscriptionRecord
+from core.status import system as status
+from core.status import user as user_status
 from workers.delivery import deliver
 from workers.pbx.base import ProfileChange
 from workers.pbx.builtin import BuiltinAdapter
