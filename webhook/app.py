@@ -11,7 +11,8 @@ from starlette.routing import Route
 
 from core.redis import connect, connect_async
 from core.settings import Settings, load_settings
-from webhook import admin, builtin_api, health, notifications, oauth, pbx_events
+from webhook import builtin_api, health, notifications, oauth, pbx_events
+from webhook.admin import routes as admin_routes
 from webhook.fastpath import FastPath
 from webhook.handoff import IntakeWriter
 from webhook.lookup import SubscriptionLookup
@@ -41,7 +42,7 @@ def create_app(settings: Settings) -> Starlette:
         *builtin_api.routes,
         *pbx_events.routes,
         *oauth.routes,
-        *admin.routes,
+        *admin_routes.routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings

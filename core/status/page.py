@@ -1,7 +1,7 @@
 """What the admin page shows: `core.status.system`'s model plus, per tenant, the user table.
 
 The user table lists each PBX user with its Teams presence and profile, and the tenant's
-recent transitions; `webhook.admin.html` renders it.
+recent transitions; `webhook.admin.view` renders it.
 """
 
 from __future__ import annotations

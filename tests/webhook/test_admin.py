@@ -26,7 +26,7 @@ from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from emulator.server import EmulatorServer
 from tests.core.conftest import make_site
 from tests.emulator.conftest import control, emulator  # noqa: F401
-from webhook.admin import COOKIE, SESSION_SECONDS, issue_session, session_valid
+from webhook.admin.sessions import COOKIE, SESSION_SECONDS, issue_session, session_valid
 from webhook.app import create_app
 from workers.delivery import deliver
 from workers.mapping import compile_rules
