@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from core.redis import connect, connect_async
 from core.settings import Settings, load_settings
-from webhook import builtin_api, health, notifications, oauth, pbx_events
+from webhook import builtin_api, health, metrics, notifications, oauth, pbx_events
 from webhook.admin import routes as admin_routes
 from webhook.fastpath import FastPath
 from webhook.handoff import IntakeWriter
@@ -38,7 +38,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/graph/lifecycle", notifications.receive, methods=["POST"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
-        Route("/metrics", health.metrics, methods=["GET"]),
+        Route("/metrics", metrics.serve, methods=["GET"]),
         *builtin_api.routes,
         *pbx_events.routes,
         *oauth.routes,
