@@ -21,12 +21,12 @@ from cli.common import (
     print_json,
     redacted_url,
 )
-from core import status
 from core.auth import Authenticator, TenantAuth
 from core.errors import ConfigError, GraphError
 from core.identity import AuthError
 from core.redis import connect
 from core.settings import Settings, TenantSettings
+from core.status import system as status
 from core.token_cache import CacheCipher
 from workers.pbx.registry import probe
 

@@ -22,7 +22,7 @@ from core.auth import Authenticator
 from core.errors import BridgeError, ConfigError
 from core.redis import connect
 from core.settings import Settings, TenantSettings, load_settings
-from core.status import as_json
+from core.status.system import as_json
 
 OK, FAILED, USAGE, UNAVAILABLE = 0, 1, 2, 3
 

@@ -10,9 +10,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.common import FAILED, OK, UNAVAILABLE, Session, UsageProblem, out, print_json
-from core import status
 from core.queue import enqueue_deliver
 from core.state import delivery
+from core.status import system as status
 from workers.delivery import deliver
 from workers.pbx.registry import build_adapter, save_state
 

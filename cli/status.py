@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.common import Session, UsageProblem, ago, duration, out, print_json
-from core import status as model
-from core import user_status
+from core.status import system as model
+from core.status import user as user_status
 
 users_app = typer.Typer(help="One user's presence, profile and transitions.", no_args_is_help=True)
 

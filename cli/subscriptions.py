@@ -11,10 +11,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.common import FAILED, Session, duration, fail, out, print_json
-from core import status
 from core.state import subscriptions as sub_state
 from core.state.coordination import LeaderLock
 from core.state.subscriptions import ReconcileStatus
+from core.status import system as status
 from subscriptions.clock import LOCK_TTL_SECONDS
 from subscriptions.schedules import Clockwork
 

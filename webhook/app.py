@@ -11,7 +11,8 @@ from starlette.routing import Route
 
 from core.redis import connect, connect_async
 from core.settings import Settings, load_settings
-from webhook import admin, builtin_api, health, notifications, oauth, pbx_events
+from webhook import builtin_api, health, metrics, notifications, oauth, pbx_events
+from webhook.admin import routes as admin_routes
 from webhook.fastpath import FastPath
 from webhook.handoff import IntakeWriter
 from webhook.lookup import SubscriptionLookup
@@ -37,11 +38,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/graph/lifecycle", notifications.receive, methods=["POST"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
-        Route("/metrics", health.metrics, methods=["GET"]),
+        Route("/metrics", metrics.serve, methods=["GET"]),
         *builtin_api.routes,
         *pbx_events.routes,
         *oauth.routes,
-        *admin.routes,
+        *admin_routes.routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings

@@ -1,11 +1,21 @@
-"""Prometheus text for /metrics: cluster-wide counters from Redis, this process's latency."""
+"""`/metrics` in Prometheus text: cluster-wide counters from Redis, this process's latency."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import Response
 
+from core.queue import QUEUES
+from core.state import accounts, delivery, intake
+from core.state import subscriptions as sub_state
+from core.state.accounts import AccountHealth
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 NAMESPACE = "presence_bridge"
 COUNTERS = {
     "received": "Notification items received by the webhook.",
@@ -81,3 +91,50 @@ def _tenant_lines(tenants: dict[str, TenantFigures]) -> list[str]:
         for tenant, figures in sorted(tenants.items()):
             lines.append(f'{metric}{{tenant="{tenant}"}} {getattr(figures, field)}')
     return lines
+
+
+async def serve(request: Request) -> Response:
+    """`GET /metrics`: the cluster's counters and gauges from Redis, this process's latency."""
+    state = request.app.state
+    counters: dict[str, int] = {}
+    depths: dict[str, int] = {}
+    figures: dict[str, TenantFigures] = {}
+    try:
+        pipe = state.redis.pipeline(transaction=False)
+        intake.queue_figures(pipe)
+        for name in QUEUES:
+            pipe.llen(f"rq:queue:{name}")
+        tenants = state.settings.tenants
+        for tenant in tenants:
+            accounts.queue_read_all(pipe, tenant.name)
+            sub_state.queue_count(pipe, tenant.name)
+            sub_state.queue_polled(pipe, tenant.name)
+            delivery.queue_dead_letter_count(pipe, tenant.name)
+        raw, intake_len, *rest = await pipe.execute()
+        lengths, per_tenant = rest[: len(QUEUES)], rest[len(QUEUES) :]
+        counters = intake.decode_counters(raw)
+        depths = {"intake": int(intake_len)}
+        depths.update({name: int(n) for name, n in zip(QUEUES, lengths, strict=True)})
+        for i, tenant in enumerate(tenants):
+            health, subs, polled, dead = per_tenant[4 * i : 4 * i + 4]
+            figures[tenant.name] = tenant_figures(
+                tenant.service_accounts, accounts.health_from_raw(health), subs,
+                sub_state.polled_from_raw(polled), dead,
+            )  # fmt: skip
+    except (RedisError, OSError):
+        pass  # still serve this process's own figures
+    body = state.metrics.render(counters, depths, figures)
+    return Response(body, media_type=PROMETHEUS_TEXT)
+
+
+def tenant_figures(
+    configured: list[str],
+    health: Mapping[str, AccountHealth],
+    subs: int,
+    polled: list[str],
+    dead: int,
+) -> TenantFigures:
+    by_status: dict[str, int] = {}
+    for h in accounts.with_configured(health, configured):
+        by_status[h.status.value] = by_status.get(h.status.value, 0) + 1
+    return TenantFigures(by_status, int(subs), len(polled), int(dead))

@@ -10,11 +10,12 @@ import pytest
 import redis
 from pydantic import HttpUrl, SecretStr
 
-from core import status, user_status
 from core.settings import PbxUser, TenantSettings
 from core.state import delivery, profiles
 from core.state.delivery import DeadLetter, Delivery, Desired
-from webhook.admin_page import user_table
+from core.status import system as status
+from core.status import user as user_status
+from core.status.page import user_table
 from workers.pbx.base import ProfileChange
 
 T = "contoso"

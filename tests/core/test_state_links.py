@@ -6,11 +6,11 @@ import pytest
 import redis
 from pydantic import HttpUrl, SecretStr
 
-from core import user_status
 from core.settings import PbxUser, TenantSettings
 from core.state import links
 from core.state.links import LinkedIds
-from webhook import admin_page
+from core.status import page
+from core.status import user as user_status
 
 T = "contoso"
 
@@ -205,5 +205,5 @@ def test_user_status_and_the_admin_page_apply_the_workers_static_link_rule(
     assert user_status.resolve_pbx_users(redis_client, settings, "g-s") == (
         ["ann"] if enabled else []
     )
-    [row] = admin_page.user_table(redis_client, settings)["user_rows"]
+    [row] = page.user_table(redis_client, settings)["user_rows"]
     assert (row["user"], row["graph_ids"]) == ("ann", expected)

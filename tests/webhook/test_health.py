@@ -1,16 +1,11 @@
-from __future__ import annotations
+"""/healthz and /readyz of the real app."""
 
-from collections.abc import Callable
+from __future__ import annotations
 
 import httpx
 import redis
-from cryptography.fernet import Fernet
 
-from core.state import accounts, coordination, delivery
-from core.state import subscriptions as sub_state
-from core.state.subscriptions import ReconcileStatus
-from emulator.harness.served import ServedApp
-from tests.webhook.conftest import presence_item
+from core.state import coordination
 
 
 def test_healthz_answers(web: httpx.Client) -> None:
@@ -27,49 +22,3 @@ def test_readyz_is_200_with_redis_and_a_recent_worker(
 ) -> None:
     coordination.beat(redis_client, coordination.Process.WORKER, 1.0, 30)
     assert web.get("/readyz").status_code == 200
-
-
-def test_metrics_show_received_accepted_and_dropped_by_reason(
-    web: httpx.Client, subscription: Callable[..., tuple[str, str]]
-) -> None:
-    sid, state = subscription()
-    web.post(
-        "/graph/notifications",
-        json={"value": [presence_item(sid, state), presence_item("nope", state)]},
-    )
-    text = web.get("/metrics").text
-    assert "presence_bridge_notifications_received_total 2" in text
-    assert "presence_bridge_notifications_accepted_total 1" in text
-    assert 'presence_bridge_notifications_dropped_total{reason="unknown_subscription"} 1' in text
-
-
-def test_metrics_show_queue_depth_and_enqueue_latency(
-    web: httpx.Client, subscription: Callable[..., tuple[str, str]]
-) -> None:
-    sid, state = subscription()
-    web.post("/graph/notifications", json={"value": [presence_item(sid, state)]})
-    text = web.get("/metrics").text
-    assert 'presence_bridge_queue_depth{queue="intake"} 1' in text
-    assert "presence_bridge_enqueue_seconds_count 1.0" in text
-
-
-def test_metrics_show_service_account_health_subscriptions_and_dead_letters(
-    serve_contoso: Callable[..., ServedApp], redis_client: redis.Redis
-) -> None:
-    accounts.mark_needs_sign_in(redis_client, "contoso", "svc-1@contoso.com", "invalid_grant", 1.0)
-    sub_state.register(redis_client, "sub-1", "contoso", "state-" + "z" * 40)
-    sub_state.write_status(redis_client, "contoso", ReconcileStatus(polled=2), ["u1", "u2"])
-    redis_client.hset(delivery.dead_key("contoso"), "alice", b"{}")  # an incomplete record
-    served = serve_contoso(
-        extra='service_accounts = ["svc-1@contoso.com", "svc-2@contoso.com"]',
-        PRESENCE_BRIDGE_CACHE_KEY=Fernet.generate_key().decode(),
-    )
-    text = httpx.get(f"{served.url}/metrics").text
-    for line in [
-        'presence_bridge_service_accounts{tenant="contoso",status="needs_sign_in"} 1',
-        'presence_bridge_service_accounts{tenant="contoso",status="not_signed_in"} 1',
-        'presence_bridge_subscriptions{tenant="contoso"} 1',
-        'presence_bridge_polled_users{tenant="contoso"} 2',
-        'presence_bridge_dead_letters{tenant="contoso"} 1',
-    ]:
-        assert line in text

@@ -1,6 +1,6 @@
 """What an operator sees of one PBX user: its Teams users, state, desired and applied profile.
 
-Read-only and cheap, like `core.status`: Redis and the settings only.
+Read-only and cheap, like `core.status.system`: Redis and the settings only.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from redis import Redis
 
 from core.settings import TenantSettings
@@ -33,10 +32,6 @@ class UserStatus:
     events: list[dict[str, Any]]
     pending: bool = False  # a delivery is due (`core.state.delivery.Delivery.pending`)
     in_sync: bool = True  # the PBX has the desired version
-
-
-def _json(raw: bytes | None) -> Any:
-    return orjson.loads(raw) if raw else None
 
 
 def resolve_pbx_users(redis: Redis, tenant: TenantSettings, name: str) -> list[str]:

@@ -1,8 +1,8 @@
-"""What an operator sees: accounts, subscriptions, users, queues, dead letters, errors.
+"""What an operator sees of the whole bridge: accounts, subscriptions, users, queues, errors.
 
 Read-only and cheap: Redis and the settings, never Graph or a PBX, so the CLI's `status`,
 `users show` and the admin page can call it as often as they like. Plain dataclasses;
-`as_json` turns any of them into JSON-ready values. One user's view is in `core.user_status`.
+`as_json` turns any of them into JSON-ready values. One user's view is in `core.status.user`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from redis import Redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -30,8 +29,6 @@ REFRESH_TOKEN_DAYS = 90
 # The clock renews 20 minutes before expiry: one with less than 10 left missed two renewals.
 EXPIRING_SECONDS = 10 * 60.0
 RECENT_FAILED_JOBS = 20
-
-
 
 
 @dataclass(frozen=True)
@@ -134,10 +131,6 @@ def as_json(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): as_json(v) for k, v in value.items()}
     return value
-
-
-def _json(raw: bytes | None) -> Any:
-    return orjson.loads(raw) if raw else None
 
 
 # ---- per tenant ---------------------------------------------------------------------------

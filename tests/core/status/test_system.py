@@ -1,41 +1,26 @@
-"""core.status against a real Redis, with the records written by their owners' own code."""
+"""core.status.system against a real Redis, with the records written by their owners' own code."""
 
 from __future__ import annotations
-
-import time
 
 import orjson
 import pytest
 import redis
-from pydantic import HttpUrl, SecretStr
 from rq import SimpleWorker
 
-from core import status, user_status
 from core.queue import QUEUE_DEFAULT, JobSpec, queue
-from core.settings import PbxUser, ProcessSettings, Settings, TenantSettings
-from core.state import accounts, coordination, delivery, directory, links, presence
+from core.settings import ProcessSettings, Settings
+from core.state import accounts, coordination, delivery, directory
 from core.state import subscriptions as sub_state
 from core.state.coordination import Process
 from core.state.subscriptions import ReconcileStatus, SubscriptionRecord
-from workers.delivery import deliver
+from core.status import system as status
+from tests.core.status.conftest import NOW, TENANT, tenant_settings
 from workers.pbx.base import ProfileChange
-from workers.pbx.builtin import BuiltinAdapter
-
-TENANT = "contoso"
-NOW = 1_700_000_000.0
 
 
 def explode(tenant: str) -> None:
     """An RQ job that fails (run by the failed-jobs test)."""
     raise RuntimeError(f"the PBX of {tenant} is on fire")
-
-
-def tenant_settings(**changes: object) -> TenantSettings:
-    base = TenantSettings(
-        name=TENANT, tenant_id="t", client_id="c", client_secret=SecretStr("s"),
-        public_base_url=HttpUrl("https://bridge.example.test"),
-    )  # fmt: skip
-    return base.model_copy(update=changes)
 
 
 def sub_record(sid: str, account: str, expires_in: float, users: int = 3) -> SubscriptionRecord:
@@ -146,7 +131,7 @@ def test_backoff_of_an_account_is_a_problem(redis_client: redis.Redis) -> None:
 
 def test_failed_jobs_show_their_tenant_and_last_error_line(redis_client: redis.Redis) -> None:
     q = queue(redis_client, QUEUE_DEFAULT)
-    explode_job = JobSpec("explode", "tests.core.test_status.explode", QUEUE_DEFAULT)
+    explode_job = JobSpec("explode", "tests.core.status.test_system.explode", QUEUE_DEFAULT)
     explode_job.enqueue(redis_client, TENANT)
     SimpleWorker([q], connection=redis_client, serializer=q.serializer).work(burst=True)
 
@@ -166,45 +151,3 @@ def test_bridge_status_sees_heartbeats_and_tenants(redis_client: redis.Redis) ->
     assert (report.worker_alive, report.clock_alive) == (True, False)
     assert [t.name for t in report.tenants] == [TENANT]
     assert orjson.loads(orjson.dumps(status.as_json(report)))["tenants"][0]["name"] == TENANT
-
-
-def _deliver_presence(redis_client: redis.Redis, user: str, profile: str) -> None:
-    [made] = delivery.set_desired(redis_client, TENANT, [ProfileChange(user, profile)])
-    deliver(redis_client, TENANT, BuiltinAdapter(redis_client, TENANT), [user])
-    assert made.version >= 1
-
-
-def test_user_status_shows_presence_profile_and_latency(redis_client: redis.Redis) -> None:
-    links.replace(redis_client, TENANT, {"g-ann": ["ann"]})
-    presence.record(redis_client, TENANT, {
-        "g-ann": presence.LastPresence("Busy", "InAMeeting", None, time.time())})  # fmt: skip
-    _deliver_presence(redis_client, "ann", "Teams Meeting")
-
-    user = user_status.user_status(redis_client, tenant_settings(), "ann")
-
-    assert user.graph_ids == ["g-ann"]
-    assert user.teams["g-ann"]["activity"] == "InAMeeting"
-    assert (user.pbx_profile or {})["profile"] == "Teams Meeting"
-    assert user.in_sync
-    assert user.events[0]["result"] == "applied"
-    assert user.events[0]["latency_ms"] >= 0
-
-
-@pytest.mark.parametrize("name", ["ann", "g-ann", "Ann@Contoso.test"])
-def test_a_user_is_found_by_pbx_name_graph_id_or_upn(redis_client: redis.Redis, name: str) -> None:
-    links.replace(redis_client, TENANT, {"g-ann": ["ann"]})
-    user = directory.GraphUser("g-ann", userPrincipalName="ann@contoso.test")
-    directory.replace_users(redis_client, TENANT, [(user.id, user.to_bytes())], "delta-link")
-
-    assert user_status.resolve_pbx_users(redis_client, tenant_settings(), name) == ["ann"]
-
-
-def test_a_static_link_counts_as_a_link(redis_client: redis.Redis) -> None:
-    tenant = tenant_settings(pbx_users=[PbxUser(username="ann", graph_id="g-static")])
-
-    assert user_status.resolve_pbx_users(redis_client, tenant, "g-static") == ["ann"]
-    assert user_status.user_status(redis_client, tenant, "ann").graph_ids == ["g-static"]
-
-
-def test_an_unknown_user_resolves_to_nobody(redis_client: redis.Redis) -> None:
-    assert user_status.resolve_pbx_users(redis_client, tenant_settings(), "nobody") == []

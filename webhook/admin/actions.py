@@ -1,0 +1,63 @@
+"""What the page's buttons do: sign a service account in, queue a directory sync."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from core.errors import BridgeError
+from core.queue import enqueue_sync_directory
+from webhook.admin import view
+from webhook.admin._private import HEADERS, MAX_FORM_BYTES, html_response, settings_of
+from webhook.admin.sessions import authorised, login_page
+from webhook.forms import read_form
+from webhook.oauth import run_sign_in
+
+
+def _same_origin(request: Request) -> bool:
+    """A state-changing form must come from this page (SameSite=Strict already; belt and braces)."""
+    origin = request.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+async def sign_in(request: Request) -> Response:
+    """A "Sign in" button: start core.auth's flow, as /oauth/login does; /oauth/callback ends it."""
+    if not authorised(request) or not _same_origin(request):
+        return login_page(request)
+    form = await read_form(request, MAX_FORM_BYTES) or {}
+    tenant, account = form.get("tenant", ""), form.get("account") or None
+    settings = settings_of(request)
+    if settings.tenant(tenant) is None:
+        text = f"Unknown tenant {tenant[:64]!r}."
+        return html_response(request, "Sign-in", view.message(text), 404)
+
+    try:
+        auth_uri = await run_sign_in(request, lambda auth: auth.start_sign_in(tenant, account))
+    except BridgeError as error:
+        text = f"The sign-in cannot start: {error}"
+        return html_response(request, "Sign-in", view.message(text), error.status_code)
+    return RedirectResponse(auth_uri, 303, headers=HEADERS)
+
+
+async def directory_sync(request: Request) -> Response:
+    """On-demand directory sync (`?full=true` for a full import): queued for a worker."""
+    if not authorised(request) or not _same_origin(request):
+        return JSONResponse({"error": "unauthorized"}, 401, headers=HEADERS)
+    tenant = request.path_params["tenant"]
+    if settings_of(request).tenant(tenant) is None:
+        return JSONResponse({"error": "unknown tenant"}, 404, headers=HEADERS)
+    full = request.query_params.get("full", "").lower() in ("1", "true", "yes")
+    redis = request.app.state.sync_redis
+
+    def enqueue() -> str:
+        return str(enqueue_sync_directory(redis, tenant, full).id)
+
+    try:
+        job_id = await run_in_threadpool(enqueue)
+    except (RedisError, OSError):
+        return JSONResponse({"error": "temporarily unavailable"}, 503, headers=HEADERS)
+    return JSONResponse({"queued": job_id, "tenant": tenant, "full": full}, 202, headers=HEADERS)
