@@ -41,38 +41,47 @@ def _incomplete(report: Report) -> tuple[dict[str, Any], bool]:
 
 def run_schedule(schedule: str, action: Action, *, enabled_only: bool = True) -> None:
     """`action` for every tenant under the leader lock; one tenant's failure spares the rest."""
-    failed = False
     with Session() as session:
         redis = session.redis()
         lock = take_leader_lock(redis, LOCK_WAIT_SECONDS)
         if lock is None:
-            err.print(escape(f"{schedule}: another clock holds the leader lock; it runs this "
-                             "schedule already (stop it, or let it act)"))  # fmt: skip
+            held = f"{schedule}: another clock holds the leader lock; it runs this schedule "
+            err.print(escape(held + "already (stop it, or let it act)"))
             raise typer.Exit(ExitCode.FAILED)
-        work = Clockwork(session.settings, redis, session.auth())
         try:
-            for ctx in work.contexts(enabled_only=enabled_only):
-                try:
-                    summary, incomplete = action(work, ctx)
-                except BridgeError as exc:
-                    err.print(escape(f"{schedule}: tenant {ctx.name}: {exc}"))
-                    failed = True
-                    continue
-                failed |= incomplete
-                sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+            work = Clockwork(session.settings, redis, session.auth())
+            try:
+                failed = _each_tenant(schedule, work, action, enabled_only)
+            finally:
+                work.close()
         finally:
-            work.close()
             lock.release()
     if failed:
         err.print(escape(f"{schedule}: not everything succeeded; see above"))
         raise typer.Exit(ExitCode.FAILED)
 
 
+def _each_tenant(schedule: str, work: Clockwork, action: Action, enabled_only: bool) -> bool:
+    """Runs `action` per tenant, printing each summary line; True when any left work undone."""
+    failed = False
+    for ctx in work.contexts(enabled_only=enabled_only):
+        try:
+            summary, incomplete = action(work, ctx)
+        except BridgeError as exc:
+            err.print(escape(f"{schedule}: tenant {ctx.name}: {exc}"))
+            failed = True
+            continue
+        failed |= incomplete
+        sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+    return failed
+
+
 @app.command()
 def reconcile() -> None:
     """Bring every tenant's subscriptions to the plan (disabled tenants: delete them)."""
-    run_schedule("reconcile", lambda work, ctx: _incomplete(work.reconcile(ctx)),
-                 enabled_only=False)  # fmt: skip
+    run_schedule(
+        "reconcile", lambda work, ctx: _incomplete(work.reconcile(ctx)), enabled_only=False
+    )
 
 
 @app.command()
@@ -90,5 +99,7 @@ def sweep() -> None:
 @app.command()
 def directory() -> None:
     """Queue a directory sync for every tenant (a worker runs it)."""
-    run_schedule("directory", lambda work, ctx: ({"tenant": ctx.name,
-                                                  "job": work.directory(ctx.name)}, False))
+    run_schedule(
+        "directory",
+        lambda work, ctx: ({"tenant": ctx.name, "job": work.directory(ctx.name)}, False),
+    )
