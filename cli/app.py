@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import dead_letters, directory, subscriptions
+from cli import clock, dead_letters, directory, subscriptions
 from cli.check import check
 from cli.login import login
 from cli.status import status, users_app
@@ -26,6 +26,7 @@ app.add_typer(directory.app, name="directory")
 app.add_typer(subscriptions.app, name="subscriptions")
 app.add_typer(users_app, name="users")
 app.add_typer(dead_letters.app, name="dead-letters")
+app.add_typer(clock.app, name="clock")
 
 
 def main() -> None:

@@ -10,17 +10,8 @@ import redis as redis_lib
 import typer
 from rich.markup import escape
 
-from cli.common import (
-    FAILED,
-    OK,
-    USAGE,
-    Session,
-    err,
-    out,
-    print_config_problems,
-    print_json,
-    redacted_url,
-)
+from cli.common import Session, err, out, print_config_problems, print_json, redacted_url
+from cli.exit_codes import ExitCode
 from core.auth import Authenticator, TenantAuth
 from core.errors import ConfigError, GraphError
 from core.identity import AuthError
@@ -180,7 +171,7 @@ def check(
                 print_json({"ok": False, "config_problems": exc.problems, "results": []})
             else:
                 print_config_problems(exc)
-            raise typer.Exit(USAGE) from None
+            raise typer.Exit(ExitCode.USAGE) from None
         results = run_checks(settings)
     bad = {"fail", "warn"} if strict else {"fail"}
     passed = not any(r.status in bad for r in results)
@@ -195,4 +186,4 @@ def check(
         warnings = sum(r.status == "warn" for r in results)
         summary = f"{failures} failure(s), {warnings} warning(s)"
         (out if passed else err).print(("all good: " if passed else "check failed: ") + summary)
-    raise typer.Exit(OK if passed else FAILED)
+    raise typer.Exit(ExitCode.OK if passed else ExitCode.FAILED)

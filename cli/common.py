@@ -1,9 +1,4 @@
-"""What every command shares: settings, Redis, the tenant, output, and exit codes.
-
-Exit codes: 0 done; 1 failed (a check failed, a delivery was refused); 2 unusable input (the
-configuration, an unknown tenant or user); 3 something needed is unreachable (Redis, the
-identity platform, Graph, the PBX): worth trying again later.
-"""
+"""What every command shares: settings, Redis, the tenant, output, and failures as exit codes."""
 
 from __future__ import annotations
 
@@ -18,13 +13,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from cli.exit_codes import ExitCode
 from core.auth import Authenticator
 from core.errors import BridgeError, ConfigError
 from core.redis import connect
 from core.settings import Settings, TenantSettings, load_settings
 from core.status.system import as_json
-
-OK, FAILED, USAGE, UNAVAILABLE = 0, 1, 2, 3
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -34,7 +28,7 @@ class UsageProblem(Exception):
     """Input the command cannot use (exit 2)."""
 
 
-def fail(message: str, code: int = FAILED) -> NoReturn:
+def fail(message: str, code: ExitCode = ExitCode.FAILED) -> NoReturn:
     err.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
 
@@ -76,14 +70,14 @@ class Session:
             return
         if isinstance(exc, ConfigError):
             print_config_problems(exc)
-            raise typer.Exit(USAGE) from None
+            raise typer.Exit(ExitCode.USAGE) from None
         if isinstance(exc, UsageProblem):
-            fail(str(exc), USAGE)
+            fail(str(exc), ExitCode.USAGE)
         if isinstance(exc, redis_lib.RedisError):
             url = redacted_url(self._settings.process.redis_url) if self._settings else "?"
-            fail(f"cannot reach Redis at {url}: {type(exc).__name__}: {exc}", UNAVAILABLE)
+            fail(f"cannot reach Redis at {url}: {type(exc).__name__}: {exc}", ExitCode.UNAVAILABLE)
         if isinstance(exc, BridgeError):
-            fail(str(exc), UNAVAILABLE if exc.transient else FAILED)
+            fail(str(exc), ExitCode.UNAVAILABLE if exc.transient else ExitCode.FAILED)
 
     def close(self) -> None:
         if self._auth is not None:

@@ -9,7 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.common import FAILED, OK, UNAVAILABLE, Session, UsageProblem, out, print_json
+from cli.common import Session, UsageProblem, out, print_json
+from cli.exit_codes import ExitCode
 from core.queue import enqueue_deliver
 from core.state import delivery
 from core.status import system as status
@@ -99,5 +100,6 @@ def replay(
                       "(queued for the workers)")
         for user, reason in result.refused.items():
             out.print(f"[red]refused again[/red] {escape(user)}: {escape(reason)}")
-    code = FAILED if result.refused else UNAVAILABLE if result.retrying else OK
-    raise typer.Exit(code)
+    if result.refused:
+        raise typer.Exit(ExitCode.FAILED)
+    raise typer.Exit(ExitCode.UNAVAILABLE if result.retrying else ExitCode.OK)

@@ -10,12 +10,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.common import FAILED, Session, duration, fail, out, print_json
+from cli.common import Session, duration, fail, out, print_json
+from cli.exit_codes import ExitCode
 from core.state import subscriptions as sub_state
-from core.state.coordination import LeaderLock
 from core.state.subscriptions import ReconcileStatus
 from core.status import system as status
-from subscriptions.clock import LOCK_TTL_SECONDS
+from subscriptions.clock import take_leader_lock
 from subscriptions.schedules import Clockwork
 
 app = typer.Typer(help="Graph presence subscriptions.", no_args_is_help=True)
@@ -80,8 +80,8 @@ def reconcile(tenant: str | None = TENANT, json_out: bool = JSON) -> None:
         redis = session.redis()
         chosen = session.tenants(tenant)
         # The clock's own lock: a manual round never acts beside a running clock.
-        lock = LeaderLock(redis, "clock", LOCK_TTL_SECONDS)
-        if not lock.acquire():
+        lock = take_leader_lock(redis)
+        if lock is None:
             fail("a running clock holds the leader lock and reconciles every minute; "
                  "see `presence-bridge subscriptions list`")  # fmt: skip
         work = Clockwork(session.settings, redis, session.auth())
@@ -102,4 +102,4 @@ def reconcile(tenant: str | None = TENANT, json_out: bool = JSON) -> None:
             for account, reason in r.failed.items():
                 out.print(f"  [red]failed[/red] {escape(account)}: {escape(reason)}")
     if any(r.failed for r in reports):
-        raise typer.Exit(FAILED)
+        raise typer.Exit(ExitCode.FAILED)

@@ -1,4 +1,7 @@
-"""`python -m subscriptions`: the Procfile's clock process; with a command, one schedule once."""
+"""`python -m subscriptions`: the Procfile's clock process, and nothing else.
+
+The one-shot runs of a schedule moved to the operator CLI (`presence-bridge clock ...`).
+"""
 
 from __future__ import annotations
 
@@ -10,14 +13,26 @@ from core.auth import Authenticator
 from core.logging import configure
 from core.redis import connect
 from core.settings import load_or_exit
-from subscriptions import commands
 from subscriptions.clock import run
 from subscriptions.schedules import Clockwork
+
+EXIT_USAGE = 2  # the usage code of `presence-bridge` too (docs/cli.md)
+# Where each one-shot command of this module went.
+MOVED = {
+    "reconcile": "presence-bridge clock reconcile",
+    "renew": "presence-bridge clock renew",
+    "sweep": "presence-bridge clock sweep",
+    "directory": "presence-bridge clock directory",
+    "status": "presence-bridge status --json",
+}
 
 
 def main(argv: list[str]) -> int:
     if argv:
-        return commands.main(argv)
+        instead = MOVED.get(argv[0], "presence-bridge clock --help")
+        print(f"python -m subscriptions takes no arguments (it runs the clock); use `{instead}`",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     settings = load_or_exit("clock")
     configure(settings.process.log_level)
     redis = connect(settings.process.redis_url)

@@ -16,6 +16,7 @@ from core.state import coordination
 from core.state.coordination import LeaderLock, Process
 
 log = logging.getLogger("subscriptions.clock")
+LOCK_NAME = "clock"
 LOCK_TTL_SECONDS = 30.0
 TICK_SECONDS = 1.0
 HEARTBEAT_TTL_SECONDS = 60
@@ -27,6 +28,26 @@ class Schedule:
     every_seconds: float
     action: Callable[[], object]
     next_at: float = 0.0
+
+
+def leader_lock(redis: Redis, ttl_seconds: float = LOCK_TTL_SECONDS) -> LeaderLock:
+    """The lock every clock, and every one-shot run of a schedule, holds while it acts."""
+    return LeaderLock(redis, LOCK_NAME, ttl_seconds)
+
+
+def take_leader_lock(redis: Redis, wait_seconds: float = 0.0) -> LeaderLock | None:
+    """The leader lock for one action, or None while another clock holds it.
+
+    With `wait_seconds`, one more try after that long: a clock that is stopping releases the
+    lock as it stops, so a command started beside its shutdown still gets to act.
+    """
+    lock = leader_lock(redis)
+    if lock.acquire():
+        return lock
+    if wait_seconds <= 0:
+        return None
+    time.sleep(wait_seconds)
+    return lock if lock.acquire() else None
 
 
 class _Keeper:
@@ -65,7 +86,7 @@ def run(
     on_tick: Callable[[bool], None] | None = None,
 ) -> None:
     """Tick until `stop`; only the clock holding the lock runs schedules. `on_tick(leader)`."""
-    lock = LeaderLock(redis, "clock", lock_ttl)
+    lock = leader_lock(redis, lock_ttl)
     while not stop.is_set():
         leader = False
         try:

@@ -1,7 +1,7 @@
 """The clock's schedules: reconcile + renew, lifecycle drain, sweep, polling, directory delta.
 
 Every action loops over the tenants and never lets one tenant's failure stop the others.
-The same per-tenant actions back the one-shot commands (`subscriptions.commands`).
+The same per-tenant actions back the one-shot commands (`presence-bridge clock ...`).
 """
 
 from __future__ import annotations

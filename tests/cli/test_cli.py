@@ -585,6 +585,7 @@ def test_a_transient_replay_failure_is_queued_for_the_workers(
         ["users", "show", "alice", "--tenant", TENANT],
         ["dead-letters", "list", "--tenant", TENANT],
         ["subscriptions", "list"],
+        ["clock", "reconcile"],
     ],
 )
 def test_a_dead_redis_is_a_clear_message_and_exit_3(site: Site, args: list[str]) -> None:

@@ -1,8 +1,7 @@
-"""The clock: hours of renewals without a gap, one leader among several clocks, the commands."""
+"""The clock: hours of renewals without a gap, one leader among several clocks, its process."""
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from collections.abc import Callable
@@ -16,13 +15,12 @@ from core.auth import Authenticator
 from core.queue import QUEUE_PBX, queue
 from core.settings import load_settings
 from core.state import intake
-from core.state import subscriptions as sub_state
 from core.state.coordination import LeaderLock
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
-from subscriptions import commands
+from subscriptions import __main__ as clock_process
 from subscriptions.clock import Schedule, run
 from subscriptions.schedules import Clockwork
-from tests.subscriptions.conftest import TENANT, Bridge, covered
+from tests.subscriptions.conftest import Bridge, covered
 
 DEADLINE_SECONDS = 10.0
 STEP_SECONDS = 5 * 60.0
@@ -149,40 +147,17 @@ def test_the_clock_has_every_schedule_due_at_start(
     assert {"reconcile", "lifecycle", "sweep", "polling", "directory"} <= set(names)
 
 
-@pytest.mark.parametrize("argv", [[], ["bogus"], ["renew", "sweep"]])
-def test_commands_refuse_unknown_arguments(argv: list[str]) -> None:
-    err = io.StringIO()
-    assert commands.main(argv, io.StringIO(), err) == commands.EXIT_USAGE
-    assert "usage:" in err.getvalue()
-
-
-def test_a_command_fails_clearly_while_a_clock_holds_the_lock(
-    bridge_factory: Callable[..., Bridge],
+@pytest.mark.parametrize(
+    ("argv", "instead"),
+    [(["reconcile"], "presence-bridge clock reconcile"), (["status"], "presence-bridge status"),
+     (["bogus"], "presence-bridge clock --help")],
+)  # fmt: skip
+def test_the_clock_process_points_a_command_to_the_cli(
+    argv: list[str], instead: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bridge = bridge_factory(users=5, accounts=1)
-    holder = LeaderLock(bridge.redis, "clock", 60)
-    assert holder.acquire()
-    err = io.StringIO()
-    code = commands.run_command("reconcile", bridge.settings, bridge.redis, io.StringIO(), err)
-    assert code == commands.EXIT_FAILED
-    assert "another clock holds the leader lock" in err.getvalue()
-    assert bridge.live() == []
-
-
-def test_the_reconcile_command_acts_and_status_shows_it(
-    bridge_factory: Callable[..., Bridge],
-) -> None:
-    bridge = bridge_factory(users=700, accounts=1)
-    out = io.StringIO()
-    assert commands.run_command("reconcile", bridge.settings, bridge.redis, out, io.StringIO()) == 0
-    assert orjson.loads(out.getvalue().splitlines()[0])["created"] == 1
-    shown = io.StringIO()
-    assert commands.run_command("status", bridge.settings, bridge.redis, shown, io.StringIO()) == 0
-    tenant = orjson.loads(shown.getvalue())[TENANT]
-    assert tenant["subscriptions"]["polled"] == 50
-    assert set(tenant["accounts"]) == set(bridge.accounts)
-    assert len(bridge.live()) == 1
-    assert sub_state.polled_users(bridge.redis, TENANT)
+    assert clock_process.main(argv) == clock_process.EXIT_USAGE == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert f"use `{instead}" in line
 
 
 def test_pbx_reconcile_queues_a_delivery_of_pending_state_per_tenant(
