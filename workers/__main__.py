@@ -21,7 +21,7 @@ from core.redis import connect
 from core.settings import load_or_exit
 from core.state import coordination
 from workers.context import WorkerContext, install
-from workers.intake import IntakeForwarder
+from workers.forwarder import IntakeForwarder
 
 HEARTBEAT_SECONDS = 10
 

@@ -12,7 +12,7 @@ from core.settings import load_settings
 from core.state import intake
 from emulator.harness.redis_server import StreamEntries
 from workers.context import WorkerContext, install
-from workers.intake import IntakeForwarder
+from workers.forwarder import IntakeForwarder
 
 
 def append(client: redis.Redis, entries: list[intake.Accepted]) -> None:
