@@ -41,7 +41,9 @@ class Token:
 Fetch = Callable[[], Token]
 
 
-class TokenStore(Protocol):
+class PbxTokens(Protocol):
+    """Where the `http` adapter gets its fetched token: `ProcessTokens` or `SharedTokens`."""
+
     def current(self) -> str:
         """A usable token, fetched when there is none."""
         ...

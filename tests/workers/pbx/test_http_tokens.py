@@ -217,8 +217,8 @@ def test_the_token_is_in_no_log_line_or_repr(
         adapter.apply_profile(DND)
     token = used_token(server)
 
-    store = vars(adapter._auth)["_store"]
-    texts = [caplog.text, repr(adapter), repr(vars(adapter)), repr(vars(store))]
+    tokens = vars(adapter._auth)["_tokens"]
+    texts = [caplog.text, repr(adapter), repr(vars(adapter)), repr(vars(tokens))]
     assert "fetched and stored" in caplog.text
     assert all(token not in text for text in texts)
 
