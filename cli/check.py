@@ -23,11 +23,11 @@ from cli.common import (
 )
 from core import status
 from core.auth import Authenticator, TenantAuth
+from core.cipher import CacheCipher
 from core.errors import ConfigError, GraphError
 from core.identity import AuthError
 from core.redis import connect
 from core.settings import Settings, TenantSettings
-from core.token_cache import CacheCipher
 from workers.pbx.registry import probe
 
 # Application permissions the app-only token must carry, and what each is for

@@ -26,6 +26,7 @@ import msal
 import requests
 from redis import Redis
 
+from core.cipher import CacheCipher
 from core.errors import ConfigError
 from core.graph import GraphClient
 from core.identity import (
@@ -44,7 +45,7 @@ from core.settings import ProcessSettings, Settings, TenantSettings
 from core.signin import TenantSignIn, take_flow
 from core.state import accounts
 from core.state.accounts import AccountHealth, AccountStatus, SignInFlow
-from core.token_cache import AccountCache, CacheCipher
+from core.token_cache import AccountCache
 
 log = logging.getLogger(__name__)
 

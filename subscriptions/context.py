@@ -10,9 +10,9 @@ from typing import Any, Protocol
 
 from redis import Redis
 
+from core.cipher import CacheCipher
 from core.graph import DEFAULT_MAX_ATTEMPTS, GraphClient
 from core.settings import TenantSettings
-from core.token_cache import CacheCipher
 from subscriptions.sweep import CallBudget
 
 

@@ -7,11 +7,11 @@ import time
 from typing import Any
 
 from core import certificates
+from core.cipher import CacheCipher
 from core.errors import PbxError, TransientError
 from core.queue import enqueue_deliver, enqueue_refresh_call, enqueue_tick, hand_to_clock
 from core.state import intake
 from core.state.delivery import pending_users
-from core.token_cache import CacheCipher
 from workers import calls, delivery, directory
 from workers.context import TenantRuntime, current
 from workers.pbx.base import Refreshing

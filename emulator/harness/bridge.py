@@ -24,11 +24,11 @@ from rq import Worker
 
 from core import certificates
 from core.auth import Authenticator
+from core.cipher import CacheCipher
 from core.graph import format_datetime
 from core.notification_crypto import generate_encryption_certificate
 from core.settings import load_settings
 from core.state.subscriptions import register
-from core.token_cache import CacheCipher
 from emulator.harness.ports import free_port, port_open
 from emulator.harness.processes import Service, private_env
 from emulator.harness.served import ServedApp

@@ -13,12 +13,12 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from core.auth import Authenticator
+from core.cipher import CacheCipher, CacheKeyError
 from core.errors import ConfigError
 from core.identity import SignInFailed
 from core.settings import Settings
 from core.state import accounts
 from core.state.accounts import SIGN_IN_TTL_SECONDS, flow_key
-from core.token_cache import CacheCipher, CacheKeyError
 from tests.core.conftest import Site, signed_in
 
 

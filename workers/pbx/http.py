@@ -24,9 +24,9 @@ import httpx
 from pydantic import SecretStr
 from redis import Redis
 
+from core.cipher import CACHE_KEY_ENV, CacheCipher
 from core.errors import ConfigError, PbxError
 from core.settings import PbxSettings
-from core.token_cache import CACHE_KEY_ENV, CacheCipher
 from workers.pbx.base import PbxAdapter, PbxUserRecord, ProfileChange
 from workers.pbx.http_auth import (
     REDACTOR,

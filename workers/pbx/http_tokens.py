@@ -19,10 +19,10 @@ from typing import Protocol
 
 from redis import Redis, RedisError
 
+from core.cipher import CacheCipher, CacheKeyError
 from core.errors import PbxError
 from core.state import pbx
 from core.state.pbx import PbxToken
-from core.token_cache import CacheCipher, CacheKeyError
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import redis
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
+from core.cipher import CacheCipher
 from core.errors import ConfigError, PbxError
 from core.settings import PbxSettings
 from core.state.pbx import token_key, token_lock_key
-from core.token_cache import CacheCipher
 from emulator.harness.ports import free_port
 from tests.pbx_server import CLIENT_ID, JWT, SECRET, PbxServer
 from tests.workers.pbx.conftest import HttpAdapterBuilder
