@@ -21,7 +21,7 @@ from _common import ROOT, emit, machine
 sys.path.insert(0, str(ROOT))
 
 
-from core.auth import Authenticator  # noqa: E402
+from core.graph_tokens import GraphTokens  # noqa: E402
 from core.state import links  # noqa: E402
 from emulator.harness.bridge import TENANT, BridgeSite  # noqa: E402
 from emulator.harness.redis_server import RedisServer  # noqa: E402
@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
             links.replace(redis, TENANT, {u: [u] for u in site.graph_ids})
             tenant = site.settings.tenant(TENANT)
             assert tenant is not None
-            with Authenticator(site.settings, redis) as auth:
+            with GraphTokens(site.settings, redis) as auth:
                 for upn in site.accounts:
                     site.sign_in(auth, upn)
                 setup_s = time.perf_counter() - started

@@ -22,9 +22,9 @@ from cli.common import (
     redacted_url,
 )
 from core import status
-from core.auth import Authenticator, TenantAuth
 from core.cipher import CacheCipher
 from core.errors import ConfigError, GraphError
+from core.graph_tokens import GraphTokens, TenantTokens
 from core.identity import AuthError
 from core.redis import connect
 from core.settings import Settings, TenantSettings
@@ -70,7 +70,7 @@ def _denied(exc: GraphError, permission: str) -> str:
     return f"{exc} (the app needs the application permission {permission}, with admin consent)"
 
 
-def _graph(tenant_auth: TenantAuth, add: Add) -> None:
+def _graph(tenant_auth: TenantTokens, add: Add) -> None:
     try:
         token = tenant_auth.app_token()
     except AuthError as exc:
@@ -149,8 +149,8 @@ def _tenants(
             add("cache key", "fail", "; ".join(exc.problems))
     if not settings.tenants:
         add("tenants", "warn", "no tenants file: nothing to sync (the demo runs with `make run`)")
-    # Authenticator only touches Redis for delegated accounts: Graph is checked without it.
-    auth = Authenticator(settings, client)
+    # GraphTokens only touches Redis for delegated accounts: Graph is checked without it.
+    auth = GraphTokens(settings, client)
     try:
         for tenant in settings.tenants:
             add = adder(tenant.name)

@@ -18,8 +18,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from core.auth import Authenticator
 from core.errors import BridgeError, ConfigError
+from core.graph_tokens import GraphTokens
 from core.redis import connect
 from core.settings import Settings, TenantSettings, load_settings
 from core.status import as_json
@@ -63,7 +63,7 @@ class Session:
     def __init__(self) -> None:
         self._settings: Settings | None = None
         self._redis: redis_lib.Redis | None = None
-        self._auth: Authenticator | None = None
+        self._auth: GraphTokens | None = None
 
     def __enter__(self) -> Session:
         return self
@@ -104,9 +104,9 @@ class Session:
             self._redis.ping()
         return self._redis
 
-    def auth(self) -> Authenticator:
+    def auth(self) -> GraphTokens:
         if self._auth is None:
-            self._auth = Authenticator(self.settings, self.redis())
+            self._auth = GraphTokens(self.settings, self.redis())
         return self._auth
 
     def tenant(self, name: str) -> TenantSettings:

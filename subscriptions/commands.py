@@ -15,8 +15,8 @@ import orjson
 from redis import Redis
 from redis.exceptions import RedisError
 
-from core.auth import Authenticator
 from core.errors import BridgeError, ConfigError
+from core.graph_tokens import GraphTokens
 from core.redis import connect
 from core.settings import Settings, load_settings
 from core.state import accounts
@@ -66,7 +66,7 @@ def run_command(
         )
         return EXIT_FAILED
     failed = False
-    with Authenticator(settings, redis) as auth:
+    with GraphTokens(settings, redis) as auth:
         work = Clockwork(settings, redis, auth)
         try:
             for ctx in work.contexts(enabled_only=command != "reconcile"):

@@ -17,7 +17,7 @@ from subscriptions.sweep import CallBudget
 
 
 class Auth(Protocol):
-    """What reconcile needs of `core.auth.TenantAuth`."""
+    """What reconcile needs of `core.graph_tokens.TenantTokens`."""
 
     def healthy_accounts(self) -> list[str]: ...
 

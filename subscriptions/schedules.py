@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from redis import Redis
 
-from core.auth import Authenticator
 from core.errors import BridgeError
+from core.graph_tokens import GraphTokens
 from core.queue import enqueue_maintain_pbx, enqueue_sync_directory
 from core.settings import Settings, TenantSettings
 from core.state import coordination
@@ -40,7 +40,7 @@ class Clockwork:
 
     settings: Settings
     redis: Redis
-    auth: Authenticator
+    auth: GraphTokens
     now: Callable[[], float] = time.time
     poller: polling.Poller = field(default_factory=polling.Poller)
     _contexts: dict[str, Context] = field(default_factory=dict)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from redis import Redis
 
-from core.auth import TenantAuth
 from core.graph import GraphClient
+from core.graph_tokens import TenantTokens
 from core.redis import connect
 from core.settings import Settings, TenantSettings, load_settings
 from core.state import links
@@ -40,7 +40,7 @@ class TenantRuntime:
 
 def default_graph_factory(settings: Settings, tenant: TenantSettings, redis: Redis) -> GraphClient:
     """App-only Graph client of a tenant (MSAL is built on first use)."""
-    return TenantAuth(tenant, settings.process, redis).graph_client()
+    return TenantTokens(tenant, settings.process, redis).graph_client()
 
 
 class WorkerContext:

@@ -12,7 +12,7 @@ import redis
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from core.auth import Authenticator
+from core.graph_tokens import GraphTokens
 from core.settings import ProcessSettings, Settings, TenantSettings, load_settings
 from core.state import links
 from emulator.control import ControlClient
@@ -38,7 +38,7 @@ class Bridge:
     tenant_id: str
     users: list[str]
     accounts: list[str]
-    auth: Authenticator
+    auth: GraphTokens
     settings: Settings
     _make_ctx: Callable[[Settings], Context]
     contexts: list[Context] = field(default_factory=list)
@@ -95,7 +95,7 @@ class Bridge:
         self.contexts.clear()
         self.auth.close()  # its keep-alive connections would outlive the emulator
         self.settings = settings
-        self.auth = Authenticator(settings, self.redis)
+        self.auth = GraphTokens(settings, self.redis)
 
     def sign_in(self, upn: str) -> None:
         url = self.auth.start_sign_in(TENANT, upn)
@@ -167,7 +167,7 @@ def bridge_factory(
             )  # fmt: skip
 
         bridge = Bridge(emulator, control, redis_client, tenant_id, list(user_ids), [],
-                        Authenticator(settings, redis_client), settings, make_ctx)  # fmt: skip
+                        GraphTokens(settings, redis_client), settings, make_ctx)  # fmt: skip
         bridge.add_accounts(accounts)
         bridge.link(bridge.users)
         made.append(bridge)

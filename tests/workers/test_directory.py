@@ -12,9 +12,9 @@ import pytest
 import redis
 from pydantic import HttpUrl, SecretStr
 
-from core.auth import TenantAuth
 from core.errors import GraphError
 from core.graph import GraphClient
+from core.graph_tokens import TenantTokens
 from core.settings import (
     MatchingSettings,
     PbxSettings,
@@ -101,7 +101,7 @@ def site_factory(
                 public_base_url=HttpUrl("https://bridge.example.com"), **settings,
             )  # fmt: skip
             # The bridge's own token provider: real msal, trusting only the emulator's CA.
-            auth = TenantAuth(tenant, ProcessSettings(ca_bundle=server.ca_path), redis_client)
+            auth = TenantTokens(tenant, ProcessSettings(ca_bundle=server.ca_path), redis_client)
             stack.callback(auth.close)
             graph = stack.enter_context(auth.graph_client())
             return Site(server, control, seeded, redis_client, graph, tenant)

@@ -99,7 +99,7 @@ class _Slot:
     app: msal.ConfidentialClientApplication | None = None
 
 
-class TenantAuth:
+class TenantTokens:
     def __init__(
         self,
         tenant: TenantSettings,
@@ -130,7 +130,7 @@ class TenantAuth:
         )
 
     def __repr__(self) -> str:
-        return f"TenantAuth({self.tenant.name!r})"
+        return f"TenantTokens({self.tenant.name!r})"
 
     def close(self) -> None:
         self._http.close()
@@ -291,8 +291,8 @@ class TenantAuth:
         )
 
 
-class Authenticator:
-    """Every tenant's `TenantAuth`, built on first use; the entry point for the processes."""
+class GraphTokens:
+    """Every tenant's `TenantTokens`, built on first use; the entry point for the processes."""
 
     def __init__(
         self,
@@ -308,9 +308,9 @@ class Authenticator:
         self._stale_after = stale_after
         self._lock = threading.Lock()
         self._cipher: CacheCipher | None = None
-        self._tenants: dict[str, TenantAuth] = {}
+        self._tenants: dict[str, TenantTokens] = {}
 
-    def __enter__(self) -> Authenticator:
+    def __enter__(self) -> GraphTokens:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -326,14 +326,14 @@ class Authenticator:
                 self._cipher = CacheCipher(self._settings.process.cache_key)
             return self._cipher
 
-    def tenant(self, name: str) -> TenantAuth:
+    def tenant(self, name: str) -> TenantTokens:
         with self._lock:
             auth = self._tenants.get(name)
             if auth is None:
                 settings = self._settings.tenant(name)
                 if settings is None:
                     raise AuthError(f"unknown tenant {name!r}")
-                auth = self._tenants[name] = TenantAuth(
+                auth = self._tenants[name] = TenantTokens(
                     settings,
                     self._settings.process,
                     self._redis,
