@@ -13,11 +13,11 @@ from core.queue import enqueue_deliver, enqueue_refresh_call, enqueue_tick, hand
 from core.state import intake
 from core.state.delivery import pending_users
 from workers import calls, delivery, directory
-from workers.context import TenantRuntime, current
 from workers.pbx.base import Refreshing
 from workers.pbx.registry import save_state
 from workers.pipeline import BatchResult, PresenceUpdate, process, tick_users
 from workers.rich import fetch_jwks, open_items
+from workers.runtime import TenantRuntime, current
 
 log = logging.getLogger("workers.jobs")
 
