@@ -27,7 +27,7 @@ from emulator.harness.bridge import TENANT, BridgeSite  # noqa: E402
 from emulator.harness.redis_server import RedisServer  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
 from subscriptions import reconcile as rc  # noqa: E402
-from subscriptions.context import Context  # noqa: E402
+from subscriptions.tenant_view import TenantView  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
                     site.sign_in(auth, upn)
                 setup_s = time.perf_counter() - started
                 print(f"seeded and signed in {n_accounts} accounts in {setup_s:.1f}s", flush=True)
-                ctx = Context(redis, tenant, auth.tenant(TENANT), auth.cipher(),
+                ctx = TenantView(redis, tenant, auth.tenant(TENANT), auth.cipher(),
                                  verify=str(emulator.ca_path),
                                  now=emulator.world.clock.now)  # fmt: skip
                 try:
