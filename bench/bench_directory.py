@@ -32,7 +32,7 @@ from core.state.directory import SyncReport  # noqa: E402
 from emulator.control import ControlClient  # noqa: E402
 from emulator.harness.redis_server import RedisServer  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
-from workers.directory import sync_directory  # noqa: E402
+from workers.directory_sync import sync_directory  # noqa: E402
 
 DOMAIN = "contoso.test"
 # Graph's directory throttling for a tenant above 500 users: 8,000 resource units per 10 s

@@ -12,7 +12,7 @@ from core.errors import PbxError, TransientError
 from core.queue import enqueue_deliver, enqueue_refresh_call, enqueue_tick, hand_to_clock
 from core.state import intake
 from core.state.delivery import pending_users
-from workers import call_presence, delivery, directory
+from workers import call_presence, delivery, directory_sync
 from workers.pbx.base import Refreshing
 from workers.pbx.registry import save_state
 from workers.pipeline import BatchResult, PresenceUpdate, process, tick_users
@@ -189,7 +189,7 @@ def sync_directory(tenant: str, full: bool = False) -> dict[str, Any]:
     runtime = _runtime(tenant)
     if runtime is None:
         return {}
-    report = directory.sync_directory(
+    report = directory_sync.sync_directory(
         runtime.settings, current().redis, runtime.graph, adapter=runtime.adapter, full=full
     )
     return dict(report.status())

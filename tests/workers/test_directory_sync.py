@@ -28,7 +28,7 @@ from emulator.control import ControlClient
 from emulator.server import EmulatorServer
 from tests.emulator.conftest import SeededTenant, seed_tenant
 from tests.pbx_server import SECRET, PbxServer
-from workers.directory import _expired, sync_directory
+from workers.directory_sync import _expired, sync_directory
 from workers.pbx.http import HttpAdapter
 from workers.pbx.http_options import validate_options
 
