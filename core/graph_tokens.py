@@ -94,7 +94,7 @@ def client_credential(tenant: TenantSettings) -> str | dict[str, str]:
 class _Slot:
     """One service account in this process: its lock, cache and msal application."""
 
-    store: AccountCache
+    cache: AccountCache
     lock: threading.Lock = field(default_factory=threading.Lock)
     app: msal.ConfidentialClientApplication | None = None
 
@@ -199,8 +199,8 @@ class TenantTokens:
         with self._lock:
             slot = self._slots.get(account)
             if slot is None:
-                store = AccountCache(self._redis, self._cipher(), self.tenant.name, account)
-                slot = self._slots[account] = _Slot(store)
+                cache = AccountCache(self._redis, self._cipher(), self.tenant.name, account)
+                slot = self._slots[account] = _Slot(cache)
             return slot
 
     def _needs_sign_in(self, account: str, reason: str) -> SignInRequired:
@@ -213,10 +213,10 @@ class TenantTokens:
         name = accounts.normalize(account)
         slot = self._slot(name)
         with slot.lock:
-            if not slot.store.load():
+            if not slot.cache.load():
                 raise self._needs_sign_in(name, "no stored sign-in")
             if slot.app is None:
-                slot.app = self._build(slot.store.cache)
+                slot.app = self._build(slot.cache.cache)
             signed_in = slot.app.get_accounts()
             if not signed_in:
                 raise self._needs_sign_in(name, "the token cache holds no account")
@@ -229,7 +229,7 @@ class TenantTokens:
                     f"tenant {self.tenant.name}: refresh of {name}: {type(exc).__name__}"
                 ) from None
             finally:
-                slot.store.save()  # only writes when msal changed the cache
+                slot.cache.save()  # only writes when msal changed the cache
         if result is None:
             raise self._needs_sign_in(name, "no usable refresh token in the cache")
         outcome = self._outcome(result, f"refresh of {name}")
@@ -275,7 +275,7 @@ class TenantTokens:
     def _replace_cache(self, account: str, serialized: str) -> None:
         slot = self._slot(account)
         with slot.lock:
-            slot.store.replace(serialized)
+            slot.cache.replace(serialized)
 
     def graph_client(self, account: str | None = None) -> GraphClient:
         """A Graph client with the app-only token, or with `account`'s delegated token."""
