@@ -2,7 +2,7 @@
 
 Starts the Graph emulator in-process (real uvicorn, TLS, loopback) and a private redis-server,
 seeds a tenant with --users users and a tenants file directory of the same size (matched by
-userPrincipalName), then measures with the bridge's token provider (core.auth) and
+userPrincipalName), then measures with the bridge's token provider (core.graph_tokens) and
 the full import (list with $top=999, then matching and the links hash), a delta round
 carrying --changes changes (updates, soft deletes, hard deletes, adds), and an idle delta
 round. The emulator shares this process's GIL, so the figures are an upper bound on the
@@ -25,14 +25,14 @@ sys.path.insert(0, str(ROOT))
 
 from pydantic import HttpUrl, SecretStr  # noqa: E402
 
-from core.auth import TenantAuth  # noqa: E402
+from core.graph_tokens import TenantTokens  # noqa: E402
 from core.settings import PbxUser, ProcessSettings, TenantSettings  # noqa: E402
 from core.state import directory  # noqa: E402
 from core.state.directory import SyncReport  # noqa: E402
 from emulator.control import ControlClient  # noqa: E402
 from emulator.harness.redis_server import RedisServer  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
-from workers.directory import sync_directory  # noqa: E402
+from workers.directory_sync import sync_directory  # noqa: E402
 
 DOMAIN = "contoso.test"
 # Graph's directory throttling for a tenant above 500 users: 8,000 resource units per 10 s
@@ -99,7 +99,7 @@ def main(argv: list[str]) -> int:
         )
         redis = redis_server.client
         process = ProcessSettings(ca_bundle=emulator.ca_path)
-        auth = TenantAuth(settings, process, redis)  # the bridge's own msal token provider
+        auth = TenantTokens(settings, process, redis)  # the bridge's own msal token provider
         try:
             with auth.graph_client() as graph:
                 full, full_s = timed(lambda: sync_directory(settings, redis, graph))

@@ -34,7 +34,7 @@ from _common import ROOT, cpu_seconds, emit, machine, percentile
 sys.path.insert(0, str(ROOT))
 
 
-from core.auth import Authenticator  # noqa: E402
+from core.graph_tokens import GraphTokens  # noqa: E402
 from core.queue import PRESENCES, queue  # noqa: E402
 from core.state import intake, links, pbx  # noqa: E402
 from emulator.harness.bridge import TENANT, USERS_PER_SUBSCRIPTION, BridgeSite  # noqa: E402
@@ -80,7 +80,7 @@ class Site:
     def start(self) -> None:
         self.services.append(self.bridge.start_web_process())
         # Every service account signed in, 650 users each, as the clock does.
-        with Authenticator(self.bridge.settings, self.redis) as auth:
+        with GraphTokens(self.bridge.settings, self.redis) as auth:
             self.bridge.subscribe_all(auth, self.bridge.web_url + "/graph/notifications")
         self.link(self.user_ids, "person")
         self.worker = self.bridge.start_worker()

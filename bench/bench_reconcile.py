@@ -21,13 +21,13 @@ from _common import ROOT, emit, machine
 sys.path.insert(0, str(ROOT))
 
 
-from core.auth import Authenticator  # noqa: E402
+from core.graph_tokens import GraphTokens  # noqa: E402
 from core.state import links  # noqa: E402
 from emulator.harness.bridge import TENANT, BridgeSite  # noqa: E402
 from emulator.harness.redis_server import RedisServer  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
 from subscriptions import reconcile as rc  # noqa: E402
-from subscriptions.context import Context  # noqa: E402
+from subscriptions.tenant_view import TenantView  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -47,12 +47,12 @@ def main(argv: list[str]) -> int:
             links.replace(redis, TENANT, {u: [u] for u in site.graph_ids})
             tenant = site.settings.tenant(TENANT)
             assert tenant is not None
-            with Authenticator(site.settings, redis) as auth:
+            with GraphTokens(site.settings, redis) as auth:
                 for upn in site.accounts:
                     site.sign_in(auth, upn)
                 setup_s = time.perf_counter() - started
                 print(f"seeded and signed in {n_accounts} accounts in {setup_s:.1f}s", flush=True)
-                ctx = Context(redis, tenant, auth.tenant(TENANT), auth.cipher(),
+                ctx = TenantView(redis, tenant, auth.tenant(TENANT), auth.cipher(),
                                  verify=str(emulator.ca_path),
                                  now=emulator.world.clock.now)  # fmt: skip
                 try:

@@ -12,13 +12,13 @@ from rich.markup import escape
 
 from cli.common import Session, err, out, print_config_problems, print_json, redacted_url
 from cli.exit_codes import ExitCode
-from core.auth import Authenticator, TenantAuth
+from core.cipher import CacheCipher
 from core.errors import ConfigError, GraphError
+from core.graph_tokens import GraphTokens, TenantTokens
 from core.identity import AuthError
 from core.redis import connect
 from core.settings import Settings, TenantSettings
 from core.status import system as status
-from core.token_cache import CacheCipher
 from workers.pbx.registry import probe
 
 # Application permissions the app-only token must carry, and what each is for
@@ -61,7 +61,7 @@ def _denied(exc: GraphError, permission: str) -> str:
     return f"{exc} (the app needs the application permission {permission}, with admin consent)"
 
 
-def _graph(tenant_auth: TenantAuth, add: Add) -> None:
+def _graph(tenant_auth: TenantTokens, add: Add) -> None:
     try:
         token = tenant_auth.app_token()
     except AuthError as exc:
@@ -140,8 +140,8 @@ def _tenants(
             add("cache key", "fail", "; ".join(exc.problems))
     if not settings.tenants:
         add("tenants", "warn", "no tenants file: nothing to sync (the demo runs with `make run`)")
-    # Authenticator only touches Redis for delegated accounts: Graph is checked without it.
-    auth = Authenticator(settings, client)
+    # GraphTokens only touches Redis for delegated accounts: Graph is checked without it.
+    auth = GraphTokens(settings, client)
     try:
         for tenant in settings.tenants:
             add = adder(tenant.name)

@@ -18,9 +18,10 @@ from rich.markup import escape
 from cli.common import Session, err
 from cli.exit_codes import ExitCode
 from core.errors import BridgeError
+from subscriptions.actions import ActionReport
 from subscriptions.clock import take_leader_lock
-from subscriptions.context import Context, Report
 from subscriptions.schedules import Clockwork
+from subscriptions.tenant_view import TenantView
 
 app = typer.Typer(
     help="Run one of the clock's schedules once, for a system cron or a Kubernetes CronJob.",
@@ -32,10 +33,10 @@ app = typer.Typer(
 LOCK_WAIT_SECONDS = 5.0
 
 # One tenant's run of a schedule: its summary line, and whether it left work undone.
-Action = Callable[[Clockwork, Context], tuple[dict[str, Any], bool]]
+Action = Callable[[Clockwork, TenantView], tuple[dict[str, Any], bool]]
 
 
-def _incomplete(report: Report) -> tuple[dict[str, Any], bool]:
+def _incomplete(report: ActionReport) -> tuple[dict[str, Any], bool]:
     return report.summary(), bool(report.failed or report.deferred)
 
 

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from cli.exit_codes import ExitCode
-from core.auth import Authenticator
 from core.errors import BridgeError, ConfigError
+from core.graph_tokens import GraphTokens
 from core.redis import connect
 from core.settings import Settings, TenantSettings, load_settings
 from core.status.system import as_json
@@ -57,7 +57,7 @@ class Session:
     def __init__(self) -> None:
         self._settings: Settings | None = None
         self._redis: redis_lib.Redis | None = None
-        self._auth: Authenticator | None = None
+        self._auth: GraphTokens | None = None
 
     def __enter__(self) -> Session:
         return self
@@ -98,9 +98,9 @@ class Session:
             self._redis.ping()
         return self._redis
 
-    def auth(self) -> Authenticator:
+    def auth(self) -> GraphTokens:
         if self._auth is None:
-            self._auth = Authenticator(self.settings, self.redis())
+            self._auth = GraphTokens(self.settings, self.redis())
         return self._auth
 
     def tenant(self, name: str) -> TenantSettings:

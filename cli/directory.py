@@ -19,7 +19,7 @@ from cli.common import Session, err, out, print_json
 from core.errors import BridgeError, GraphError
 from core.graph import GraphClient
 from core.state import directory
-from workers.directory import sync_directory
+from workers.directory_sync import sync_directory
 from workers.pbx.registry import build_adapter
 
 app = typer.Typer(help="The Graph directory and its links to PBX users.", no_args_is_help=True)

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from core.cipher import CacheCipher
 from core.state import certificates as cert_state
 from core.state.certificates import CertificateRecord
-from core.token_cache import CacheCipher
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ LAUNCHER_VARIABLES = ("DEMO", "DEMO_DIR")
 GRAPH_ATTRIBUTES = ("userPrincipalName", "mail", "mailNickname", "onPremisesSamAccountName")
 PBX_ATTRIBUTES = ("username", "email", "extension")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-# The shipped mapping presets (workers/presets.py holds their rules).
+# The shipped mapping presets (workers/mapping_presets.py holds their rules).
 MappingPreset = Literal["pascom", "glocom", "simple"]
 
 

@@ -12,11 +12,11 @@ from collections.abc import Callable, Mapping
 import msal
 from redis import Redis
 
+from core.cipher import CacheCipher
 from core.identity import DELEGATED_SCOPES, UNAVAILABLE, AuthUnavailable, SignInFailed, describe
 from core.settings import TenantSettings
 from core.state import accounts
 from core.state.accounts import SignInFlow
-from core.token_cache import CacheCipher
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from core.auth import Authenticator
+from core.graph_tokens import GraphTokens
 from core.logging import configure
 from core.redis import connect
 from core.settings import load_or_exit
@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with Authenticator(settings, redis) as auth:
+    with GraphTokens(settings, redis) as auth:
         work = Clockwork(settings, redis, auth)
         schedules = work.schedules()
         print(f"clock: {len(settings.tenants)} tenant(s), {len(schedules)} schedule(s)", flush=True)

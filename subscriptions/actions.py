@@ -1,4 +1,4 @@
-"""The Graph actions on one account's presence subscription: create, renew and delete.
+"""The Graph actions on one account's presence subscription: create, renew, delete, report.
 
 Graph's answers are handled as documented: 404 on renewal means gone (recreate), 409 on create
 means the account already holds one (adopt it when we know its clientState, else delete and
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
@@ -22,7 +22,7 @@ from core.state import subscriptions as sub_state
 from core.state.subscriptions import SubscriptionRecord
 from core.timestamps import parse_graph_datetime
 from subscriptions import planner
-from subscriptions.context import Context, Report
+from subscriptions.tenant_view import TenantView
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,35 @@ LIFECYCLE_PATH = "/graph/lifecycle"
 LIFETIME_SECONDS = 59 * 60.0
 CERTIFICATE_VALID_DAYS = 365
 CERTIFICATE_ROTATE_AFTER_SECONDS = 180 * 24 * 3600.0
+
+
+@dataclass
+class ActionReport:
+    """What the actions on a tenant's subscriptions did in one reconcile, renewal or reaction."""
+
+    tenant: str
+    created: list[str] = field(default_factory=list)
+    renewed: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    recreated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    deferred: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    polled: int = 0
+    latency_bound: float | None = None
+
+    @property
+    def gap(self) -> bool:
+        """Whether some users may have missed notifications (a resync sweep is owed)."""
+        return bool(self.recreated or self.created or self.adopted)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant, "created": len(self.created), "renewed": len(self.renewed),
+            "adopted": len(self.adopted), "recreated": len(self.recreated),
+            "deleted": len(self.deleted), "deferred": self.deferred, "failed": self.failed,
+            "polled": self.polled, "latency_bound": self.latency_bound,
+        }  # fmt: skip
 
 
 def _expiry(subscription: dict[str, Any], fallback: float) -> float:
@@ -49,11 +78,11 @@ def _when(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
-def _base_url(ctx: Context) -> str:
+def _base_url(ctx: TenantView) -> str:
     return str(ctx.tenant.public_base_url).rstrip("/")
 
 
-def _certificate(ctx: Context, now: float) -> certificates.Certificate:
+def _certificate(ctx: TenantView, now: float) -> certificates.Certificate:
     """The tenant's current notification certificate, made or rotated when due."""
     current = certificates.current_certificate(ctx.redis, ctx.name)
     if current is not None and now - current.created_at < CERTIFICATE_ROTATE_AFTER_SECONDS:
@@ -78,10 +107,10 @@ def _ids_of(resource: str) -> set[str]:
 
 
 def create(
-    ctx: Context,
+    ctx: TenantView,
     account: str,
     user_ids: tuple[str, ...],
-    report: Report,
+    report: ActionReport,
     *,
     resolve_conflict: bool = True,
 ) -> SubscriptionRecord:
@@ -117,7 +146,7 @@ def create(
 
 
 def _resolve_conflict(
-    ctx: Context, account: str, user_ids: tuple[str, ...], report: Report
+    ctx: TenantView, account: str, user_ids: tuple[str, ...], report: ActionReport
 ) -> SubscriptionRecord:
     """409: the account already holds a presence subscription of this app. Adopt or replace it."""
     client = ctx.graph(account)
@@ -153,7 +182,7 @@ def _resolve_conflict(
     return created
 
 
-def renew(ctx: Context, record: SubscriptionRecord, report: Report) -> SubscriptionRecord:
+def renew(ctx: TenantView, record: SubscriptionRecord, report: ActionReport) -> SubscriptionRecord:
     """PATCH a new expiry (which also reauthorizes); 404 means gone, so recreate."""
     now = ctx.now()
     body: dict[str, Any] = {"expirationDateTime": format_datetime(_when(now + LIFETIME_SECONDS))}
@@ -183,7 +212,7 @@ def renew(ctx: Context, record: SubscriptionRecord, report: Report) -> Subscript
     return updated
 
 
-def delete(ctx: Context, record: SubscriptionRecord, report: Report) -> None:
+def delete(ctx: TenantView, record: SubscriptionRecord, report: ActionReport) -> None:
     """Delete at Graph (404 counts as done) and forget it."""
     ctx.graph(record.account).delete_subscription(record.subscription_id)
     sub_state.forget(ctx.redis, record)

@@ -21,10 +21,10 @@ from core.errors import BridgeError
 from core.state import intake
 from core.state import subscriptions as sub_state
 from core.state.subscriptions import SubscriptionRecord
-from subscriptions.actions import create, renew
-from subscriptions.context import Context, Report
+from subscriptions.actions import ActionReport, create, renew
 from subscriptions.reconcile import guarded
 from subscriptions.sweep import sweep
+from subscriptions.tenant_view import TenantView
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _item(entry: dict[str, Any]) -> dict[str, Any]:
     return inner if isinstance(inner, dict) else entry
 
 
-def handle_lifecycle(ctx: Context, items: list[dict[str, Any]]) -> LifecycleReport:
+def handle_lifecycle(ctx: TenantView, items: list[dict[str, Any]]) -> LifecycleReport:
     """React to a batch of one tenant's lifecycle items (each at most once per subscription)."""
     report = LifecycleReport(ctx.name)
     needs_sweep = False
@@ -88,27 +88,27 @@ def handle_lifecycle(ctx: Context, items: list[dict[str, Any]]) -> LifecycleRepo
     return report
 
 
-def _reauthorize(ctx: Context, record: SubscriptionRecord, report: LifecycleReport) -> None:
+def _reauthorize(ctx: TenantView, record: SubscriptionRecord, report: LifecycleReport) -> None:
     if ctx.now() - record.renewed_at < RECENT_RENEWAL_SECONDS:
         return
-    result = Report(ctx.name)
+    result = ActionReport(ctx.name)
     if guarded(ctx, record.account, result, partial(renew, ctx, record, result)):
         report.renewed.append(record.account)
     report.failed.update(result.deferred | result.failed)
 
 
-def _recreate(ctx: Context, record: SubscriptionRecord, report: LifecycleReport) -> None:
+def _recreate(ctx: TenantView, record: SubscriptionRecord, report: LifecycleReport) -> None:
     # Graph already removed it; forgetting first means a failed create is retried by the
     # next reconcile (which sees no subscription for the account).
     sub_state.forget(ctx.redis, record)
-    result = Report(ctx.name)
+    result = ActionReport(ctx.name)
     action = partial(create, ctx, record.account, record.user_ids, result)
     if guarded(ctx, record.account, result, action):
         report.recreated.append(record.account)
     report.failed.update(result.deferred | result.failed)
 
 
-def _sweep(ctx: Context, report: LifecycleReport) -> bool:
+def _sweep(ctx: TenantView, report: LifecycleReport) -> bool:
     try:
         sweep(ctx.redis, ctx.name, ctx.graph(None), ctx.budget)
     except BridgeError as exc:
@@ -118,7 +118,7 @@ def _sweep(ctx: Context, report: LifecycleReport) -> bool:
     return True
 
 
-def drain(ctx: Context, limit: int = DRAIN_BATCH) -> LifecycleReport:
+def drain(ctx: TenantView, limit: int = DRAIN_BATCH) -> LifecycleReport:
     """Take up to `limit` queued lifecycle items of the tenant and act on them."""
     items = intake.take_lifecycle(ctx.redis, ctx.name, limit)
     if not items:

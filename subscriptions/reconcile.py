@@ -14,11 +14,12 @@ from functools import partial
 
 from core.errors import BridgeError
 from core.state import certificates as cert_state
+from core.state import links
 from core.state import subscriptions as sub_state
 from core.state.subscriptions import HeldSubscription, ReconcileStatus, SubscriptionRecord
-from subscriptions import planner, polling, store
-from subscriptions.actions import create, delete, renew
-from subscriptions.context import Context, Report
+from subscriptions import planner, polling
+from subscriptions.actions import ActionReport, create, delete, renew
+from subscriptions.tenant_view import TenantView
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ BACKOFF_BASE_SECONDS = 30.0  # after a 5xx: 30 s, 60 s, 120 s... up to the cap
 BACKOFF_MAX_SECONDS = 15 * 60.0
 
 
-def _defer(ctx: Context, account: str, exc: BridgeError, report: Report) -> None:
+def _defer(ctx: TenantView, account: str, exc: BridgeError, report: ActionReport) -> None:
     now = ctx.now()
     retry_after = getattr(exc, "retry_after", None)
     if getattr(exc, "status", None) == 429:
@@ -43,7 +44,9 @@ def _defer(ctx: Context, account: str, exc: BridgeError, report: Report) -> None
     log.warning("tenant %s: account %s deferred %.0fs: %s", ctx.name, account, delay, exc)
 
 
-def guarded(ctx: Context, account: str, report: Report, action: Callable[[], object]) -> bool:
+def guarded(
+    ctx: TenantView, account: str, report: ActionReport, action: Callable[[], object]
+) -> bool:
     """Run one account's Graph action; a failure defers or records it, never stops the rest."""
     try:
         action()
@@ -62,9 +65,9 @@ def guarded(ctx: Context, account: str, report: Report, action: Callable[[], obj
 # ---- the reconcile round -------------------------------------------------------------------------
 
 
-def reconcile(ctx: Context) -> Report:
+def reconcile(ctx: TenantView) -> ActionReport:
     """Bring the tenant's subscriptions to the plan; renew what is due; record who is polled."""
-    report = Report(ctx.name)
+    report = ActionReport(ctx.name)
     records = sub_state.load(ctx.redis, ctx.name)
     if not ctx.tenant.enabled:
         for record in records.values():
@@ -72,7 +75,7 @@ def reconcile(ctx: Context) -> Report:
         _write_status(ctx, report, {}, [], sub_state.load(ctx.redis, ctx.name))
         return report
 
-    users = store.linked_users(ctx.redis, ctx.name)
+    users = links.linked_graph_ids(ctx.redis, ctx.name)
     configured = {a.strip().lower() for a in ctx.tenant.service_accounts}
     healthy = [a for a in ctx.auth.healthy_accounts() if a in configured]
     current = {a: r.user_ids for a, r in records.items()}
@@ -97,11 +100,11 @@ def reconcile(ctx: Context) -> Report:
 
 
 def _converge(
-    ctx: Context,
+    ctx: TenantView,
     account: str,
     chunk: tuple[str, ...],
     record: SubscriptionRecord | None,
-    report: Report,
+    report: ActionReport,
 ) -> None:
     if record is not None and set(record.user_ids) != set(chunk):
         delete(ctx, record, report)  # the resource cannot be PATCHed
@@ -114,9 +117,9 @@ def _converge(
         renew(ctx, record, report)
 
 
-def renew_expiring(ctx: Context) -> Report:
+def renew_expiring(ctx: TenantView) -> ActionReport:
     """Only renewals (and 404 recreations): the `renew` command, for cron-driven sites."""
-    report = Report(ctx.name)
+    report = ActionReport(ctx.name)
     now = ctx.now()
     for account, record in sub_state.load(ctx.redis, ctx.name).items():
         if record.expires_at - now > RENEW_WITHIN_SECONDS:
@@ -129,8 +132,8 @@ def renew_expiring(ctx: Context) -> Report:
 
 
 def _write_status(
-    ctx: Context,
-    report: Report,
+    ctx: TenantView,
+    report: ActionReport,
     chunks: Mapping[str, tuple[str, ...]],
     polled: list[str],
     records: dict[str, SubscriptionRecord],

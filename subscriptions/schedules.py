@@ -13,17 +13,18 @@ from dataclasses import dataclass, field
 
 from redis import Redis
 
-from core.auth import Authenticator
 from core.errors import BridgeError
+from core.graph_tokens import GraphTokens
 from core.queue import enqueue_maintain_pbx, enqueue_sync_directory
 from core.settings import Settings, TenantSettings
 from core.state import coordination
 from core.state import subscriptions as sub_state
 from subscriptions import lifecycle, polling
+from subscriptions.actions import ActionReport
 from subscriptions.clock import Schedule
-from subscriptions.context import Context, Report
 from subscriptions.reconcile import reconcile, renew_expiring
 from subscriptions.sweep import SweepReport, sweep
+from subscriptions.tenant_view import TenantView
 
 log = logging.getLogger(__name__)
 
@@ -36,27 +37,27 @@ ACCOUNTS_EVERY_SECONDS = 3600.0
 
 @dataclass
 class Clockwork:
-    """Per-tenant contexts kept across ticks (they hold Graph connections and the call budget)."""
+    """Per-tenant views kept across ticks (they hold Graph connections and the call budget)."""
 
     settings: Settings
     redis: Redis
-    auth: Authenticator
+    auth: GraphTokens
     now: Callable[[], float] = time.time
     poller: polling.Poller = field(default_factory=polling.Poller)
-    _contexts: dict[str, Context] = field(default_factory=dict)
+    _contexts: dict[str, TenantView] = field(default_factory=dict)
 
-    def context(self, tenant: TenantSettings) -> Context:
+    def context(self, tenant: TenantSettings) -> TenantView:
         ctx = self._contexts.get(tenant.name)
         if ctx is None:
             ca = self.settings.process.ca_bundle
-            ctx = Context(
+            ctx = TenantView(
                 self.redis, tenant, self.auth.tenant(tenant.name), self.auth.cipher(),
                 verify=str(ca) if ca else True, now=self.now,
             )  # fmt: skip
             self._contexts[tenant.name] = ctx
         return ctx
 
-    def contexts(self, *, enabled_only: bool = True) -> Iterator[Context]:
+    def contexts(self, *, enabled_only: bool = True) -> Iterator[TenantView]:
         for tenant in self.settings.tenants:
             if tenant.enabled or not enabled_only:
                 yield self.context(tenant)
@@ -68,17 +69,17 @@ class Clockwork:
 
     # ---- actions, one tenant each --------------------------------------------------------
 
-    def reconcile(self, ctx: Context) -> Report:
+    def reconcile(self, ctx: TenantView) -> ActionReport:
         report = reconcile(ctx)
         if report.gap:
             # Recreated or new: changes may have been missed.
             sub_state.request_sweep(self.redis, ctx.name)
         return report
 
-    def renew(self, ctx: Context) -> Report:
+    def renew(self, ctx: TenantView) -> ActionReport:
         return renew_expiring(ctx)
 
-    def sweep(self, ctx: Context) -> SweepReport:
+    def sweep(self, ctx: TenantView) -> SweepReport:
         return sweep(self.redis, ctx.name, ctx.graph(None), ctx.budget)
 
     def directory(self, tenant: str) -> str:
@@ -87,7 +88,7 @@ class Clockwork:
     # ---- the schedules ---------------------------------------------------------------------
 
     def _each(
-        self, what: str, action: Callable[[Context], object], *, enabled_only: bool = True
+        self, what: str, action: Callable[[TenantView], object], *, enabled_only: bool = True
     ) -> None:
         for ctx in self.contexts(enabled_only=enabled_only):
             try:
@@ -112,14 +113,14 @@ class Clockwork:
         self._each("sweep", self.sweep)
 
     def owed_sweeps(self) -> None:
-        def owed(ctx: Context) -> None:
+        def owed(ctx: TenantView) -> None:
             if sub_state.sweep_owed(self.redis, ctx.name):
                 self.sweep(ctx)
 
         self._each("sweep", owed)
 
     def poll_all(self) -> None:
-        def poll(ctx: Context) -> None:
+        def poll(ctx: TenantView) -> None:
             if self.poller.due(ctx.name):
                 report = polling.poll(self.redis, ctx.name, ctx.graph(None), ctx.budget)
                 self.poller.done(ctx.name, report.read)

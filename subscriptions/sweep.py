@@ -20,9 +20,10 @@ from redis import Redis
 
 from core.graph import GraphClient
 from core.queue import enqueue_presences
+from core.state import links
 from core.state import presence as presence_state
 from core.state import subscriptions as sub_state
-from subscriptions import planner, store
+from subscriptions import planner
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def sweep(
 ) -> SweepReport:
     """Resync every linked user of the tenant."""
     now = time.time() if now is None else now
-    users = store.linked_users(redis, tenant)
+    users = links.linked_graph_ids(redis, tenant)
     report = feed(redis, tenant, client, users, budget, now, enqueue)
     sub_state.clear_sweep_request(redis, tenant)
     log.info("tenant %s: sweep read %d, %d changed", tenant, report.read, report.changed)

@@ -6,7 +6,7 @@ the identity platform (302 for GET, 303 for POST, the URL also in a JSON body fo
 the admin page). The identity platform posts its answer to the callback (`form_post`), so the
 code never sits in a URL. The callback needs no key: the one-time `state` of a flow an admin
 started is its CSRF protection. msal is synchronous, so the work runs in the thread pool, on
-the app's synchronous Redis client and an `Authenticator` whose HTTP session ends with the
+the app's synchronous Redis client and a `GraphTokens` whose HTTP session ends with the
 request (sign-ins are rare: no connection to the login host stays open).
 """
 
@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from core.auth import Authenticator
 from core.errors import BridgeError, ConfigError
+from core.graph_tokens import GraphTokens
 from core.settings import Settings
 from webhook.auth import key_matches, presented_key
 from webhook.forms import read_form
@@ -47,13 +47,13 @@ def _json(body: object, status: int, headers: dict[str, str] | None = None) -> R
     )
 
 
-async def run_sign_in(request: Request, work: Callable[[Authenticator], _T]) -> _T:
-    """`work` in the thread pool, on a short-lived Authenticator over the app's sync Redis."""
+async def run_sign_in(request: Request, work: Callable[[GraphTokens], _T]) -> _T:
+    """`work` in the thread pool, on a short-lived GraphTokens over the app's sync Redis."""
     settings: Settings = request.app.state.settings
     redis = request.app.state.sync_redis
 
     def run() -> _T:
-        with Authenticator(settings, redis) as auth:
+        with GraphTokens(settings, redis) as auth:
             return work(auth)
 
     return await run_in_threadpool(run)

@@ -20,8 +20,8 @@ from core.queue import QUEUES, queue
 from core.redis import connect
 from core.settings import load_or_exit
 from core.state import coordination
-from workers.context import WorkerContext, install
-from workers.intake import IntakeForwarder
+from workers.forwarder import IntakeForwarder
+from workers.runtime import WorkerRuntime, install
 
 HEARTBEAT_SECONDS = 10
 
@@ -36,10 +36,10 @@ def heartbeat(redis: Redis, stop: threading.Event) -> None:
         stop.wait(HEARTBEAT_SECONDS)
 
 
-def _adapter_problems(context: WorkerContext, tenant: str) -> list[str]:
+def _adapter_problems(runtime: WorkerRuntime, tenant: str) -> list[str]:
     """PBX adapter options are validated by the adapters; report them at start, all at once."""
     try:
-        context.tenant(tenant)
+        runtime.tenant(tenant)
     except ConfigError as exc:
         return [f"tenants[{tenant}].{p}" for p in exc.problems]
     return []
@@ -49,14 +49,14 @@ def main() -> int:
     settings = load_or_exit("worker")
     configure(settings.process.log_level)
     redis = connect(settings.process.redis_url)
-    context = WorkerContext(settings, redis)
-    problems = [p for t in settings.tenants for p in _adapter_problems(context, t.name)]
+    runtime = WorkerRuntime(settings, redis)
+    problems = [p for t in settings.tenants for p in _adapter_problems(runtime, t.name)]
     if problems:
         print(f"presence-bridge worker: {ConfigError(problems)}", file=sys.stderr)
         return 2
     # Blocking reads need a longer socket timeout than the default.
     blocking = Redis.from_url(settings.process.redis_url, socket_timeout=30)
-    install(context)
+    install(runtime)
     name = f"{socket.gethostname()}-{os.getpid()}"
     stop = threading.Event()
     threads = [

@@ -7,17 +7,17 @@ import time
 from typing import Any
 
 from core import certificates
+from core.cipher import CacheCipher
 from core.errors import PbxError, TransientError
 from core.queue import enqueue_deliver, enqueue_refresh_call, enqueue_tick, hand_to_clock
 from core.state import intake
 from core.state.delivery import pending_users
-from core.token_cache import CacheCipher
-from workers import calls, delivery, directory
-from workers.context import TenantRuntime, current
+from workers import call_presence, delivery, directory_sync
 from workers.pbx.base import Refreshing
 from workers.pbx.registry import save_state
 from workers.pipeline import BatchResult, PresenceUpdate, process, tick_users
 from workers.rich import fetch_jwks, open_items
+from workers.runtime import TenantRuntime, current
 
 log = logging.getLogger("workers.jobs")
 
@@ -126,7 +126,7 @@ def process_pbx_events(tenant: str, items: list[dict[str, Any]]) -> int:
     for entry in items:
         event = entry["item"]
         if event["type"] == "call_started":
-            if calls.call_started(
+            if call_presence.call_started(
                 redis,
                 tenant,
                 runtime.graph,
@@ -137,19 +137,21 @@ def process_pbx_events(tenant: str, items: list[dict[str, Any]]) -> int:
             ):
                 _schedule_refresh(tenant, event["user"])
         else:
-            calls.call_ended(redis, tenant, runtime.graph, app_id, event["user"], event["call_id"])
+            call_presence.call_ended(
+                redis, tenant, runtime.graph, app_id, event["user"], event["call_id"]
+            )
     return len(items)
 
 
 def _schedule_refresh(tenant: str, pbx_user: str) -> None:
-    enqueue_refresh_call(current().redis, tenant, pbx_user, calls.REFRESH_AFTER)
+    enqueue_refresh_call(current().redis, tenant, pbx_user, call_presence.REFRESH_AFTER)
 
 
 def refresh_call_presence(tenant: str, pbx_user: str) -> bool:
     runtime = _runtime(tenant)
     if runtime is None:
         return False
-    going_on = calls.refresh(
+    going_on = call_presence.refresh(
         current().redis, tenant, runtime.graph, runtime.settings.client_id, pbx_user
     )
     if going_on:
@@ -187,7 +189,7 @@ def sync_directory(tenant: str, full: bool = False) -> dict[str, Any]:
     runtime = _runtime(tenant)
     if runtime is None:
         return {}
-    report = directory.sync_directory(
+    report = directory_sync.sync_directory(
         runtime.settings, current().redis, runtime.graph, adapter=runtime.adapter, full=full
     )
     return dict(report.status())

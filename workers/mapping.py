@@ -12,7 +12,7 @@ from itertools import product
 from typing import Final
 
 from core.settings import MappingSettings, RuleSettings
-from workers.presets import preset_rules
+from workers.mapping_presets import preset_rules
 
 
 @dataclass(frozen=True, slots=True)

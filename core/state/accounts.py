@@ -1,7 +1,7 @@
 """Delegated service accounts: their health, their MSAL token caches, sign-ins in progress.
 
-- `pb:tenant:{t}:accounts` hash: account -> JSON `AccountHealth` (writers: `core.auth` on
-  sign-in and refresh; readers: the subscription planner, status, metrics).
+- `pb:tenant:{t}:accounts` hash: account -> JSON `AccountHealth` (writers: `core.signin` on
+  sign-in, `core.graph_tokens` on refresh; readers: the subscription planner, status, metrics).
 - `pb:tenant:{t}:account:{a}:cache` string: the account's MSAL cache, sealed by
   `core.token_cache` (this module never sees it in plaintext).
 - `pb:oauth:flow:{sha256(state)}` string, EX 10 min: a sealed `SignInFlow`, taken once.

@@ -24,7 +24,7 @@ from core.state import subscriptions as sub_state
 from core.state.coordination import Process
 from core.state.subscriptions import ReconcileStatus
 
-# Refresh tokens lapse after 90 days without use (core.auth refreshes idle accounts long before).
+# Refresh tokens lapse after 90 days without use (core.graph_tokens refreshes idle ones sooner).
 REFRESH_TOKEN_DAYS = 90
 # The clock renews 20 minutes before expiry: one with less than 10 left missed two renewals.
 EXPIRING_SECONDS = 10 * 60.0

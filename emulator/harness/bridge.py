@@ -23,12 +23,12 @@ from cryptography.fernet import Fernet
 from rq import Worker
 
 from core import certificates
-from core.auth import Authenticator
+from core.cipher import CacheCipher
 from core.graph import format_datetime
+from core.graph_tokens import GraphTokens
 from core.notification_crypto import generate_encryption_certificate
 from core.settings import load_settings
 from core.state.subscriptions import register
-from core.token_cache import CacheCipher
 from emulator.harness.ports import free_port, port_open
 from emulator.harness.processes import Service, private_env
 from emulator.harness.served import ServedApp
@@ -144,14 +144,14 @@ class BridgeSite:
 
     # -- what the clock does ----------------------------------------------------------------
 
-    def sign_in(self, auth: Authenticator, account: str) -> None:
+    def sign_in(self, auth: GraphTokens, account: str) -> None:
         """A service account's sign-in, as the browser and the OAuth callback do it."""
         auth_uri = auth.start_sign_in(TENANT, account)
         auth.finish_sign_in(self.control.sign_in(auth_uri, submit=False))
 
     def subscribe(
         self,
-        auth: Authenticator,
+        auth: GraphTokens,
         account: str,
         graph_ids: Sequence[str],
         notification_url: str,
@@ -190,7 +190,7 @@ class BridgeSite:
         register(self.redis, str(created["id"]), TENANT, client_state)
         return created
 
-    def subscribe_all(self, auth: Authenticator, notification_url: str) -> None:
+    def subscribe_all(self, auth: GraphTokens, notification_url: str) -> None:
         """Sign every service account in and give each up to 650 users, in order."""
         for n, account in enumerate(self.accounts):
             self.sign_in(auth, account)

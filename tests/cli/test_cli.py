@@ -18,7 +18,7 @@ from cryptography.fernet import Fernet
 from typer.testing import CliRunner, Result
 
 from cli.app import app
-from core.auth import Authenticator
+from core.graph_tokens import GraphTokens
 from core.queue import QUEUE_PBX, queue
 from core.settings import load_settings
 from core.state import delivery
@@ -58,7 +58,7 @@ class Site:
     tmp_path: Path
     pbx: str = 'adapter = "builtin"'
     extra: str = ""
-    made: list[Authenticator] = field(default_factory=list)
+    made: list[GraphTokens] = field(default_factory=list)
 
     def run(self, *args: str, env: dict[str, str] | None = None) -> Result:
         every = {**self.env, "COLUMNS": "200", **(env or {})}
@@ -91,7 +91,7 @@ class Site:
         args = ["login", "--tenant", TENANT] + (["--account", account] if account else [])
         auth_uri = self.json(*args)["auth_uri"]
         fields = self.control.sign_in(auth_uri, submit=False)
-        auth = Authenticator(load_settings(self.env), redis_client)
+        auth = GraphTokens(load_settings(self.env), redis_client)
         self.made.append(auth)
         auth.finish_sign_in(fields)
 
@@ -302,7 +302,7 @@ def test_login_prints_a_url_that_signs_the_account_in(
     assert result.exit_code == 0, result.output
     url = next(line for line in result.stdout.splitlines() if line.startswith("https://"))
     assert f"{site.public_url}/oauth/callback" in result.stdout
-    auth = Authenticator(load_settings(site.env), redis_client)
+    auth = GraphTokens(load_settings(site.env), redis_client)
     site.made.append(auth)
     assert auth.finish_sign_in(site.control.sign_in(url, submit=False)) == (
         TENANT, site.accounts[0]

@@ -1,4 +1,4 @@
-"""The harness of the core auth tests: emulated Entra tenants (`Site`) and Authenticators."""
+"""The harness of the core auth tests: emulated Entra tenants (`Site`) and GraphTokens."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 
-from core.auth import Authenticator
+from core.graph_tokens import GraphTokens
 from core.settings import Settings, load_settings
 from emulator.control import ControlClient
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
@@ -59,8 +59,8 @@ class Site:
     def name(self) -> str:
         return self.settings.tenants[0].name
 
-    def auth(self, redis_client: redis.Redis, **kwargs: object) -> Authenticator:
-        return Authenticator(self.settings, redis_client, clock=self.clock, **kwargs)  # type: ignore[arg-type]
+    def auth(self, redis_client: redis.Redis, **kwargs: object) -> GraphTokens:
+        return GraphTokens(self.settings, redis_client, clock=self.clock, **kwargs)  # type: ignore[arg-type]
 
 
 def make_site(
@@ -121,13 +121,13 @@ def make_site(
     return Site(server, ctl, tenant_id, app["client_id"], secret, upns, passwords, settings)
 
 
-def sign_in(site: Site, auth: Authenticator, account: str) -> None:
+def sign_in(site: Site, auth: GraphTokens, account: str) -> None:
     """Sign a service account in the way a browser would, without the web process."""
     auth_uri = auth.start_sign_in(site.name, account)
     auth.finish_sign_in(site.control.sign_in(auth_uri, submit=False))
 
 
-def signed_in(site: Site, auth: Authenticator) -> str:
+def signed_in(site: Site, auth: GraphTokens) -> str:
     """Sign in the site's only service account; returns it."""
     (account,) = site.accounts
     sign_in(site, auth, account)
@@ -172,10 +172,10 @@ def private_site(private_site_factory: Callable[..., Site]) -> Site:
 
 
 @pytest.fixture
-def auth_factory(redis_client: redis.Redis) -> Iterator[Callable[..., Authenticator]]:
-    made: list[Authenticator] = []
+def auth_factory(redis_client: redis.Redis) -> Iterator[Callable[..., GraphTokens]]:
+    made: list[GraphTokens] = []
 
-    def make(site: Site, **kwargs: object) -> Authenticator:
+    def make(site: Site, **kwargs: object) -> GraphTokens:
         made.append(site.auth(redis_client, **kwargs))
         return made[-1]
 

@@ -12,13 +12,13 @@ import redis
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from core.auth import Authenticator
+from core.cipher import CacheCipher, CacheKeyError
 from core.errors import ConfigError
+from core.graph_tokens import GraphTokens
 from core.identity import SignInFailed
 from core.settings import Settings
 from core.state import accounts
 from core.state.accounts import SIGN_IN_TTL_SECONDS, flow_key
-from core.token_cache import CacheCipher, CacheKeyError
 from tests.core.conftest import Site, signed_in
 
 
@@ -52,7 +52,7 @@ def every_stored_byte(redis_client: redis.Redis) -> bytes:
 
 def test_nothing_in_redis_holds_a_token_or_verifier_in_plaintext(
     private_site: Site,
-    auth_factory: Callable[..., Authenticator],
+    auth_factory: Callable[..., GraphTokens],
     redis_client: redis.Redis,
 ) -> None:
     auth = auth_factory(private_site)
@@ -73,7 +73,7 @@ def test_nothing_in_redis_holds_a_token_or_verifier_in_plaintext(
 
 def test_an_unchanged_cache_is_not_rewritten(
     site: Site,
-    auth_factory: Callable[..., Authenticator],
+    auth_factory: Callable[..., GraphTokens],
     redis_client: redis.Redis,
 ) -> None:
     auth = auth_factory(site)
@@ -87,7 +87,7 @@ def test_an_unchanged_cache_is_not_rewritten(
 
 def test_a_refreshed_cache_is_rewritten(
     site: Site,
-    auth_factory: Callable[..., Authenticator],
+    auth_factory: Callable[..., GraphTokens],
     redis_client: redis.Redis,
 ) -> None:
     auth = auth_factory(site)
@@ -99,7 +99,7 @@ def test_a_refreshed_cache_is_rewritten(
 
 def test_a_wrong_cache_key_is_a_clear_error(
     site: Site,
-    auth_factory: Callable[..., Authenticator],
+    auth_factory: Callable[..., GraphTokens],
     redis_client: redis.Redis,
 ) -> None:
     account = signed_in(site, auth_factory(site))
@@ -114,7 +114,7 @@ def test_a_wrong_cache_key_is_a_clear_error(
 
 def test_a_rotated_key_reads_old_caches_and_reseals_them_with_the_new_key(
     site: Site,
-    auth_factory: Callable[..., Authenticator],
+    auth_factory: Callable[..., GraphTokens],
     redis_client: redis.Redis,
 ) -> None:
     account = signed_in(site, auth_factory(site))
@@ -138,7 +138,7 @@ def test_a_malformed_cache_key_is_a_config_error_that_hides_it(value: str) -> No
 
 def test_a_sign_in_state_is_redeemed_once(
     site: Site,
-    auth_factory: Callable[..., Authenticator],
+    auth_factory: Callable[..., GraphTokens],
 ) -> None:
     (account,) = site.accounts
     auth = auth_factory(site)
@@ -150,7 +150,7 @@ def test_a_sign_in_state_is_redeemed_once(
 
 def test_a_pending_sign_in_expires_within_ten_minutes(
     site: Site,
-    auth_factory: Callable[..., Authenticator],
+    auth_factory: Callable[..., GraphTokens],
     redis_client: redis.Redis,
 ) -> None:
     (account,) = site.accounts

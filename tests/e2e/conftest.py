@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core.auth import Authenticator
 from core.graph import GraphClient
+from core.graph_tokens import GraphTokens
 from core.settings import Settings
 from core.state import delivery, intake, pbx, profiles
 from core.state.delivery import Desired
@@ -81,7 +81,7 @@ class Bridge:
     control: ControlClient
     redis: redis.Redis
     settings: Settings
-    auth: Authenticator
+    auth: GraphTokens
     tenant_id: str
     client_id: str
     users: dict[str, str]  # PBX username -> Graph user id
@@ -222,7 +222,7 @@ def bridge_factory(
         cleanups.append(site.close)
         web = site.serve_web().start()
         cleanups.append(web.stop)
-        auth = Authenticator(site.settings, redis_client)
+        auth = GraphTokens(site.settings, redis_client)
         cleanups.append(auth.close)
         bridge = Bridge(
             emulator,

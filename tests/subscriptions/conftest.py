@@ -12,16 +12,16 @@ import redis
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from core.auth import Authenticator
+from core.graph_tokens import GraphTokens
 from core.settings import ProcessSettings, Settings, TenantSettings, load_settings
 from core.state import links
 from emulator.control import ControlClient
 from emulator.harness.served import ServedApp
 from emulator.server import EmulatorServer
 from emulator.world import Subscription
-from subscriptions import store
-from subscriptions.context import Context, Report
+from subscriptions.actions import ActionReport
 from subscriptions.reconcile import reconcile
+from subscriptions.tenant_view import TenantView
 from tests.emulator.conftest import ALL_ROLES, emulator_factory  # noqa: F401
 from webhook.app import create_app
 
@@ -38,10 +38,10 @@ class Bridge:
     tenant_id: str
     users: list[str]
     accounts: list[str]
-    auth: Authenticator
+    auth: GraphTokens
     settings: Settings
-    _make_ctx: Callable[[Settings], Context]
-    contexts: list[Context] = field(default_factory=list)
+    _make_ctx: Callable[[Settings], TenantView]
+    contexts: list[TenantView] = field(default_factory=list)
 
     @property
     def tenant(self) -> TenantSettings:
@@ -49,12 +49,12 @@ class Bridge:
         assert tenant is not None
         return tenant
 
-    def context(self) -> Context:
+    def context(self) -> TenantView:
         ctx = self._make_ctx(self.settings)
         self.contexts.append(ctx)
         return ctx
 
-    def reconcile(self) -> Report:
+    def reconcile(self) -> ActionReport:
         return reconcile(self.context())
 
     def live(self) -> list[Subscription]:
@@ -95,7 +95,7 @@ class Bridge:
         self.contexts.clear()
         self.auth.close()  # its keep-alive connections would outlive the emulator
         self.settings = settings
-        self.auth = Authenticator(settings, self.redis)
+        self.auth = GraphTokens(settings, self.redis)
 
     def sign_in(self, upn: str) -> None:
         url = self.auth.start_sign_in(TENANT, upn)
@@ -113,7 +113,7 @@ class Bridge:
 
 def covered(bridge: Bridge) -> dict[str, int]:
     """How many live subscriptions cover each linked user."""
-    counts = dict.fromkeys(store.linked_users(bridge.redis, TENANT), 0)
+    counts = dict.fromkeys(links.linked_graph_ids(bridge.redis, TENANT), 0)
     for sub in bridge.live():
         for uid in sub.user_ids:
             if uid in counts:
@@ -157,17 +157,17 @@ def bridge_factory(
         )  # fmt: skip
         settings = Settings(process=process, tenants=(tenant,))
 
-        def make_ctx(current: Settings) -> Context:
+        def make_ctx(current: Settings) -> TenantView:
             assert emulator.ca_path is not None
             tenant_settings = current.tenant(TENANT)
             assert tenant_settings is not None
-            return Context(
+            return TenantView(
                 redis_client, tenant_settings, bridge.auth.tenant(TENANT), bridge.auth.cipher(),
                 verify=str(emulator.ca_path), now=emulator.world.clock.now,
             )  # fmt: skip
 
         bridge = Bridge(emulator, control, redis_client, tenant_id, list(user_ids), [],
-                        Authenticator(settings, redis_client), settings, make_ctx)  # fmt: skip
+                        GraphTokens(settings, redis_client), settings, make_ctx)  # fmt: skip
         bridge.add_accounts(accounts)
         bridge.link(bridge.users)
         made.append(bridge)

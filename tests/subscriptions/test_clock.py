@@ -11,7 +11,7 @@ import orjson
 import pytest
 import redis
 
-from core.auth import Authenticator
+from core.graph_tokens import GraphTokens
 from core.queue import QUEUE_PBX, queue
 from core.settings import load_settings
 from core.state import intake
@@ -142,7 +142,7 @@ def test_the_clock_has_every_schedule_due_at_start(
     redis_client: redis.Redis, redis_url: str
 ) -> None:
     settings = load_settings({"PRESENCE_BRIDGE_REDIS_URL": redis_url})
-    with Authenticator(settings, redis_client) as auth:
+    with GraphTokens(settings, redis_client) as auth:
         names = [s.name for s in Clockwork(settings, redis_client, auth).schedules()]
     assert {"reconcile", "lifecycle", "sweep", "polling", "directory"} <= set(names)
 
@@ -166,7 +166,7 @@ def test_pbx_reconcile_queues_a_delivery_of_pending_state_per_tenant(
     env = write_env(tmp_path, tenant_toml(), PRESENCE_BRIDGE_REDIS_URL=redis_url,
                     **{secret_env("contoso", "CLIENT_SECRET"): "s"})
     settings = load_settings(env)
-    with Authenticator(settings, redis_client) as auth:
+    with GraphTokens(settings, redis_client) as auth:
         Clockwork(settings, redis_client, auth).pbx_reconcile_all()
     [job] = queue(redis_client, QUEUE_PBX).jobs
     assert (job.func_name, list(job.args)) == ("workers.jobs.maintain_pbx", ["contoso"])
@@ -176,7 +176,7 @@ def test_schedule_intervals_come_from_the_settings(redis_client: redis.Redis,
                                                    redis_url: str) -> None:
     settings = load_settings({"PRESENCE_BRIDGE_REDIS_URL": redis_url,
                               "PRESENCE_BRIDGE_DIRECTORY_EVERY": "120"})
-    with Authenticator(settings, redis_client) as auth:
+    with GraphTokens(settings, redis_client) as auth:
         schedules = Clockwork(settings, redis_client, auth).schedules()
     every = {s.name: s.every_seconds for s in schedules}
     assert (every["directory"], every["sweep"], every["pbx-reconcile"]) == (120.0, 300.0, 60.0)

@@ -11,7 +11,7 @@ import jwt
 import pytest
 import redis
 
-from core.auth import Authenticator
+from core.graph_tokens import GraphTokens
 from core.state import accounts
 from core.state.accounts import AccountStatus
 from emulator.control import ControlClient
@@ -90,7 +90,7 @@ def sign_in_through_the_web(bridge: Bridge, account: str | None, **typed: str) -
 def test_sign_in_end_to_end_then_silent_refresh(
     bridge_factory: Callable[..., Bridge],
     emulator_factory: Callable[..., EmulatorServer],  # noqa: F811
-    auth_factory: Callable[..., Authenticator],  # noqa: F811
+    auth_factory: Callable[..., GraphTokens],  # noqa: F811
 ) -> None:
     server = emulator_factory()
     with server.control() as private_control:
@@ -193,7 +193,7 @@ def test_a_user_who_is_not_a_service_account_is_refused(
     bridge_factory: Callable[..., Bridge],
     emulator: EmulatorServer,  # noqa: F811
     control: ControlClient,  # noqa: F811
-    auth_factory: Callable[..., Authenticator],  # noqa: F811
+    auth_factory: Callable[..., GraphTokens],  # noqa: F811
 ) -> None:
     bridge = bridge_factory(emulator, control, extra_users=1)
     _, stranger = bridge.site.accounts

@@ -15,51 +15,51 @@ from core.state import links, pbx
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from tests.kamailio import KamailioServer
 from workers import jobs
-from workers.context import WorkerContext, install
 from workers.pbx.base import ProfileChange
 from workers.pbx.builtin import BuiltinAdapter
 from workers.pbx.sip import SipAdapter
 from workers.pipeline import PresenceUpdate, process
+from workers.runtime import WorkerRuntime, install
 
-ContextFactory = Callable[[str], WorkerContext]
+RuntimeFactory = Callable[[str], WorkerRuntime]
 
 
 @pytest.fixture
-def context_factory(tmp_path: Path, redis_url: str,
-                    redis_client: redis.Redis) -> Iterator[ContextFactory]:
-    made: list[WorkerContext] = []
+def runtime_factory(tmp_path: Path, redis_url: str,
+                    redis_client: redis.Redis) -> Iterator[RuntimeFactory]:
+    made: list[WorkerRuntime] = []
 
-    def make(pbx: str) -> WorkerContext:
+    def make(pbx: str) -> WorkerRuntime:
         env = write_env(tmp_path, tenant_toml(pbx=pbx), PRESENCE_BRIDGE_REDIS_URL=redis_url,
                         **{secret_env("contoso", "CLIENT_SECRET"): "s"})  # fmt: skip
-        ctx = WorkerContext(load_settings(env), redis_client)
-        install(ctx)
-        made.append(ctx)
-        return ctx
+        runtime = WorkerRuntime(load_settings(env), redis_client)
+        install(runtime)
+        made.append(runtime)
+        return runtime
 
     yield make
     install(None)
-    for ctx in made:
-        ctx.close()
+    for runtime in made:
+        runtime.close()
 
 
 def test_pending_desired_state_is_applied(
-    context_factory: ContextFactory, redis_client: redis.Redis
+    runtime_factory: RuntimeFactory, redis_client: redis.Redis
 ) -> None:
-    ctx = context_factory('adapter = "builtin"')
+    runtime = runtime_factory('adapter = "builtin"')
     links.replace(redis_client, "contoso", {"g1": ["alice"]})
-    process(redis_client, "contoso", ctx.tenant("contoso").rules, 0.0,  # type: ignore[union-attr]
+    process(redis_client, "contoso", runtime.tenant("contoso").rules, 0.0,  # type: ignore[union-attr]
             [PresenceUpdate("g1", "Away", "Away", "1")])  # decided, never delivered
     assert jobs.maintain_pbx("contoso") == 1
     assert BuiltinAdapter(redis_client, "contoso").read_profile("alice") == "Away"
 
 
 def test_a_sip_publication_near_its_expiry_is_refreshed_after_a_restart(
-    context_factory: ContextFactory, kamailio: KamailioServer, redis_client: redis.Redis
+    runtime_factory: RuntimeFactory, kamailio: KamailioServer, redis_client: redis.Redis
 ) -> None:
     sip = (f'adapter = "sip"\noptions = {{ host = "127.0.0.1", port = {kamailio.udp_port}, '
            f'domain = "{kamailio.domain}" }}')  # fmt: skip
-    first = context_factory(sip)
+    first = runtime_factory(sip)
     adapter = cast(SipAdapter, first.tenant("contoso").adapter)  # type: ignore[union-attr]
     adapter.apply_profile(ProfileChange("carol", "Busy"))
     first.close()
@@ -68,7 +68,7 @@ def test_a_sip_publication_near_its_expiry_is_refreshed_after_a_restart(
     state["users"]["carol"]["expires_at"] -= 0.9 * state["users"]["carol"]["lifetime"]
     pbx.save_adapter_state(redis_client, "contoso", json.dumps(state))
 
-    restarted = context_factory(sip)
+    restarted = runtime_factory(sip)
     jobs.maintain_pbx("contoso")
 
     assert restarted.tenant("contoso").adapter.counts["refresh"] == 1  # type: ignore[union-attr]

@@ -18,7 +18,7 @@ from core.state import links
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from tests.pbx_server import PbxServer
 from workers import jobs
-from workers.context import WorkerContext, install
+from workers.runtime import WorkerRuntime, install
 
 
 @pytest.fixture
@@ -28,23 +28,23 @@ def pbx() -> Iterator[PbxServer]:
 
 
 @pytest.fixture
-def context(pbx: PbxServer, tmp_path: Path, redis_url: str,
-            redis_client: redis.Redis) -> Iterator[WorkerContext]:
+def runtime(pbx: PbxServer, tmp_path: Path, redis_url: str,
+            redis_client: redis.Redis) -> Iterator[WorkerRuntime]:
     options = (f'adapter = "http"\n[tenants.pbx.options]\nbase_url = "{pbx.url}"\n'
                '[tenants.pbx.options.actions.apply_profile]\n'
                'url = "/generic/users/$user"\nmethod = "PUT"\n')  # fmt: skip
     env = write_env(tmp_path, tenant_toml(pbx=options), PRESENCE_BRIDGE_REDIS_URL=redis_url,
                     **{secret_env("contoso", "CLIENT_SECRET"): "s"})  # fmt: skip
-    ctx = WorkerContext(load_settings(env), redis_client)
-    install(ctx)
+    runtime = WorkerRuntime(load_settings(env), redis_client)
+    install(runtime)
     links.replace(redis_client, "contoso", {"g-alice": ["alice"]})
-    yield ctx
+    yield runtime
     install(None)
-    ctx.close()
+    runtime.close()
 
 
 def test_retry_after_from_the_pbx_delays_the_retry(
-    pbx: PbxServer, context: WorkerContext, redis_client: redis.Redis
+    pbx: PbxServer, runtime: WorkerRuntime, redis_client: redis.Redis
 ) -> None:
     pbx.fail(1, 429, retry_after="120")
     before = time.time()
@@ -58,7 +58,7 @@ def test_retry_after_from_the_pbx_delays_the_retry(
 
 
 def test_a_failure_without_retry_after_is_retried_by_a_queued_job(
-    pbx: PbxServer, context: WorkerContext, redis_client: redis.Redis
+    pbx: PbxServer, runtime: WorkerRuntime, redis_client: redis.Redis
 ) -> None:
     pbx.fail(1, 503)
     jobs.process_presences("contoso", [{"id": "g-alice", "availability": "Away",
@@ -69,7 +69,7 @@ def test_a_failure_without_retry_after_is_retried_by_a_queued_job(
 
 
 def test_a_retried_delivery_waits_for_the_pbx_retry_after(
-    pbx: PbxServer, context: WorkerContext, redis_client: redis.Redis
+    pbx: PbxServer, runtime: WorkerRuntime, redis_client: redis.Redis
 ) -> None:
     pbx.fail(1, 503)  # the first try, in the presence job: a delivery job is queued
     jobs.process_presences("contoso", [{"id": "g-alice", "availability": "Away",

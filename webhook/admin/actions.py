@@ -25,7 +25,7 @@ def _same_origin(request: Request) -> bool:
 
 
 async def sign_in(request: Request) -> Response:
-    """A "Sign in" button: start core.auth's flow, as /oauth/login does; /oauth/callback ends it."""
+    """A "Sign in" button: starts the sign-in flow as /oauth/login does; /oauth/callback ends it."""
     if not authorised(request) or not _same_origin(request):
         return login_page(request)
     form = await read_form(request, MAX_FORM_BYTES) or {}

@@ -24,16 +24,16 @@ import httpx
 from pydantic import SecretStr
 from redis import Redis
 
+from core.cipher import CACHE_KEY_ENV, CacheCipher
 from core.errors import ConfigError, PbxError
 from core.settings import PbxSettings
-from core.token_cache import CACHE_KEY_ENV, CacheCipher
 from workers.pbx.base import PbxAdapter, PbxUserRecord, ProfileChange
 from workers.pbx.http_auth import (
     REDACTOR,
     ApiKeyAuth,
-    Authenticator,
     OAuth2Auth,
-    build_authenticator,
+    RequestAuth,
+    build_request_auth,
 )
 from workers.pbx.http_options import (
     Action,
@@ -145,8 +145,8 @@ class HttpAdapter(PbxAdapter):
                               max_keepalive_connections=options.max_connections)
         self._client = httpx.Client(timeout=options.timeout_seconds, limits=limits,
                                     verify=verify, follow_redirects=False)
-        self._auth: Authenticator = build_authenticator(options.auth, secret, self._client,
-                                                        self._url, clock, share)
+        self._auth: RequestAuth = build_request_auth(options.auth, secret, self._client,
+                                                     self._url, clock, share)
         self._secret = secret
         if secret is not None and isinstance(options.auth, ApiKeyAuth):
             REDACTOR.register(self, secret.get_secret_value())

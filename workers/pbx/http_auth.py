@@ -1,4 +1,4 @@
-"""Authentication for the `http` PBX adapter: options models and the authenticators behind them.
+"""Authentication for the `http` PBX adapter: options models and the request auths behind them.
 
 The one secret (PbxSettings.secret) is read only at the moment a request is signed; nothing
 here stores it in a repr, a log line or an error message.
@@ -21,7 +21,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from core.errors import PbxError
-from workers.pbx.http_tokens import ProcessTokens, SharedTokens, Token, TokenShare, TokenStore
+from workers.pbx.http_tokens import PbxTokens, ProcessTokens, SharedTokens, Token, TokenShare
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 Clock = Callable[[], float]
@@ -90,7 +90,9 @@ AuthOptions = Annotated[
 ]
 
 
-class Authenticator(Protocol):
+class RequestAuth(Protocol):
+    """How the `http` adapter authenticates its requests to the PBX."""
+
     def sign(self, request: httpx.Request) -> None:
         """Add credentials to a request that is about to be sent."""
         ...
@@ -146,22 +148,22 @@ class _Hmac:
 
 
 class _TokenAuth:
-    """A fetched token sent as a header; its store decides who fetches and who shares it."""
+    """A fetched token sent as a header; its `PbxTokens` decide who fetches and who shares it."""
 
-    def __init__(self, header: str, scheme: str, store: TokenStore) -> None:
+    def __init__(self, header: str, scheme: str, tokens: PbxTokens) -> None:
         self._header = header
         self._scheme = scheme
-        self._store = store
+        self._tokens = tokens
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(header={self._header!r})"
 
     def sign(self, request: httpx.Request) -> None:
-        request.headers[self._header] = f"{self._scheme} {self._store.current()}".strip()
+        request.headers[self._header] = f"{self._scheme} {self._tokens.current()}".strip()
 
     def refresh(self, request: httpx.Request) -> bool:
         used = request.headers.get(self._header, "")
-        self._store.invalidate(used.removeprefix(f"{self._scheme} ") if self._scheme else used)
+        self._tokens.invalidate(used.removeprefix(f"{self._scheme} ") if self._scheme else used)
         return True
 
 
@@ -247,9 +249,9 @@ def _oauth2(options: OAuth2Auth, secret: SecretStr, client: httpx.Client, url: s
 
     digest = hashlib.sha256(secret.get_secret_value().encode()).hexdigest()
     key = ("oauth2", url, options.client_id, options.scope or "", options.grant_type, digest)
-    store: TokenStore = (ProcessTokens(key, clock, fetch) if share is None
-                         else SharedTokens(share, key, clock, fetch))
-    return _TokenAuth("Authorization", "Bearer", store)
+    tokens: PbxTokens = (ProcessTokens(key, clock, fetch) if share is None
+                          else SharedTokens(share, key, clock, fetch))
+    return _TokenAuth("Authorization", "Bearer", tokens)
 
 
 def _starface(options: StarfaceAuth, secret: SecretStr, client: httpx.Client, url: str,
@@ -281,15 +283,15 @@ def _starface(options: StarfaceAuth, secret: SecretStr, client: httpx.Client, ur
     return _TokenAuth("authToken", "", ProcessTokens(key, clock, fetch))
 
 
-def build_authenticator(
+def build_request_auth(
     options: AuthOptions | None,
     secret: SecretStr | None,
     client: httpx.Client,
     resolve_url: Callable[[str], str],
     clock: Clock = time.time,
     share: TokenShare | None = None,
-) -> Authenticator:
-    """The authenticator for validated options; `secret` was checked by secret_problems().
+) -> RequestAuth:
+    """The request auth for validated options; `secret` was checked by secret_problems().
 
     With `share`, an OAuth2 token is shared through Redis by every worker of the tenant.
     """

@@ -19,10 +19,10 @@ from typing import Protocol
 
 from redis import Redis, RedisError
 
+from core.cipher import CacheCipher, CacheKeyError
 from core.errors import PbxError
 from core.state import pbx
 from core.state.pbx import PbxToken
-from core.token_cache import CacheCipher, CacheKeyError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,9 @@ class Token:
 Fetch = Callable[[], Token]
 
 
-class TokenStore(Protocol):
+class PbxTokens(Protocol):
+    """Where the `http` adapter gets its fetched token: `ProcessTokens` or `SharedTokens`."""
+
     def current(self) -> str:
         """A usable token, fetched when there is none."""
         ...

@@ -14,9 +14,9 @@ import redis
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
+from core.cipher import CacheCipher
 from core.errors import ConfigError, PbxError
 from core.settings import PbxSettings
-from core.token_cache import CacheCipher
 from emulator.harness.ports import free_port
 from tests.pbx_server import CLIENT_ID, SECRET, PbxServer
 from tests.workers.pbx.conftest import HttpAdapterBuilder

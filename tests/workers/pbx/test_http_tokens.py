@@ -17,10 +17,10 @@ import redis
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
+from core.cipher import CacheCipher
 from core.errors import ConfigError, PbxError
 from core.settings import PbxSettings
 from core.state.pbx import token_key, token_lock_key
-from core.token_cache import CacheCipher
 from emulator.harness.ports import free_port
 from tests.pbx_server import CLIENT_ID, JWT, SECRET, PbxServer
 from tests.workers.pbx.conftest import HttpAdapterBuilder
@@ -217,8 +217,8 @@ def test_the_token_is_in_no_log_line_or_repr(
         adapter.apply_profile(DND)
     token = used_token(server)
 
-    store = vars(adapter._auth)["_store"]
-    texts = [caplog.text, repr(adapter), repr(vars(adapter)), repr(vars(store))]
+    tokens = vars(adapter._auth)["_tokens"]
+    texts = [caplog.text, repr(adapter), repr(vars(adapter)), repr(vars(tokens))]
     assert "fetched and stored" in caplog.text
     assert all(token not in text for text in texts)
 

@@ -1,5 +1,7 @@
-"""What a worker process holds across jobs: settings, Redis, and per tenant its rules,
-PBX adapter and Graph client. Built once per process, on first use."""
+"""The worker process's runtime: settings, Redis, and per tenant its rules, adapter and Graph.
+
+Built once per process, on first use, and held across jobs.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +10,8 @@ from dataclasses import dataclass, field
 
 from redis import Redis
 
-from core.auth import TenantAuth
 from core.graph import GraphClient
+from core.graph_tokens import TenantTokens
 from core.redis import connect
 from core.settings import Settings, TenantSettings, load_settings
 from core.state import links
@@ -40,10 +42,10 @@ class TenantRuntime:
 
 def default_graph_factory(settings: Settings, tenant: TenantSettings, redis: Redis) -> GraphClient:
     """App-only Graph client of a tenant (MSAL is built on first use)."""
-    return TenantAuth(tenant, settings.process, redis).graph_client()
+    return TenantTokens(tenant, settings.process, redis).graph_client()
 
 
-class WorkerContext:
+class WorkerRuntime:
     def __init__(
         self, settings: Settings, redis: Redis, graph_factory: GraphFactory = default_graph_factory
     ) -> None:
@@ -77,18 +79,18 @@ class WorkerContext:
         self._tenants.clear()
 
 
-_current: WorkerContext | None = None
+_current: WorkerRuntime | None = None
 
 
-def current() -> WorkerContext:
+def current() -> WorkerRuntime:
     global _current
     if _current is None:
         settings = load_settings()
-        _current = WorkerContext(settings, connect(settings.process.redis_url))
+        _current = WorkerRuntime(settings, connect(settings.process.redis_url))
     return _current
 
 
-def install(context: WorkerContext | None) -> None:
-    """Set the process's context (the worker's main, and tests that run jobs in-process)."""
+def install(runtime: WorkerRuntime | None) -> None:
+    """Set the process's runtime (the worker's main, and tests that run jobs in-process)."""
     global _current
-    _current = context
+    _current = runtime

@@ -1,4 +1,4 @@
-"""Keep each tenant's Graph directory in Redis and turn it into links to PBX users.
+"""Directory sync: keep each tenant's Graph directory in Redis and turn it into PBX links.
 
 A full import lists `/users` ($top up to 999 per page); afterwards `/users/delta` rounds bring
 only the changes. The delta link for the full import is taken with `$deltatoken=latest`

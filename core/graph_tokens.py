@@ -26,6 +26,7 @@ import msal
 import requests
 from redis import Redis
 
+from core.cipher import CacheCipher
 from core.errors import ConfigError
 from core.graph import GraphClient
 from core.identity import (
@@ -44,7 +45,7 @@ from core.settings import ProcessSettings, Settings, TenantSettings
 from core.signin import TenantSignIn, take_flow
 from core.state import accounts
 from core.state.accounts import AccountHealth, AccountStatus, SignInFlow
-from core.token_cache import AccountCache, CacheCipher
+from core.token_cache import AccountCache
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +94,12 @@ def client_credential(tenant: TenantSettings) -> str | dict[str, str]:
 class _Slot:
     """One service account in this process: its lock, cache and msal application."""
 
-    store: AccountCache
+    cache: AccountCache
     lock: threading.Lock = field(default_factory=threading.Lock)
     app: msal.ConfidentialClientApplication | None = None
 
 
-class TenantAuth:
+class TenantTokens:
     def __init__(
         self,
         tenant: TenantSettings,
@@ -129,7 +130,7 @@ class TenantAuth:
         )
 
     def __repr__(self) -> str:
-        return f"TenantAuth({self.tenant.name!r})"
+        return f"TenantTokens({self.tenant.name!r})"
 
     def close(self) -> None:
         self._http.close()
@@ -198,8 +199,8 @@ class TenantAuth:
         with self._lock:
             slot = self._slots.get(account)
             if slot is None:
-                store = AccountCache(self._redis, self._cipher(), self.tenant.name, account)
-                slot = self._slots[account] = _Slot(store)
+                cache = AccountCache(self._redis, self._cipher(), self.tenant.name, account)
+                slot = self._slots[account] = _Slot(cache)
             return slot
 
     def _needs_sign_in(self, account: str, reason: str) -> SignInRequired:
@@ -212,10 +213,10 @@ class TenantAuth:
         name = accounts.normalize(account)
         slot = self._slot(name)
         with slot.lock:
-            if not slot.store.load():
+            if not slot.cache.load():
                 raise self._needs_sign_in(name, "no stored sign-in")
             if slot.app is None:
-                slot.app = self._build(slot.store.cache)
+                slot.app = self._build(slot.cache.cache)
             signed_in = slot.app.get_accounts()
             if not signed_in:
                 raise self._needs_sign_in(name, "the token cache holds no account")
@@ -228,7 +229,7 @@ class TenantAuth:
                     f"tenant {self.tenant.name}: refresh of {name}: {type(exc).__name__}"
                 ) from None
             finally:
-                slot.store.save()  # only writes when msal changed the cache
+                slot.cache.save()  # only writes when msal changed the cache
         if result is None:
             raise self._needs_sign_in(name, "no usable refresh token in the cache")
         outcome = self._outcome(result, f"refresh of {name}")
@@ -274,7 +275,7 @@ class TenantAuth:
     def _replace_cache(self, account: str, serialized: str) -> None:
         slot = self._slot(account)
         with slot.lock:
-            slot.store.replace(serialized)
+            slot.cache.replace(serialized)
 
     def graph_client(self, account: str | None = None) -> GraphClient:
         """A Graph client with the app-only token, or with `account`'s delegated token."""
@@ -290,8 +291,8 @@ class TenantAuth:
         )
 
 
-class Authenticator:
-    """Every tenant's `TenantAuth`, built on first use; the entry point for the processes."""
+class GraphTokens:
+    """Every tenant's `TenantTokens`, built on first use; the entry point for the processes."""
 
     def __init__(
         self,
@@ -307,9 +308,9 @@ class Authenticator:
         self._stale_after = stale_after
         self._lock = threading.Lock()
         self._cipher: CacheCipher | None = None
-        self._tenants: dict[str, TenantAuth] = {}
+        self._tenants: dict[str, TenantTokens] = {}
 
-    def __enter__(self) -> Authenticator:
+    def __enter__(self) -> GraphTokens:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -325,14 +326,14 @@ class Authenticator:
                 self._cipher = CacheCipher(self._settings.process.cache_key)
             return self._cipher
 
-    def tenant(self, name: str) -> TenantAuth:
+    def tenant(self, name: str) -> TenantTokens:
         with self._lock:
             auth = self._tenants.get(name)
             if auth is None:
                 settings = self._settings.tenant(name)
                 if settings is None:
                     raise AuthError(f"unknown tenant {name!r}")
-                auth = self._tenants[name] = TenantAuth(
+                auth = self._tenants[name] = TenantTokens(
                     settings,
                     self._settings.process,
                     self._redis,

@@ -1,4 +1,4 @@
-"""core.auth against the Graph emulator: real msal over HTTPS, real Redis."""
+"""core.graph_tokens against the Graph emulator: real msal over HTTPS, real Redis."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import jwt
 import pytest
 
-from core.auth import Authenticator
+from core.graph_tokens import GraphTokens
 from core.identity import AuthError, AuthUnavailable, SignInFailed, SignInRequired
 from core.state.accounts import AccountStatus
 from emulator.control import ControlClient
@@ -30,7 +30,7 @@ def test_app_only_token_reads_graph(
     control: ControlClient,
     tmp_path: Path,
     redis_url: str,
-    auth_factory: Callable[..., Authenticator],
+    auth_factory: Callable[..., GraphTokens],
     certificate: bool,
 ) -> None:
     site = make_site(emulator, control, tmp_path, redis_url, certificate=certificate)
@@ -43,7 +43,7 @@ def test_app_only_token_reads_graph(
 
 
 def test_app_only_token_comes_from_msal_cache_until_forced(
-    site: Site, auth_factory: Callable[..., Authenticator]
+    site: Site, auth_factory: Callable[..., GraphTokens]
 ) -> None:
     tenant = auth_factory(site).tenant(site.name)
     first, again, fresh = tenant.app_token(), tenant.app_token(), tenant.app_token(fresh=True)
@@ -52,7 +52,7 @@ def test_app_only_token_comes_from_msal_cache_until_forced(
 
 
 def test_a_wrong_client_secret_is_a_permanent_error_without_the_secret(
-    site: Site, auth_factory: Callable[..., Authenticator]
+    site: Site, auth_factory: Callable[..., GraphTokens]
 ) -> None:
     site.control.request(
         "POST",
@@ -67,7 +67,7 @@ def test_a_wrong_client_secret_is_a_permanent_error_without_the_secret(
 
 
 def test_signed_in_account_gets_a_delegated_token_and_is_healthy(
-    site: Site, auth_factory: Callable[..., Authenticator]
+    site: Site, auth_factory: Callable[..., GraphTokens]
 ) -> None:
     auth = auth_factory(site)
     account = signed_in(site, auth)
@@ -80,7 +80,7 @@ def test_signed_in_account_gets_a_delegated_token_and_is_healthy(
 
 
 def test_silent_refresh_after_the_access_token_expired(
-    private_site: Site, auth_factory: Callable[..., Authenticator]
+    private_site: Site, auth_factory: Callable[..., GraphTokens]
 ) -> None:
     auth = auth_factory(private_site)
     account = signed_in(private_site, auth)
@@ -105,7 +105,7 @@ def test_silent_refresh_after_the_access_token_expired(
     ],
 )
 def test_a_refused_refresh_marks_the_account_needs_sign_in(
-    private_site: Site, auth_factory: Callable[..., Authenticator], action: str, expected: str
+    private_site: Site, auth_factory: Callable[..., GraphTokens], action: str, expected: str
 ) -> None:
     auth = auth_factory(private_site)
     account = signed_in(private_site, auth)
@@ -124,7 +124,7 @@ def test_a_refused_refresh_marks_the_account_needs_sign_in(
 
 
 def test_signing_in_again_makes_a_revoked_account_healthy(
-    private_site: Site, auth_factory: Callable[..., Authenticator]
+    private_site: Site, auth_factory: Callable[..., GraphTokens]
 ) -> None:
     auth = auth_factory(private_site)
     account = signed_in(private_site, auth)
@@ -137,7 +137,7 @@ def test_signing_in_again_makes_a_revoked_account_healthy(
 
 
 def test_configured_accounts_never_signed_in_are_listed_and_not_healthy(
-    site: Site, auth_factory: Callable[..., Authenticator]
+    site: Site, auth_factory: Callable[..., GraphTokens]
 ) -> None:
     auth = auth_factory(site)
     (account,) = site.accounts
@@ -148,7 +148,7 @@ def test_configured_accounts_never_signed_in_are_listed_and_not_healthy(
 
 
 def test_an_account_never_signed_in_needs_sign_in(
-    site: Site, auth_factory: Callable[..., Authenticator]
+    site: Site, auth_factory: Callable[..., GraphTokens]
 ) -> None:
     (account,) = site.accounts
     with pytest.raises(SignInRequired, match="no stored sign-in"):
@@ -156,7 +156,7 @@ def test_an_account_never_signed_in_needs_sign_in(
 
 
 def test_refresh_stale_accounts_refreshes_only_idle_ones(
-    private_site_factory: Callable[..., Site], auth_factory: Callable[..., Authenticator]
+    private_site_factory: Callable[..., Site], auth_factory: Callable[..., GraphTokens]
 ) -> None:
     site = private_site_factory(short_tokens=False, accounts=2)
     auth = auth_factory(site)
@@ -172,7 +172,7 @@ def test_refresh_stale_accounts_refreshes_only_idle_ones(
 
 
 def test_refreshing_stale_accounts_keeps_them_alive_past_the_refresh_token_lifetime(
-    private_site: Site, auth_factory: Callable[..., Authenticator]
+    private_site: Site, auth_factory: Callable[..., GraphTokens]
 ) -> None:
     auth = auth_factory(private_site)
     account = signed_in(private_site, auth)
@@ -185,7 +185,7 @@ def test_refreshing_stale_accounts_keeps_them_alive_past_the_refresh_token_lifet
 
 
 def test_start_sign_in_refuses_an_account_that_is_not_configured(
-    site: Site, auth_factory: Callable[..., Authenticator]
+    site: Site, auth_factory: Callable[..., GraphTokens]
 ) -> None:
     with pytest.raises(SignInFailed, match="not a service account"):
         auth_factory(site).start_sign_in(site.name, "someone@contoso.test")
@@ -196,7 +196,7 @@ def test_a_sign_in_as_another_account_than_asked_is_refused(
     control: ControlClient,
     tmp_path: Path,
     redis_url: str,
-    auth_factory: Callable[..., Authenticator],
+    auth_factory: Callable[..., GraphTokens],
 ) -> None:
     site = make_site(emulator, control, tmp_path, redis_url, accounts=2)
     auth = auth_factory(site)
@@ -210,7 +210,7 @@ def test_a_sign_in_as_another_account_than_asked_is_refused(
 
 
 def test_an_identity_platform_outage_is_transient_and_keeps_the_account_healthy(
-    private_site: Site, auth_factory: Callable[..., Authenticator]
+    private_site: Site, auth_factory: Callable[..., GraphTokens]
 ) -> None:
     auth = auth_factory(private_site)
     account = signed_in(private_site, auth)

@@ -12,9 +12,9 @@ import pytest
 import redis
 from pydantic import HttpUrl, SecretStr
 
-from core.auth import TenantAuth
 from core.errors import GraphError
 from core.graph import GraphClient
+from core.graph_tokens import TenantTokens
 from core.settings import (
     MatchingSettings,
     PbxSettings,
@@ -28,7 +28,7 @@ from emulator.control import ControlClient
 from emulator.server import EmulatorServer
 from tests.emulator.conftest import SeededTenant, seed_tenant
 from tests.pbx_server import SECRET, PbxServer
-from workers.directory import _expired, sync_directory
+from workers.directory_sync import _expired, sync_directory
 from workers.pbx.http import HttpAdapter
 from workers.pbx.http_options import validate_options
 
@@ -101,7 +101,7 @@ def site_factory(
                 public_base_url=HttpUrl("https://bridge.example.com"), **settings,
             )  # fmt: skip
             # The bridge's own token provider: real msal, trusting only the emulator's CA.
-            auth = TenantAuth(tenant, ProcessSettings(ca_bundle=server.ca_path), redis_client)
+            auth = TenantTokens(tenant, ProcessSettings(ca_bundle=server.ca_path), redis_client)
             stack.callback(auth.close)
             graph = stack.enter_context(auth.graph_client())
             return Site(server, control, seeded, redis_client, graph, tenant)

@@ -8,7 +8,7 @@ import pytest
 
 from core.settings import MappingPreset, MappingSettings
 from workers.mapping import LEAVE_UNCHANGED, Decision, compile_rules
-from workers.presets import PRESETS
+from workers.mapping_presets import PRESETS
 
 # Graph's documented availability and activity values, written out here on purpose.
 AVAILABILITIES = (

@@ -1,4 +1,4 @@
-"""PBX calls -> Teams: while a PBX user is on a call, their Teams presence shows Busy/InACall.
+"""Call presence in Teams: while a PBX user is on a call, their Teams presence is Busy/InACall.
 
 Our session's presence is remembered per Graph user, so the notification it causes is not
 mapped back onto the PBX profile (no loop). A status the user set by hand in Teams beats

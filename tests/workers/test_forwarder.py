@@ -11,8 +11,8 @@ from core.queue import JOB_LIFECYCLE, QUEUE_LIFECYCLE, QUEUE_PRESENCE, queue
 from core.settings import load_settings
 from core.state import intake
 from emulator.harness.redis_server import StreamEntries
-from workers.context import WorkerContext, install
-from workers.intake import IntakeForwarder
+from workers.forwarder import IntakeForwarder
+from workers.runtime import WorkerRuntime, install
 
 
 def append(client: redis.Redis, entries: list[intake.Accepted]) -> None:
@@ -93,7 +93,7 @@ def test_entry_read_by_a_dead_worker_is_claimed_by_another(redis_client: redis.R
 def test_a_lifecycle_job_of_an_earlier_version_still_reaches_the_clock(
     redis_client: redis.Redis, redis_url: str
 ) -> None:
-    install(WorkerContext(load_settings({"PRESENCE_BRIDGE_REDIS_URL": redis_url}), redis_client))
+    install(WorkerRuntime(load_settings({"PRESENCE_BRIDGE_REDIS_URL": redis_url}), redis_client))
     lifecycle = intake.Accepted(
         "contoso", "lifecycle", {"subscriptionId": "s", "lifecycleEvent": "missed"}
     )

@@ -1,4 +1,4 @@
-"""What one reconcile round works with: the tenant's context and the report of its actions."""
+"""One tenant as the clock sees it: settings, tokens, Redis, time, its Graph clients and budget."""
 
 from __future__ import annotations
 
@@ -6,33 +6,23 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from redis import Redis
 
+from core.cipher import CacheCipher
 from core.graph import DEFAULT_MAX_ATTEMPTS, GraphClient
+from core.graph_tokens import TenantTokens
 from core.settings import TenantSettings
-from core.token_cache import CacheCipher
 from subscriptions.sweep import CallBudget
 
 
-class Auth(Protocol):
-    """What reconcile needs of `core.auth.TenantAuth`."""
-
-    def healthy_accounts(self) -> list[str]: ...
-
-    def delegated_token(self, account: str, *, fresh: bool = False) -> str: ...
-
-    def app_token(self, *, fresh: bool = False) -> str: ...
-
-
 @dataclass
-class Context:
-    """One tenant's view for the clock: its settings, tokens, Redis and time."""
+class TenantView:
+    """One tenant's view for the clock, kept across ticks: its settings, tokens, Redis and time."""
 
     redis: Redis
     tenant: TenantSettings
-    auth: Auth
+    auth: TenantTokens
     cipher: CacheCipher
     verify: str | bool | ssl.SSLContext = True
     now: Callable[[], float] = time.time
@@ -44,7 +34,7 @@ class Context:
         return self.tenant.name
 
     def graph(self, account: str | None = None, *, fresh_token: bool = False) -> GraphClient:
-        """Graph as `account` (delegated) or as the app (None); cached for the context.
+        """Graph as `account` (delegated) or as the app (None); cached for the view.
 
         `fresh_token` gets a new delegated token for every request. Graph keeps the token a
         create or renewal was made with as the subscription's own, and holds deliveries once
@@ -76,30 +66,3 @@ class Context:
         for client in self._clients.values():
             client.close()
         self._clients.clear()
-
-
-@dataclass
-class Report:
-    tenant: str
-    created: list[str] = field(default_factory=list)
-    renewed: list[str] = field(default_factory=list)
-    adopted: list[str] = field(default_factory=list)
-    recreated: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    deferred: dict[str, str] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
-    polled: int = 0
-    latency_bound: float | None = None
-
-    @property
-    def gap(self) -> bool:
-        """Whether some users may have missed notifications (a resync sweep is owed)."""
-        return bool(self.recreated or self.created or self.adopted)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "tenant": self.tenant, "created": len(self.created), "renewed": len(self.renewed),
-            "adopted": len(self.adopted), "recreated": len(self.recreated),
-            "deleted": len(self.deleted), "deferred": self.deferred, "failed": self.failed,
-            "polled": self.polled, "latency_bound": self.latency_bound,
-        }  # fmt: skip

@@ -1,4 +1,8 @@
-"""Forwards intake stream entries to RQ jobs, many items per job, many jobs per round trip."""
+"""The intake forwarder: stream entries to RQ jobs, many items per job, many jobs per round trip.
+
+Lifecycle items go to the clock's inbox instead (`core.queue.INTAKE_ROUTES`); the intake
+records themselves are `core.state.intake`.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from redis.exceptions import RedisError
 from core.queue import INTAKE_BATCH, route
 from core.state import intake
 
-log = logging.getLogger("workers.intake")
+log = logging.getLogger(__name__)
 
 
 class IntakeForwarder:
