@@ -1,3 +1,6 @@
+"""The old X-Presence-Bridge-Signature scheme, accepted for one more release when its secret
+is set (PRESENCE_BRIDGE_PBX_EVENTS_LEGACY_SECRET)."""
+
 from __future__ import annotations
 
 import time
@@ -8,16 +11,19 @@ import orjson
 import pytest
 import redis
 
+from core import standard_webhooks
+from core.standard_webhooks import new_secret
+from core.state import intake
 from emulator.harness.served import ServedApp
 from tests.webhook.conftest import stream_items
-from webhook.pbx_events import sign
+from webhook.pbx_events import legacy_sign as sign
 
 SECRET = b"pbx-events-secret-" + b"s" * 32
 
 
 @pytest.fixture
 def web(serve_contoso: Callable[..., ServedApp]) -> Iterator[httpx.Client]:
-    served = serve_contoso(PRESENCE_BRIDGE_PBX_EVENTS_SECRET=SECRET.decode())
+    served = serve_contoso(PRESENCE_BRIDGE_PBX_EVENTS_LEGACY_SECRET=SECRET.decode())
     with httpx.Client(base_url=served.url) as client:
         yield client
 
@@ -98,3 +104,26 @@ def test_replayed_request_is_refused(web: httpx.Client, redis_client: redis.Redi
 )
 def test_bad_payload_is_a_400(web: httpx.Client, content: bytes) -> None:
     assert post(web, content).status_code == 400
+
+
+def test_both_schemes_are_taken_while_senders_move(
+    serve_contoso: Callable[..., ServedApp], redis_client: redis.Redis
+) -> None:
+    current = new_secret()
+    served = serve_contoso(
+        PRESENCE_BRIDGE_PBX_EVENTS_LEGACY_SECRET=SECRET.decode(),
+        PRESENCE_BRIDGE_PBX_EVENTS_SECRET=current,
+    )
+    with httpx.Client(base_url=served.url) as web:
+        assert post(web, body(call())).status_code == 202
+        content, stamp = body(call(call_id="c2")), int(time.time())
+        headers = {
+            "webhook-id": "msg_1",
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": standard_webhooks.sign(
+                standard_webhooks.parse_secrets(current)[0], "msg_1", stamp, content
+            ),
+        }
+        assert web.post("/pbx/events", content=content, headers=headers).status_code == 202
+    assert [e["item"]["call_id"] for e in stream_items(redis_client)] == ["c1", "c2"]
+    assert intake.counters(redis_client)["pbx_events_legacy"] == 1
