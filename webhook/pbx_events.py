@@ -86,7 +86,7 @@ async def receive(request: Request) -> Response:
     if _uses_legacy(request, process):
         return await _receive_legacy(request)
     if process.pbx_events_secret is None:
-        return _error(401, "no signing secret is configured: /pbx/events is closed")
+        return _error(401, "no Standard Webhooks secret is configured for /pbx/events")
     try:
         signed = standard_webhooks.read_headers(request.headers.items(), time.time())
     except SignatureError as exc:
