@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core import standard_webhooks
 from core.errors import ConfigError
 
 ENV_PREFIX = "PRESENCE_BRIDGE_"
@@ -156,7 +157,10 @@ class ProcessSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     cache_key: SecretStr | None = None  # encrypts token caches at rest (Fernet key)
     admin_api_key: SecretStr | None = None
+    # `POST /pbx/events`: Standard Webhooks `whsec_` secrets, comma-separated; any one verifies.
     pbx_events_secret: SecretStr | None = None
+    # The old `X-Presence-Bridge-Signature` scheme's secret, accepted for one release only.
+    pbx_events_legacy_secret: SecretStr | None = None
     ca_bundle: Path | None = None  # extra CA for Graph/login (the emulator's)
     coalesce_window_ms: int = Field(default=100, ge=0, le=10_000)
     # The clock's schedules, in seconds.
@@ -167,6 +171,20 @@ class ProcessSettings(BaseSettings):
     # Graph echoes a bulk subscription's resource (up to 650 ids, ~26 KB) in every item, so
     # a batch of 100 changes is ~2.7 MB: a 1 MiB cap would 413 real traffic into 4 h of retries.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+
+    @field_validator("pbx_events_secret")
+    @classmethod
+    def _standard_webhooks_secrets(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                standard_webhooks.parse_secrets(value.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(
+                    f"{exc} (make one with `echo whsec_$(openssl rand -base64 32)`; the secret "
+                    f"of the old X-Presence-Bridge-Signature goes in "
+                    f"{ENV_PREFIX}PBX_EVENTS_LEGACY_SECRET)"
+                ) from None
+        return value
 
 
 class Settings(BaseModel):

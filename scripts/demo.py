@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 from cryptography.fernet import Fernet
 
+from core.standard_webhooks import SECRET_PREFIX, new_secret
+
 DEMO_USERS = 50
 SPEED = "60"  # an office hour per minute
 
@@ -78,10 +80,13 @@ def prepare(demo_dir: Path, web_port: str) -> dict[str, str]:
             "cache_key": Fernet.generate_key().decode(),
             "admin_api_key": secrets.token_urlsafe(24),
             "pbx_secret": secrets.token_urlsafe(24),
-            "events_secret": secrets.token_urlsafe(24),
+            "events_secret": new_secret(),
         }
         secrets_file.write_text(json.dumps(values))
         os.chmod(secrets_file, 0o600)
+    if not values["events_secret"].startswith(SECRET_PREFIX):  # kept from before Standard Webhooks
+        values["events_secret"] = new_secret()
+        secrets_file.write_text(json.dumps(values))
     (demo_dir / "demo.json").unlink(missing_ok=True)
     return {
         "PRESENCE_BRIDGE_CACHE_KEY": values["cache_key"],

@@ -1,12 +1,17 @@
 """POST /pbx/events: a PBX reports calls starting and ending, so Teams can show the user busy.
 
-Verified like Standard Webhooks: headers present, timestamp fresh, HMAC-SHA256 over
-"{timestamp}.{body}" compared in constant time, then the signature is remembered so a
-replay within the window is refused. Accepted events go through the same intake stream.
+Signed per Standard Webhooks (`core/standard_webhooks.py`), cheapest check first: the three
+headers, the timestamp's freshness, then the signature over the raw body against each
+configured secret. The tenant named in the verified body scopes the replay guard on
+`webhook-id`. Accepted events go through the same intake stream as Graph's.
+
+Until the next release, a request that carries only the old `X-Presence-Bridge-Signature` is
+still verified the old way when `PRESENCE_BRIDGE_PBX_EVENTS_LEGACY_SECRET` is set.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import time
@@ -18,16 +23,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from core import standard_webhooks
+from core.settings import ProcessSettings
+from core.standard_webhooks import SignatureError
 from core.state import guards, intake
 from webhook.notifications import BodyTooLarge, read_body
 
-TOLERANCE_SECONDS = 300
 EVENT_TYPES = {"call_started", "call_ended"}
-TIMESTAMP_HEADER = "x-presence-bridge-timestamp"
-SIGNATURE_HEADER = "x-presence-bridge-signature"
+# An id is remembered for the whole timestamp window (both sides of now): once it lapses, a
+# replay of that message would be stale too.
+REPLAY_WINDOW_SECONDS = 2 * standard_webhooks.TOLERANCE_SECONDS
+# The scheme before Standard Webhooks (deprecated; removed in the next release).
+LEGACY_TOLERANCE_SECONDS = 300
+LEGACY_TIMESTAMP_HEADER = "x-presence-bridge-timestamp"
+LEGACY_SIGNATURE_HEADER = "x-presence-bridge-signature"
+LEGACY_HINT = "X-Presence-Bridge-Signature is no longer accepted: sign per Standard Webhooks"
+OLDER_KEY_COUNTER = "pbx_events_previous_secret"
 
 
-def sign(secret: bytes, timestamp: str, body: bytes) -> str:
+def legacy_sign(secret: bytes, timestamp: str, body: bytes) -> str:
+    """The old `X-Presence-Bridge-Signature`: `v1=` + hex HMAC-SHA256 of "{timestamp}.{body}"."""
     return "v1=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
@@ -56,20 +71,83 @@ def _parse(body: bytes, tenants: set[str]) -> tuple[str, list[dict[str, Any]]] |
     return str(payload["tenant"]), events
 
 
+def _uses_legacy(request: Request, process: ProcessSettings) -> bool:
+    headers = request.headers
+    return (
+        process.pbx_events_legacy_secret is not None
+        and standard_webhooks.SIGNATURE_HEADER not in headers
+        and LEGACY_SIGNATURE_HEADER in headers
+    )
+
+
 async def receive(request: Request) -> Response:
     state = request.app.state
-    secret = state.settings.process.pbx_events_secret
-    timestamp = request.headers.get(TIMESTAMP_HEADER)
-    signature = request.headers.get(SIGNATURE_HEADER)
+    process: ProcessSettings = state.settings.process
+    if _uses_legacy(request, process):
+        return await _receive_legacy(request)
+    if process.pbx_events_secret is None:
+        return _error(401, "no Standard Webhooks secret is configured for /pbx/events")
+    try:
+        signed = standard_webhooks.read_headers(request.headers.items(), time.time())
+    except SignatureError as exc:
+        if LEGACY_SIGNATURE_HEADER in request.headers:
+            return _error(401, f"{exc} ({LEGACY_HINT})")
+        return _error(401, str(exc))
+    try:
+        body = await read_body(request, process.max_body_bytes)
+    except BodyTooLarge:
+        return _error(413, "body too large")
+    keys = standard_webhooks.parse_secrets(process.pbx_events_secret.get_secret_value())
+    try:
+        key_index = standard_webhooks.verify(keys, signed, body)
+    except SignatureError as exc:
+        return _error(401, str(exc))
+    parsed = _parse(body, {t.name for t in state.settings.tenants})
+    if isinstance(parsed, str):
+        return _error(400, parsed)
+    tenant, events = parsed
+    digest = hashlib.sha256(body).hexdigest()
+    accepted = [intake.Accepted(tenant=tenant, kind="pbx", item=e) for e in events]
+    counters = {"pbx_events": len(events), OLDER_KEY_COUNTER: int(key_index > 0)}
+    try:
+        first = await guards.claim_pbx_webhook_id(
+            state.redis, tenant, signed.msg_id, digest, REPLAY_WINDOW_SECONDS
+        )
+        if first is not None:
+            return _repeated(first == digest)
+        try:
+            await state.intake.append(intake.script_args(accepted, counters))
+        except (RedisError, OSError):
+            with contextlib.suppress(RedisError, OSError):
+                await guards.forget_pbx_webhook_id(state.redis, tenant, signed.msg_id)
+            raise
+    except (RedisError, OSError):
+        return _error(503, "temporarily unavailable")
+    return Response(status_code=202)
+
+
+def _repeated(same_body: bool) -> Response:
+    if same_body:
+        # The spec makes webhook-id an idempotency key: a sender retrying a message we took in
+        # (its answer lost) is told it arrived, so it stops; nothing is queued twice.
+        return JSONResponse({"duplicate": True}, status_code=200)
+    return _error(409, "webhook-id already used for another body: give each message its own id")
+
+
+async def _receive_legacy(request: Request) -> Response:
+    state = request.app.state
+    secret = state.settings.process.pbx_events_legacy_secret
+    timestamp = request.headers.get(LEGACY_TIMESTAMP_HEADER)
+    signature = request.headers.get(LEGACY_SIGNATURE_HEADER)
     if secret is None or timestamp is None or signature is None:
         return _error(401, "missing signature")
-    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > TOLERANCE_SECONDS:
+    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > LEGACY_TOLERANCE_SECONDS:
         return _error(401, "timestamp outside the allowed window")
     try:
         body = await read_body(request, state.settings.process.max_body_bytes)
     except BodyTooLarge:
         return _error(413, "body too large")
-    expected = sign(secret.get_secret_value().encode(), timestamp, body)
+    expected = legacy_sign(secret.get_secret_value().encode(), timestamp, body)
     if not hmac.compare_digest(expected.encode(), signature.encode()):
         return _error(401, "bad signature")
     parsed = _parse(body, {t.name for t in state.settings.tenants})
@@ -77,12 +155,14 @@ async def receive(request: Request) -> Response:
         return _error(400, parsed)
     tenant, events = parsed
     accepted = [intake.Accepted(tenant=tenant, kind="pbx", item=e) for e in events]
+    counters = {"pbx_events": len(events), "pbx_events_legacy": len(events)}
     try:
         # Remembered for the whole timestamp window (both sides of now), so a replay is
         # refused for as long as its timestamp would pass.
-        if not await guards.claim_pbx_signature(state.redis, signature, 2 * TOLERANCE_SECONDS):
+        window = 2 * LEGACY_TOLERANCE_SECONDS
+        if not await guards.claim_pbx_signature(state.redis, signature, window):
             return _error(409, "replayed request")
-        await state.intake.append(intake.script_args(accepted, {"pbx_events": len(events)}))
+        await state.intake.append(intake.script_args(accepted, counters))
     except (RedisError, OSError):
         return _error(503, "temporarily unavailable")
     return Response(status_code=202)

@@ -123,7 +123,10 @@ class Accepted:
         )
 
     def dedup_key(self) -> tuple[str, int]:
-        digest = hashlib.sha256(orjson.dumps(self.item, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        # A PBX event names only a user and a call id, which two tenants' PBXs can share (Graph
+        # items carry their tenantId); the tenant goes into its digest.
+        scoped = {"tenant": self.tenant, **self.item} if self.kind == "pbx" else self.item
+        digest = hashlib.sha256(orjson.dumps(scoped, option=orjson.OPT_SORT_KEYS)).hexdigest()
         ttl = BARE_DEDUP_TTL_SECONDS if self.bare else DEDUP_TTL_SECONDS
         return dedup_key(digest[:40]), ttl
 

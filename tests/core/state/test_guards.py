@@ -1,4 +1,4 @@
-"""The web's guards (`core.state.guards`): the /pbx/events replay guard, the login throttle."""
+"""The web's guards (`core.state.guards`): the /pbx/events replay guards, the login throttle."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ def test_keys_keep_their_stored_names() -> None:
     digest = hashlib.sha256(b"v1=abc").hexdigest()[:40]
     assert guards.pbx_signature_key("v1=abc") == f"pb:pbxsig:{digest}"
     assert guards.login_failures_key("10.0.0.1") == "pb:admin:login-failures:10.0.0.1"
+    digest = hashlib.sha256(b"msg_1").hexdigest()[:40]
+    assert guards.pbx_webhook_id_key("contoso", "msg_1") == (
+        f"pb:tenant:contoso:pbx-webhook-id:{digest}"
+    )
 
 
 def test_a_signature_is_claimed_once_for_its_window(
@@ -42,6 +46,29 @@ def test_a_signature_is_claimed_once_for_its_window(
     assert run(redis_url, claim_twice) == (True, False)
     assert 0 < redis_client.ttl(guards.pbx_signature_key("v1=abc")) <= 600
     assert run(redis_url, lambda r: guards.claim_pbx_signature(r, "v1=other", 600))
+
+
+def test_a_webhook_id_is_claimed_once_per_tenant_and_keeps_its_first_body(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    async def claims(r: aioredis.Redis) -> list[str | None]:
+        return [
+            await guards.claim_pbx_webhook_id(r, "contoso", "msg_1", "body-a", 600),
+            await guards.claim_pbx_webhook_id(r, "contoso", "msg_1", "body-b", 600),
+            await guards.claim_pbx_webhook_id(r, "fabrikam", "msg_1", "body-c", 600),
+        ]
+
+    assert run(redis_url, claims) == [None, "body-a", None]
+    assert 0 < redis_client.ttl(guards.pbx_webhook_id_key("contoso", "msg_1")) <= 600
+
+
+def test_a_forgotten_webhook_id_can_be_claimed_again(redis_url: str) -> None:
+    async def claim_forget_claim(r: aioredis.Redis) -> tuple[str | None, str | None]:
+        first = await guards.claim_pbx_webhook_id(r, "contoso", "msg_1", "body-a", 600)
+        await guards.forget_pbx_webhook_id(r, "contoso", "msg_1")
+        return first, await guards.claim_pbx_webhook_id(r, "contoso", "msg_1", "body-a", 600)
+
+    assert run(redis_url, claim_forget_claim) == (None, None)
 
 
 def test_login_failures_count_up_with_an_expiry_and_clear(

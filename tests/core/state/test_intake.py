@@ -42,6 +42,12 @@ def test_a_redelivery_is_dropped_and_counted(redis_client: redis.Redis) -> None:
     assert intake.counters(redis_client) == {"accepted": 1, "dropped:duplicate": 1}
 
 
+def test_the_same_pbx_event_from_two_tenants_is_two_items(redis_client: redis.Redis) -> None:
+    event = {"type": "call_started", "user": "alice", "call_id": "1"}
+    items = [intake.Accepted(tenant, "pbx", event) for tenant in (TENANT, "fabrikam")]
+    assert append(redis_client, items) == 2
+
+
 def test_an_item_round_trips_and_tolerates_missing_fields() -> None:
     item = intake.Accepted(TENANT, "notification", {"id": "n1"}, validation_tokens=["t"])
     assert intake.Accepted.from_bytes(item.to_bytes()) == item
