@@ -20,6 +20,10 @@ from workers.profile_state import take_reported
 
 log = logging.getLogger("workers.restore")
 
+# The results a report leaves in the user's event log (the status page and the CLI show them).
+REPORT_TAKEN = "set on the PBX"  # the user's own choice: now the desired profile
+REPORT_NO_CHANGE = "reported, no change"  # our own write read back, or what is shown already
+
 
 def read_shown(adapter: PbxAdapter, users: Sequence[str]) -> dict[str, str]:
     """What the PBX shows for each user, where it can tell. A PBX that is away is not asked
@@ -85,8 +89,9 @@ def take_reports(
         report = latest[user]
         state, profile = take_reported(stored.get(user) or ProfileState(), report.profile,
                                        own[user])  # fmt: skip
+        result = REPORT_TAKEN if profile is not None else REPORT_NO_CHANGE
         events.append((user, {"profile": report.profile, "source": report.source,
-                              "result": "reported", "taken": profile is not None}))  # fmt: skip
+                              "result": result}))  # fmt: skip
         if profile is None:
             outcome.ignored += 1
             continue

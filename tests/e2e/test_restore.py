@@ -7,6 +7,7 @@ from typing import Any
 
 from core.state import profiles
 from tests.e2e.conftest import TENANT, Bridge, BridgeFactory, wait_for
+from workers.restore import REPORT_NO_CHANGE, REPORT_TAKEN
 
 
 def set_on_pbx(bridge: Bridge, user: str, profile: str) -> None:
@@ -17,10 +18,11 @@ def set_on_pbx(bridge: Bridge, user: str, profile: str) -> None:
 
 def reported(bridge: Bridge, user: str, profile: str) -> dict[str, Any]:
     """Until the worker has judged a report of `profile` for `user`; its event."""
+    judged = {REPORT_TAKEN, REPORT_NO_CHANGE}
 
     def check() -> dict[str, Any] | None:
         events = profiles.recent_events(bridge.redis, TENANT, user)
-        found = [e for e in events if e.get("result") == "reported" and e["profile"] == profile]
+        found = [e for e in events if e.get("result") in judged and e["profile"] == profile]
         return found[0] if found else None
 
     return wait_for(check, f"the report of {profile!r} for {user} judged")
@@ -38,6 +40,8 @@ def test_lunch_set_on_the_pbx_comes_back_after_a_teams_meeting(
     bridge.wait_applied("alice", "Lunch", "Lunch back after the meeting")
     assert bridge.applied_profiles("alice") == ["Lunch", "Teams Meeting", "Lunch"]
     assert bridge.builtin_profile("alice") == "Lunch"
+    judged = reported(bridge, "alice", "Lunch")
+    assert (judged["result"], judged["source"]) == (REPORT_TAKEN, "builtin-api")
 
 
 def test_our_own_profile_sent_back_by_the_pbx_is_not_the_users(
@@ -50,7 +54,7 @@ def test_our_own_profile_sent_back_by_the_pbx_is_not_the_users(
     bridge.wait_applied("alice", "Teams Meeting")
     # A PBX client that syncs what it was served sends the meeting profile straight back.
     set_on_pbx(bridge, "alice", "Teams Meeting")
-    assert reported(bridge, "alice", "Teams Meeting")["taken"] is False
+    assert reported(bridge, "alice", "Teams Meeting")["result"] == REPORT_NO_CHANGE
     bridge.set_teams("alice", "Available", "Available")
     bridge.wait_applied("alice", "Lunch", "Lunch back after the meeting")
     assert bridge.applied_profiles("alice") == ["Lunch", "Teams Meeting", "Lunch"]

@@ -20,6 +20,7 @@ from tests.pbx_server import PbxServer
 from workers import jobs
 from workers.context import WorkerContext, install
 from workers.pbx.builtin import BuiltinAdapter
+from workers.restore import REPORT_NO_CHANGE
 
 T = "contoso"
 PASCOM = '[tenants.mapping]\npreset = "pascom"\nhold_seconds = 0\n'
@@ -137,6 +138,8 @@ def test_our_own_write_read_back_is_not_taken_for_the_users(
     before = profiles.load(redis_client, T, ["alice"])["alice"]
     assert report("Teams Meeting") == 0  # the PBX tells us what we just wrote
     assert profiles.load(redis_client, T, ["alice"])["alice"] == before
+    latest = profiles.recent_events(redis_client, T, "alice")[0]
+    assert (latest["result"], latest["profile"]) == (REPORT_NO_CHANGE, "Teams Meeting")
     teams(*LEFT)
     assert written(pbx) == ["Teams Meeting", "Lunch"]
 
