@@ -15,7 +15,7 @@ from core.errors import PbxError
 from core.queue import ProfileReport
 from core.state import delivery, links, profiles
 from core.state.profiles import ProfileState
-from workers.pbx.base import PbxAdapter, ProfileChange
+from workers.pbx.base import BatchRead, PbxAdapter, ProfileChange
 from workers.profile_state import take_reported
 
 log = logging.getLogger("workers.restore")
@@ -28,6 +28,12 @@ REPORT_NO_CHANGE = "reported, no change"  # our own write read back, or what is 
 def read_shown(adapter: PbxAdapter, users: Sequence[str]) -> dict[str, str]:
     """What the PBX shows for each user, where it can tell. A PBX that is away is not asked
     further in this batch: the writes that follow are retried, the reads are not needed."""
+    if isinstance(adapter, BatchRead):
+        try:
+            return adapter.read_many(list(users))
+        except PbxError as exc:
+            log.warning("pbx read before a sticky profile failed", extra={"error": str(exc)})
+            return {}
     shown: dict[str, str] = {}
     for user in users:
         try:
@@ -49,11 +55,9 @@ def read_shown(adapter: PbxAdapter, users: Sequence[str]) -> dict[str, str]:
 class ReportOutcome:
     changes: list[ProfileChange] = field(default_factory=list)  # the users' own choices
     publish: list[str] = field(default_factory=list)  # still to be published by the bridge
-    ignored: int = 0  # our own writes read back, or what the state machine already shows
-    unlinked: int = 0  # users Teams does not drive
 
 
-def latest_reports(reports: Sequence[ProfileReport]) -> dict[str, ProfileReport]:
+def _latest_reports(reports: Sequence[ProfileReport]) -> dict[str, ProfileReport]:
     """Per user, the newest report (the PBX's own order; the later one wins a tie)."""
     latest: dict[str, ProfileReport] = {}
     for report in reports:
@@ -72,13 +76,9 @@ def take_reports(
     """Record the users' own choices: the state machine's `set_manual`, then a desired record
     that is applied already where the PBX shows it (or left for the caller to publish)."""
     outcome = ReportOutcome()
-    latest = latest_reports(reports)
-    users = []
-    for user in sorted(latest):
-        if links.graph_ids_of(redis, tenant, user, static_links):
-            users.append(user)
-        else:
-            outcome.unlinked += 1
+    latest = _latest_reports(reports)
+    # A user no Teams user drives has no profile state to keep.
+    users = [u for u in sorted(latest) if links.graph_ids_of(redis, tenant, u, static_links)]
     if not users:
         return outcome
     stored = profiles.load(redis, tenant, users)
@@ -93,7 +93,6 @@ def take_reports(
         events.append((user, {"profile": report.profile, "source": report.source,
                               "result": result}))  # fmt: skip
         if profile is None:
-            outcome.ignored += 1
             continue
         states[user] = state
         outcome.changes.append(ProfileChange(user, profile, state.availability, state.activity))

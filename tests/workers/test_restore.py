@@ -19,8 +19,9 @@ from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from tests.pbx_server import PbxServer
 from workers import jobs
 from workers.context import WorkerContext, install
+from workers.pbx.base import ProfileChange
 from workers.pbx.builtin import BuiltinAdapter
-from workers.restore import REPORT_NO_CHANGE
+from workers.restore import REPORT_NO_CHANGE, read_shown
 
 T = "contoso"
 PASCOM = '[tenants.mapping]\npreset = "pascom"\nhold_seconds = 0\n'
@@ -205,3 +206,9 @@ def test_a_failed_read_does_not_hold_up_the_meeting(
     teams(*MEETING)
     teams(*LEFT)
     assert written(pbx) == ["Teams Meeting", "Available"]  # nothing known: the default
+
+
+def test_the_builtin_adapter_is_read_for_a_whole_batch_at_once(redis_client: redis.Redis) -> None:
+    adapter = BuiltinAdapter(redis_client, T)
+    adapter.apply_many([ProfileChange("alice", "Lunch"), ProfileChange("bob", "Away")])
+    assert read_shown(adapter, ["alice", "bob", "carol"]) == {"alice": "Lunch", "bob": "Away"}
