@@ -3,8 +3,9 @@
 The webhook never calls RQ for what Graph or a PBX sends in bulk: it appends to the intake
 stream in one round trip (`core.state.intake`); worker processes forward intake entries in
 batches through `INTAKE_ROUTES`. Human-paced work (the admin page's jobs, a user's profile
-sent to the builtin API) is enqueued directly. Job functions are named by dotted path so no process imports another's
-code, and every job is enqueued by its `enqueue_<job>` function below, never by hand.
+sent to the builtin API) is enqueued directly. Job functions are named by dotted path so no
+process imports another's code, and every job is enqueued by its `enqueue_<job>` function
+below, never by hand.
 
 Retries: only transient errors are retried (`is_transient`), at growing intervals, or when
 Graph or the PBX said when (Retry-After), at that time. A permanent error or a bug fails

@@ -113,7 +113,11 @@ def test_a_profile_set_on_the_pbx_side_is_handed_to_the_workers(
     [report] = queued_reports(redis_client)
     assert report is not None
     assert (report.user, report.profile, report.source, report.on_pbx) == (
-        "alice", "Lunch", "builtin-api", False)
+        "alice",
+        "Lunch",
+        "builtin-api",
+        False,
+    )
     # Published by the worker, not here: the web process never writes a served profile.
     assert api.get(PROFILE_URL).status_code == 404
 

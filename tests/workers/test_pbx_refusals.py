@@ -16,7 +16,7 @@ from core.state import delivery, links, profiles
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from tests.pbx_server import SECRET, PbxServer
 from workers import jobs
-from workers.context import WorkerContext, install
+from workers.runtime import WorkerRuntime, install
 
 T = "contoso"
 GENERIC = ('[tenants.pbx.options.actions.apply_profile]\nurl = "/generic/users/$user"\n'
@@ -31,28 +31,28 @@ def pbx() -> Iterator[PbxServer]:
         yield server
 
 
-ContextFactory = Callable[..., WorkerContext]
+RuntimeFactory = Callable[..., WorkerRuntime]
 
 
 @pytest.fixture
-def context(tmp_path: Path, redis_url: str, redis_client: redis.Redis,
-            pbx: PbxServer) -> Iterator[ContextFactory]:  # fmt: skip
-    made: list[WorkerContext] = []
+def runtime_factory(tmp_path: Path, redis_url: str, redis_client: redis.Redis,
+            pbx: PbxServer) -> Iterator[RuntimeFactory]:  # fmt: skip
+    made: list[WorkerRuntime] = []
 
-    def make(options: str, secret: str = SECRET) -> WorkerContext:
+    def make(options: str, secret: str = SECRET) -> WorkerRuntime:
         toml = tenant_toml(pbx=f'adapter = "http"\n[tenants.pbx.options]\n'
                                f'base_url = "{pbx.url}"\n{options}')  # fmt: skip
         env = write_env(tmp_path, toml, PRESENCE_BRIDGE_REDIS_URL=redis_url,
                         **{secret_env(T, "CLIENT_SECRET"): "s",
                            secret_env(T, "PBX_SECRET"): secret})  # fmt: skip
-        made.append(WorkerContext(load_settings(env), redis_client))
+        made.append(WorkerRuntime(load_settings(env), redis_client))
         install(made[-1])
         return made[-1]
 
     yield make
     install(None)
-    for ctx in made:
-        ctx.close()
+    for runtime in made:
+        runtime.close()
 
 
 def teams_dnd(user_graph_id: str = "g1") -> None:
@@ -72,10 +72,14 @@ def teams_dnd(user_graph_id: str = "g1") -> None:
     ids=["2xx-with-error-body", "404", "400"],
 )  # fmt: skip
 def test_a_refused_write_is_dead_lettered_with_the_pbx_reason(
-    context: ContextFactory, pbx: PbxServer, redis_client: redis.Redis, status: int,
-    body: dict[str, str], reason: str,
+    runtime_factory: RuntimeFactory,
+    pbx: PbxServer,
+    redis_client: redis.Redis,
+    status: int,
+    body: dict[str, str],
+    reason: str,
 ) -> None:
-    context(GENERIC)
+    runtime_factory(GENERIC)
     links.replace(redis_client, T, {"g1": ["alice"]})
     pbx.canned["/generic/users/alice"] = (status, body)
     teams_dnd()
@@ -89,9 +93,9 @@ def test_a_refused_write_is_dead_lettered_with_the_pbx_reason(
 
 
 def test_bicom_answering_200_with_an_error_is_a_refusal(
-    context: ContextFactory, pbx: PbxServer, redis_client: redis.Redis
+    runtime_factory: RuntimeFactory, pbx: PbxServer, redis_client: redis.Redis
 ) -> None:
-    context(BICOM, secret="not-the-key-0123456789")  # noqa: S106 - a wrong key on purpose
+    runtime_factory(BICOM, secret="not-the-key-0123456789")  # noqa: S106 - a wrong key on purpose
     links.replace(redis_client, T, {"g1": ["1001"]})
     teams_dnd()
     found = delivery.load(redis_client, T, ["1001"])["1001"]
@@ -101,9 +105,9 @@ def test_bicom_answering_200_with_an_error_is_a_refusal(
 
 
 def test_a_refused_version_is_replaced_by_the_next_one_that_the_pbx_takes(
-    context: ContextFactory, pbx: PbxServer, redis_client: redis.Redis
+    runtime_factory: RuntimeFactory, pbx: PbxServer, redis_client: redis.Redis
 ) -> None:
-    context(GENERIC)
+    runtime_factory(GENERIC)
     links.replace(redis_client, T, {"g1": ["alice"]})
     pbx.canned["/generic/users/alice"] = (200, {"error": "not now"})
     teams_dnd()

@@ -467,7 +467,11 @@ def test_what_the_pbx_showed_comes_back_after_the_meeting(
     ids=["users-own", "our-write", "our-older-write", "already-shown", "fresh"],
 )  # fmt: skip
 def test_take_reported_records_the_users_own_choice_only(
-    state: ProfileState, shown: str, own: frozenset[str], desired: str | None, current: str,
+    state: ProfileState,
+    shown: str,
+    own: frozenset[str],
+    desired: str | None,
+    current: str,
     sticky: bool,
 ) -> None:
     after, profile = take_reported(state, shown, own)

@@ -18,10 +18,10 @@ from core.state import delivery, links, profiles
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from tests.pbx_server import PbxServer
 from workers import jobs
-from workers.context import WorkerContext, install
 from workers.pbx.base import ProfileChange
 from workers.pbx.builtin import BuiltinAdapter
 from workers.restore import REPORT_NO_CHANGE, read_shown
+from workers.runtime import WorkerRuntime, install
 
 T = "contoso"
 PASCOM = '[tenants.mapping]\npreset = "pascom"\nhold_seconds = 0\n'
@@ -29,16 +29,20 @@ GLOCOM = '[tenants.mapping]\npreset = "glocom"\nhold_seconds = 0\n'
 MEETING = ("Busy", "InAMeeting")
 LEFT = ("Available", "Available")
 
-ContextFactory = Callable[..., WorkerContext]
+RuntimeFactory = Callable[..., WorkerRuntime]
 
 
 def http_pbx(server: PbxServer, read: bool = True) -> str:
-    options = (f'adapter = "http"\n[tenants.pbx.options]\nbase_url = "{server.url}"\n'
-               '[tenants.pbx.options.actions.apply_profile]\n'
-               'url = "/generic/users/$user"\nmethod = "PUT"\njson = { profile = "$profile" }\n')
+    options = (
+        f'adapter = "http"\n[tenants.pbx.options]\nbase_url = "{server.url}"\n'
+        "[tenants.pbx.options.actions.apply_profile]\n"
+        'url = "/generic/users/$user"\nmethod = "PUT"\njson = { profile = "$profile" }\n'
+    )
     if read:
-        options += ('[tenants.pbx.options.actions.read_profile]\n'
-                    'url = "/generic/shown/$user"\nresult = "profile"\n')
+        options += (
+            "[tenants.pbx.options.actions.read_profile]\n"
+            'url = "/generic/shown/$user"\nresult = "profile"\n'
+        )
     return options  # fmt: skip
 
 
@@ -49,25 +53,25 @@ def pbx() -> Iterator[PbxServer]:
 
 
 @pytest.fixture
-def context_factory(
+def runtime_factory(
     tmp_path: Path, redis_url: str, redis_client: redis.Redis
-) -> Iterator[ContextFactory]:
-    made: list[WorkerContext] = []
+) -> Iterator[RuntimeFactory]:
+    made: list[WorkerRuntime] = []
 
-    def make(pbx: str, mapping: str = PASCOM) -> WorkerContext:
+    def make(pbx: str, mapping: str = PASCOM) -> WorkerRuntime:
         env = write_env(tmp_path, tenant_toml(pbx=pbx, extra=mapping),
                         PRESENCE_BRIDGE_REDIS_URL=redis_url,
                         **{secret_env(T, "CLIENT_SECRET"): "s"})  # fmt: skip
-        ctx = WorkerContext(load_settings(env), redis_client)
-        install(ctx)
-        made.append(ctx)
+        runtime = WorkerRuntime(load_settings(env), redis_client)
+        install(runtime)
+        made.append(runtime)
         links.replace(redis_client, T, {"g-alice": ["alice"]})
-        return ctx
+        return runtime
 
     yield make
     install(None)
-    for ctx in made:
-        ctx.close()
+    for runtime in made:
+        runtime.close()
 
 
 def teams(availability: str, activity: str) -> None:
@@ -95,9 +99,9 @@ def written(pbx: PbxServer) -> list[str]:
 
 
 def test_the_users_own_profile_comes_back_after_a_meeting(
-    context_factory: ContextFactory, redis_client: redis.Redis
+    runtime_factory: RuntimeFactory, redis_client: redis.Redis
 ) -> None:
-    context_factory('adapter = "builtin"')
+    runtime_factory('adapter = "builtin"')
     assert report("Lunch", on_pbx=False) == 1
     shown = [served(redis_client)]
     teams(*MEETING)
@@ -107,9 +111,9 @@ def test_the_users_own_profile_comes_back_after_a_meeting(
 
 
 def test_a_change_made_during_the_meeting_survives_its_end(
-    context_factory: ContextFactory, redis_client: redis.Redis
+    runtime_factory: RuntimeFactory, redis_client: redis.Redis
 ) -> None:
-    context_factory('adapter = "builtin"')
+    runtime_factory('adapter = "builtin"')
     teams(*MEETING)
     report("Coffee", on_pbx=False)
     teams(*LEFT)
@@ -118,9 +122,9 @@ def test_a_change_made_during_the_meeting_survives_its_end(
 
 
 def test_a_change_the_pbx_shows_is_recorded_without_writing_it_back(
-    context_factory: ContextFactory, pbx: PbxServer, redis_client: redis.Redis
+    runtime_factory: RuntimeFactory, pbx: PbxServer, redis_client: redis.Redis
 ) -> None:
-    context_factory(http_pbx(pbx, read=False))
+    runtime_factory(http_pbx(pbx, read=False))
     report("Lunch")
     record = delivery.load(redis_client, T, ["alice"])["alice"]
     assert record.desired is not None and record.desired.profile == "Lunch"
@@ -131,9 +135,9 @@ def test_a_change_the_pbx_shows_is_recorded_without_writing_it_back(
 
 
 def test_our_own_write_read_back_is_not_taken_for_the_users(
-    context_factory: ContextFactory, pbx: PbxServer, redis_client: redis.Redis
+    runtime_factory: RuntimeFactory, pbx: PbxServer, redis_client: redis.Redis
 ) -> None:
-    context_factory(http_pbx(pbx, read=False))
+    runtime_factory(http_pbx(pbx, read=False))
     report("Lunch")
     teams(*MEETING)
     before = profiles.load(redis_client, T, ["alice"])["alice"]
@@ -146,9 +150,9 @@ def test_our_own_write_read_back_is_not_taken_for_the_users(
 
 
 def test_an_older_write_of_ours_read_back_is_not_taken_for_the_users(
-    context_factory: ContextFactory, pbx: PbxServer, redis_client: redis.Redis
+    runtime_factory: RuntimeFactory, pbx: PbxServer, redis_client: redis.Redis
 ) -> None:
-    context_factory(http_pbx(pbx, read=False))
+    runtime_factory(http_pbx(pbx, read=False))
     report("Lunch")
     pbx.fail(1, 503)  # the meeting profile does not reach the PBX yet: it still shows Lunch
     teams(*MEETING)
@@ -162,9 +166,9 @@ def test_an_older_write_of_ours_read_back_is_not_taken_for_the_users(
 
 
 def test_a_report_for_a_user_teams_does_not_drive_is_ignored(
-    context_factory: ContextFactory, redis_client: redis.Redis
+    runtime_factory: RuntimeFactory, redis_client: redis.Redis
 ) -> None:
-    context_factory('adapter = "builtin"')
+    runtime_factory('adapter = "builtin"')
     assert report("Lunch", on_pbx=False, user="mallory") == 0
     assert profiles.load(redis_client, T, ["mallory"]) == {}
     assert served(redis_client) is None
@@ -174,21 +178,23 @@ def test_a_report_for_a_user_teams_does_not_drive_is_ignored(
 
 
 def test_what_the_pbx_showed_before_the_meeting_comes_back(
-    context_factory: ContextFactory, pbx: PbxServer
+    runtime_factory: RuntimeFactory, pbx: PbxServer
 ) -> None:
-    context_factory(http_pbx(pbx))
+    runtime_factory(http_pbx(pbx))
     pbx.canned["/generic/shown/alice"] = (200, {"profile": "Out to lunch"})
     teams(*MEETING)
     teams(*LEFT)
     assert [(r.method, r.path) for r in pbx.requests][:2] == [
-        ("GET", "/generic/shown/alice"), ("PUT", "/generic/users/alice")]
+        ("GET", "/generic/shown/alice"),
+        ("PUT", "/generic/users/alice"),
+    ]
     assert written(pbx) == ["Teams Meeting", "Out to lunch"]
 
 
 def test_a_pbx_still_showing_an_older_write_of_ours_is_not_the_restore_target(
-    context_factory: ContextFactory, pbx: PbxServer
+    runtime_factory: RuntimeFactory, pbx: PbxServer
 ) -> None:
-    context_factory(http_pbx(pbx), GLOCOM)
+    runtime_factory(http_pbx(pbx), GLOCOM)
     teams("Available", "Available")
     pbx.fail(1, 503)  # Away does not reach the PBX yet: it still shows our Available
     teams("Away", "Away")
@@ -199,9 +205,9 @@ def test_a_pbx_still_showing_an_older_write_of_ours_is_not_the_restore_target(
 
 
 def test_a_failed_read_does_not_hold_up_the_meeting(
-    context_factory: ContextFactory, pbx: PbxServer
+    runtime_factory: RuntimeFactory, pbx: PbxServer
 ) -> None:
-    context_factory(http_pbx(pbx))
+    runtime_factory(http_pbx(pbx))
     pbx.fail(1, 503)  # the read
     teams(*MEETING)
     teams(*LEFT)
