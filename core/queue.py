@@ -1,9 +1,11 @@
 """The queue seam: every RQ job the bridge runs, with its queue, id, timeout and retry policy.
 
-The webhook never calls RQ: it appends to the intake stream in one round trip
-(`core.state.intake`); worker processes forward intake entries in batches through
-`INTAKE_ROUTES`. Job functions are named by dotted path so no process imports another's
-code, and every job is enqueued by its `enqueue_<job>` function below, never by hand.
+The webhook never calls RQ for what Graph or a PBX sends in bulk: it appends to the intake
+stream in one round trip (`core.state.intake`); worker processes forward intake entries in
+batches through `INTAKE_ROUTES`. Human-paced work (the admin page's jobs, a user's profile
+sent to the builtin API) is enqueued directly. Job functions are named by dotted path so no
+process imports another's code, and every job is enqueued by its `enqueue_<job>` function
+below, never by hand.
 
 Retries: only transient errors are retried (`is_transient`), at growing intervals, or when
 Graph or the PBX said when (Retry-After), at that time. A permanent error or a bug fails
@@ -15,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,7 @@ JOB_MAINTAIN_PBX = "workers.jobs.maintain_pbx"
 JOB_TICK = "workers.jobs.tick_profiles"
 JOB_PRESENCES = "workers.jobs.process_presences"
 JOB_SYNC_DIRECTORY = "workers.jobs.sync_directory"
+JOB_PROFILE_REPORTS = "workers.jobs.process_profile_reports"
 
 JOB_TIMEOUT_SECONDS = 60
 RESULT_TTL_SECONDS = 0  # results are not read; state lives in our own keys
@@ -170,6 +173,7 @@ REFRESH_CALL = JobSpec("refresh-call", JOB_REFRESH_CALL, QUEUE_GRAPH)
 SYNC_DIRECTORY = JobSpec("sync-directory", JOB_SYNC_DIRECTORY, QUEUE_GRAPH)
 DELIVER = JobSpec("deliver", JOB_DELIVER, QUEUE_PBX)
 MAINTAIN_PBX = JobSpec("maintain-pbx", JOB_MAINTAIN_PBX, QUEUE_PBX)
+PROFILE_REPORTS = JobSpec("profile-reports", JOB_PROFILE_REPORTS, QUEUE_PRESENCE)
 
 
 def _enqueue_chunks(
@@ -233,6 +237,53 @@ def enqueue_maintain_pbx(redis: Redis, tenant: str) -> Job:
 def enqueue_sync_directory(redis: Redis, tenant: str, full: bool = False) -> Job:
     """A directory delta round (or a full import), then relinking."""
     return SYNC_DIRECTORY.enqueue(redis, tenant, full)
+
+
+@dataclass(frozen=True)
+class ProfileReport:
+    """The PBX says `user` now shows `profile`: its user chose it there, or it is our own
+    write read back (the job tells them apart). Sources: the builtin API, AMI, BLF, ...
+
+    `on_pbx` is False only where the bridge itself serves profiles (the builtin API): the
+    profile still has to be published; everywhere else the PBX already shows it.
+    """
+
+    user: str
+    profile: str
+    source: str
+    at: float  # when the PBX reported it (epoch seconds)
+    on_pbx: bool = True
+
+    def to_item(self) -> dict[str, Any]:
+        return {"user": self.user, "profile": self.profile, "source": self.source,
+                "at": self.at, "on_pbx": self.on_pbx}  # fmt: skip
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> ProfileReport | None:
+        """None for an item without a user or profile name; other fields fall back."""
+        user, profile, at = item.get("user"), item.get("profile"), item.get("at")
+        if not isinstance(user, str) or not isinstance(profile, str) or not user or not profile:
+            return None
+        return cls(
+            user,
+            profile,
+            str(item.get("source") or "unknown"),
+            float(at) if isinstance(at, int | float) and not isinstance(at, bool) else 0.0,
+            item.get("on_pbx") is not False,
+        )
+
+
+def enqueue_profile_reports(
+    redis: Redis,
+    tenant: str,
+    reports: Sequence[ProfileReport],
+    pipeline: Pipeline | None = None,
+) -> None:
+    """Profiles the PBX reports, `ITEMS_PER_JOB` a job: the builtin API (a user's PUT, rare
+    enough to skip the intake stream, like the admin page's jobs) and the listeners that
+    follow a PBX (AMI, BLF) call this."""
+    items = [r.to_item() for r in reports]
+    _enqueue_chunks(redis, PROFILE_REPORTS, tenant, items, ITEMS_PER_JOB, pipeline)
 
 
 def hand_to_clock(

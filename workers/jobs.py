@@ -9,10 +9,16 @@ from typing import Any
 from core import certificates
 from core.cipher import CacheCipher
 from core.errors import PbxError, TransientError
-from core.queue import enqueue_deliver, enqueue_refresh_call, enqueue_tick, hand_to_clock
+from core.queue import (
+    ProfileReport,
+    enqueue_deliver,
+    enqueue_refresh_call,
+    enqueue_tick,
+    hand_to_clock,
+)
 from core.state import intake
 from core.state.delivery import pending_users
-from workers import call_presence, delivery, directory_sync
+from workers import call_presence, delivery, directory_sync, restore
 from workers.pbx.base import Refreshing
 from workers.pbx.registry import save_state
 from workers.pipeline import BatchResult, PresenceUpdate, process, tick_users
@@ -82,6 +88,7 @@ def _map_and_apply(tenant: str, runtime: TenantRuntime, updates: list[PresenceUp
             runtime.settings.mapping.hold_seconds,
             updates,
             runtime.static_links,
+            read_shown=lambda users: restore.read_shown(runtime.adapter, users),
         )
         _apply(tenant, runtime, result)
     return len(updates)
@@ -141,6 +148,18 @@ def process_pbx_events(tenant: str, items: list[dict[str, Any]]) -> int:
                 redis, tenant, runtime.graph, app_id, event["user"], event["call_id"]
             )
     return len(items)
+
+
+def process_profile_reports(tenant: str, reports: list[dict[str, Any]]) -> int:
+    """Profiles the PBX reports: a user's own choice wins until Teams next decides."""
+    runtime = _runtime(tenant)
+    if runtime is None:
+        return 0
+    parsed = [r for r in map(ProfileReport.from_item, reports) if r is not None]
+    outcome = restore.take_reports(current().redis, tenant, parsed, runtime.static_links)
+    if outcome.publish:
+        _deliver(tenant, runtime, outcome.publish)
+    return len(outcome.changes)
 
 
 def _schedule_refresh(tenant: str, pbx_user: str) -> None:

@@ -1,12 +1,14 @@
 """Presence updates -> PBX profiles: order, staleness, links, mapping, per-user state.
 
 Everything for one batch is read in one round trip and written in one more; the mapping
-and the state machine in between are pure.
+and the state machine in between are pure. Only users about to enter a sticky profile cost
+more: the PBX is read for them first (`workers.restore`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from redis import Redis
@@ -16,7 +18,10 @@ from core.state.presence import LastPresence, OwnPresence
 from core.state.profiles import ProfileState
 from workers.mapping import RuleSet, decide
 from workers.pbx.base import ProfileChange
-from workers.profile_state import step, tick
+from workers.profile_state import enters_sticky, keep_shown, step, tick
+
+# Reads what the PBX shows for these users, where it can tell (`workers.restore.read_shown`).
+ReadShown = Callable[[Sequence[str]], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,10 @@ def process(
     updates: list[PresenceUpdate],
     static_links: dict[str, list[str]] | None = None,
     now: float | None = None,
+    read_shown: ReadShown | None = None,
 ) -> BatchResult:
+    """With `read_shown`, users about to enter a sticky profile have the PBX read first: what
+    it shows then (unless it is our own write) comes back when the sticky profile ends."""
     now = time.time() if now is None else now
     result = BatchResult()
     batch = latest_per_user(updates)
@@ -124,8 +132,17 @@ def process(
     pbx_users = sorted({u for _, users in fresh for u in users})
     stored = profiles.load(redis, tenant, pbx_users)
     states = {u: stored.get(u) or ProfileState() for u in pbx_users}
-    for update, users in fresh:
-        decision = decide(rules, update.availability, update.activity)
+    decided = [(update, users, decide(rules, update.availability, update.activity))
+               for update, users in fresh]  # fmt: skip
+    if read_shown is not None:
+        entering = sorted({user for _, users, decision in decided for user in users
+                           if enters_sticky(states[user], decision)})  # fmt: skip
+        if entering:
+            shown = read_shown(entering)
+            ours = delivery.own_profiles(redis, tenant, entering)
+            for user in entering:
+                states[user] = keep_shown(states[user], shown.get(user), ours[user])
+    for update, users, decision in decided:
         for user in users:
             state, profile = step(
                 states[user],

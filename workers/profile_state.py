@@ -7,13 +7,17 @@ Rules, in order of precedence:
   non-sticky profile (automatic or set by the user on the PBX) comes back;
 - leaving a sticky profile, and any change made while Teams says Offline/PresenceUnknown,
   waits `hold_seconds`: it applies (from `tick`) only if nothing else was decided meanwhile,
-  so flaps and short blips never reach the PBX. Entering a sticky profile is immediate.
+  so flaps and short blips never reach the PBX. Entering a sticky profile is immediate;
+- what the PBX shows just before a sticky profile begins is the restore target (`keep_shown`),
+  and a change the PBX reports is the user's own (`take_reported`): it wins until Teams next
+  decides. Neither counts when it is our own write read back.
 
 The record itself (`ProfileState`) and its stored form belong to `core.state.profiles`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 from typing import Final
 
@@ -67,6 +71,38 @@ def set_manual(state: ProfileState, profile: str) -> ProfileState:
         pending_due=None,
         version=state.version + 1,
     )
+
+
+def enters_sticky(state: ProfileState, decision: Decision) -> bool:
+    """Would this decision start a sticky profile? Then it is time to read the PBX first."""
+    return (
+        decision.sticky
+        and decision.profile is not None
+        and not state.sticky
+        and (decision.profile, decision.sticky) != (state.last_profile, state.last_sticky)
+    )
+
+
+def keep_shown(state: ProfileState, shown: str | None, own: Collection[str]) -> ProfileState:
+    """The PBX shows `shown` just before a sticky profile begins: that comes back afterwards.
+
+    `own` names what we wrote and the PBX may still show (the last applied version, one on
+    its way); such a read says nothing about the user, nor does a read that cannot tell.
+    """
+    if shown is None or shown in own:
+        return state
+    return replace(state, restore_to=shown)
+
+
+def take_reported(
+    state: ProfileState, shown: str, own: Collection[str]
+) -> tuple[ProfileState, str | None]:
+    """The PBX reports that it shows `shown`: unless it is our own write read back (`own`),
+    the user chose it there. Returns the new state and the profile that is now desired."""
+    if shown in own:
+        return state, None
+    after = set_manual(state, shown)
+    return after, (shown if after.version != state.version else None)
 
 
 def _decide(

@@ -246,6 +246,40 @@ def pending_count(redis: Redis, tenant: str) -> int:
     return len(pending_users(redis, tenant))
 
 
+def own_profiles(redis: Redis, tenant: str, users: Sequence[str]) -> dict[str, frozenset[str]]:
+    """What the PBX may show of ours, per user: the profile of the version it last got from
+    us, and a newer desired one that may be on its way (not one it refused). A PBX that reads
+    one of these back is showing our own write, not a choice of its user."""
+    found = load(redis, tenant, users)
+    # Only the desired record's profile is stored; an older applied one is in the event log.
+    behind = [u for u, d in found.items() if d.behind and d.applied]
+    logs: dict[str, Any] = {}
+    if behind:
+        pipe = redis.pipeline(transaction=False)
+        for user in behind:
+            profiles.queue_recent_events(pipe, tenant, user)
+        logs = dict(zip(behind, pipe.execute(), strict=True))
+    own: dict[str, frozenset[str]] = {}
+    for user, d in found.items():
+        ours = set()
+        if d.desired is not None and (not d.behind or d.pending):
+            ours.add(d.desired.profile)
+        if user in logs:
+            applied = _applied_profile(profiles.events_from(logs[user]), d.applied)
+            if applied is not None:
+                ours.add(applied)
+        own[user] = frozenset(ours)
+    return own
+
+
+def _applied_profile(events: Iterable[Mapping[str, Any]], version: int) -> str | None:
+    """The profile of `version` in a user's event log (newest first), while it is kept."""
+    for event in events:
+        if event.get("result") == "applied" and as_int(event.get("version")) == version:
+            return opt_str(event.get("profile"))
+    return None
+
+
 def mark_applied(
     redis: Redis, tenant: str, applied: Sequence[Desired], event_extra: Mapping[str, Any]
 ) -> None:

@@ -180,3 +180,33 @@ def test_presences_are_enqueued_650_a_job_in_one_round_trip(redis_client: redis.
 def test_every_intake_kind_has_a_route_and_an_unknown_one_is_a_notification() -> None:
     assert set(seam.INTAKE_ROUTES) == {"notification", "lifecycle", "pbx"}
     assert seam.route("something-new") is seam.enqueue_notifications
+
+
+def test_profile_reports_go_to_the_presence_queue_as_plain_items(
+    redis_client: redis.Redis,
+) -> None:
+    report = seam.ProfileReport("alice", "Lunch", "builtin-api", 1763794800.5, on_pbx=False)
+    seam.enqueue_profile_reports(redis_client, TENANT, [report])
+    [job] = queue(redis_client, seam.QUEUE_PRESENCE).get_jobs()
+    assert (job.func_name, job.args[0]) == (seam.JOB_PROFILE_REPORTS, TENANT)
+    assert [seam.ProfileReport.from_item(i) for i in job.args[1]] == [report]
+    assert job.id.startswith(f"profile-reports-{TENANT}-")
+
+
+@pytest.mark.parametrize(
+    ("item", "read"),
+    [
+        ({"user": "alice", "profile": "Lunch"},
+         seam.ProfileReport("alice", "Lunch", "unknown", 0.0)),
+        ({"user": "alice", "profile": "Lunch", "at": True, "on_pbx": "no"},
+         seam.ProfileReport("alice", "Lunch", "unknown", 0.0, on_pbx=True)),
+        ({"user": "alice", "profile": ""}, None),
+        ({"user": 7, "profile": "Lunch"}, None),
+        ({}, None),
+    ],
+    ids=["minimal", "mistyped-fields", "no-profile", "no-user-name", "empty"],
+)  # fmt: skip
+def test_a_profile_report_item_is_read_tolerantly(
+    item: dict[str, object], read: seam.ProfileReport | None
+) -> None:
+    assert seam.ProfileReport.from_item(item) == read

@@ -189,3 +189,31 @@ def test_a_dead_lettered_user_is_pending_for_no_reader(redis_client: redis.Redis
     shown = {u: user_status.user_status(redis_client, settings, u) for u in ("ann", "cy")}
     assert [(s.pending, s.in_sync) for s in shown.values()] == [(False, True), (False, False)]
     assert user_status.user_status(redis_client, settings, "bob").pending
+
+
+# ---- what the PBX may show of ours --------------------------------------------------------
+
+
+def test_own_profiles_name_the_last_applied_and_the_one_on_its_way(
+    redis_client: redis.Redis,
+) -> None:
+    [first] = delivery.set_desired(redis_client, T, [ProfileChange("ann", "Away")])
+    delivery.mark_applied(redis_client, T, [first], {"adapter": "builtin"})
+    delivery.set_desired(redis_client, T, [ProfileChange("ann", "Busy"),
+                                           ProfileChange("bob", "Lunch")])  # fmt: skip
+    [carl] = delivery.set_desired(redis_client, T, [ProfileChange("carl", "Busy")])
+    delivery.mark_applied(redis_client, T, [carl], {"adapter": "builtin"})
+
+    own = delivery.own_profiles(redis_client, T, ["ann", "bob", "carl", "nobody"])
+
+    assert own == {"ann": {"Away", "Busy"}, "bob": {"Lunch"}, "carl": {"Busy"},
+                   "nobody": frozenset()}  # fmt: skip
+
+
+def test_a_refused_profile_is_not_taken_for_ours(redis_client: redis.Redis) -> None:
+    [first] = delivery.set_desired(redis_client, T, [ProfileChange("ann", "Away")])
+    delivery.mark_applied(redis_client, T, [first], {"adapter": "builtin"})
+    [refused] = delivery.set_desired(redis_client, T, [ProfileChange("ann", "Busy")])
+    delivery.dead_letter(redis_client, T, refused, "HTTP 400")
+
+    assert delivery.own_profiles(redis_client, T, ["ann"]) == {"ann": {"Away"}}

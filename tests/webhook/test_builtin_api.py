@@ -7,6 +7,7 @@ import httpx
 import pytest
 import redis
 
+from core.queue import JOB_PROFILE_REPORTS, QUEUE_PRESENCE, ProfileReport, queue
 from core.state.pbx import builtin_events_key
 from emulator.harness.redis_server import StreamEntries
 from emulator.harness.served import ServedApp
@@ -90,3 +91,54 @@ def test_event_stream_resumes_after_last_event_id(
         next(lines)
         event = [next(lines) for _ in range(3)]
     assert '"profile":"Busy"' in event[2]
+
+
+# ---- the user's own choice, sent back by the PBX side ---------------------------------------
+
+PROFILE_URL = "/api/v1/tenants/contoso/users/alice/profile"
+
+
+def queued_reports(redis_client: redis.Redis) -> list[ProfileReport | None]:
+    jobs = queue(redis_client, QUEUE_PRESENCE).get_jobs()
+    assert all(j.func_name == JOB_PROFILE_REPORTS for j in jobs)
+    return [ProfileReport.from_item(item) for j in jobs for item in j.args[1]]
+
+
+@pytest.mark.parametrize("method", ["PUT", "POST"])
+def test_a_profile_set_on_the_pbx_side_is_handed_to_the_workers(
+    api: httpx.Client, redis_client: redis.Redis, method: str
+) -> None:
+    response = api.request(method, PROFILE_URL, json={"profile": "Lunch"})
+    assert (response.status_code, response.json()) == (202, {"user": "alice", "profile": "Lunch"})
+    [report] = queued_reports(redis_client)
+    assert report is not None
+    assert (report.user, report.profile, report.source, report.on_pbx) == (
+        "alice",
+        "Lunch",
+        "builtin-api",
+        False,
+    )
+    # Published by the worker, not here: the web process never writes a served profile.
+    assert api.get(PROFILE_URL).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b'["Lunch"]', b"{}", b'{"profile": ""}', b'{"profile": "   "}',
+     b'{"profile": 7}', b'{"profile": "Lunch\\u0000"}', b'{"profile": "' + b"x" * 129 + b'"}'],
+    ids=["not-json", "not-an-object", "no-profile", "empty", "blank", "not-a-string",
+         "control-character", "too-long"],
+)  # fmt: skip
+def test_a_profile_that_is_no_usable_name_is_refused(
+    api: httpx.Client, redis_client: redis.Redis, body: bytes
+) -> None:
+    response = api.put(PROFILE_URL, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert "profile" in response.json()["error"]
+    assert queued_reports(redis_client) == []
+
+
+def test_setting_a_profile_needs_the_key(api: httpx.Client, redis_client: redis.Redis) -> None:
+    response = httpx.put(f"{api.base_url}{PROFILE_URL}", json={"profile": "Lunch"})
+    assert response.status_code == 401
+    assert queued_reports(redis_client) == []

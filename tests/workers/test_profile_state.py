@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 import pytest
 
 from core.settings import MappingSettings, RuleSettings
 from core.state.profiles import ProfileState
 from workers.mapping import LEAVE_UNCHANGED, Decision, RuleSet, compile_rules
-from workers.profile_state import set_manual, step, tick
+from workers.profile_state import (
+    enters_sticky,
+    keep_shown,
+    set_manual,
+    step,
+    take_reported,
+    tick,
+)
 
 HOLD = 15.0
 MEETING = Decision("Teams Meeting", sticky=True)
@@ -368,3 +377,127 @@ def test_state_from_json_continues_where_it_stopped() -> None:
     state, _ = run(ProfileState(current="Lunch", restore_to="Lunch"), [(0, MEETING), (10, BUSY)])
     restored = ProfileState.from_dict(orjson.loads(orjson.dumps(state.to_dict())))
     assert tick(restored, 100)[1] == "Busy"
+
+
+# ---- the user's own PBX profile: read before a sticky profile, reported changes ---------
+
+IN_MEETING = ProfileState(
+    current="Teams Meeting", restore_to="Lunch", sticky_since=0.0,
+    last_profile="Teams Meeting", last_sticky=True, version=3,
+)  # fmt: skip
+SHOWING_AVAILABLE = ProfileState(
+    current="Available", restore_to="Available", last_profile="Available", version=1
+)
+
+
+@pytest.mark.parametrize(
+    ("state", "decision", "enters"),
+    [
+        (ProfileState(), MEETING, True),
+        (SHOWING_AVAILABLE, MEETING, True),
+        (SHOWING_AVAILABLE, BUSY, False),  # not sticky
+        (SHOWING_AVAILABLE, LEAVE_UNCHANGED, False),
+        (SHOWING_AVAILABLE, Decision(None, sticky=True), False),  # names no profile
+        (IN_MEETING, MEETING, False),  # already in it
+        (IN_MEETING, Decision("On Call", sticky=True), False),  # one sticky to another
+        # The user ended the meeting profile on the PBX; Teams repeating "in a meeting" is
+        # the same decision, so nothing begins.
+        (replace(IN_MEETING, current="Lunch", sticky_since=None), MEETING, False),
+    ],
+    ids=["fresh", "from-available", "not-sticky", "leave-unchanged", "no-profile",
+         "already-sticky", "sticky-to-sticky", "repeat-after-manual"],
+)  # fmt: skip
+def test_enters_sticky_only_when_a_sticky_profile_begins(
+    state: ProfileState, decision: Decision, enters: bool
+) -> None:
+    assert enters_sticky(state, decision) is enters
+    if enters:  # the rule agrees with the machine: this decision makes the state sticky
+        assert step(state, decision, 10, HOLD)[0].sticky
+
+
+@pytest.mark.parametrize(
+    ("shown", "own", "restore_to"),
+    [
+        ("Lunch", frozenset({"Available"}), "Lunch"),  # the user's, unseen by the bridge
+        ("Available", frozenset({"Available"}), "Available"),  # our own write read back
+        ("Busy", frozenset({"Available", "Busy"}), "Available"),  # an older write of ours
+        (None, frozenset({"Available"}), "Available"),  # the PBX cannot tell
+        ("Lunch", frozenset(), "Lunch"),  # nothing of ours is on the PBX
+    ],
+    ids=["users-own", "our-write", "our-older-write", "cannot-tell", "nothing-of-ours"],
+)
+def test_keep_shown_takes_what_the_pbx_shows_unless_it_is_ours(
+    shown: str | None, own: frozenset[str], restore_to: str
+) -> None:
+    state = keep_shown(SHOWING_AVAILABLE, shown, own)
+    assert (state.restore_to, state.current, state.version) == (restore_to, "Available", 1)
+
+
+@pytest.mark.parametrize(
+    ("shown", "hold", "after"),
+    [("Lunch", 0, ["Teams Meeting", "Lunch"]), ("Available", 0, ["Teams Meeting", "Available"]),
+     ("Lunch", HOLD, ["Teams Meeting", None])],
+    ids=["users-own", "our-write", "held"],
+)  # fmt: skip
+def test_what_the_pbx_showed_comes_back_after_the_meeting(
+    shown: str, hold: float, after: list[str | None]
+) -> None:
+    state = keep_shown(SHOWING_AVAILABLE, shown, frozenset({"Available"}))
+    state, applied = run(state, [(10, MEETING), (70, LEAVE_UNCHANGED)], hold=hold)
+    assert applied == after
+    if hold:
+        assert tick(state, 70 + hold)[1] == shown
+
+
+@pytest.mark.parametrize(
+    ("state", "shown", "own", "desired", "current", "sticky"),
+    [
+        # The user set a profile on the PBX during a meeting: it wins, the meeting is over.
+        (IN_MEETING, "Coffee", frozenset({"Teams Meeting"}), "Coffee", "Coffee", False),
+        # Our own meeting profile read back: nothing changes, the meeting holds.
+        (IN_MEETING, "Teams Meeting", frozenset({"Teams Meeting"}), None, "Teams Meeting", True),
+        # An older write of ours arriving late (the meeting is on its way): not the user's.
+        (IN_MEETING, "Lunch", frozenset({"Lunch", "Teams Meeting"}), None, "Teams Meeting",
+         True),
+        # What the state already shows, whoever wrote it: no new version.
+        (SHOWING_AVAILABLE, "Available", frozenset(), None, "Available", False),
+        # Before Teams ever decided.
+        (ProfileState(), "Lunch", frozenset(), "Lunch", "Lunch", False),
+    ],
+    ids=["users-own", "our-write", "our-older-write", "already-shown", "fresh"],
+)  # fmt: skip
+def test_take_reported_records_the_users_own_choice_only(
+    state: ProfileState,
+    shown: str,
+    own: frozenset[str],
+    desired: str | None,
+    current: str,
+    sticky: bool,
+) -> None:
+    after, profile = take_reported(state, shown, own)
+    assert (profile, after.current, after.sticky) == (desired, current, sticky)
+    assert after.version == state.version + (1 if desired else 0)
+    if desired:
+        assert after.restore_to == desired
+
+
+@pytest.mark.parametrize(
+    ("rules", "before", "after"),
+    [
+        (PASCOM, [("Busy", "InAMeeting"), ("Available", "Available")], "Lunch"),
+        # Teams decides again: a named profile replaces the user's choice.
+        (GLOCOM, [("Busy", "InACall"), ("Away", "Away")], "Away"),
+        # A repeat of Teams' last decision is not a new decision: the user's choice stays.
+        (GLOCOM, [("Available", "Available")], "Lunch"),
+    ],
+    ids=["pascom-meeting", "glocom-decides", "glocom-repeat"],
+)
+def test_a_reported_choice_wins_until_teams_next_decides(
+    rules: RuleSet, before: list[tuple[str, str]], after: str
+) -> None:
+    state, _ = run_presence(rules, ProfileState(), [(0, "Available", "Available")], hold=0)
+    state, profile = take_reported(state, "Lunch", frozenset({state.current or ""}))
+    assert profile == "Lunch"
+    timed = [(10.0 * (i + 1), a, b) for i, (a, b) in enumerate(before)]
+    state, _ = run_presence(rules, state, timed, hold=0)
+    assert state.current == after

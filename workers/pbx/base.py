@@ -57,6 +57,15 @@ class BatchApply(Protocol):
 
 
 @runtime_checkable
+class BatchRead(Protocol):
+    """Reads many users' profiles in one round trip."""
+
+    def read_many(self, users: list[str]) -> dict[str, str]:
+        """The profile each user shows; users the PBX cannot tell about are left out."""
+        ...
+
+
+@runtime_checkable
 class Refreshing(Protocol):
     """Holds what lapses on the PBX unless refreshed (SIP publications and their Expires)."""
 

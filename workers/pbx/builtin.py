@@ -13,10 +13,10 @@ from redis.exceptions import RedisError
 from core.errors import PbxError
 from core.state import pbx
 from core.state.pbx import BuiltinProfile
-from workers.pbx.base import BatchApply, PbxAdapter, PbxUserRecord, ProfileChange
+from workers.pbx.base import BatchApply, BatchRead, PbxAdapter, PbxUserRecord, ProfileChange
 
 
-class BuiltinAdapter(PbxAdapter, BatchApply):
+class BuiltinAdapter(PbxAdapter, BatchApply, BatchRead):
     name = "builtin"
 
     def __init__(self, redis: Redis, tenant: str) -> None:
@@ -47,6 +47,15 @@ class BuiltinAdapter(PbxAdapter, BatchApply):
     def read_profile(self, user: str) -> str | None:
         served = pbx.builtin_profile(self.redis, self.tenant, user)
         return None if served is None else served.profile
+
+    def read_many(self, users: list[str]) -> dict[str, str]:
+        try:
+            served = pbx.builtin_profiles(self.redis, self.tenant, users)
+        except (RedisError, OSError) as exc:
+            raise PbxError(
+                f"builtin: redis unavailable: {type(exc).__name__}", transient=True
+            ) from exc
+        return {user: p.profile for user, p in served.items() if p.profile}
 
     def close(self) -> None:
         pass

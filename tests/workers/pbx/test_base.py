@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.pbx.base import BatchApply, Refreshing, Stateful
+from workers.pbx.base import BatchApply, BatchRead, Refreshing, Stateful
 from workers.pbx.builtin import BuiltinAdapter
 from workers.pbx.http import HttpAdapter
 from workers.pbx.sip import SipAdapter
@@ -32,3 +32,10 @@ def test_a_capability_is_recognised_by_shape_too() -> None:
 
     assert isinstance(Batching(), BatchApply)
     assert not isinstance(Batching(), Refreshing)
+
+
+@pytest.mark.parametrize(
+    ("adapter", "reads_many"), [(BuiltinAdapter, True), (SipAdapter, False), (HttpAdapter, False)]
+)
+def test_only_the_builtin_adapter_reads_many_users_at_once(adapter: type, reads_many: bool) -> None:
+    assert issubclass(adapter, BatchRead) is reads_many  # the restore reads a batch in one HMGET
