@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.errors import PermanentError, TransientError
+from core.errors import BridgeError, TransientError
 from workers.pbx.ami_wire import (
     ActionResult,
     AmiMessage,
@@ -36,8 +36,8 @@ class AmiConnectionError(TransientError):
     """Asterisk could not be reached, or the connection broke or stalled."""
 
 
-class AmiRefused(PermanentError):
-    """Asterisk answered `Response: Error`; `reason` is its `Message:` verbatim."""
+class AmiRefused(BridgeError):
+    """Asterisk answered `Response: Error`; `reason` is its `Message:` verbatim (permanent)."""
 
     def __init__(self, action: str, reason: str) -> None:
         self.action = action
