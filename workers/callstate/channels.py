@@ -13,9 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from core.asterisk_options import BusyFrom
+
 CHANNEL_UP = 6  # ChannelState of an answered channel ("Up")
 CallEventType = Literal["call_started", "call_ended"]
-BusyFrom = Literal["answer", "ringing"]
 
 
 @dataclass(frozen=True)
