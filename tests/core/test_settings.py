@@ -160,7 +160,9 @@ def test_without_a_tenants_file_a_tenant_secret_is_reported() -> None:
     assert caught.value.problems == [f"{SECRET_ENV}: not a setting of presence-bridge"]
 
 
-@pytest.mark.parametrize("module", ["webhook", "workers", "subscriptions"])
+@pytest.mark.parametrize(
+    "module", ["webhook", "workers", "subscriptions", "workers.callstate"]
+)
 def test_bad_config_stops_each_process_with_exit_code_2(tmp_path: Path, module: str) -> None:
     path = tmp_path / "tenants.toml"
     path.write_text(GOOD)

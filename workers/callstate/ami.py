@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
@@ -85,6 +85,13 @@ class AmiCallSource:
     def __repr__(self) -> str:
         o = self.options
         return f"AmiCallSource({o.username}@{o.host}:{o.port})"
+
+    def restore(self, calls: Iterable[tuple[str, str, float]]) -> None:
+        """Calls an earlier listener reported (user, call id, since); call before run()."""
+        self.tracker.restore(calls)
+
+    def active_calls(self) -> int:
+        return sum(len(ids) for ids in self.tracker.active().values())
 
     def stop(self) -> None:
         self._stop_requested = True
@@ -192,9 +199,9 @@ class AmiCallSource:
                 self._outbox.popleft()
                 self.counts["dropped"] += 1
             self._outbox.append(event)
-        self._flush()
+        self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Hand events over in order; one that fails stays first in line for the next try."""
         while self._outbox:
             try:
