@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import redis
 
@@ -104,6 +106,7 @@ def test_a_queued_append_runs_the_same_script_inside_a_transaction(
     intake.queue_append(pipe, [intake.Accepted(TENANT, "pbx", call)], {"calls": 1})
     assert pipe.execute() == [0]  # the same item again: dropped as a duplicate
 
-    (entry,) = redis_client.xrange(intake.STREAM)
+    entries: Any = redis_client.xrange(intake.STREAM)
+    (entry,) = entries
     assert intake.decode_entry(entry[1]) == [{"tenant": TENANT, "kind": "pbx", "item": call}]
     assert intake.counters(redis_client) == {"accepted": 1, "calls": 2, "dropped:duplicate": 1}

@@ -72,9 +72,10 @@ class Running:
 
 
 def stream_items(client: redis.Redis) -> list[dict[str, Any]]:
+    entries: Any = client.xrange(intake.STREAM)
     return [
         {**item["item"], "tenant": item["tenant"], "kind": item["kind"]}
-        for _, fields in client.xrange(intake.STREAM)
+        for _, fields in entries
         for item in intake.decode_entry(fields)
     ]
 
