@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 from redis.exceptions import RedisError
@@ -9,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.queue import QUEUES
-from core.state import accounts, coordination, delivery, intake
+from core.state import accounts, callstate, coordination, delivery, intake
 from core.state import subscriptions as sub_state
 from core.state.accounts import AccountHealth
 from webhook.metrics import TenantFigures
@@ -49,7 +50,12 @@ async def metrics(request: Request) -> Response:
             sub_state.queue_count(pipe, tenant.name)
             sub_state.queue_polled(pipe, tenant.name)
             delivery.queue_dead_letter_count(pipe, tenant.name)
+        sources = [(t.name, t.pbx.callstate.source) for t in tenants if t.pbx.callstate]
+        for name, source in sources:
+            callstate.queue_status(pipe, name, source)
         raw, intake_len, *rest = await pipe.execute()
+        split = len(rest) - len(sources)
+        rest, statuses = rest[:split], rest[split:]
         lengths, per_tenant = rest[: len(QUEUES)], rest[len(QUEUES) :]
         counters = intake.decode_counters(raw)
         depths = {"intake": int(intake_len)}
@@ -60,6 +66,12 @@ async def metrics(request: Request) -> Response:
                 tenant.service_accounts, accounts.health_from_raw(health), subs,
                 sub_state.polled_from_raw(polled), dead,
             )  # fmt: skip
+        for (name, source), status in zip(sources, statuses, strict=True):
+            figures[name] = dataclasses.replace(
+                figures[name],
+                call_source=source,
+                call_source_status=callstate.SourceStatus.from_bytes(status),
+            )
     except (RedisError, OSError):
         pass  # still serve this process's own figures
     body = state.metrics.render(counters, depths, figures)

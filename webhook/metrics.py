@@ -6,12 +6,18 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
+from core.state.callstate import SourceStatus, parse_counter_field
+
 NAMESPACE = "presence_bridge"
 COUNTERS = {
     "received": "Notification items received by the webhook.",
     "accepted": "Items verified and handed to the workers.",
 }
 DROPPED_HELP = "Items dropped by the webhook, by reason."
+CALLSTATE_HELP = (
+    "Call-state listeners' events by tenant, source and event: call_started, call_ended, "
+    "connects, disconnects, resyncs, unreachable, login_failures, emit_failures, dropped, leads."
+)
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,8 @@ class TenantFigures:
     subscriptions: int
     polled: int
     dead_letters: int
+    call_source: str | None = None  # the kind of [tenants.pbx.callstate], if any
+    call_source_status: SourceStatus | None = None  # None: no listener leads
 
 
 TENANT_GAUGES = {
@@ -59,6 +67,14 @@ class WebMetrics:
         for field, value in sorted(counters.items()):
             if field.startswith("dropped:"):
                 lines.append(f'{metric}{{reason="{field.split(":", 1)[1]}"}} {value}')
+        metric = f"{NAMESPACE}_callstate_events_total"
+        lines += [f"# HELP {metric} {CALLSTATE_HELP}", f"# TYPE {metric} counter"]
+        for field, value in sorted(counters.items()):
+            parsed = parse_counter_field(field)
+            if parsed is not None:
+                tenant, source, event = parsed
+                labels = f'tenant="{tenant}",source="{source}",event="{event}"'
+                lines.append(f"{metric}{{{labels}}} {value}")
         metric = f"{NAMESPACE}_queue_depth"
         lines += [f"# HELP {metric} Work waiting in Redis, by queue.", f"# TYPE {metric} gauge"]
         for queue, depth in sorted(depths.items()):
@@ -80,4 +96,23 @@ def _tenant_lines(tenants: dict[str, TenantFigures]) -> list[str]:
         field = "polled" if name == "polled_users" else name
         for tenant, figures in sorted(tenants.items()):
             lines.append(f'{metric}{{tenant="{tenant}"}} {getattr(figures, field)}')
+    return lines + _callstate_lines(tenants)
+
+
+def _callstate_lines(tenants: dict[str, TenantFigures]) -> list[str]:
+    sources = {t: f for t, f in sorted(tenants.items()) if f.call_source is not None}
+    up, calls = f"{NAMESPACE}_callstate_up", f"{NAMESPACE}_callstate_active_calls"
+    lines = [
+        f"# HELP {up} 1 while a call-state listener leads and is logged in to the PBX.",
+        f"# TYPE {up} gauge",
+    ]
+    for tenant, figures in sources.items():
+        status = figures.call_source_status
+        value = int(status is not None and status.connected)
+        lines.append(f'{up}{{tenant="{tenant}",source="{figures.call_source}"}} {value}')
+    lines += [f"# HELP {calls} PBX calls the leading listener follows.", f"# TYPE {calls} gauge"]
+    for tenant, figures in sources.items():
+        status = figures.call_source_status
+        value = status.active_calls if status is not None else 0
+        lines.append(f'{calls}{{tenant="{tenant}",source="{figures.call_source}"}} {value}')
     return lines
