@@ -141,8 +141,12 @@ def figures_of(values: list[float]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=100)
-    parser.add_argument("--window-ms", type=int, default=100,
-                        help="the worker's PRESENCE_BRIDGE_COALESCE_WINDOW_MS (default 100)")
+    parser.add_argument(
+        "--window-ms",
+        type=int,
+        default=100,
+        help="the worker's PRESENCE_BRIDGE_COALESCE_WINDOW_MS (default 100)",
+    )
     args = parser.parse_args()
     figures: dict[str, Any] = {
         "bench": "callstate", "machine": machine(), "calls": args.calls,

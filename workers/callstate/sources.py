@@ -37,6 +37,4 @@ def build_source(tenant: TenantSettings, emit: Emit) -> CallSource:
     callstate = tenant.pbx.callstate
     if callstate is None:
         raise ValueError(f"tenant {tenant.name} has no [tenants.pbx.callstate]")
-    return AmiCallSource(
-        callstate.options, callstate.secret, tenant.users_by_extension(), emit
-    )
+    return AmiCallSource(callstate.options, callstate.secret, tenant.users_by_extension(), emit)

@@ -89,9 +89,7 @@ ListenerFactory = Callable[..., Running]
 
 
 @pytest.fixture
-def start_listener(
-    ami_server: AmiServer, redis_client: redis.Redis
-) -> Iterator[ListenerFactory]:
+def start_listener(ami_server: AmiServer, redis_client: redis.Redis) -> Iterator[ListenerFactory]:
     ami_server.users[LISTENER] = ManagerUser.of(LISTENER_SECRET, read="call", write="reporting")
     options = endpoint_options(ami_server, username=LISTENER, **FAST)
     running: list[Running] = []
