@@ -21,18 +21,21 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core import standard_webhooks
+from core.asterisk_options import AmiSourceOptions, AsteriskOptions
 from core.errors import ConfigError
 
 ENV_PREFIX = "PRESENCE_BRIDGE_"
-TENANT_SECRETS = ("CLIENT_SECRET", "CERT_PASSPHRASE", "PBX_SECRET")
+TENANT_SECRETS = ("CLIENT_SECRET", "CERT_PASSPHRASE", "PBX_SECRET", "CALLSTATE_SECRET")
 # Read by `make run` (scripts/run.py) before it starts the processes.
 LAUNCHER_VARIABLES = ("DEMO", "DEMO_DIR")
 GRAPH_ATTRIBUTES = ("userPrincipalName", "mail", "mailNickname", "onPremisesSamAccountName")
@@ -88,10 +91,42 @@ class PbxUser(_Frozen):
     graph_id: str | None = None  # a static link to a Graph user id, for small sites
 
 
+class CallStateSettings(_Frozen):
+    """`[tenants.pbx.callstate]`: where the PBX's own calls are read (PBX -> Teams)."""
+
+    source: Literal["ami"]
+    options: AmiSourceOptions
+    secret: SecretStr | None = None  # from PRESENCE_BRIDGE_TENANT_<NAME>_CALLSTATE_SECRET
+
+
 class PbxSettings(_Frozen):
-    adapter: Literal["builtin", "sip", "http"] = "builtin"
-    options: dict[str, Any] = {}  # validated by the adapter itself
+    adapter: Literal["builtin", "sip", "http", "asterisk"] = "builtin"
+    # Typed here for `asterisk` (asterisk_options); the other adapters validate their own.
+    options: dict[str, Any] = {}
     secret: SecretStr | None = None  # from PRESENCE_BRIDGE_TENANT_<NAME>_PBX_SECRET
+    callstate: CallStateSettings | None = None
+    _asterisk: AsteriskOptions | None = PrivateAttr(default=None)
+
+    @field_validator("options")
+    @classmethod
+    def _asterisk_options_valid(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # A field validator, so these problems are listed with those of the other fields; its
+        # ValidationError keeps each problem's key path below `options`.
+        if info.data.get("adapter") == "asterisk":
+            AsteriskOptions.model_validate(value)
+        return value
+
+    @model_validator(mode="after")
+    def _typed_options(self) -> PbxSettings:
+        if self.adapter == "asterisk":
+            self._asterisk = AsteriskOptions.model_validate(self.options)
+        return self
+
+    @property
+    def asterisk_options(self) -> AsteriskOptions:
+        if self._asterisk is None:
+            raise ValueError(f"the {self.adapter} adapter has no Asterisk options")
+        return self._asterisk
 
 
 class TenantSettings(_Frozen):
@@ -126,6 +161,14 @@ class TenantSettings(_Frozen):
                 "or a [certificate] table"
             )
         return self
+
+    def pbx_extensions(self) -> dict[str, str]:
+        """PBX username -> extension, for the users the tenants file gives one."""
+        return {u.username: u.extension for u in self.pbx_users if u.extension}
+
+    def users_by_extension(self) -> dict[str, str]:
+        """Extension (the username when none is given) -> PBX username, for call sources."""
+        return {(u.extension or u.username): u.username for u in self.pbx_users}
 
     @property
     def authority(self) -> str:
@@ -168,6 +211,8 @@ class ProcessSettings(BaseSettings):
     directory_every: float = Field(default=300.0, ge=10, le=86_400)
     sweep_every: float = Field(default=300.0, ge=10, le=86_400)
     pbx_reconcile_every: float = Field(default=60.0, ge=5, le=3600)
+    # A call-state listener that dies is replaced by another host after this long.
+    callstate_lock_seconds: float = Field(default=15.0, ge=1, le=300)
     # Graph echoes a bulk subscription's resource (up to 650 ids, ~26 KB) in every item, so
     # a batch of 100 changes is ~2.7 MB: a 1 MiB cap would 413 real traffic into 4 h of retries.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
@@ -237,9 +282,36 @@ def _inject_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
             tenant.setdefault("pbx", {})
             if isinstance(tenant["pbx"], dict):
                 tenant["pbx"]["secret"] = pbx_secret
+        problems += _ami_secrets(i, name, tenant.get("pbx"), env)
         passphrase = env.get(secret_env_name(name, "CERT_PASSPHRASE"))
         if passphrase and isinstance(tenant.get("certificate"), dict):
             tenant["certificate"]["passphrase"] = passphrase
+    return problems
+
+
+def _ami_secrets(i: int, name: str, pbx: object, env: Mapping[str, str]) -> list[str]:
+    """Put the call source's secret in; name each AMI secret that is missing."""
+    if not isinstance(pbx, dict):
+        return []
+    problems: list[str] = []
+    if pbx.get("adapter") == "asterisk" and not pbx.get("secret"):
+        variable = secret_env_name(name, "PBX_SECRET")
+        problems.append(f"tenants[{i}].pbx.secret: the AMI user's secret is required ({variable})")
+    callstate = pbx.get("callstate")
+    if isinstance(callstate, dict):
+        if "secret" in callstate:
+            problems.append(
+                f"tenants[{i}].pbx.callstate.secret: secrets belong in the environment, "
+                "not the file"
+            )
+        variable = secret_env_name(name, "CALLSTATE_SECRET")
+        if env.get(variable):
+            callstate["secret"] = env[variable]
+        else:
+            problems.append(
+                f"tenants[{i}].pbx.callstate.secret: the AMI user's secret is required "
+                f"({variable})"
+            )
     return problems
 
 

@@ -31,7 +31,6 @@ from emulator.harness.served import ServedApp
 SECRET = "pbx-Secret-0123456789"  # noqa: S105 - the one secret every simulated PBX accepts
 CLIENT_ID = "bridge-client"
 JWT = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJicmlkZ2UifQ."  # RingCentral JWT credential stand-in
-PRESENCE_STATES = {"not_set", "unavailable", "available", "away", "xa", "chat", "dnd"}
 THREECX_PROFILES = {"Available", "Away", "Out of office", "Custom 1", "Custom 2"}
 RC_USER = {"Offline", "Busy", "Available"}
 RC_DND = {"TakeAllCalls", "DoNotAcceptDepartmentCalls", "TakeDepartmentCallsOnly",
@@ -96,7 +95,6 @@ class PbxServer:
             (re.compile(r"/restapi/oauth/token"), self._token_ringcentral),
             (re.compile(r"/restapi/v1\.0/account/~/extension(?:/(?P<id>\w+)/presence)?"),
              self._ringcentral),
-            (re.compile(r"/ari/asterisk/variable"), self._ari),
             (re.compile(r"/v1/people/(?P<id>\w+)/features/doNotDisturb"), self._webex),
             (re.compile(r"/[\w-]+/services/identity/"), self._pascom),
             (re.compile(r"/oauth/token"), self._token_3cx),
@@ -124,7 +122,6 @@ class PbxServer:
             "starface": {"0815": {"callWaiting": True, "displayNumberId": "n1",
                                   "doNotDisturb": False, "primaryPhoneId": "p9"}},
             "ringcentral": {"101": {"userStatus": "Available", "dndStatus": "TakeAllCalls"}},
-            "ari": {},
             "webex": {"P1": {"enabled": False, "ringSplashEnabled": True}},
         }
 
@@ -382,18 +379,6 @@ class PbxServer:
             raise Problem("PUT presence needs userStatus and dndStatus from the documented sets")
         presence.update(body)
         return JSONResponse(presence)
-
-    async def _ari(self, rec: Recorded, m: re.Match[str]) -> Response:
-        if not self._basic_ok(rec, "ari"):
-            return JSONResponse({"message": "Authentication required"}, 401)
-        p = rec.params
-        var = re.fullmatch(r"PRESENCE_STATE\(CustomPresence:(\w+)\)", p.get("variable", ""))
-        if rec.method != "POST" or var is None:
-            raise Problem("expected POST variable=PRESENCE_STATE(CustomPresence:<name>)")
-        if p.get("value", "").split(",")[0] not in PRESENCE_STATES:
-            raise Problem("value must start with a presence state")
-        self.state["ari"][var.group(1)] = p["value"]
-        return Response(status_code=204)
 
     async def _webex(self, rec: Recorded, m: re.Match[str]) -> Response:
         if not hmac.compare_digest(rec.headers.get("authorization", ""), f"Bearer {SECRET}"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -11,9 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.queue import QUEUES
-from core.state import accounts, delivery, intake
+from core.state import accounts, callstate, delivery, intake
 from core.state import subscriptions as sub_state
 from core.state.accounts import AccountHealth
+from core.state.callstate import SourceStatus, parse_counter_field
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 NAMESPACE = "presence_bridge"
@@ -22,6 +24,10 @@ COUNTERS = {
     "accepted": "Items verified and handed to the workers.",
 }
 DROPPED_HELP = "Items dropped by the webhook, by reason."
+CALLSTATE_HELP = (
+    "Call-state listeners' events by tenant, source and event: call_started, call_ended, "
+    "connects, disconnects, resyncs, unreachable, login_failures, emit_failures, dropped, leads."
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,8 @@ class TenantFigures:
     subscriptions: int
     polled: int
     dead_letters: int
+    call_source: str | None = None  # the kind of [tenants.pbx.callstate], if any
+    call_source_status: SourceStatus | None = None  # None: no listener leads
 
 
 TENANT_GAUGES = {
@@ -69,6 +77,14 @@ class WebMetrics:
         for field, value in sorted(counters.items()):
             if field.startswith("dropped:"):
                 lines.append(f'{metric}{{reason="{field.split(":", 1)[1]}"}} {value}')
+        metric = f"{NAMESPACE}_callstate_events_total"
+        lines += [f"# HELP {metric} {CALLSTATE_HELP}", f"# TYPE {metric} counter"]
+        for field, value in sorted(counters.items()):
+            parsed = parse_counter_field(field)
+            if parsed is not None:
+                tenant, source, event = parsed
+                labels = f'tenant="{tenant}",source="{source}",event="{event}"'
+                lines.append(f"{metric}{{{labels}}} {value}")
         metric = f"{NAMESPACE}_queue_depth"
         lines += [f"# HELP {metric} Work waiting in Redis, by queue.", f"# TYPE {metric} gauge"]
         for queue, depth in sorted(depths.items()):
@@ -90,6 +106,25 @@ def _tenant_lines(tenants: dict[str, TenantFigures]) -> list[str]:
         field = "polled" if name == "polled_users" else name
         for tenant, figures in sorted(tenants.items()):
             lines.append(f'{metric}{{tenant="{tenant}"}} {getattr(figures, field)}')
+    return lines + _callstate_lines(tenants)
+
+
+def _callstate_lines(tenants: dict[str, TenantFigures]) -> list[str]:
+    sources = {t: f for t, f in sorted(tenants.items()) if f.call_source is not None}
+    up, calls = f"{NAMESPACE}_callstate_up", f"{NAMESPACE}_callstate_active_calls"
+    lines = [
+        f"# HELP {up} 1 while a call-state listener leads and is logged in to the PBX.",
+        f"# TYPE {up} gauge",
+    ]
+    for tenant, figures in sources.items():
+        status = figures.call_source_status
+        value = int(status is not None and status.connected)
+        lines.append(f'{up}{{tenant="{tenant}",source="{figures.call_source}"}} {value}')
+    lines += [f"# HELP {calls} PBX calls the leading listener follows.", f"# TYPE {calls} gauge"]
+    for tenant, figures in sources.items():
+        status = figures.call_source_status
+        value = status.active_calls if status is not None else 0
+        lines.append(f'{calls}{{tenant="{tenant}",source="{figures.call_source}"}} {value}')
     return lines
 
 
@@ -110,7 +145,12 @@ async def serve(request: Request) -> Response:
             sub_state.queue_count(pipe, tenant.name)
             sub_state.queue_polled(pipe, tenant.name)
             delivery.queue_dead_letter_count(pipe, tenant.name)
+        sources = [(t.name, t.pbx.callstate.source) for t in tenants if t.pbx.callstate]
+        for name, source in sources:
+            callstate.queue_status(pipe, name, source)
         raw, intake_len, *rest = await pipe.execute()
+        split = len(rest) - len(sources)
+        rest, statuses = rest[:split], rest[split:]
         lengths, per_tenant = rest[: len(QUEUES)], rest[len(QUEUES) :]
         counters = intake.decode_counters(raw)
         depths = {"intake": int(intake_len)}
@@ -121,6 +161,12 @@ async def serve(request: Request) -> Response:
                 tenant.service_accounts, accounts.health_from_raw(health), subs,
                 sub_state.polled_from_raw(polled), dead,
             )  # fmt: skip
+        for (name, source), status in zip(sources, statuses, strict=True):
+            figures[name] = dataclasses.replace(
+                figures[name],
+                call_source=source,
+                call_source_status=callstate.SourceStatus.from_bytes(status),
+            )
     except (RedisError, OSError):
         pass  # still serve this process's own figures
     body = state.metrics.render(counters, depths, figures)

@@ -1,7 +1,8 @@
 """Intake records: how accepted items cross from the webhook to the workers and the clock.
 
 - `pb:intake`, a stream read by the consumer group `forwarders`: the webhook appends one
-  entry per request (`APPEND_SCRIPT`, one round trip); a worker's forwarder reads entries,
+  entry per request (`APPEND_SCRIPT`, one round trip), the call-state listeners one per
+  call event (`queue_append`, the same script); a worker's forwarder reads entries,
   turns them into RQ jobs or lifecycle inbox items and acks and deletes them in one `MULTI`,
   so a crash between read and forward leaves the entry pending for another worker to claim.
 - `pb:dedup:{digest}`: a content-derived `SET NX EX` key per item that drops redeliveries.
@@ -141,6 +142,13 @@ def script_args(accepted: list[Accepted], counters: dict[str, int]) -> list[byte
         if count:
             args += [field, count]
     return args
+
+
+def queue_append(pipe: Pipeline, accepted: list[Accepted], counters: dict[str, int]) -> None:
+    """Queue the webhook's append (same script: dedup, one stream entry, counters) on a
+    pipeline of a process that hands items over itself (the call-state listeners)."""
+    script = pipe.register_script(APPEND_SCRIPT)  # loaded by the pipeline if Redis lacks it
+    script(keys=list(APPEND_KEYS), args=script_args(accepted, counters), client=pipe)
 
 
 # ---- the forwarder's side -------------------------------------------------------------------

@@ -28,6 +28,7 @@ from core.graph import format_datetime
 from core.graph_tokens import GraphTokens
 from core.notification_crypto import generate_encryption_certificate
 from core.settings import load_settings
+from core.state import callstate
 from core.state.subscriptions import register
 from emulator.harness.ports import free_port, port_open
 from emulator.harness.processes import Service, private_env
@@ -60,8 +61,10 @@ class BridgeSite:
         preset: str = "simple",
         hold_seconds: float = 0.0,
         env: Mapping[str, str] | None = None,
+        extensions: Mapping[str, str] | None = None,
     ) -> None:
-        """`pbx_users` are linked to the first Graph users in the tenants file, in order."""
+        """`pbx_users` are linked to the first Graph users in the tenants file, in order;
+        `extensions` gives some of them a `pbx_users[].extension`."""
         self.emulator = emulator
         self.redis = redis_client
         self.control = emulator.control()
@@ -83,6 +86,7 @@ class BridgeSite:
             )
         self.graph_ids = self.control.seed_users(self.tenant_id, count=users, prefix="person")
         self.links = dict(zip(pbx_users, self.graph_ids, strict=False))
+        self.extensions = dict(extensions or {})
         self.env = write_env(
             directory,
             self._tenants_toml(pbx, rich, preset, hold_seconds),
@@ -116,6 +120,8 @@ class BridgeSite:
         for username, graph_id in self.links.items():
             # Static links, as a small site writes them (the directory sync adds the same links).
             toml += f'\n[[tenants.pbx_users]]\nusername = "{username}"\ngraph_id = "{graph_id}"\n'
+            if username in self.extensions:
+                toml += f'extension = "{self.extensions[username]}"\n'
         return toml
 
     # -- the bridge's processes -------------------------------------------------------------
@@ -140,6 +146,24 @@ class BridgeSite:
             private_env(self.env, inherit=False),
             lambda: bool(Worker.all(connection=self.redis)),
             "the worker",
+        )
+
+    def start_callstate(self) -> Service:
+        """`python -m workers.callstate` as the Procfile runs it, ready once each tenant's
+        source leads and is logged in to its PBX (a status written since it started)."""
+        started = time.time()
+        sources = [(t.name, t.pbx.callstate.source) for t in self.settings.tenants
+                   if t.pbx.callstate is not None]  # fmt: skip
+
+        def ready() -> bool:
+            found = [callstate.status(self.redis, tenant, source) for tenant, source in sources]
+            return all(s is not None and s.connected and s.at >= started for s in found)
+
+        return Service(
+            [sys.executable, "-m", "workers.callstate"],
+            private_env(self.env, inherit=False),
+            ready,
+            "the call-state process",
         )
 
     # -- what the clock does ----------------------------------------------------------------

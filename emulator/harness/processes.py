@@ -97,6 +97,12 @@ class Service:
                     continue
         return found
 
+    def kill(self) -> None:
+        """Gone without a word, as a crash or a lost host: SIGKILL, nothing runs on the way."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)  # the group we created, nothing else

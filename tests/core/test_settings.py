@@ -160,7 +160,9 @@ def test_without_a_tenants_file_a_tenant_secret_is_reported() -> None:
     assert caught.value.problems == [f"{SECRET_ENV}: not a setting of presence-bridge"]
 
 
-@pytest.mark.parametrize("module", ["webhook", "workers", "subscriptions"])
+@pytest.mark.parametrize(
+    "module", ["webhook", "workers", "subscriptions", "workers.callstate"]
+)
 def test_bad_config_stops_each_process_with_exit_code_2(tmp_path: Path, module: str) -> None:
     path = tmp_path / "tenants.toml"
     path.write_text(GOOD)
@@ -194,3 +196,95 @@ def test_an_unknown_variable_stops_a_process_with_exit_code_2(tmp_path: Path) ->
     )
     assert result.returncode == 2
     assert "did you mean PRESENCE_BRIDGE_ADMIN_API_KEY?" in result.stderr
+
+
+ASTERISK = GOOD + """
+[tenants.pbx]
+adapter = "asterisk"
+options = { host = "10.0.0.5", username = "bridge-status", tls = true, port = 5039 }
+
+[tenants.pbx.callstate]
+source = "ami"
+options = { host = "10.0.0.5", username = "bridge-calls", busy_from = "ringing" }
+
+[[tenants.pbx_users]]
+username = "alice"
+extension = "200"
+
+[[tenants.pbx_users]]
+username = "201"
+"""
+PBX_SECRET_ENV = "PRESENCE_BRIDGE_TENANT_CONTOSO_PBX_SECRET"  # noqa: S105 - a name
+CALLSTATE_SECRET_ENV = "PRESENCE_BRIDGE_TENANT_CONTOSO_CALLSTATE_SECRET"  # noqa: S105 - a name
+
+
+def test_the_asterisk_adapter_and_the_ami_source_load_typed(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text(ASTERISK)
+    env = env_for(path, **{SECRET_ENV: "s", PBX_SECRET_ENV: "p", CALLSTATE_SECRET_ENV: "c"})
+    pbx = load_settings(env).tenants[0].pbx
+    assert (pbx.asterisk_options.host, pbx.asterisk_options.port) == ("10.0.0.5", 5039)
+    assert pbx.asterisk_options.tls and pbx.asterisk_options.dnd  # a default
+    assert pbx.callstate is not None and pbx.callstate.source == "ami"
+    assert (pbx.callstate.options.username, pbx.callstate.options.busy_from) == (
+        "bridge-calls",
+        "ringing",
+    )
+    assert pbx.callstate.secret is not None and pbx.callstate.secret.get_secret_value() == "c"
+
+
+def test_extensions_come_from_the_pbx_users_and_fall_back_to_the_username(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text(ASTERISK)
+    env = env_for(path, **{SECRET_ENV: "s", PBX_SECRET_ENV: "p", CALLSTATE_SECRET_ENV: "c"})
+    tenant = load_settings(env).tenants[0]
+    assert tenant.pbx_extensions() == {"alice": "200"}
+    assert tenant.users_by_extension() == {"200": "alice", "201": "201"}
+
+
+def test_asterisk_problems_are_listed_with_every_other_problem(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text(
+        GOOD
+        + """
+[tenants.pbx]
+adapter = "asterisk"
+options = { host = "pbx example", username = "bridge", presence_provider = "CustomPresence:me" }
+[tenants.pbx.callstate]
+source = "ami"
+options = { host = "10.0.0.5", username = "bridge-calls", busy_from = "maybe" }
+"""
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_for(path, **{SECRET_ENV: "s"}, PRESENCE_BRIDGE_PORT="0"))
+    assert caught.value.problems == [
+        "PRESENCE_BRIDGE_PORT: Input should be greater than or equal to 1",
+        f"tenants[0].pbx.secret: the AMI user's secret is required ({PBX_SECRET_ENV})",
+        "tenants[0].pbx.callstate.secret: the AMI user's secret is required "
+        f"({CALLSTATE_SECRET_ENV})",
+        r"tenants[0].pbx.options.host: String should match pattern '^[A-Za-z0-9.:\[\]-]+$'",
+        "tenants[0].pbx.options.presence_provider: Value error, 'CustomPresence:me' must "
+        "contain {extension}",
+        "tenants[0].pbx.callstate.options.busy_from: Input should be 'answer' or 'ringing'",
+    ]
+
+
+def test_a_call_source_secret_written_in_the_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.toml"
+    options = 'busy_from = "ringing" }'
+    path.write_text(ASTERISK.replace(options, options + '\nsecret = "x"'))
+    env = env_for(path, **{SECRET_ENV: "s", PBX_SECRET_ENV: "p", CALLSTATE_SECRET_ENV: "c"})
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    assert caught.value.problems == [
+        "tenants[0].pbx.callstate.secret: secrets belong in the environment, not the file"
+    ]
+
+
+def test_other_adapters_have_no_asterisk_options(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text(GOOD)
+    with pytest.raises(ValueError, match="builtin"):
+        _ = load_settings(env_for(path, **{SECRET_ENV: "s"})).tenants[0].pbx.asterisk_options

@@ -38,6 +38,7 @@ from emulator.harness.processes import Service
 from emulator.harness.processes import wait_for as wait_for
 from emulator.harness.served import ServedApp
 from emulator.server import EmulatorServer
+from tests.ami_fixtures import ami_running, ami_server  # noqa: F401 - the AMI server fixtures
 
 PBX_EVENTS_SECRET = "whsec_" + base64.b64encode(b"pbx-events-secret-" + b"e" * 14).decode()
 ADMIN_KEY = "admin-key-" + "a" * 24  # the status page of the wired bridge
@@ -90,6 +91,8 @@ class Bridge:
     subscription: dict[str, Any] = field(default_factory=dict)
     worker: Service | None = None
     relay: Relay | None = None
+    site: BridgeSite | None = None
+    services: list[Service] = field(default_factory=list)  # stopped by the factory
 
     # -- Teams side --------------------------------------------------------------------------
 
@@ -165,6 +168,17 @@ class Bridge:
     def metrics(self) -> dict[str, int]:
         return intake.counters(self.redis)
 
+    def stop_services(self) -> None:
+        for service in self.services:
+            service.stop()
+
+    def start_callstate(self) -> Service:
+        """`python -m workers.callstate`, ready once its sources lead and are logged in."""
+        assert self.site is not None
+        service = self.site.start_callstate()
+        self.services.append(service)
+        return service
+
     def post_pbx_events(self, *events: dict[str, str]) -> httpx.Response:
         """Signed per Standard Webhooks by the reference library, as a PBX's would sign it."""
         body = orjson.dumps({"tenant": TENANT, "events": list(events)})
@@ -202,6 +216,8 @@ def bridge_factory(
         preset: str = "simple",
         hold_seconds: float = 0.0,
         coalesce_window_ms: int = 20,
+        extensions: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> Bridge:
         emulator = EmulatorServer().start()
         cleanups.append(emulator.stop)
@@ -220,7 +236,9 @@ def bridge_factory(
                 "PRESENCE_BRIDGE_PBX_EVENTS_SECRET": PBX_EVENTS_SECRET,
                 "PRESENCE_BRIDGE_ADMIN_API_KEY": ADMIN_KEY,
                 "PRESENCE_BRIDGE_COALESCE_WINDOW_MS": str(coalesce_window_ms),
+                **(env or {}),
             },
+            extensions=extensions,
         )
         cleanups.append(site.close)
         web = site.serve_web().start()
@@ -237,6 +255,7 @@ def bridge_factory(
             site.client_id,
             site.links,
             site.web_url,
+            site=site,
         )
 
         notification_url = site.web_url
@@ -255,6 +274,7 @@ def bridge_factory(
         worker = site.start_worker()
         cleanups.append(worker.stop)
         bridge.worker = worker
+        cleanups.append(bridge.stop_services)  # before the worker and the web process
         return bridge
 
     yield start

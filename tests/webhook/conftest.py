@@ -36,15 +36,15 @@ def web(redis_client: redis.Redis, redis_url: str) -> Iterator[httpx.Client]:
 def serve_contoso(
     tmp_path: Path, redis_url: str, redis_client: redis.Redis
 ) -> Iterator[Callable[..., ServedApp]]:
-    """Serve the app for one tenant `contoso` (builtin PBX): `serve(extra=TOML, **ENV)`."""
+    """Serve the app for one tenant `contoso`: `serve(extra=TOML, pbx=TOML, **ENV)`."""
     with contextlib.ExitStack() as stack:
 
-        def serve(extra: str = "", **env: str) -> ServedApp:
+        def serve(extra: str = "", pbx: str = 'adapter = "builtin"', **env: str) -> ServedApp:
             secret = {secret_env(TENANT, "CLIENT_SECRET"): "s"}
             settings = load_settings(
                 write_env(
                     tmp_path,
-                    tenant_toml(TENANT, extra=extra),
+                    tenant_toml(TENANT, extra=extra, pbx=pbx),
                     PRESENCE_BRIDGE_REDIS_URL=redis_url,
                     **secret | env,
                 )

@@ -8,10 +8,11 @@ import httpx
 import redis
 from cryptography.fernet import Fernet
 
-from core.state import accounts, delivery
+from core.state import accounts, callstate, delivery, intake
 from core.state import subscriptions as sub_state
 from core.state.subscriptions import ReconcileStatus
 from emulator.harness.served import ServedApp
+from emulator.harness.tenants import secret_env
 from tests.webhook.conftest import presence_item
 
 
@@ -59,3 +60,31 @@ def test_metrics_show_service_account_health_subscriptions_and_dead_letters(
         'presence_bridge_dead_letters{tenant="contoso"} 1',
     ]:
         assert line in text
+
+
+def test_metrics_show_call_state_listeners_counts_and_whether_one_is_up(
+    serve_contoso: Callable[..., ServedApp], redis_client: redis.Redis
+) -> None:
+    connects = callstate.counter_field("contoso", "ami", "connects")
+    intake.add_counters(redis_client, {connects: 3})
+    callstate.save_status(
+        redis_client, "contoso", "ami", callstate.SourceStatus("h-1", True, 2, 1.0), 30
+    )
+    callstate_toml = (
+        '[tenants.pbx.callstate]\nsource = "ami"\n'
+        'options = { host = "10.0.0.5", username = "bridge-calls" }\n'
+    )
+    served = serve_contoso(
+        pbx=f'adapter = "builtin"\n{callstate_toml}',
+        **{secret_env("contoso", "CALLSTATE_SECRET"): "c"},
+    )
+    text = httpx.get(f"{served.url}/metrics").text
+    for line in [
+        'presence_bridge_callstate_events_total{tenant="contoso",source="ami",event="connects"} 3',
+        'presence_bridge_callstate_up{tenant="contoso",source="ami"} 1',
+        'presence_bridge_callstate_active_calls{tenant="contoso",source="ami"} 2',
+    ]:
+        assert line in text
+    redis_client.delete(callstate.status_key("contoso", "ami"))  # the listener died
+    text = httpx.get(f"{served.url}/metrics").text
+    assert 'presence_bridge_callstate_up{tenant="contoso",source="ami"} 0' in text

@@ -16,31 +16,20 @@ import logging
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError
 
+from core.asterisk_options import AmiSourceOptions
 from core.errors import ConfigError
-from workers.callstate.channels import BusyFrom, CallEvent, ChannelTracker
-from workers.pbx.ami import AmiConnectionError, AmiEndpoint, AmiRefused, AsyncAmiClient
+from workers.callstate.channels import CallEvent, ChannelTracker
+from workers.pbx.ami import AmiConnectionError, AmiRefused, AsyncAmiClient
 
 log = logging.getLogger("workers.callstate.ami")
 
 EVENT_MASK = "call"  # Newchannel, Newstate and Hangup are all in the `call` class
 MAX_OUTBOX = 10_000
-
-
-class AmiSourceOptions(AmiEndpoint):
-    """Options of the `ami` call-state source."""
-
-    busy_from: BusyFrom = "answer"
-    max_call_seconds: float = Field(default=4 * 3600, gt=0)
-    ignore_channels: list[str] = Field(default_factory=lambda: ["Local/"])
-    ping_interval: float = Field(default=20.0, gt=0, le=600)
-    backoff_initial: float = Field(default=0.5, gt=0, le=60)
-    backoff_max: float = Field(default=30.0, gt=0, le=3600)
-    stable_after: float = Field(default=30.0, ge=0)  # a connection this old resets the backoff
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
@@ -54,7 +43,7 @@ class AmiCallSource:
 
     def __init__(
         self,
-        options: Mapping[str, Any],
+        options: AmiSourceOptions | Mapping[str, Any],
         secret: SecretStr | None,
         users: Mapping[str, str],
         emit: Callable[[dict[str, Any]], None],
@@ -62,15 +51,18 @@ class AmiCallSource:
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`users` maps extensions (or endpoints such as `PJSIP/alice-desk`) to PBX users."""
-        try:
-            self.options = AmiSourceOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            raise ConfigError(
-                [
-                    f"callstate.ami.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                    for e in exc.errors()
-                ]
-            ) from None
+        if isinstance(options, AmiSourceOptions):
+            self.options = options  # validated with the settings
+        else:
+            try:
+                self.options = AmiSourceOptions.model_validate(dict(options))
+            except ValidationError as exc:
+                raise ConfigError(
+                    [
+                        f"callstate.ami.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                        for e in exc.errors()
+                    ]
+                ) from None
         if secret is None:
             raise ConfigError(["callstate.ami.secret: the AMI user's secret is required"])
         self._secret = secret
@@ -93,6 +85,13 @@ class AmiCallSource:
     def __repr__(self) -> str:
         o = self.options
         return f"AmiCallSource({o.username}@{o.host}:{o.port})"
+
+    def restore(self, calls: Iterable[tuple[str, str, float]]) -> None:
+        """Calls an earlier listener reported (user, call id, since); call before run()."""
+        self.tracker.restore(calls)
+
+    def active_calls(self) -> int:
+        return sum(len(ids) for ids in self.tracker.active().values())
 
     def stop(self) -> None:
         self._stop_requested = True
@@ -200,9 +199,9 @@ class AmiCallSource:
                 self._outbox.popleft()
                 self.counts["dropped"] += 1
             self._outbox.append(event)
-        self._flush()
+        self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Hand events over in order; one that fails stays first in line for the next try."""
         while self._outbox:
             try:

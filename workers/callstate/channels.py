@@ -13,9 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from core.asterisk_options import BusyFrom
+
 CHANNEL_UP = 6  # ChannelState of an answered channel ("Up")
 CallEventType = Literal["call_started", "call_ended"]
-BusyFrom = Literal["answer", "ringing"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,15 @@ class ChannelTracker:
             return self._upsert(event, now)
         return []
 
+    def restore(self, calls: Iterable[tuple[str, str, float]]) -> None:
+        """Calls reported before this tracker existed: (user, call id, started at).
+
+        They count, with no channel yet, until the next `reconcile`: a channel of theirs in
+        the snapshot joins them without a second start; one that has none is ended.
+        """
+        for user, call_id, started_at in calls:
+            self._calls.setdefault((user, call_id), _Call(started_at=started_at))
+
     def reconcile(self, snapshot: Iterable[Mapping[str, str]], now: float) -> list[CallEvent]:
         """Align with a `CoreShowChannels` list: what is gone ended, what is there counts."""
         entries = [e for e in snapshot if e.get("Uniqueid")]
@@ -115,6 +125,11 @@ class ChannelTracker:
             out += self._release(self._channels.pop(uniqueid), "resync")
         for entry in entries:
             out += self._upsert(entry, now, reason="resync")
+        # Only restored calls can be without channels; ended after the starts above, so a
+        # call whose id changed meanwhile (a transfer) never leaves the user idle in between.
+        for key in [k for k, call in self._calls.items() if not call.channels]:
+            del self._calls[key]
+            out.append(CallEvent("call_ended", key[0], key[1], "resync"))
         return out
 
     def expire(self, now: float) -> list[CallEvent]:

@@ -14,8 +14,7 @@ import ssl
 import time
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from core.asterisk_options import DEFAULT_PORT, AmiEndpoint
 from core.errors import BridgeError, TransientError
 from workers.pbx.ami_wire import (
     ActionResult,
@@ -25,11 +24,18 @@ from workers.pbx.ami_wire import (
     encode_action,
 )
 
-DEFAULT_PORT = 5038  # 5039 is the usual TLS port (manager.conf tlsbindaddr)
+__all__ = [  # the endpoint is typed in core, where the settings validate it
+    "DEFAULT_PORT",
+    "MAX_QUEUED_EVENTS",
+    "AmiClient",
+    "AmiConnectionError",
+    "AmiEndpoint",
+    "AmiLoginFailed",
+    "AmiRefused",
+    "AsyncAmiClient",
+]
 MAX_QUEUED_EVENTS = 10_000
 _READ_CHUNK = 65536
-_HOST = r"^[A-Za-z0-9.:\[\]-]+$"
-_MANAGER_USER = r"^[A-Za-z0-9._@-]+$"
 
 
 class AmiConnectionError(TransientError):
@@ -37,7 +43,7 @@ class AmiConnectionError(TransientError):
 
 
 class AmiRefused(BridgeError):
-    """Asterisk answered `Response: Error`; `reason` is its `Message:` verbatim."""
+    """Asterisk answered `Response: Error`; `reason` is its `Message:` verbatim (permanent)."""
 
     def __init__(self, action: str, reason: str) -> None:
         self.action = action
@@ -47,30 +53,6 @@ class AmiRefused(BridgeError):
 
 class AmiLoginFailed(AmiRefused):
     """Login refused ("Authentication failed", "Login Already In Use"); Asterisk then hangs up."""
-
-
-class AmiEndpoint(BaseModel):
-    """Where and as whom to log in. The secret is passed separately and never stored here."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    host: str = Field(pattern=_HOST)
-    port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
-    username: str = Field(pattern=_MANAGER_USER)
-    tls: bool = False
-    tls_ca_file: str | None = None  # else the system's trust store
-    tls_server_name: str | None = None  # else `host`
-    connect_timeout: float = Field(default=5.0, gt=0, le=60)
-    timeout: float = Field(default=5.0, gt=0, le=60)  # one action, answer included
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        if not self.tls:
-            return None
-        return ssl.create_default_context(cafile=self.tls_ca_file)
-
-    @property
-    def server_name(self) -> str:
-        return self.tls_server_name or self.host
 
 
 def _action_ids() -> itertools.count[int]:

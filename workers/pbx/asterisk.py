@@ -15,26 +15,22 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, get_args
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError
 
+from core.asterisk_options import AsteriskOptions, ProfileTarget
 from core.errors import ConfigError, PbxError
 from workers.pbx.ami import AmiClient, AmiConnectionError, AmiEndpoint, AmiRefused
 from workers.pbx.ami_wire import ActionResult
 from workers.pbx.base import PbxUserRecord, ProfileChange
 
-PresenceState = Literal["not_set", "unavailable", "available", "away", "xa", "chat", "dnd"]
-PRESENCE_STATES: frozenset[str] = frozenset(get_args(PresenceState))
 DND_FAMILY = "DND"
 DND_ON = "YES"
 DEVICE_ON, DEVICE_OFF = "BUSY", "UNAVAILABLE"  # what FreePBX writes to Custom:DND<ext>
 MAX_MESSAGE_CHARS = 200  # Asterisk decodes at most 255 bytes; an AMI line at most 1024
 _EXTENSION = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
 _SPACES = re.compile(r"\s+")
-# Asterisk writes only Custom: device states and CustomPresence: providers.
-_CUSTOM_DEVICE = r"^Custom:[A-Za-z0-9_.+{}-]+$"
-_PROVIDER = r"^CustomPresence:[A-Za-z0-9_.+{}-]+$"
 # Permanent refusals that name a missing manager.conf write class: say which one.
 _NEEDS = {
     "DBPut": "system",
@@ -45,48 +41,6 @@ _NEEDS = {
 }
 # Refusals worth retrying: the AstDB write failed, or Asterisk is on its way down.
 _TRANSIENT_REASONS = {"Failed to update entry", "Asterisk is shutting down"}
-
-
-class ProfileTarget(BaseModel):
-    """What one bridge profile looks like on Asterisk."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    dnd: bool
-    state: PresenceState
-    message: str | None = None  # None: the profile's name
-
-
-def _targets(*rows: tuple[str, bool, PresenceState]) -> dict[str, ProfileTarget]:
-    return {name: ProfileTarget(dnd=dnd, state=state) for name, dnd, state in rows}
-
-
-# Every profile the shipped mapping presets produce. Order matters for reading back: the
-# first target that matches what Asterisk shows names the profile.
-DEFAULT_PROFILES = _targets(
-    ("Available", False, "available"),
-    ("Away", False, "away"),
-    ("Do Not Disturb", True, "dnd"),
-    ("Teams Meeting", True, "dnd"),
-    ("Busy", True, "dnd"),
-    ("On Call", True, "dnd"),
-)
-
-
-class AsteriskOptions(AmiEndpoint):
-    """`[tenants.pbx.options]` for the `asterisk` adapter."""
-
-    dnd: bool = True  # write FreePBX DND (routes calls)
-    dnd_device_states: list[Annotated[str, Field(pattern=_CUSTOM_DEVICE)]] = Field(
-        default_factory=lambda: ["Custom:DND{extension}"]
-    )
-    # FreePBX also lights Custom:DEVDND<device> for each device in AstDB AMPUSER/<ext>/device.
-    dnd_per_device: bool = True
-    presence: bool = True  # write CustomPresence (shown by Digium/Sangoma phones only)
-    presence_provider: str = Field(default="CustomPresence:{extension}", pattern=_PROVIDER)
-    profiles: dict[str, ProfileTarget] = Field(default_factory=lambda: dict(DEFAULT_PROFILES))
-    default: ProfileTarget | None = None  # for a profile not in `profiles`; else an error
-    verify: bool = True  # read presence back after writing it
 
 
 @dataclass(frozen=True)
@@ -117,26 +71,22 @@ class AsteriskAdapter:
 
     def __init__(
         self,
-        options: Mapping[str, Any],
+        options: AsteriskOptions | Mapping[str, Any],
         secret: SecretStr | None,
         extensions: Mapping[str, str] | None = None,
         *,
         client_factory: Callable[[AmiEndpoint, str], AmiClient] | None = None,
     ) -> None:
         """`extensions` maps PBX usernames to extensions (pbx_users[].extension)."""
-        try:
-            self.options = AsteriskOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            raise _config_error(exc) from None
-        problems = []
+        if isinstance(options, AsteriskOptions):
+            self.options = options  # validated with the settings
+        else:
+            try:
+                self.options = AsteriskOptions.model_validate(dict(options))
+            except ValidationError as exc:
+                raise _config_error(exc) from None
         if secret is None:
-            problems.append("pbx.secret: the AMI user's secret is required")
-        for template in [*self.options.dnd_device_states, self.options.presence_provider]:
-            if "{extension}" not in template:
-                problems.append(f"pbx.options: {template!r} must contain {{extension}}")
-        if problems:
-            raise ConfigError(problems)
-        assert secret is not None
+            raise ConfigError(["pbx.secret: the AMI user's secret is required"])
         self._secret = secret
         self._extensions = dict(extensions or {})
         self._factory = client_factory or (lambda e, s: AmiClient(e, s, events="off"))

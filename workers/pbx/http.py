@@ -135,8 +135,11 @@ class HttpAdapter(PbxAdapter):
     name = "http"
 
     def __init__(self, options: HttpOptions, secret: SecretStr | None = None, *,
-                 clock: Callable[[], float] = time.time, share: TokenShare | None = None) -> None:
+                 clock: Callable[[], float] = time.time, share: TokenShare | None = None,
+                 extensions: Mapping[str, str] | None = None) -> None:
+        """`extensions`: PBX username -> extension from the tenants file (pbx_users)."""
         self.options = options
+        self._extensions = dict(extensions or {})
         self._clock = clock
         verify: ssl.SSLContext | bool = True
         if options.ca_bundle is not None:
@@ -155,7 +158,8 @@ class HttpAdapter(PbxAdapter):
 
     @classmethod
     def from_settings(cls, settings: PbxSettings, tenant: str = "", redis: Redis | None = None,
-                      cache_key: SecretStr | None = None) -> HttpAdapter:
+                      cache_key: SecretStr | None = None,
+                      extensions: Mapping[str, str] | None = None) -> HttpAdapter:
         """With `redis`, an OAuth2 token is shared by every worker (encrypted with `cache_key`)."""
         options = validate_options(settings, tenant)
         share: TokenShare | None = None
@@ -164,7 +168,7 @@ class HttpAdapter(PbxAdapter):
                 raise ConfigError([f"{CACHE_KEY_ENV}: required to share the PBX's OAuth2 token "
                                    f"between workers (tenant {tenant})"])
             share = TokenShare(redis, CacheCipher(cache_key), tenant)
-        return cls(options, settings.secret, share=share)
+        return cls(options, settings.secret, share=share, extensions=extensions)
 
     def __repr__(self) -> str:
         return f"HttpAdapter(preset={self.options.preset!r}, base_url={self.options.base_url!r})"
@@ -246,7 +250,8 @@ class HttpAdapter(PbxAdapter):
         return values
 
     def _user_ref(self, user: str) -> tuple[str, str]:
-        """(id, extension) of a PBX user: the `users` option, else the listed directory."""
+        """(id, extension) of a PBX user: the `users` option, else the listed directory, else
+        the tenants file's extension; the username where none of them says."""
         ref = self.options.users.get(user)
         if isinstance(ref, str):
             ref = UserRef(id=ref)
@@ -256,7 +261,7 @@ class HttpAdapter(PbxAdapter):
             listed = self._directory.get(user)
         if listed is not None:
             return listed
-        ext = (ref.extension if ref else None) or user
+        ext = (ref.extension if ref else None) or self._extensions.get(user) or user
         return (ref.id if ref and ref.id else ext), ext
 
     def _directory_is_stale(self) -> bool:
@@ -382,6 +387,7 @@ class HttpAdapter(PbxAdapter):
 
 
 def build(settings: PbxSettings, tenant: str = "", redis: Redis | None = None,
-          cache_key: SecretStr | None = None) -> HttpAdapter:
+          cache_key: SecretStr | None = None,
+          extensions: Mapping[str, str] | None = None) -> HttpAdapter:
     """Factory used by the adapter registry: validate options, then connect nothing yet."""
-    return HttpAdapter.from_settings(settings, tenant, redis, cache_key)
+    return HttpAdapter.from_settings(settings, tenant, redis, cache_key, extensions)

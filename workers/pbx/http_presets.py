@@ -29,6 +29,15 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {}
+# Presets taken out, each with why and what replaces it; naming one stops the start.
+RETIRED: dict[str, str] = {
+    "asterisk-ari-presence": (
+        "ARI answers 204 even when Asterisk refuses the value and cannot read presence back, "
+        "so a refused write would count as applied; use adapter = \"asterisk\" instead "
+        "(over AMI: refusals reported, Do Not Disturb that routes, read back; "
+        "docs/pbx/asterisk.md)"
+    ),
+}
 
 
 def _add(preset: Preset) -> None:
@@ -211,31 +220,6 @@ _add(Preset(
 ))
 
 _add(Preset(
-    name="asterisk-ari-presence",
-    title="Asterisk ARI: CustomPresence state via the global-variable endpoint",
-    confidence="high",
-    source="Asterisk source (res/ari/resource_asterisk.c), not a doc page",
-    drives="display",
-    required=("base_url", "auth.username"),
-    notes=(
-        "Presence never changes routing in Asterisk: phones show it through the hint "
-        "`exten => <ext>,hint,PJSIP/<ext>,CustomPresence:<ext>`.",
-        "No read action: reading PRESENCE_STATE over ARI may not evaluate the function.",
-    ),
-    options={
-        "auth": {"type": "basic"},
-        "profiles": {"Available": {"state": "available"}, "Away": {"state": "away"},
-                     DND: {"state": "dnd"}, MEETING: {"state": "dnd"}},
-        "default": {"state": "away"},
-        "actions": {
-            "apply_profile": {"method": "POST", "url": "/ari/asterisk/variable",
-                              "query": {"variable": "PRESENCE_STATE(CustomPresence:$extension)",
-                                        "value": "$state,,$profile"}},
-        },
-    },
-))
-
-_add(Preset(
     name="webex-dnd",
     title="Webex Calling: a person's Do Not Disturb",
     confidence="high",
@@ -311,6 +295,10 @@ def apply_preset(options: Mapping[str, Any], prefix: str) -> tuple[dict[str, Any
     name = options.get("preset")
     if name is None:
         return dict(options), []
+    if str(name) in RETIRED:
+        return {k: v for k, v in options.items() if k != "preset"}, [
+            f"{prefix}.preset: {name!r} is retired: {RETIRED[str(name)]}"
+        ]
     preset = PRESETS.get(str(name))
     if preset is None:
         known = ", ".join(sorted(PRESETS))

@@ -14,6 +14,7 @@ from core.errors import BridgeError
 from core.settings import TenantSettings
 from core.state import pbx
 from workers.pbx import http
+from workers.pbx.asterisk import AsteriskAdapter
 from workers.pbx.base import PbxAdapter, Stateful
 from workers.pbx.builtin import BuiltinAdapter
 from workers.pbx.sip import SipAdapter
@@ -26,7 +27,11 @@ def build_adapter(tenant: TenantSettings, redis: Redis,
     if kind == "builtin":
         return BuiltinAdapter(redis, tenant.name)
     if kind == "http":
-        return http.build(tenant.pbx, tenant.name, redis, cache_key)
+        return http.build(tenant.pbx, tenant.name, redis, cache_key, tenant.pbx_extensions())
+    if kind == "asterisk":
+        return AsteriskAdapter(
+            tenant.pbx.asterisk_options, tenant.pbx.secret, tenant.pbx_extensions()
+        )
     sip = SipAdapter(tenant.pbx.options, tenant.pbx.secret)
     state = pbx.adapter_state(redis, tenant.name)
     if state:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import redis
 
@@ -95,3 +97,22 @@ def test_counters_add_up(redis_client: redis.Redis) -> None:
     intake.add_counters(redis_client, {"dropped:rich_signature": 2})
     intake.add_counters(redis_client, {"dropped:rich_signature": 1})
     assert intake.counters(redis_client) == {"dropped:rich_signature": 3}
+
+
+def test_a_queued_append_runs_the_same_script_inside_a_transaction(
+    redis_client: redis.Redis,
+) -> None:
+    redis_client.script_flush()  # the pipeline loads the script itself
+    call = {"type": "call_started", "user": "alice", "call_id": "c1"}
+    pipe = redis_client.pipeline(transaction=True)
+    intake.queue_append(pipe, [intake.Accepted(TENANT, "pbx", call)], {"calls": 1})
+    pipe.set("pb:elsewhere", "1")  # something of another record, in the same MULTI
+    assert pipe.execute()[0] == 1
+    pipe = redis_client.pipeline(transaction=True)
+    intake.queue_append(pipe, [intake.Accepted(TENANT, "pbx", call)], {"calls": 1})
+    assert pipe.execute() == [0]  # the same item again: dropped as a duplicate
+
+    entries: Any = redis_client.xrange(intake.STREAM)
+    (entry,) = entries
+    assert intake.decode_entry(entry[1]) == [{"tenant": TENANT, "kind": "pbx", "item": call}]
+    assert intake.counters(redis_client) == {"accepted": 1, "calls": 2, "dropped:duplicate": 1}

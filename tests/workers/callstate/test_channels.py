@@ -141,3 +141,43 @@ def test_the_maximum_call_length_ends_a_call_and_it_does_not_come_back() -> None
 def test_items_have_the_shape_pbx_events_accepts() -> None:
     event = CallEvent("call_started", "alice", CALL_ID, "answer")
     assert event.as_item() == {"type": "call_started", "user": "alice", "call_id": CALL_ID}
+
+
+def test_a_restored_call_still_up_joins_its_channels_without_a_second_start() -> None:
+    tracker = ChannelTracker(USERS)
+    tracker.restore([("alice", CALL_ID, 5.0), ("bob", CALL_ID, 5.0)])
+    assert tracker.reconcile(snapshot_of(upto_answer()), now=10) == []
+    assert tracker.active() == {"alice": [CALL_ID], "bob": [CALL_ID]}
+    assert feed(tracker, after_answer()) == [
+        ("call_ended", "bob", CALL_ID),
+        ("call_ended", "alice", CALL_ID),
+    ]
+
+
+def test_a_restored_call_that_ended_meanwhile_is_ended_by_the_resync() -> None:
+    tracker = ChannelTracker(USERS)
+    tracker.restore([("alice", CALL_ID, 5.0), ("carol", "1796149000.1", 1.0)])
+    ended = tracker.reconcile([], now=10)
+    assert [(e.type, e.user, e.call_id, e.reason) for e in ended] == [
+        ("call_ended", "alice", CALL_ID, "resync"),
+        ("call_ended", "carol", "1796149000.1", "resync"),  # no longer mapped: ended too
+    ]
+    assert tracker.active() == {}
+
+
+def test_a_restored_call_whose_id_changed_starts_the_new_one_before_ending_the_old() -> None:
+    tracker = ChannelTracker({"200": "alice"})
+    tracker.restore([("alice", "1796149000.1", 5.0)])
+    events = tracker.reconcile(snapshot_of(upto_answer()), now=10)
+    assert [(e.type, e.call_id) for e in events] == [
+        ("call_started", CALL_ID),
+        ("call_ended", "1796149000.1"),
+    ]
+
+
+def test_a_restored_call_keeps_its_start_for_the_maximum_call_length() -> None:
+    tracker = ChannelTracker({"200": "alice"}, max_call_seconds=60)
+    tracker.restore([("alice", CALL_ID, 100.0)])
+    tracker.reconcile(snapshot_of(upto_answer()), now=150)
+    (ended,) = tracker.expire(now=160)
+    assert (ended.user, ended.reason) == ("alice", "max_call_length")

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from core.asterisk_options import DEFAULT_PROFILES
 from core.errors import ConfigError, PbxError
 from tests.ami_fixtures import SECRET, endpoint_options
 from tests.ami_rules import ManagerUser
 from tests.ami_server import AmiServer
+from workers.mapping_presets import PRESETS
 from workers.pbx.asterisk import AsteriskAdapter, AsteriskState, sanitise_message
 from workers.pbx.base import PbxAdapter, ProfileChange
 
@@ -255,3 +257,8 @@ def test_it_is_a_pbx_adapter_that_cannot_list_users(make_adapter: AdapterFactory
 def test_the_secret_is_required(ami_server: AmiServer) -> None:
     with pytest.raises(ConfigError, match="pbx.secret"):
         AsteriskAdapter(endpoint_options(ami_server), None)
+
+
+def test_every_profile_a_shipped_mapping_preset_produces_has_a_target() -> None:
+    produced = {rule.profile for rules in PRESETS.values() for rule in rules if rule.profile}
+    assert produced <= set(DEFAULT_PROFILES)

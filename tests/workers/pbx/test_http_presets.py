@@ -242,21 +242,19 @@ def test_ringcentral_rate_limit_carries_retry_after(
     assert (caught.value.transient, caught.value.retry_after) == (True, 60.0)
 
 
-# -- Asterisk ARI, Webex, pascom --------------------------------------------------------------
+# -- Asterisk ARI (retired), Webex, pascom -------------------------------------------------
 
 
-@pytest.mark.parametrize(("profile", "value"), [(DND, "dnd,,Do Not Disturb"),
-                                                ("Available", "available,,Available")])
-def test_asterisk_ari_sets_custom_presence(
-    server: PbxServer, make_adapter: AdapterFactory, profile: str, value: str
+def test_the_asterisk_ari_preset_is_retired_in_favour_of_the_asterisk_adapter(
+    server: PbxServer, make_adapter: AdapterFactory
 ) -> None:
-    make_adapter("asterisk-ari-presence", auth={"username": "ari"}).apply_profile(
-        change("1001", profile))
-
-    [post] = server.requests
-    assert (post.method, post.path) == ("POST", "/ari/asterisk/variable")
-    assert post.params == {"variable": "PRESENCE_STATE(CustomPresence:1001)", "value": value}
-    assert server.state["ari"]["1001"] == value
+    with pytest.raises(ConfigError) as caught:
+        make_adapter("asterisk-ari-presence", auth={"username": "ari"})
+    problem = caught.value.problems[0]  # the options then lack what the preset gave
+    assert problem.startswith("pbx.options.preset: 'asterisk-ari-presence' is retired: ARI "
+                              "answers 204 even when Asterisk refuses the value")
+    assert 'use adapter = "asterisk"' in problem
+    assert server.requests == []
 
 
 def test_webex_reads_then_puts_do_not_disturb(
@@ -306,8 +304,8 @@ def test_every_preset_says_how_sure_it_is_and_where_from(name: str) -> None:
     ("bicom-dnd", "pbx.options.vars.server: required by the bicom-dnd preset"),
     ("3cx", "pbx.options.auth.client_id: required by the 3cx preset"),
     ("starface-dnd", "pbx.options.auth.login: required by the starface-dnd preset"),
-    ("nope", "pbx.options.preset: unknown preset 'nope' (known: 3cx, asterisk-ari-presence, "
-             "bicom-dnd, freepbx-dnd, pascom, ringcentral, starface-dnd, webex-dnd)"),
+    ("nope", "pbx.options.preset: unknown preset 'nope' (known: 3cx, bicom-dnd, freepbx-dnd, "
+             "pascom, ringcentral, starface-dnd, webex-dnd)"),
 ])
 def test_a_preset_names_the_site_values_it_still_needs(preset: str, problem: str) -> None:
     settings = PbxSettings(adapter="http", options={"preset": preset, "base_url": "http://pbx"},
