@@ -34,13 +34,13 @@ from _common import ROOT, cpu_seconds, emit, machine, percentile
 sys.path.insert(0, str(ROOT))
 
 from core.graph_tokens import GraphTokens  # noqa: E402
+from emulator.ami.recorded import recorded_call, renumbered  # noqa: E402
+from emulator.ami.rules import ManagerUser  # noqa: E402
+from emulator.ami.server import AmiServer  # noqa: E402
 from emulator.harness.bridge import TENANT, BridgeSite  # noqa: E402
 from emulator.harness.processes import Service  # noqa: E402
 from emulator.harness.redis_server import RedisServer  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
-from tests.ami_recorded import recorded_call, renumbered  # noqa: E402
-from tests.ami_rules import ManagerUser  # noqa: E402
-from tests.ami_server import AmiServer  # noqa: E402
 
 LISTENER, LISTENER_SECRET = "bridge-calls", "bench-calls-secret"  # noqa: S105 - loopback only
 WARM_CALLS = 5  # tokens, connections, script loads

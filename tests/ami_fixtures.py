@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.ami_server import AmiServer
+from emulator.ami.server import AmiServer
 from workers.pbx.ami_wire import AmiMessage, MessageReader, encode
 
 USERNAME, SECRET = "check", "checksecret"  # noqa: S105 - the recorded system's AMI user

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from core.state import calls, callstate
-from tests.ami_recorded import recorded_call
-from tests.ami_rules import ManagerUser
-from tests.ami_server import AmiServer
+from emulator.ami.recorded import recorded_call
+from emulator.ami.rules import ManagerUser
+from emulator.ami.server import AmiServer
 from tests.e2e.conftest import TENANT, Bridge, BridgeFactory, wait_for
 from tests.e2e.test_reverse_path import available, drain, our_session, wait_teams
 

@@ -12,10 +12,10 @@ import pytest
 from pydantic import SecretStr
 
 from core.errors import ConfigError
+from emulator.ami.recorded import recorded_call
+from emulator.ami.rules import ManagerUser
+from emulator.ami.server import AmiServer
 from tests.ami_fixtures import endpoint_options
-from tests.ami_recorded import recorded_call
-from tests.ami_rules import ManagerUser
-from tests.ami_server import AmiServer
 from workers.callstate.ami import AmiCallSource, backoff_delay
 
 USERS = {"200": "alice", "201": "bob"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from tests.ami_recorded import recorded_call, renumbered
+from emulator.ami.recorded import recorded_call, renumbered
 from workers.callstate.channels import CallEvent, ChannelTracker, endpoint_of
 
 USERS = {"200": "alice", "201": "bob"}

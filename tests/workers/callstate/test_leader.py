@@ -14,10 +14,10 @@ from pydantic import SecretStr
 
 from core.state import callstate, intake
 from core.state.coordination import LeaderLock
+from emulator.ami.recorded import recorded_call
+from emulator.ami.rules import ManagerUser
+from emulator.ami.server import AmiServer
 from tests.ami_fixtures import endpoint_options
-from tests.ami_recorded import recorded_call
-from tests.ami_rules import ManagerUser
-from tests.ami_server import AmiServer
 from tests.workers.callstate.test_ami import (
     FAST,
     LISTENER,

@@ -12,10 +12,10 @@ from typing import TypeVar
 import pytest
 
 from emulator import tls
+from emulator.ami.recorded import recorded
+from emulator.ami.rules import ManagerUser, base64_decode
+from emulator.ami.server import AmiServer
 from tests.ami_fixtures import SECRET, RawSession, endpoint_options
-from tests.ami_recorded import recorded
-from tests.ami_rules import ManagerUser, base64_decode
-from tests.ami_server import AmiServer
 from workers.pbx.ami import (
     AmiClient,
     AmiConnectionError,

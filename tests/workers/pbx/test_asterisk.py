@@ -11,9 +11,9 @@ from pydantic import SecretStr
 
 from core.asterisk_options import DEFAULT_PROFILES
 from core.errors import ConfigError, PbxError
+from emulator.ami.rules import ManagerUser
+from emulator.ami.server import AmiServer
 from tests.ami_fixtures import SECRET, endpoint_options
-from tests.ami_rules import ManagerUser
-from tests.ami_server import AmiServer
 from workers.mapping_presets import PRESETS
 from workers.pbx.asterisk import AsteriskAdapter, AsteriskState, sanitise_message
 from workers.pbx.base import PbxAdapter, ProfileChange

@@ -13,8 +13,8 @@ from pydantic import SecretStr
 
 from core.settings import MappingSettings
 from core.state import links
+from emulator.ami.server import AmiServer
 from tests.ami_fixtures import SECRET, endpoint_options
-from tests.ami_server import AmiServer
 from workers.delivery import deliver
 from workers.mapping import compile_rules
 from workers.pbx.asterisk import AsteriskAdapter

@@ -8,8 +8,8 @@ import redis
 from pydantic import SecretStr
 
 from core.settings import PbxSettings, PbxUser, TenantSettings
+from emulator.ami.server import AmiServer
 from tests.ami_fixtures import SECRET, endpoint_options
-from tests.ami_server import AmiServer
 from tests.pbx_server import PbxServer
 from workers.pbx.asterisk import AsteriskAdapter
 from workers.pbx.base import ProfileChange

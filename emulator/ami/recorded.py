@@ -1,4 +1,4 @@
-"""The recorded Asterisk 20 system: its AMI traffic (tests/asterisk/), its manager user, hints."""
+"""The recorded Asterisk 20 system: its AMI traffic (recordings/), its manager user, hints."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from tests.ami_rules import ManagerUser
+from emulator.ami.rules import ManagerUser
 
-RECORDINGS = Path(__file__).parent / "asterisk"
+RECORDINGS = Path(__file__).parent / "recordings"
 
 
 def recorded(name: str) -> list[dict[str, str]]:

@@ -1,6 +1,6 @@
 """The Asterisk behind the test AMI port: its state and what each action does to it.
 
-Written from what a real Asterisk 20 (chan_sip) sent, recorded in tests/asterisk/, and from
+Written from what a real Asterisk 20 (chan_sip) sent, recorded in emulator/ami/recordings/, and from
 the answers Asterisk 20's manager, AstDB, PRESENCE_STATE and DEVICE_STATE code gives (read in
 its source): Login and its refusals, Events, per-action write classes, list answers ending in
 an `EventList: Complete` event, AstDB, Setvar of PRESENCE_STATE/DEVICE_STATE with Asterisk's
@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from tests.ami_rules import (
+from emulator.ami.rules import (
     AUTHORITY,
     CHANNEL_FIELDS,
     DEVICE_STATES,

@@ -15,9 +15,9 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from tests.ami_asterisk import Asterisk, ReceivedAction, Session
-from tests.ami_recorded import RECORDED_HINTS, RECORDED_USER
-from tests.ami_rules import Headers, ManagerUser, reply
+from emulator.ami.asterisk import Asterisk, ReceivedAction, Session
+from emulator.ami.recorded import RECORDED_HINTS, RECORDED_USER
+from emulator.ami.rules import Headers, ManagerUser, reply
 
 AMI_VERSION = "9.0.0"  # what Asterisk 20 announces
 MAX_LINE = 1024  # Asterisk reads at most 1024 bytes per request line
