@@ -77,7 +77,7 @@ class BlfSourceOptions(BaseModel):
     bind_port: int = Field(default=0, ge=0, le=65535)  # 0: any free port
     # The address NOTIFYs are sent to (Contact); default: the one that reaches `host`.
     contact_host: str | None = Field(default=None, pattern=_HOST)
-    expires: int = Field(default=600, ge=60, le=86400)
+    expires: int = Field(default=600, ge=10, le=86400)
     refresh_at: float = Field(default=0.8, gt=0.1, lt=1.0)  # share of the granted lifetime
     subscribes_per_second: float = Field(default=50.0, gt=0, le=10_000)
     timeout: float = Field(default=8.0, gt=0, le=64)  # one transaction, retransmits included
@@ -103,6 +103,7 @@ class _Subscription:
     view: DialogView = field(default_factory=DialogView)
     failures: int = 0
     busy: bool = False  # a SUBSCRIBE of it is in flight
+    sent_expires: int = 0  # the Expires of the last SUBSCRIBE
 
 
 class BlfCallSource:
@@ -268,7 +269,7 @@ class BlfCallSource:
         status = response.status
         if 200 <= status < 300:
             self._established(sub, response, fresh)
-        elif status == 423 and self._learn_min_expires(response):
+        elif status == 423 and self._learn_min_expires(response, sub.sent_expires):
             self.counts["interval_too_brief"] += 1
             self._plan(sub.extension, time.monotonic())
         elif not fresh and status in _GONE:
@@ -338,6 +339,7 @@ class BlfCallSource:
         o = self.options
         assert self._agent is not None
         sub.cseq += 1
+        sub.sent_expires = self._expires()
         to = f"<{sub.aor}>" + (f";tag={sub.to_tag}" if sub.to_tag else "")
         headers = [
             ("Max-Forwards", "70"),
@@ -349,7 +351,7 @@ class BlfCallSource:
             ("Contact", f"<sip:{o.from_user}@{self._contact}>"),
             ("Event", "dialog"),
             ("Accept", CONTENT_TYPE),
-            ("Expires", str(self._expires())),
+            ("Expires", str(sub.sent_expires)),
             ("User-Agent", o.user_agent),
         ]
         if auth is not None:
@@ -369,11 +371,12 @@ class BlfCallSource:
         self._by_dialog.pop((sub.call_id, sub.from_tag), None)
         sub.to_tag = None
 
-    def _learn_min_expires(self, response: SipResponse) -> bool:
+    def _learn_min_expires(self, response: SipResponse, sent: int) -> bool:
+        """RFC 6665 4.1.2.1: retry a 423 with at least the notifier's Min-Expires."""
         min_expires = response.header_int("min-expires")
-        if min_expires is None or min_expires <= self._expires():
+        if min_expires is None or min_expires <= sent or min_expires > 86400:
             return False
-        self._min_expires = min_expires
+        self._min_expires = max(self._min_expires, min_expires)
         return True
 
     def _expires(self) -> int:
