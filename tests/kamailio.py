@@ -25,7 +25,7 @@ DBTEXT_TABLES = ("version", "presentity", "active_watchers", "watchers", "xcap",
 TEMPLATE = Path(__file__).parent / "kamailio" / "kamailio.cfg"
 # A small PBX: registrar, proxy, dialog module and dialog-info presence (the blf source's tests).
 BLF_TEMPLATE = Path(__file__).parent / "kamailio" / "kamailio-blf.cfg"
-BLF_DEFAULTS: dict[str, object] = {"fr_timer": 30000, "min_expires": 0, "include_callid": 1}
+BLF_DEFAULTS: dict[str, object] = {"min_expires": 0, "include_callid": 1}
 START_TIMEOUT = 15.0
 
 
