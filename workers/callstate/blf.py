@@ -104,6 +104,7 @@ class _Subscription:
     failures: int = 0
     busy: bool = False  # a SUBSCRIBE of it is in flight
     sent_expires: int = 0  # the Expires of the last SUBSCRIBE
+    want_full: bool = False  # a version was lost while a SUBSCRIBE was in flight
 
 
 class BlfCallSource:
@@ -152,7 +153,8 @@ class BlfCallSource:
         self._planned: dict[str, float] = {}
         self._seq = 0
         self._agent: SipAgent | None = None
-        self._contact = ""
+        self._contact = ""  # host:port of our Contact and Via, once `host` is resolved
+        self._destination: tuple[str, int] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
@@ -183,8 +185,6 @@ class BlfCallSource:
         o = self.options
         self._agent = await SipAgent.open(o.bind_host, o.bind_port, self._on_request,
                                           t1=o.t1, timeout=o.timeout)
-        host = o.contact_host or _local_address(o.bind_host, o.host, o.port)
-        self._contact = f"{host}:{self._agent.port}"
         self._outbox.put(self.tracker.take_orphans())
         now = time.monotonic()
         for ext in self._subs:
@@ -306,6 +306,10 @@ class BlfCallSource:
             return
         now = time.monotonic()
         sub.expires_at = now + granted
+        if sub.want_full:
+            sub.want_full = False
+            self._plan(sub.extension, now)  # a refresh brings the full state a gap asked for
+            return
         # Jitter spreads the refreshes of subscriptions made in one burst.
         self._plan(sub.extension,
                    now + granted * self.options.refresh_at * random.uniform(0.9, 1.0))
@@ -335,9 +339,23 @@ class BlfCallSource:
                 response = await self._transact(sub, (header, credentials))
         return response
 
+    async def _resolve(self) -> tuple[str, int]:
+        """Look `host` up once (off the loop); an OSError is retried like a lost answer."""
+        if self._destination is None:
+            o = self.options
+            assert self._loop is not None and self._agent is not None
+            infos = await self._loop.getaddrinfo(o.host, o.port, family=socket.AF_INET,
+                                                 type=socket.SOCK_DGRAM)
+            address = (str(infos[0][4][0]), int(infos[0][4][1]))
+            host = o.contact_host or _local_address(o.bind_host, address)
+            self._contact = f"{host}:{self._agent.port}"
+            self._destination = address
+        return self._destination
+
     async def _transact(self, sub: _Subscription, auth: tuple[str, str] | None) -> SipResponse:
         o = self.options
         assert self._agent is not None
+        destination = await self._resolve()
         sub.cseq += 1
         sub.sent_expires = self._expires()
         to = f"<{sub.aor}>" + (f";tag={sub.to_tag}" if sub.to_tag else "")
@@ -356,7 +374,7 @@ class BlfCallSource:
         ]
         if auth is not None:
             headers.append(auth)
-        return await self._agent.request((o.host, o.port), "SUBSCRIBE", sub.target, headers,
+        return await self._agent.request(destination, "SUBSCRIBE", sub.target, headers,
                                          sent_by=self._contact)
 
     def _new_dialog(self, sub: _Subscription) -> None:
@@ -364,6 +382,7 @@ class BlfCallSource:
         sub.call_id, sub.from_tag = uuid.uuid4().hex, uuid.uuid4().hex[:12]
         sub.cseq, sub.target, sub.route = 0, sub.aor, []
         sub.view = DialogView()  # its first full NOTIFY resyncs this extension
+        sub.want_full = False
         self._by_dialog[(sub.call_id, sub.from_tag)] = sub.extension
 
     def _drop_dialog(self, sub: _Subscription) -> None:
@@ -431,7 +450,9 @@ class BlfCallSource:
         if applied is Applied.GAP:
             # RFC 4235 4.1.2: a NOTIFY was lost; a refresh brings full state.
             self.counts["gaps"] += 1
-            if not sub.busy:
+            if sub.busy:
+                sub.want_full = True
+            else:
                 self._plan(sub.extension, time.monotonic())
 
     def _read_state(self, sub: _Subscription, header: str) -> None:
@@ -468,12 +489,12 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-def _local_address(bind_host: str, host: str, port: int) -> str:
-    """The bound address, or (bound to all) the local address the OS routes to `host` by."""
+def _local_address(bind_host: str, destination: tuple[str, int]) -> str:
+    """The bound address, or (bound to all) the local address the OS routes to it by."""
     if bind_host not in ("0.0.0.0", ""):  # noqa: S104
         return bind_host
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect((host, port))  # sends nothing: only picks the route
+        probe.connect(destination)  # sends nothing: only picks the route
         return str(probe.getsockname()[0])
 
 
