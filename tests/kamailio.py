@@ -74,8 +74,10 @@ class KamailioServer:
         password: str | None = None,
         template: Path = TEMPLATE,
         values: dict[str, object] | None = None,
+        shm_mb: int = 32,
     ) -> None:
         """`template` and `values` pick another config and fill its own slots."""
+        self.shm_mb = shm_mb
         self.binary = _find(BINARY_CANDIDATES, "kamailio")
         self.module_dir = _find(MODULE_DIRS, "kamailio modules")
         if not Path(self.module_dir, "presence.so").exists():
@@ -110,8 +112,8 @@ class KamailioServer:
         # to load ("null value not allowed"), so reusing them would fail the start.
         for table in DBTEXT_TABLES:
             shutil.copyfile(DBTEXT_SOURCE / table, self.db_dir / table)
-        args = [self.binary, "-f", str(self.config_path), "-DD", "-E", "-m", "32", "-M", "8",
-                "-Y", str(self.dir), "-P", str(self.dir / "kamailio.pid")]
+        args = [self.binary, "-f", str(self.config_path), "-DD", "-E", "-m", str(self.shm_mb),
+                "-M", "8", "-Y", str(self.dir), "-P", str(self.dir / "kamailio.pid")]
         if self.password is not None:
             args += ["-A", "WITH_AUTH"]
         with self.log_path.open("ab") as log:

@@ -273,7 +273,8 @@ class BlfCallSource:
             self.counts["interval_too_brief"] += 1
             self._plan(sub.extension, time.monotonic())
         elif not fresh and status in _GONE:
-            self.counts["resubscribes"] += 1  # the PBX forgot it (restart, expiry): anew
+            self.counts["gone"] += 1  # the PBX forgot it (restart, expiry): anew
+            self.counts["resubscribes"] += 1
             self._drop_dialog(sub)
             self._plan(sub.extension, time.monotonic())
         elif status in _TRANSIENT or status >= 500:

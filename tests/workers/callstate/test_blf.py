@@ -130,7 +130,7 @@ def test_a_call_ending_unseen_is_ended_by_the_resync_of_a_new_subscription(
             # The next refresh is answered 481: subscribed anew, full state, nothing stuck.
             ended_items = sink.take(2)
             assert ended_items == sorted(("call_ended", i[1], i[2]) for i in items)
-            assert source.counts["resubscribes"] >= 1
+            assert source.counts["gone"] >= 1
     finally:
         server.cleanup()
 
