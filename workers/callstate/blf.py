@@ -14,52 +14,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import logging
 import random
 import socket
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from core.errors import ConfigError
-from workers.callstate.channels import BusyFrom, CallEvent
-from workers.callstate.dialog_info import (
-    CONTENT_TYPE,
-    Applied,
-    DialogInfoError,
-    DialogView,
-    parse_dialog_info,
-)
+from workers.callstate.channels import BusyFrom
+from workers.callstate.dialog_info import CONTENT_TYPE, Applied, DialogInfoError, parse_dialog_info
 from workers.callstate.dialogs import DialogTracker
 from workers.callstate.outbox import Outbox
-from workers.callstate.rate import TokenBucket
-from workers.pbx.sip_agent import SipAgent
-from workers.pbx.sip_wire import (
-    SipRequest,
-    SipResponse,
-    aor_of,
-    digest_authorization,
-    split_header_values,
-    tag_of,
-    uri_of,
+from workers.callstate.pacing import DueQueue, TokenBucket
+from workers.callstate.subscription import (
+    GONE,
+    REFUSED_REASONS,
+    TRANSIENT,
+    Subscription,
+    int_or_none,
+    subscription_state,
 )
+from workers.pbx.sip_agent import SipAgent
+from workers.pbx.sip_wire import SipRequest, SipResponse, aor_of, digest_authorization, tag_of
 
 log = logging.getLogger("workers.callstate.blf")
 
 _SIP_WORD = r"^[A-Za-z0-9.!%*_+`'~-]+$"
 _HOST = r"^[A-Za-z0-9.:\[\]-]+$"
 TICK = 1.0  # how often the call-length guard runs while nothing else happens
-# RFC 6665 4.1.2.2: these answers to a refresh mean the subscription is gone.
-_GONE = frozenset({404, 405, 410, 416, 480, 481, 482, 483, 484, 485, 489, 501, 604})
-_TRANSIENT = frozenset({408, 480, 503})
-# Subscription-State reasons (RFC 6665 4.1.3) after which subscribing again is pointless soon.
-_REFUSED_REASONS = frozenset({"rejected", "noresource"})
 
 
 class BlfSourceOptions(BaseModel):
@@ -87,24 +73,6 @@ class BlfSourceOptions(BaseModel):
     retry_initial: float = Field(default=2.0, gt=0, le=3600)  # after a failed SUBSCRIBE
     retry_max: float = Field(default=300.0, gt=0, le=86400)  # also after a refusal (403/404)
     user_agent: str = Field(default="presence-bridge", max_length=100)
-
-
-@dataclass
-class _Subscription:
-    extension: str
-    aor: str
-    call_id: str = ""
-    from_tag: str = ""
-    to_tag: str | None = None  # set once the dialog exists (2xx or first NOTIFY)
-    cseq: int = 0
-    target: str = ""  # Request-URI of refreshes: the notifier's Contact
-    route: list[str] = field(default_factory=list)
-    expires_at: float = 0.0  # monotonic
-    view: DialogView = field(default_factory=DialogView)
-    failures: int = 0
-    busy: bool = False  # a SUBSCRIBE of it is in flight
-    sent_expires: int = 0  # the Expires of the last SUBSCRIBE
-    want_full: bool = False  # a version was lost while a SUBSCRIBE was in flight
 
 
 class BlfCallSource:
@@ -147,11 +115,9 @@ class BlfCallSource:
             now=clock(),
         )
         self._outbox = Outbox(emit, self.counts, log)
-        self._subs = {ext: _Subscription(ext, aor_of(ext, self.options.domain)) for ext in users}
+        self._subs = {ext: Subscription(ext, aor_of(ext, self.options.domain)) for ext in users}
         self._by_dialog: dict[tuple[str, str], str] = {}  # (Call-ID, our tag) -> extension
-        self._due: list[tuple[float, int, str]] = []  # (monotonic, seq, extension)
-        self._planned: dict[str, float] = {}
-        self._seq = 0
+        self._due = DueQueue()  # extension -> when its next SUBSCRIBE goes (monotonic)
         self._agent: SipAgent | None = None
         self._contact = ""  # host:port of our Contact and Via, once `host` is resolved
         self._destination: tuple[str, int] | None = None
@@ -167,7 +133,7 @@ class BlfCallSource:
 
     def subscribed(self) -> list[str]:
         """Extensions whose subscription is established."""
-        return sorted(e for e, s in self._subs.items() if s.to_tag is not None)
+        return sorted(e for e, s in self._subs.items() if s.established)
 
     def stop(self) -> None:
         self._stop_requested = True
@@ -214,25 +180,19 @@ class BlfCallSource:
             self._agent.close()
 
     def _plan(self, ext: str, when: float) -> None:
-        self._seq += 1
-        self._planned[ext] = when
-        heapq.heappush(self._due, (when, self._seq, ext))
+        self._due.plan(ext, when)
         if self._wake is not None:
             self._wake.set()
 
     def _next_due(self, now: float) -> str | None:
-        while self._due and self._due[0][0] <= now:
-            when, _, ext = heapq.heappop(self._due)
-            if self._planned.get(ext) != when:
-                continue  # re-planned since
-            del self._planned[ext]
-            if self._subs[ext].busy:
-                continue  # the SUBSCRIBE in flight plans what comes next
-            return ext
+        while (ext := self._due.pop_due(now)) is not None:
+            if not self._subs[ext].busy:  # else the SUBSCRIBE in flight plans what follows
+                return ext
         return None
 
     def _until_next(self, now: float) -> float:
-        return min(TICK, max(0.0, self._due[0][0] - now)) if self._due else TICK
+        at = self._due.next_at()
+        return TICK if at is None else min(TICK, max(0.0, at - now))
 
     async def _sleep(self, seconds: float, *, wakeable: bool = True) -> bool:
         """Wait; True when stopped. A new plan wakes it early unless `wakeable` is off."""
@@ -248,11 +208,11 @@ class BlfCallSource:
 
     # --- SUBSCRIBE ---------------------------------------------------------------------------
 
-    async def _subscribe(self, sub: _Subscription) -> None:
+    async def _subscribe(self, sub: Subscription) -> None:
         now = time.monotonic()
-        if sub.to_tag is not None and now >= sub.expires_at:
+        if sub.established and now >= sub.expires_at:
             self._drop_dialog(sub)  # refreshes failed until it lapsed: start again
-        fresh = sub.to_tag is None
+        fresh = not sub.established
         if fresh:
             self._new_dialog(sub)
         sub.busy = True
@@ -272,12 +232,12 @@ class BlfCallSource:
         elif status == 423 and self._learn_min_expires(response, sub.sent_expires):
             self.counts["interval_too_brief"] += 1
             self._plan(sub.extension, time.monotonic())
-        elif not fresh and status in _GONE:
+        elif not fresh and status in GONE:
             self.counts["gone"] += 1  # the PBX forgot it (restart, expiry): anew
             self.counts["resubscribes"] += 1
             self._drop_dialog(sub)
             self._plan(sub.extension, time.monotonic())
-        elif status in _TRANSIENT or status >= 500:
+        elif status in TRANSIENT or status >= 500:
             self.counts["failures"] += 1
             self._retry_later(sub, fresh)
         else:
@@ -289,16 +249,13 @@ class BlfCallSource:
             self._outbox.put(self.tracker.forget(sub.extension))
             self._plan(sub.extension, time.monotonic() + self.options.retry_max)
 
-    def _established(self, sub: _Subscription, response: SipResponse, fresh: bool) -> None:
+    def _established(self, sub: Subscription, response: SipResponse, fresh: bool) -> None:
         self.counts["subscribes" if fresh else "refreshes"] += 1
-        if (sub.call_id, sub.from_tag) not in self._by_dialog:
+        if sub.key not in self._by_dialog:
             self._plan(sub.extension, time.monotonic())  # terminated while we asked: anew
             return
         if fresh:
-            sub.to_tag = sub.to_tag or tag_of(response.header("to"))
-            sub.target = uri_of(response.header("contact")) or sub.target
-            # RFC 3261 12.1.2: the route set is the Record-Route of the 2xx, reversed.
-            sub.route = list(reversed(split_header_values(response.all("record-route"))))
+            sub.take_answer(response)
         sub.failures = 0
         granted = response.header_int("expires") or self._expires()
         if granted <= 0:
@@ -315,7 +272,7 @@ class BlfCallSource:
         self._plan(sub.extension,
                    now + granted * self.options.refresh_at * random.uniform(0.9, 1.0))
 
-    def _retry_later(self, sub: _Subscription, fresh: bool) -> None:
+    def _retry_later(self, sub: Subscription, fresh: bool) -> None:
         o = self.options
         delay = min(o.retry_max, o.retry_initial * 2.0 ** min(sub.failures, 20))
         delay = delay / 2 + random.uniform(0, delay / 2)
@@ -325,7 +282,7 @@ class BlfCallSource:
             when = min(when, sub.expires_at)  # a refresh is still worth trying until then
         self._plan(sub.extension, when)
 
-    async def _send_subscribe(self, sub: _Subscription) -> SipResponse:
+    async def _send_subscribe(self, sub: Subscription) -> SipResponse:
         response = await self._transact(sub, None)
         if response.status in (401, 407) and self._secret is not None:
             self.counts["auth_challenges"] += 1
@@ -353,42 +310,24 @@ class BlfCallSource:
             self._destination = address
         return self._destination
 
-    async def _transact(self, sub: _Subscription, auth: tuple[str, str] | None) -> SipResponse:
+    async def _transact(self, sub: Subscription, auth: tuple[str, str] | None) -> SipResponse:
         o = self.options
         assert self._agent is not None
         destination = await self._resolve()
-        sub.cseq += 1
-        sub.sent_expires = self._expires()
-        to = f"<{sub.aor}>" + (f";tag={sub.to_tag}" if sub.to_tag else "")
-        headers = [
-            ("Max-Forwards", "70"),
-            *[("Route", r) for r in sub.route],
-            ("From", f"<sip:{o.from_user}@{o.domain}>;tag={sub.from_tag}"),
-            ("To", to),
-            ("Call-ID", sub.call_id),
-            ("CSeq", f"{sub.cseq} SUBSCRIBE"),
-            ("Contact", f"<sip:{o.from_user}@{self._contact}>"),
-            ("Event", "dialog"),
-            ("Accept", CONTENT_TYPE),
-            ("Expires", str(sub.sent_expires)),
-            ("User-Agent", o.user_agent),
-        ]
-        if auth is not None:
-            headers.append(auth)
+        headers = sub.request_headers(
+            from_uri=f"sip:{o.from_user}@{o.domain}", contact=f"sip:{o.from_user}@{self._contact}",
+            expires=self._expires(), user_agent=o.user_agent, auth=auth)
         return await self._agent.request(destination, "SUBSCRIBE", sub.target, headers,
                                          sent_by=self._contact)
 
-    def _new_dialog(self, sub: _Subscription) -> None:
+    def _new_dialog(self, sub: Subscription) -> None:
         self._drop_dialog(sub)
-        sub.call_id, sub.from_tag = uuid.uuid4().hex, uuid.uuid4().hex[:12]
-        sub.cseq, sub.target, sub.route = 0, sub.aor, []
-        sub.view = DialogView()  # its first full NOTIFY resyncs this extension
-        sub.want_full = False
-        self._by_dialog[(sub.call_id, sub.from_tag)] = sub.extension
+        sub.start()
+        self._by_dialog[sub.key] = sub.extension
 
-    def _drop_dialog(self, sub: _Subscription) -> None:
+    def _drop_dialog(self, sub: Subscription) -> None:
         """Forget the dialog: its later NOTIFYs get 481, which makes the notifier drop it."""
-        self._by_dialog.pop((sub.call_id, sub.from_tag), None)
+        self._by_dialog.pop(sub.key, None)
         sub.to_tag = None
 
     def _learn_min_expires(self, response: SipResponse, sent: int) -> bool:
@@ -418,14 +357,12 @@ class BlfCallSource:
             return 489, "Bad Event"
         sub = self._subs[ext]
         self.counts["notifies"] += 1
-        if sub.to_tag is None:  # the NOTIFY overtook the 2xx (RFC 6665 4.1.2.4)
-            sub.to_tag = tag_of(request.header("from"))
-            sub.target = uri_of(request.header("contact")) or sub.target
+        sub.take_notify(request)
         self._read_body(sub, request)
         self._read_state(sub, request.header("subscription-state") or "")
         return 200, "OK"
 
-    def _read_body(self, sub: _Subscription, request: SipRequest) -> None:
+    def _read_body(self, sub: Subscription, request: SipRequest) -> None:
         kind = (request.header("content-type") or "").partition(";")[0].strip().lower()
         if request.body.strip() and kind not in ("", CONTENT_TYPE):
             self.counts["bad_bodies"] += 1
@@ -456,22 +393,21 @@ class BlfCallSource:
             else:
                 self._plan(sub.extension, time.monotonic())
 
-    def _read_state(self, sub: _Subscription, header: str) -> None:
-        value, *params = (p.strip() for p in header.split(";"))
-        args = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in params)}
-        if value.lower() != "terminated":
-            expires = _int(args.get("expires"))
-            if expires is not None and sub.to_tag is not None:
+    def _read_state(self, sub: Subscription, header: str) -> None:
+        value, args = subscription_state(header)
+        if value != "terminated":
+            expires = int_or_none(args.get("expires"))
+            if expires is not None and sub.established:
                 sub.expires_at = time.monotonic() + expires
                 refresh = time.monotonic() + expires * self.options.refresh_at
-                if refresh < self._planned.get(sub.extension, float("inf")) and not sub.busy:
+                if refresh < (self._due.planned(sub.extension) or float("inf")) and not sub.busy:
                     self._plan(sub.extension, refresh)
             return
         reason = args.get("reason", "").lower()
         self.counts["terminated"] += 1
         self._drop_dialog(sub)
-        retry_after = _int(args.get("retry-after"))
-        if reason in _REFUSED_REASONS:
+        retry_after = int_or_none(args.get("retry-after"))
+        if reason in REFUSED_REASONS:
             self._outbox.put(self.tracker.forget(sub.extension))
             delay = float(retry_after or self.options.retry_max)
         elif reason in ("probation", "giveup"):
@@ -483,13 +419,6 @@ class BlfCallSource:
             self._plan(sub.extension, time.monotonic() + delay)
 
 
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
 def _local_address(bind_host: str, destination: tuple[str, int]) -> str:
     """The bound address, or (bound to all) the local address the OS routes to it by."""
     if bind_host not in ("0.0.0.0", ""):  # noqa: S104
@@ -497,6 +426,3 @@ def _local_address(bind_host: str, destination: tuple[str, int]) -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.connect(destination)  # sends nothing: only picks the route
         return str(probe.getsockname()[0])
-
-
-__all__ = ["BlfCallSource", "BlfSourceOptions", "CallEvent"]

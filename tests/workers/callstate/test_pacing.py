@@ -1,10 +1,10 @@
-"""TokenBucket: a steady pace after a burst, on a clock the test moves."""
+"""Pacing: the token bucket (a steady rate after a burst) and the due queue, on test clocks."""
 
 from __future__ import annotations
 
 import pytest
 
-from workers.callstate.rate import TokenBucket
+from workers.callstate.pacing import DueQueue, TokenBucket
 
 
 def test_a_burst_goes_at_once_then_the_rest_at_the_rate() -> None:
@@ -31,3 +31,20 @@ def test_a_quiet_spell_refills_up_to_the_burst_only() -> None:
 def test_nonsense_is_refused(rate: float, burst: float) -> None:
     with pytest.raises(ValueError, match="rate"):
         TokenBucket(rate, burst, now=0)
+
+
+def test_a_due_queue_hands_out_what_is_due_in_time_order() -> None:
+    due = DueQueue()
+    due.plan("b", 2)
+    due.plan("a", 1)
+    assert due.pop_due(0.5) is None
+    assert [due.pop_due(5), due.pop_due(5), due.pop_due(5)] == ["a", "b", None]
+
+
+def test_planning_again_replaces_the_plan() -> None:
+    due = DueQueue()
+    due.plan("a", 1)
+    due.plan("a", 10)
+    assert due.planned("a") == 10
+    assert due.pop_due(5) is None
+    assert due.pop_due(10) == "a" and due.planned("a") is None
