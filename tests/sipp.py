@@ -11,7 +11,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,9 +29,10 @@ def sipp_binary() -> str:
     return found
 
 
-def _command(pbx: KamailioServer, scenario: str, port: int, *args: str) -> list[str]:
+def _command(pbx: KamailioServer, scenario: str, port: int, *args: str, calls: int = 1
+             ) -> list[str]:
     return [sipp_binary(), "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1",
-            "-p", str(port), "-m", "1", "-nostdin", "-key", "domain", pbx.domain, *args,
+            "-p", str(port), "-m", str(calls), "-nostdin", "-key", "domain", pbx.domain, *args,
             f"127.0.0.1:{pbx.udp_port}"]
 
 
@@ -76,11 +77,14 @@ def register(pbx: KamailioServer, extension: str, contact_port: int) -> None:
 
 
 @contextmanager
-def answering(pbx: KamailioServer, extension: str, ring_ms: int = 200) -> Iterator[Phone]:
-    """A phone registered as `extension` that rings `ring_ms`, answers one call, waits for BYE."""
+def answering(pbx: KamailioServer, extension: str, ring_ms: int = 200, *, calls: int = 1,
+              extra: Sequence[str] = ()) -> Iterator[Phone]:
+    """A phone registered as `extension` that rings `ring_ms`, answers `calls` calls one
+    after the other, each until its BYE. `extra`: more SIPp arguments (e.g. a trace)."""
     port = free_port_pair()
-    phone = Phone(_command(pbx, "answer.xml", port, "-s", extension, "-d", str(ring_ms)),
-                  f"answer {extension}")
+    command = _command(pbx, "answer.xml", port, "-s", extension, "-d", str(ring_ms), *extra,
+                       calls=calls)
+    phone = Phone(command, f"answer {extension}")
     try:
         register(pbx, extension, port)
         yield phone
@@ -91,11 +95,13 @@ def answering(pbx: KamailioServer, extension: str, ring_ms: int = 200) -> Iterat
 class Call:
     """`caller` dials `callee` through the PBX at once; the call lasts until hang_up()."""
 
-    def __init__(self, pbx: KamailioServer, caller: str, callee: str) -> None:
+    def __init__(self, pbx: KamailioServer, caller: str, callee: str,
+                 extra: Sequence[str] = ()) -> None:
         self.call_id_base = f"pb-call-{uuid.uuid4().hex[:12]}"
         self.call_id = f"{self.call_id_base}-1"  # SIPp's %u is the call number, 1
         command = _command(pbx, "call.xml", free_port_pair(), "-s", callee,
-                           "-key", "caller", caller, "-cid_str", f"{self.call_id_base}-%u")
+                           "-key", "caller", caller, "-cid_str", f"{self.call_id_base}-%u",
+                           *extra)
         self.phone = Phone(command, f"call {caller}->{callee}")
 
     def hang_up(self) -> None:
