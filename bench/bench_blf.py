@@ -96,7 +96,8 @@ def main() -> None:
                 uac_trace = workdir / f"call-{n}.log"
                 call = Call(pbx, "200", "201", ["-trace_msg", "-message_file", str(uac_trace)])
                 cid = f"blf:{call.call_id}"
-                started = sink.wait([("call_started", "alice", cid), ("call_started", "bob", cid)])
+                started = sink.wait([("call_started", "alice", cid),
+                                     ("call_started", "bob", cid)])
                 call.hang_up()
                 ended = sink.wait([("call_ended", "alice", cid), ("call_ended", "bob", cid)])
                 ok_at = sent_times(uas_trace, "SIP/2.0 200", "1 INVITE")[call.call_id]

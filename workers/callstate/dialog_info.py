@@ -8,7 +8,9 @@ exactly one more than the last (a gap means a NOTIFY was lost: ask for full stat
 What PBXs really send: Asterisk (chan_sip) sends full documents only, one `<dialog id="200">`
 named after the extension, reused for every call, with no call-id and no tags; Kamailio's
 presence_dialoginfo sends full documents with a `call-id` (unless configured not to),
-capitalised states (`Trying`), and a NOTIFY without a body while it holds no state.
+capitalised states (`Trying`), a NOTIFY without a body while it holds no state, and now and
+then one dialog twice, its current state next to a stale `Trying` (two publications of one
+dialog): the most advanced state of a dialog is the one that holds.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ CONTENT_TYPE = "application/dialog-info+xml"
 DialogState = Literal["trying", "proceeding", "early", "confirmed", "terminated", "unknown"]
 STATES: frozenset[str] = frozenset({"trying", "proceeding", "early", "confirmed", "terminated"})
 RINGING_STATES: frozenset[str] = frozenset({"trying", "proceeding", "early"})
+# A dialog only moves forward through these (RFC 4235 3.7.1).
+_PROGRESS = {"unknown": 0, "trying": 1, "proceeding": 2, "early": 3, "confirmed": 4,
+             "terminated": 5}
 _DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
 
 
@@ -113,7 +118,17 @@ def parse_dialog_info(body: bytes | str) -> DialogInfo:
                 event=state_el.get("event") if state_el is not None else None,
             )
         )
-    return DialogInfo(version, state == "full", root.get("entity", ""), tuple(dialogs))
+    return DialogInfo(version, state == "full", root.get("entity", ""), _deduplicated(dialogs))
+
+
+def _deduplicated(dialogs: list[Dialog]) -> tuple[Dialog, ...]:
+    """One entry per dialog id, in first-seen order: the furthest along of its entries."""
+    by_id: dict[str, Dialog] = {}
+    for dialog in dialogs:
+        seen = by_id.get(dialog.id)
+        if seen is None or _PROGRESS[dialog.state] > _PROGRESS[seen.state]:
+            by_id[dialog.id] = dialog
+    return tuple(by_id.values())
 
 
 class Applied(StrEnum):

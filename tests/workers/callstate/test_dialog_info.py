@@ -234,3 +234,39 @@ def test_an_unknown_state_is_kept_as_unknown() -> None:
 def test_bodies_that_are_not_dialog_info_are_refused(body: str, message: str) -> None:
     with pytest.raises(DialogInfoError, match=message):
         parse_dialog_info(body)
+
+
+# Seen from Kamailio 5.6.3 under back-to-back calls: one dialog listed twice, its current
+# state and a stale "Trying" (two publications of the same dialog), stale ended calls too.
+KAMAILIO_TWICE = """<?xml version="1.0"?>
+<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="24" state="full" entity="sip:200@presence.test">
+  <dialog id="padi-6b0f3382-3bbd-2" call-id="pb-call-7b5faf927d51-1" direction="initiator">
+    <state>terminated</state>
+  </dialog>
+  <dialog id="padi-6b0f3382-3bbd-3" call-id="pb-call-fac534f77b03-1" direction="initiator">
+    <state>confirmed</state>
+  </dialog>
+  <dialog id="padi-6b0f3382-3bbd-3" call-id="pb-call-fac534f77b03-1" direction="initiator">
+    <state>Trying</state>
+  </dialog>
+</dialog-info>
+"""  # noqa: E501 - as received (remote/local parts left out)
+
+
+@pytest.mark.parametrize(("states", "holds"), [
+    (["confirmed", "Trying"], "confirmed"),
+    (["Trying", "confirmed"], "confirmed"),
+    (["early", "terminated", "confirmed"], "terminated"),
+    (["on-hold", "early"], "early"),
+])
+def test_a_dialog_listed_twice_is_as_far_along_as_its_furthest_entry(
+    states: list[str], holds: str
+) -> None:
+    info = parse_dialog_info(doc(1, "full", *(dialog("a", s) for s in states)))
+    assert [(d.id, d.state) for d in info.dialogs] == [("a", holds)]
+
+
+def test_kamailio_listing_one_dialog_twice_still_shows_the_call() -> None:
+    view = DialogView()
+    view.apply(parse_dialog_info(KAMAILIO_TWICE))
+    assert {k: v.state for k, v in view.dialogs.items()} == {"padi-6b0f3382-3bbd-3": "confirmed"}
