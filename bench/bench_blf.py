@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -108,6 +109,7 @@ def main() -> None:
         source.stop()
         thread.join(10)
         pbx.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
     emit({
         "benchmark": "blf", "machine": machine(), "extensions": len(users), "rate": args.rate,
         "subscribe_all_s": round(subscribe_seconds, 2), "calls": args.calls,
