@@ -61,6 +61,22 @@ def test_an_answered_call_is_started_for_both_parties_and_its_hang_up_ends_it(
     assert source.tracker.active() == {}
 
 
+def test_back_to_back_calls_each_start_and_end(pbx: KamailioServer, sink: Sink) -> None:
+    """Kamailio keeps ended dialogs listed for a while, and may list one dialog twice."""
+    source = BlfCallSource(options(pbx), None, USERS, sink)
+    with Listening(source), answering(pbx, "201", ring_ms=0, calls=8):
+        wait_until(resynced(source))
+        for _ in range(8):
+            call = Call(pbx, "200", "201")
+            try:
+                assert sink.take(2) == started(call, "alice", "bob")
+                call.hang_up()
+                assert sink.take(2) == ended(call, "alice", "bob")
+            finally:
+                call.close()
+    assert source.tracker.active() == {}
+
+
 def test_a_listener_killed_mid_call_ends_the_call_once_restarted(
     pbx: KamailioServer, sink: Sink
 ) -> None:
