@@ -89,7 +89,7 @@ class BlfCallSource:
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`users` maps extensions to PBX users; `known_calls` (PBX user -> call ids the
-        bridge holds, e.g. from its calls record) lets a restarted source end the calls it
+        bridge holds: `core.state.calls.read_all`) lets a restarted source end the calls it
         reported before and that ended meanwhile (ids of other sources are left alone).
         `secret` is the digest password, None when the PBX does not challenge.
         """
