@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from core.errors import ConfigError
+from core.errors import ConfigError, PbxError
 from workers.callstate.channels import BusyFrom
 from workers.callstate.dialog_info import CONTENT_TYPE, Applied, DialogInfoError, parse_dialog_info
 from workers.callstate.dialogs import DialogTracker
@@ -168,7 +168,9 @@ class BlfCallSource:
                 wait = bucket.take(time.monotonic())
                 if wait > 0 and await self._sleep(wait, wakeable=False):
                     break
-                task = asyncio.ensure_future(self._subscribe(self._subs[due]))
+                sub = self._subs[due]
+                sub.busy = True  # now, not when the task starts: it must not be picked twice
+                task = asyncio.ensure_future(self._subscribe(sub))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         finally:
@@ -215,7 +217,6 @@ class BlfCallSource:
         fresh = not sub.established
         if fresh:
             self._new_dialog(sub)
-        sub.busy = True
         try:
             response = await self._send_subscribe(sub)
         except (TimeoutError, OSError) as exc:
@@ -223,6 +224,9 @@ class BlfCallSource:
             log.warning("blf subscribe got no answer",
                         extra={"extension": sub.extension, "error": str(exc) or "timeout"})
             self._retry_later(sub, fresh)
+            return
+        except PbxError as exc:  # a challenge we cannot answer (another digest algorithm)
+            self._refuse(sub, str(exc))
             return
         finally:
             sub.busy = False
@@ -241,13 +245,15 @@ class BlfCallSource:
             self.counts["failures"] += 1
             self._retry_later(sub, fresh)
         else:
-            # Refused (403, 404, 489...): the dialogs of this extension cannot be known.
-            self.counts["refused"] += 1
-            log.warning("blf subscribe refused", extra={
-                "extension": sub.extension, "status": status, "reason": response.reason})
-            self._drop_dialog(sub)
-            self._outbox.put(self.tracker.forget(sub.extension))
-            self._plan(sub.extension, time.monotonic() + self.options.retry_max)
+            self._refuse(sub, f"{status} {response.reason}")  # 403, 404, 489, a bad secret
+
+    def _refuse(self, sub: Subscription, why: str) -> None:
+        """The dialogs of this extension cannot be known: its calls end; ask again later."""
+        self.counts["refused"] += 1
+        log.warning("blf subscribe refused", extra={"extension": sub.extension, "reason": why})
+        self._drop_dialog(sub)
+        self._outbox.put(self.tracker.forget(sub.extension))
+        self._plan(sub.extension, time.monotonic() + self.options.retry_max)
 
     def _established(self, sub: Subscription, response: SipResponse, fresh: bool) -> None:
         self.counts["subscribes" if fresh else "refreshes"] += 1
