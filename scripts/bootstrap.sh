@@ -6,12 +6,13 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(redis-server kamailio kamailio-presence-modules chromium)
+APT_PACKAGES=(redis-server kamailio kamailio-presence-modules sip-tester chromium)
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/sbin/kamailio ] || missing+=(kamailio kamailio-presence-modules)
 [ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/presence.so ] || [ -e /usr/lib/kamailio/modules/presence.so ] || missing+=(kamailio-presence-modules)
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ] && [ "${BOOTSTRAP_SKIP_APT:-0}" != 1 ]; then
     echo "bootstrap: installing Debian packages: ${missing[*]}"

@@ -23,6 +23,9 @@ DBTEXT_SOURCE = Path("/usr/share/kamailio/dbtext/kamailio")
 # The presence module checks these tables' versions at start, even with state in memory.
 DBTEXT_TABLES = ("version", "presentity", "active_watchers", "watchers", "xcap", "pua")
 TEMPLATE = Path(__file__).parent / "kamailio" / "kamailio.cfg"
+# A small PBX: registrar, proxy, dialog module and dialog-info presence (the blf source's tests).
+BLF_TEMPLATE = Path(__file__).parent / "kamailio" / "kamailio-blf.cfg"
+BLF_DEFAULTS: dict[str, object] = {"min_expires": 0, "include_callid": 1}
 START_TIMEOUT = 15.0
 
 
@@ -51,9 +54,9 @@ def _find(candidates: tuple[str, ...], what: str) -> str:
     )
 
 
-def render_config(**values: object) -> str:
+def render_config(template: Path = TEMPLATE, **values: object) -> str:
     """Fill the template's ${name} slots (Kamailio's own $fd-style variables stay)."""
-    text = TEMPLATE.read_text(encoding="utf-8")
+    text = template.read_text(encoding="utf-8")
     for name, value in values.items():
         text = text.replace("${" + name + "}", str(value))
     return text
@@ -69,7 +72,12 @@ class KamailioServer:
         publish_min_expires: int = 0,
         publ_cache: int = 1,
         password: str | None = None,
+        template: Path = TEMPLATE,
+        values: dict[str, object] | None = None,
+        shm_mb: int = 32,
     ) -> None:
+        """`template` and `values` pick another config and fill its own slots."""
+        self.shm_mb = shm_mb
         self.binary = _find(BINARY_CANDIDATES, "kamailio")
         self.module_dir = _find(MODULE_DIRS, "kamailio modules")
         if not Path(self.module_dir, "presence.so").exists():
@@ -83,6 +91,8 @@ class KamailioServer:
         self.db_dir = self.dir / "db"
         self.db_dir.mkdir()
         config = render_config(
+            template,
+            **(values or {}),
             udp_port=self.udp_port,
             tcp_port=self.tcp_port,
             domain=domain,
@@ -102,8 +112,8 @@ class KamailioServer:
         # to load ("null value not allowed"), so reusing them would fail the start.
         for table in DBTEXT_TABLES:
             shutil.copyfile(DBTEXT_SOURCE / table, self.db_dir / table)
-        args = [self.binary, "-f", str(self.config_path), "-DD", "-E", "-m", "32", "-M", "8",
-                "-Y", str(self.dir), "-P", str(self.dir / "kamailio.pid")]
+        args = [self.binary, "-f", str(self.config_path), "-DD", "-E", "-m", str(self.shm_mb),
+                "-M", "8", "-Y", str(self.dir), "-P", str(self.dir / "kamailio.pid")]
         if self.password is not None:
             args += ["-A", "WITH_AUTH"]
         with self.log_path.open("ab") as log:
@@ -187,3 +197,9 @@ def kamailio_server() -> Iterator[KamailioServer]:
     server.start()
     yield server
     server.cleanup()
+
+
+def blf_server(*, password: str | None = None, **values: object) -> KamailioServer:
+    """A Kamailio PBX serving dialog-info (not started); `values` override BLF_DEFAULTS."""
+    return KamailioServer(password=password, template=BLF_TEMPLATE,
+                          values={**BLF_DEFAULTS, **values})

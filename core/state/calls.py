@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from core.state._private import dumps, loads, tenant_key
+from core.state._private import dumps, loads, tenant_key, text
 
 
 def calls_key(tenant: str) -> str:
@@ -52,6 +52,13 @@ def read(redis: Redis, tenant: str, pbx_user: str) -> ActiveCalls:
     """The user's calls; none when it is on no call."""
     raw: bytes | None = redis.hget(calls_key(tenant), pbx_user)  # type: ignore[assignment]
     return ActiveCalls.from_bytes(raw)
+
+
+def read_all(redis: Redis, tenant: str) -> dict[str, ActiveCalls]:
+    """Every PBX user on a call and their calls (what a restarted call-state source resumes)."""
+    raw: dict[bytes, bytes] = redis.hgetall(calls_key(tenant))  # type: ignore[assignment]
+    out = {text(user): ActiveCalls.from_bytes(value) for user, value in raw.items()}
+    return {user: record for user, record in out.items() if record.call_ids}
 
 
 def save(redis: Redis, tenant: str, pbx_user: str, calls: ActiveCalls) -> None:

@@ -44,3 +44,15 @@ def test_a_user_on_no_call_has_no_record(redis_client: redis.Redis) -> None:
 
     assert not redis_client.exists(calls.calls_key(T))
     assert calls.read(redis_client, T, "alice") == ActiveCalls()
+
+
+def test_all_users_on_calls_are_read_at_once(redis_client: redis.Redis) -> None:
+    calls.save(redis_client, T, "alice", ActiveCalls(("blf:c1",), ("g1",), 1.0))
+    calls.save(redis_client, T, "bob", ActiveCalls(("1796149370.5", "blf:c2"), (), 2.0))
+    calls.save(redis_client, "other", "carol", ActiveCalls(("c3",)))
+
+    assert calls.read_all(redis_client, T) == {
+        "alice": ActiveCalls(("blf:c1",), ("g1",), 1.0),
+        "bob": ActiveCalls(("1796149370.5", "blf:c2"), (), 2.0),
+    }
+    assert calls.read_all(redis_client, "nobody") == {}

@@ -12,19 +12,23 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
-from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from core.errors import ConfigError, PbxError
 from workers.pbx.base import PbxAdapter, PbxUserRecord, ProfileChange, Refreshing, Stateful
 from workers.pbx.pidf import CONTENT_TYPE, build_pidf, document_for
-from workers.pbx.sip_wire import SipResponse, Transport, digest_authorization, open_transport
+from workers.pbx.sip_wire import (
+    SipResponse,
+    Transport,
+    aor_of,
+    digest_authorization,
+    open_transport,
+)
 
 STATE_FORMAT = 1
 _SIP_WORD = r"^[A-Za-z0-9.!%*_+`'~-]+$"
 _HOST = r"^[A-Za-z0-9.:\[\]-]+$"
-_USER_SAFE = "-_.!~*'()&=+$,;?/"  # RFC 3261 unreserved and user-unreserved characters
 
 
 class SipOptions(BaseModel):
@@ -181,11 +185,7 @@ class SipAdapter(PbxAdapter, Refreshing, Stateful):
     # --- internals ---------------------------------------------------------------------------
 
     def aor(self, user: str) -> str:
-        """sip:<user>@<domain>; a user that already names a host keeps it."""
-        name, at, host = user.rpartition("@")
-        if not at:
-            name, host = user, self.options.domain
-        return f"sip:{quote(name, safe=_USER_SAFE)}@{quote(host, safe='.:[]-')}"
+        return aor_of(user, self.options.domain)
 
     def _refresh_point(self, pub: Publication) -> float:
         return pub.expires_at - pub.lifetime * (1 - self.options.refresh_at)

@@ -1,4 +1,7 @@
-"""The SIP wire for the `sip` adapter: response parsing, UDP/TCP transports and digest auth."""
+"""The SIP wire: message parsing and building, UDP/TCP client transports, digest auth.
+
+The `sip` adapter uses the transports; the `blf` call-state source its own asyncio agent.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import quote
 
 from core.errors import PbxError
 
@@ -19,14 +23,55 @@ MAX_MESSAGE = 65535
 _COMPACT = {"i": "call-id", "l": "content-length", "v": "via", "c": "content-type",
             "f": "from", "t": "to", "m": "contact", "e": "content-encoding", "o": "event"}
 _BRANCH = re.compile(r";\s*branch=([^;,\s]+)", re.IGNORECASE)
+_TAG = re.compile(r";\s*tag=([^;,\s>]+)", re.IGNORECASE)
+_USER_SAFE = "-_.!~*'()&=+$,;?/"  # RFC 3261 unreserved and user-unreserved characters
 
 
-@dataclass
-class SipResponse:
-    status: int
-    reason: str
-    headers: list[tuple[str, str]] = field(default_factory=list)  # lower-case names
-    body: bytes = b""
+def aor_of(user: str, domain: str) -> str:
+    """sip:<user>@<domain>; a user that already names a host keeps it."""
+    name, at, host = user.rpartition("@")
+    if not at:
+        name, host = user, domain
+    return f"sip:{quote(name, safe=_USER_SAFE)}@{quote(host, safe='.:[]-')}"
+
+
+def tag_of(value: str | None) -> str | None:
+    """The tag parameter of a From or To header value."""
+    match = _TAG.search(value.rpartition(">")[2] if value and ">" in value else value or "")
+    return match.group(1) if match else None
+
+
+def uri_of(value: str | None) -> str | None:
+    """The URI of a Contact or Route value: inside <...>, else up to the first parameter."""
+    if not value:
+        return None
+    value = value.strip()
+    if "<" in value:
+        return value.partition("<")[2].partition(">")[0].strip() or None
+    return value.partition(";")[0].strip() or None
+
+
+def split_header_values(values: list[str]) -> list[str]:
+    """Comma-separated header values (Record-Route) one by one, commas inside <> kept."""
+    out: list[str] = []
+    for value in values:
+        depth, start = 0, 0
+        for i, char in enumerate(value):
+            if char == "<":
+                depth += 1
+            elif char == ">":
+                depth -= 1
+            elif char == "," and depth == 0:
+                out.append(value[start:i].strip())
+                start = i + 1
+        out.append(value[start:].strip())
+    return [v for v in out if v]
+
+
+class _Headers:
+    """Header look-ups shared by requests and responses; names are stored in lower case."""
+
+    headers: list[tuple[str, str]]
 
     def header(self, name: str) -> str | None:
         name = name.lower()
@@ -39,14 +84,31 @@ class SipResponse:
         except ValueError:
             return None
 
+    def all(self, name: str) -> list[str]:
+        """Every value of a header that may repeat (Via, Record-Route), in message order."""
+        name = name.lower()
+        return [v for k, v in self.headers if k == name]
 
-def parse_response(data: bytes) -> SipResponse | None:
-    """A response, or None for anything else (a request, a keep-alive, garbage)."""
+
+@dataclass
+class SipResponse(_Headers):
+    status: int
+    reason: str
+    headers: list[tuple[str, str]] = field(default_factory=list)  # lower-case names
+    body: bytes = b""
+
+
+@dataclass
+class SipRequest(_Headers):
+    method: str
+    uri: str
+    headers: list[tuple[str, str]] = field(default_factory=list)  # lower-case names
+    body: bytes = b""
+
+
+def _split(data: bytes) -> tuple[list[str], list[tuple[str, str]], bytes]:
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("utf-8", errors="replace").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or parts[0] != "SIP/2.0" or not parts[1].isdigit():
-        return None
     headers: list[tuple[str, str]] = []
     for line in lines[1:]:
         if line[:1] in (" ", "\t") and headers:  # folded continuation line
@@ -56,13 +118,49 @@ def parse_response(data: bytes) -> SipResponse | None:
         if colon:
             key = name.strip().lower()
             headers.append((_COMPACT.get(key, key), value.strip()))
+    return lines[0].split(" ", 2), headers, body
+
+
+def parse_response(data: bytes) -> SipResponse | None:
+    """A response, or None for anything else (a request, a keep-alive, garbage)."""
+    parts, headers, body = _split(data)
+    if len(parts) < 2 or parts[0] != "SIP/2.0" or not parts[1].isdigit():
+        return None
     return SipResponse(int(parts[1]), parts[2] if len(parts) > 2 else "", headers, body)
 
 
-def _branch_of(response: SipResponse) -> str | None:
-    via = response.header("via")
+def parse_message(data: bytes) -> SipResponse | SipRequest | None:
+    """A response or a request; None for a keep-alive or garbage."""
+    response = parse_response(data)
+    if response is not None:
+        return response
+    parts, headers, body = _split(data)
+    if len(parts) != 3 or parts[2] != "SIP/2.0" or not parts[0].isalpha():
+        return None
+    return SipRequest(parts[0].upper(), parts[1], headers, body)
+
+
+def branch_of(message: SipResponse | SipRequest) -> str | None:
+    """The branch of the top Via: what ties a response to its transaction."""
+    via = message.header("via")
     match = _BRANCH.search(via) if via else None
     return match.group(1) if match else None
+
+
+def build_response(request: SipRequest, status: int, reason: str,
+                   headers: list[tuple[str, str]] | None = None, to_tag: str | None = None,
+                   payload: bytes = b"") -> bytes:
+    """RFC 3261 8.2.6.2: the request's Vias, From, Call-ID and CSeq; To gains `to_tag`."""
+    lines = [f"SIP/2.0 {status} {reason}"]
+    lines += [f"Via: {v}" for v in request.all("via")]
+    to = request.header("to") or ""
+    if to_tag and ";tag=" not in to.lower():
+        to += f";tag={to_tag}"
+    for name in ("From", "To", "Call-ID", "CSeq"):
+        lines.append(f"{name}: {to if name == 'To' else request.header(name) or ''}")
+    lines += [f"{k}: {v}" for k, v in headers or []]
+    lines.append(f"Content-Length: {len(payload)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + payload
 
 
 def build_request(method: str, uri: str, via: str, headers: list[tuple[str, str]],
@@ -111,7 +209,7 @@ class _UdpTransport:
             if not ready:
                 continue
             response = parse_response(self.sock.recv(MAX_MESSAGE))
-            if response is None or _branch_of(response) != branch:
+            if response is None or branch_of(response) != branch:
                 continue  # a late answer to an earlier transaction
             if response.status >= 200:
                 return response
@@ -155,7 +253,7 @@ class _TcpTransport:
         self.sock.sendall(data)
         while True:
             response = parse_response(self._read_message(deadline))
-            if response is not None and _branch_of(response) == branch and response.status >= 200:
+            if response is not None and branch_of(response) == branch and response.status >= 200:
                 self.used = True
                 return response
 
