@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from workers.callstate.channels import BusyFrom, CallEvent
+from core.asterisk_options import BusyFrom
+from workers.callstate.channels import CallEvent
 from workers.callstate.dialog_info import RINGING_STATES, Dialog
 
 CALL_ID_PREFIX = "blf:"  # marks the calls this source reported, among all a user is on
