@@ -24,16 +24,32 @@ TIMEOUT = 30.0
 def sipp_binary() -> str:
     found = shutil.which("sipp")
     if found is None:
-        raise RuntimeError("sipp not found; install the Debian package sip-tester "
-                           "(scripts/bootstrap.sh does)")
+        raise RuntimeError(
+            "sipp not found; install the Debian package sip-tester (scripts/bootstrap.sh does)"
+        )
     return found
 
 
-def _command(pbx: KamailioServer, scenario: str, port: int, *args: str, calls: int = 1
-             ) -> list[str]:
-    return [sipp_binary(), "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1",
-            "-p", str(port), "-m", str(calls), "-nostdin", "-key", "domain", pbx.domain, *args,
-            f"127.0.0.1:{pbx.udp_port}"]
+def _command(
+    pbx: KamailioServer, scenario: str, port: int, *args: str, calls: int = 1
+) -> list[str]:
+    return [
+        sipp_binary(),
+        "-sf",
+        str(SCENARIOS / scenario),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-m",
+        str(calls),
+        "-nostdin",
+        "-key",
+        "domain",
+        pbx.domain,
+        *args,
+        f"127.0.0.1:{pbx.udp_port}",
+    ]
 
 
 class Phone:
@@ -45,8 +61,12 @@ class Phone:
         # A file, not a pipe: SIPp redraws its screen every second and must never block.
         self.output = tempfile.TemporaryFile()  # noqa: SIM115 - closed by kill()/wait()
         # Fixed binary and arguments we built ourselves.
-        self.proc = subprocess.Popen(command, stdout=self.output,  # noqa: S603
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(  # noqa: S603
+            command,
+            stdout=self.output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
     def wait(self, timeout: float = TIMEOUT) -> None:
         try:
@@ -71,19 +91,34 @@ class Phone:
 
 def register(pbx: KamailioServer, extension: str, contact_port: int) -> None:
     """Register `extension` at the PBX with its Contact on `contact_port`."""
-    command = _command(pbx, "register.xml", free_port_pair(), "-s", extension,
-                       "-key", "contact_port", str(contact_port))
+    command = _command(
+        pbx,
+        "register.xml",
+        free_port_pair(),
+        "-s",
+        extension,
+        "-key",
+        "contact_port",
+        str(contact_port),
+    )
     Phone(command, f"register {extension}").wait()
 
 
 @contextmanager
-def answering(pbx: KamailioServer, extension: str, ring_ms: int = 200, *, calls: int = 1,
-              extra: Sequence[str] = ()) -> Iterator[Phone]:
+def answering(
+    pbx: KamailioServer,
+    extension: str,
+    ring_ms: int = 200,
+    *,
+    calls: int = 1,
+    extra: Sequence[str] = (),
+) -> Iterator[Phone]:
     """A phone registered as `extension` that rings `ring_ms`, answers `calls` calls one
     after the other, each until its BYE. `extra`: more SIPp arguments (e.g. a trace)."""
     port = free_port_pair()
-    command = _command(pbx, "answer.xml", port, "-s", extension, "-d", str(ring_ms), *extra,
-                       calls=calls)
+    command = _command(
+        pbx, "answer.xml", port, "-s", extension, "-d", str(ring_ms), *extra, calls=calls
+    )
     phone = Phone(command, f"answer {extension}")
     try:
         register(pbx, extension, port)
@@ -95,13 +130,24 @@ def answering(pbx: KamailioServer, extension: str, ring_ms: int = 200, *, calls:
 class Call:
     """`caller` dials `callee` through the PBX at once; the call lasts until hang_up()."""
 
-    def __init__(self, pbx: KamailioServer, caller: str, callee: str,
-                 extra: Sequence[str] = ()) -> None:
+    def __init__(
+        self, pbx: KamailioServer, caller: str, callee: str, extra: Sequence[str] = ()
+    ) -> None:
         self.call_id_base = f"pb-call-{uuid.uuid4().hex[:12]}"
         self.call_id = f"{self.call_id_base}-1"  # SIPp's %u is the call number, 1
-        command = _command(pbx, "call.xml", free_port_pair(), "-s", callee,
-                           "-key", "caller", caller, "-cid_str", f"{self.call_id_base}-%u",
-                           *extra)
+        command = _command(
+            pbx,
+            "call.xml",
+            free_port_pair(),
+            "-s",
+            callee,
+            "-key",
+            "caller",
+            caller,
+            "-cid_str",
+            f"{self.call_id_base}-%u",
+            *extra,
+        )
         self.phone = Phone(command, f"call {caller}->{callee}")
 
     def hang_up(self) -> None:
