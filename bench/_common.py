@@ -61,10 +61,14 @@ def machine() -> dict[str, Any]:
     mem_kib = int(re.findall(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())[0])
     redis_version = subprocess.run(  # noqa: S603
         [shutil.which("redis-server") or "redis-server", "--version"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout.split()
     return {
-        "cpus": os.cpu_count(), "cpu_model": model, "mem_gib": round(mem_kib / 2**20, 1),
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "mem_gib": round(mem_kib / 2**20, 1),
         "python": platform.python_version(),
         "redis": next((w[2:] for w in redis_version if w.startswith("v=")), "unknown"),
     }
@@ -92,7 +96,12 @@ end
 
 
 def run_wrk(
-    url: str, lua: str, *, threads: int, connections: int, seconds: float,
+    url: str,
+    lua: str,
+    *,
+    threads: int,
+    connections: int,
+    seconds: float,
 ) -> dict[str, Any]:
     """Run wrk with a Lua script (WRK_DONE is appended) and return its summary."""
     binary = shutil.which("wrk")
@@ -102,20 +111,33 @@ def run_wrk(
         script.write(lua + WRK_DONE)
     try:
         out = subprocess.run(  # noqa: S603
-            [binary, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-             "--timeout", "5s", "-s", script.name, url],
-            capture_output=True, text=True, check=False, timeout=seconds + 60,
+            [
+                binary,
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "5s",
+                "-s",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=seconds + 60,
         )
     finally:
         os.unlink(script.name)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if out.returncode or line is None:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr or out.stdout}")
-    result: dict[str, Any] = json.loads(line[len("WRKJSON "):])
+    result: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
     return result
 
 
 # -- a small open-loop generator for fixed-rate runs (wrk2 is not in Debian) ---------------
+
 
 @dataclass
 class OpenLoopResult:
@@ -140,15 +162,20 @@ async def _exchange(
 
 
 async def _open_loop(
-    port: int, path: str, body_for: Callable[[int], bytes], rate: float, seconds: float,
+    port: int,
+    path: str,
+    body_for: Callable[[int], bytes],
+    rate: float,
+    seconds: float,
     connections: int,
 ) -> OpenLoopResult:
     result = OpenLoopResult()
     idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     for _ in range(connections):
         idle.put_nowait(await asyncio.open_connection("127.0.0.1", port))
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            "Content-Type: application/json\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+    ).encode()
 
     async def one(n: int, scheduled: float) -> None:
         body = body_for(n)
@@ -186,7 +213,12 @@ async def _open_loop(
 
 
 def open_loop(
-    port: int, path: str, body_for: Callable[[int], bytes], *, rate: float, seconds: float,
+    port: int,
+    path: str,
+    body_for: Callable[[int], bytes],
+    *,
+    rate: float,
+    seconds: float,
     connections: int = 32,
 ) -> OpenLoopResult:
     """POST `rate` requests/s for `seconds` on a schedule and wait for every answer."""

@@ -31,8 +31,9 @@ from tests.kamailio import BLF_DEFAULTS, BLF_TEMPLATE, KamailioServer  # noqa: E
 from tests.sipp import Call, answering  # noqa: E402
 from workers.callstate.blf import BlfCallSource  # noqa: E402
 
-_BLOCK = re.compile(r"^-{20,} (\S+ \S+)\nUDP message sent[^\n]*\n\n(.*?)(?=^-{20,} |\Z)",
-                    re.MULTILINE | re.DOTALL)
+_BLOCK = re.compile(
+    r"^-{20,} (\S+ \S+)\nUDP message sent[^\n]*\n\n(.*?)(?=^-{20,} |\Z)", re.MULTILINE | re.DOTALL
+)
 
 
 def sent_times(trace: Path, start_line: str, cseq: str) -> dict[str, float]:
@@ -76,9 +77,18 @@ def main() -> None:
     users = {"200": "alice", "201": "bob"}
     users.update({str(100_000 + i): f"user{i}" for i in range(args.extensions)})
     sink = Sink()
-    source = BlfCallSource({"host": "127.0.0.1", "port": pbx.udp_port, "domain": pbx.domain,
-                            "bind_host": "127.0.0.1", "subscribes_per_second": args.rate},
-                           None, users, sink)
+    source = BlfCallSource(
+        {
+            "host": "127.0.0.1",
+            "port": pbx.udp_port,
+            "domain": pbx.domain,
+            "bind_host": "127.0.0.1",
+            "subscribes_per_second": args.rate,
+        },
+        None,
+        users,
+        sink,
+    )
     thread = threading.Thread(target=lambda: asyncio.run(source.run()), daemon=True)
     began = time.monotonic()
     thread.start()
@@ -91,14 +101,14 @@ def main() -> None:
             time.sleep(0.05)
         subscribe_seconds = time.monotonic() - began
         uas_trace = workdir / "answer.log"
-        with answering(pbx, "201", 0, calls=args.calls,
-                       extra=["-trace_msg", "-message_file", str(uas_trace)]):
+        with answering(
+            pbx, "201", 0, calls=args.calls, extra=["-trace_msg", "-message_file", str(uas_trace)]
+        ):
             for n in range(args.calls):
                 uac_trace = workdir / f"call-{n}.log"
                 call = Call(pbx, "200", "201", ["-trace_msg", "-message_file", str(uac_trace)])
                 cid = f"blf:{call.call_id}"
-                started = sink.wait([("call_started", "alice", cid),
-                                     ("call_started", "bob", cid)])
+                started = sink.wait([("call_started", "alice", cid), ("call_started", "bob", cid)])
                 call.hang_up()
                 ended = sink.wait([("call_ended", "alice", cid), ("call_ended", "bob", cid)])
                 ok_at = sent_times(uas_trace, "SIP/2.0 200", "1 INVITE")[call.call_id]
@@ -110,13 +120,19 @@ def main() -> None:
         thread.join(10)
         pbx.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
-    emit({
-        "benchmark": "blf", "machine": machine(), "extensions": len(users), "rate": args.rate,
-        "subscribe_all_s": round(subscribe_seconds, 2), "calls": args.calls,
-        "answer_to_started_ms": {q: round(percentile(answer_ms, q), 2) for q in (50, 99)},
-        "bye_to_ended_ms": {q: round(percentile(hangup_ms, q), 2) for q in (50, 99)},
-        "counts": dict(source.counts),
-    })
+    emit(
+        {
+            "benchmark": "blf",
+            "machine": machine(),
+            "extensions": len(users),
+            "rate": args.rate,
+            "subscribe_all_s": round(subscribe_seconds, 2),
+            "calls": args.calls,
+            "answer_to_started_ms": {q: round(percentile(answer_ms, q), 2) for q in (50, 99)},
+            "bye_to_ended_ms": {q: round(percentile(hangup_ms, q), 2) for q in (50, 99)},
+            "counts": dict(source.counts),
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -64,9 +64,12 @@ class Site:
         self.redis = redis_server.client
         self.emulator = emulator
         self.bridge = BridgeSite(
-            emulator, self.redis, redis_server.url(),
+            emulator,
+            self.redis,
+            redis_server.url(),
             Path(tempfile.mkdtemp(prefix="pb-bench-pipeline-")),
-            users=users, accounts=-(-users // USERS_PER_SUBSCRIPTION),
+            users=users,
+            accounts=-(-users // USERS_PER_SUBSCRIPTION),
             # Graph echoes a bulk subscription's resource (650 ids, ~26 KB) in every item, so
             # a 100-item POST is ~2.7 MB: over the 1 MiB default, which answers 413.
             env={"PRESENCE_BRIDGE_MAX_BODY_BYTES": str(MAX_BODY_BYTES)},
@@ -103,7 +106,7 @@ def applied_at(site: Site, names: list[str]) -> dict[str, float]:
     """When the builtin adapter applied each named PBX user's profile (worker's clock)."""
     out: dict[str, float] = {}
     for start in range(0, len(names), 5000):
-        part = names[start:start + 5000]
+        part = names[start : start + 5000]
         for name, served in pbx.builtin_profiles(site.redis, TENANT, part).items():
             out[name] = served.updated_at
     return out
@@ -128,12 +131,15 @@ def change_times(site: Site, graph_ids: list[str]) -> dict[str, float]:
     world = site.emulator.world
     with world.lock:
         presences = world.tenant(site.tenant_id).presence
-        return {g: presences[g].sessions["teams:1"].set_at  # type: ignore[attr-defined]
-                for g in graph_ids}
+        return {
+            g: presences[g].sessions["teams:1"].set_at  # type: ignore[attr-defined]
+            for g in graph_ids
+        }
 
 
-def latency_run(site: Site, rate: int, seconds: float, users: list[tuple[str, str]]) -> dict[
-        str, Any]:
+def latency_run(
+    site: Site, rate: int, seconds: float, users: list[tuple[str, str]]
+) -> dict[str, Any]:
     """Open loop: `rate` changes/s for `seconds`, each to a user of `users` (graph id, name)."""
     total = int(rate * seconds)
     batch: list[tuple[str, str]] = users[:total]
@@ -176,18 +182,29 @@ def notification_burst(site: Site, count: int) -> dict[str, Any]:
     """Basic notifications into the intake stream, as the webhook appends them."""
     graph_ids = site.control.seed_users(site.tenant_id, count=count, prefix="burst")
     for start in range(0, count, 2000):  # no subscription covers them: no notifications
-        site.control.request("POST", "/presence", {
-            "userIds": graph_ids[start:start + 2000], "availability": "Busy",
-            "activity": "InAMeeting"})
+        site.control.request(
+            "POST",
+            "/presence",
+            {
+                "userIds": graph_ids[start : start + 2000],
+                "availability": "Busy",
+                "activity": "InAMeeting",
+            },
+        )
     names = site.link(graph_ids, "burst")
     entries = []
     for g in graph_ids:
         item = {
-            "subscriptionId": "burst", "changeType": "updated",
+            "subscriptionId": "burst",
+            "changeType": "updated",
             "resource": f"communications/presences/{g}",
-            "resourceData": {"@odata.type": "#microsoft.graph.presence",
-                             "@odata.id": f"users/{g}/presence", "id": g},
-            "tenantId": site.tenant_id, "userId": g,
+            "resourceData": {
+                "@odata.type": "#microsoft.graph.presence",
+                "@odata.id": f"users/{g}/presence",
+                "id": g,
+            },
+            "tenantId": site.tenant_id,
+            "userId": g,
         }
         entries.append(intake.Accepted(tenant=TENANT, kind="notification", item=item))
     script = site.redis.register_script(intake.APPEND_SCRIPT)
@@ -197,8 +214,11 @@ def notification_burst(site: Site, count: int) -> dict[str, Any]:
 def _append_all(site: Site, script: Any, entries: list[intake.Accepted]) -> None:
     pipe = site.redis.pipeline(transaction=False)
     for start in range(0, len(entries), ITEMS_PER_POST):
-        script(keys=list(intake.APPEND_KEYS),
-               args=intake.script_args(entries[start:start + ITEMS_PER_POST], {}), client=pipe)
+        script(
+            keys=list(intake.APPEND_KEYS),
+            args=intake.script_args(entries[start : start + ITEMS_PER_POST], {}),
+            client=pipe,
+        )
     pipe.execute()
 
 
@@ -208,12 +228,19 @@ def presence_burst(site: Site, count: int) -> dict[str, Any]:
     names = site.link(graph_ids, "sweep")
     now = time.time()
     presences = [
-        {"id": g, "availability": "Away", "activity": "Away",
-         "sequenceNumber": f"{1:020d}", "observedAt": now}
+        {
+            "id": g,
+            "availability": "Away",
+            "activity": "Away",
+            "sequenceNumber": f"{1:020d}",
+            "observedAt": now,
+        }
         for g in graph_ids
     ]
-    datas = [PRESENCES.data(TENANT, presences[i:i + PRESENCES_PER_JOB])
-             for i in range(0, count, PRESENCES_PER_JOB)]
+    datas = [
+        PRESENCES.data(TENANT, presences[i : i + PRESENCES_PER_JOB])
+        for i in range(0, count, PRESENCES_PER_JOB)
+    ]
     q = queue(site.redis, PRESENCES.queue)
     return _drain(site, names, lambda: q.enqueue_many(datas))
 
@@ -250,14 +277,13 @@ def main() -> None:
         site = Site(redis_server, emulator, users)
         try:
             site.start()
-            pairs = list(zip(site.user_ids, [f"person{n:06d}" for n in range(users)],
-                             strict=True))
+            pairs = list(zip(site.user_ids, [f"person{n:06d}" for n in range(users)], strict=True))
             latency_run(site, 10, warm / 10, pairs[:warm])  # tokens, JWKS, connections
             offset = warm
             runs = []
             for rate in RATES:
                 count = int(rate * args.seconds)
-                runs.append(latency_run(site, rate, args.seconds, pairs[offset:offset + count]))
+                runs.append(latency_run(site, rate, args.seconds, pairs[offset : offset + count]))
                 offset += count
                 print(runs[-1], flush=True)
             figures["latency"] = runs
@@ -269,8 +295,11 @@ def main() -> None:
             site.stop()
     at_1000 = figures["latency"][-1]
     figures["targets"] = {
-        "p99_ms_at_1000_per_s": {"target": TARGET_P99_MS, "measured": at_1000["p99_ms"],
-                                 "met": at_1000["p99_ms"] < TARGET_P99_MS},
+        "p99_ms_at_1000_per_s": {
+            "target": TARGET_P99_MS,
+            "measured": at_1000["p99_ms"],
+            "met": at_1000["p99_ms"] < TARGET_P99_MS,
+        },
         "updates_per_second_per_worker": {
             "target": TARGET_UPDATES_PER_SECOND,
             "measured": figures["throughput_notifications"]["updates_per_second"],

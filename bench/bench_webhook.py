@@ -52,6 +52,7 @@ METRICS_HASH = "pb:metrics"
 
 # -- the bare endpoint, served exactly as webhook/__main__.py serves the real app ----------
 
+
 async def _accept(request: Request) -> Response:
     return Response(status_code=202)
 
@@ -65,13 +66,21 @@ def serve_bare(port: int, workers: int) -> None:
 
     # Same options as webhook/__main__.py, so the difference measured is the app's work.
     uvicorn.run(
-        "bench_webhook:bare_factory", factory=True, host="127.0.0.1", port=port,
-        workers=workers, log_config=None, access_log=False, loop="uvloop", http="httptools",
+        "bench_webhook:bare_factory",
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
         timeout_keep_alive=30,
     )
 
 
 # -- payloads ------------------------------------------------------------------------------
+
 
 class Payloads:
     """Graph presence notifications (~0.6 KB an item), each with its own notification id.
@@ -83,7 +92,8 @@ class Payloads:
     def __init__(self) -> None:
         self.subscriptions = [
             (tenant, str(uuid.uuid4()), uuid.uuid4().hex + uuid.uuid4().hex)
-            for tenant in TENANTS for _ in range(SUBSCRIPTIONS_PER_TENANT)
+            for tenant in TENANTS
+            for _ in range(SUBSCRIPTIONS_PER_TENANT)
         ]
         self.sub_parts = [
             f'"subscriptionId":"{sid}","clientState":"{state}",'
@@ -104,7 +114,8 @@ class Payloads:
 
     def body(self, tag: str, first: int, batch: int) -> bytes:
         items = [
-            f'{{"id":"{tag}-{k}",' + self.sub_parts[k % len(self.sub_parts)]
+            f'{{"id":"{tag}-{k}",'
+            + self.sub_parts[k % len(self.sub_parts)]
             + self.user_parts[k % USERS]
             for k in range(first, first + batch)
         ]
@@ -112,6 +123,7 @@ class Payloads:
 
     def lua(self, batch: int) -> str:
         """A wrk script for one run; a fresh run tag keeps ids unique across runs."""
+
         def table(parts: list[str]) -> str:
             return "{" + ",".join(f"[==[{p}]==]" for p in parts) + "}"
 
@@ -142,6 +154,7 @@ end
 
 # -- runs ----------------------------------------------------------------------------------
 
+
 def register(redis: RedisServer, payloads: Payloads) -> None:
     """Start from an empty DB with the subscriptions registered, as the clock would."""
     from core.state import subscriptions
@@ -168,33 +181,39 @@ def settled_counters(redis: RedisServer) -> dict[str, int]:
 
 
 def wrk_run(
-    url: str, lua: Callable[[int], str], batch: int, args: argparse.Namespace,
+    url: str,
+    lua: Callable[[int], str],
+    batch: int,
+    args: argparse.Namespace,
     cpu_of: dict[str, Callable[[], float]],
 ) -> dict[str, Any]:
     before = {name: f() for name, f in cpu_of.items()}
     wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    w = run_wrk(url, lua(batch), threads=args.threads, connections=args.connections,
-                seconds=args.seconds)
+    w = run_wrk(
+        url, lua(batch), threads=args.threads, connections=args.connections, seconds=args.seconds
+    )
     wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     seconds = w["duration_us"] / 1e6
     acked = w["requests"] - w["status"]
     cpu = {name: round((f() - before[name]) / seconds, 2) for name, f in cpu_of.items()}
     cpu["wrk"] = round(
         (wrk_after.ru_utime + wrk_after.ru_stime - wrk_before.ru_utime - wrk_before.ru_stime)
-        / seconds, 2)
+        / seconds,
+        2,
+    )
     return {
         "requests_per_s": round(acked / seconds),
         "notifications_per_s": round(acked * batch / seconds),
-        "p50_ms": w["p50_us"] / 1000, "p99_ms": w["p99_us"] / 1000, "max_ms": w["max_us"] / 1000,
+        "p50_ms": w["p50_us"] / 1000,
+        "p99_ms": w["p99_us"] / 1000,
+        "max_ms": w["max_us"] / 1000,
         "acked_requests": acked,
         "errors": {k: w[k] for k in ("connect", "read", "write", "status", "timeout") if w[k]},
         "cpu_cores": cpu,
     }
 
 
-def check_stored(
-    redis: RedisServer, result: dict[str, Any], batch: int, in_flight: int
-) -> None:
+def check_stored(redis: RedisServer, result: dict[str, Any], batch: int, in_flight: int) -> None:
     """Every acknowledged notification is in Redis; only in-flight extras may exceed that."""
     c = settled_counters(redis)
     acked_items = result["acked_requests"] * batch
@@ -205,8 +224,11 @@ def check_stored(
     result["lost"] = max(0, acked_items - stored)
     extra = stored - acked_items
     result["stored_ok"] = (
-        result["lost"] == 0 and not dropped and entries * batch == stored
-        and c.get("received", 0) == stored and extra <= in_flight * batch
+        result["lost"] == 0
+        and not dropped
+        and entries * batch == stored
+        and c.get("received", 0) == stored
+        and extra <= in_flight * batch
     )
 
 
@@ -220,7 +242,10 @@ def fixed_rate_run(
     ok = run.statuses.get(202, 0)
     lat = run.latencies
     result: dict[str, Any] = {
-        "rate": args.rate, "sent": run.sent, "acked": ok, "errors": run.errors,
+        "rate": args.rate,
+        "sent": run.sent,
+        "acked": ok,
+        "errors": run.errors,
         "achieved_per_s": round(len(lat) / run.elapsed),
         "p50_ms": round(percentile(lat, 50) * 1000, 2),
         "p99_ms": round(percentile(lat, 99) * 1000, 2),
@@ -254,15 +279,23 @@ def bench_workers(
     port = free_port()
     url = f"http://127.0.0.1:{port}{PATH}"
     bare = Service(
-        [PYTHON, os.path.join(bench_dir, "bench_webhook.py"), "serve-bare", str(port),
-         str(workers)],
-        env, lambda: http_status(url, "POST") == 202, "bare endpoint",
+        [
+            PYTHON,
+            os.path.join(bench_dir, "bench_webhook.py"),
+            "serve-bare",
+            str(port),
+            str(workers),
+        ],
+        env,
+        lambda: http_status(url, "POST") == 202,
+        "bare endpoint",
     )
     try:
-        cpu_of = {"server": lambda: cpu_seconds(bare.pids()),
-                  "redis": lambda: cpu_seconds([redis.pid])}
-        run_wrk(url, payloads.lua(1), threads=args.threads, connections=args.connections,
-                seconds=2)
+        cpu_of = {
+            "server": lambda: cpu_seconds(bare.pids()),
+            "redis": lambda: cpu_seconds([redis.pid]),
+        }
+        run_wrk(url, payloads.lua(1), threads=args.threads, connections=args.connections, seconds=2)
         for batch in (1, 50):
             out[f"bare_{batch}"] = wrk_run(url, payloads.lua, batch, args, cpu_of)
     finally:
@@ -270,17 +303,27 @@ def bench_workers(
 
     port = free_port()
     url = f"http://127.0.0.1:{port}{PATH}"
-    web_env = {**env, "PRESENCE_BRIDGE_REDIS_URL": redis.url(), "PRESENCE_BRIDGE_HOST": "127.0.0.1",
-               "PRESENCE_BRIDGE_PORT": str(port), "PRESENCE_BRIDGE_WEB_WORKERS": str(workers),
-               "PRESENCE_BRIDGE_LOG_LEVEL": "WARNING"}
-    web = Service([PYTHON, "-m", "webhook"], web_env,
-                  lambda: http_status(f"http://127.0.0.1:{port}/healthz") == 200, "webhook")
+    web_env = {
+        **env,
+        "PRESENCE_BRIDGE_REDIS_URL": redis.url(),
+        "PRESENCE_BRIDGE_HOST": "127.0.0.1",
+        "PRESENCE_BRIDGE_PORT": str(port),
+        "PRESENCE_BRIDGE_WEB_WORKERS": str(workers),
+        "PRESENCE_BRIDGE_LOG_LEVEL": "WARNING",
+    }
+    web = Service(
+        [PYTHON, "-m", "webhook"],
+        web_env,
+        lambda: http_status(f"http://127.0.0.1:{port}/healthz") == 200,
+        "webhook",
+    )
     try:
-        cpu_of = {"server": lambda: cpu_seconds(web.pids()),
-                  "redis": lambda: cpu_seconds([redis.pid])}
+        cpu_of = {
+            "server": lambda: cpu_seconds(web.pids()),
+            "redis": lambda: cpu_seconds([redis.pid]),
+        }
         register(redis, payloads)
-        run_wrk(url, payloads.lua(1), threads=args.threads, connections=args.connections,
-                seconds=2)
+        run_wrk(url, payloads.lua(1), threads=args.threads, connections=args.connections, seconds=2)
         for batch in (1, 50):
             settled_counters(redis)  # the previous run's stragglers land before the flush
             register(redis, payloads)
@@ -293,7 +336,8 @@ def bench_workers(
     finally:
         web.stop()
     out["ratio_single_to_bare"] = round(
-        out["webhook_1"]["requests_per_s"] / out["bare_1"]["requests_per_s"], 3)
+        out["webhook_1"]["requests_per_s"] / out["bare_1"]["requests_per_s"], 3
+    )
     return out
 
 
@@ -302,12 +346,21 @@ def summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     best_ratio = max(r["ratio_single_to_bare"] for r in runs.values())
     best_p99 = min(r["fixed_rate"]["p99_ms"] for r in runs.values())
     return {
-        "notifications_per_s_50": {"target": TARGET_NOTIFICATIONS_50, "best": best_50,
-                                   "met": best_50 >= TARGET_NOTIFICATIONS_50},
-        "ratio_single_to_bare": {"target": TARGET_RATIO, "best": best_ratio,
-                                 "met": best_ratio >= TARGET_RATIO},
-        "p99_ms_at_fixed_rate": {"target": TARGET_P99_MS, "best": best_p99,
-                                 "met": best_p99 < TARGET_P99_MS},
+        "notifications_per_s_50": {
+            "target": TARGET_NOTIFICATIONS_50,
+            "best": best_50,
+            "met": best_50 >= TARGET_NOTIFICATIONS_50,
+        },
+        "ratio_single_to_bare": {
+            "target": TARGET_RATIO,
+            "best": best_ratio,
+            "met": best_ratio >= TARGET_RATIO,
+        },
+        "p99_ms_at_fixed_rate": {
+            "target": TARGET_P99_MS,
+            "best": best_p99,
+            "met": best_p99 < TARGET_P99_MS,
+        },
     }
 
 
@@ -315,12 +368,16 @@ def print_table(workers: int, run: dict[str, Any]) -> None:
     print(f"-- uvicorn workers: {workers}")
     for name in ("bare_1", "bare_50", "webhook_1", "webhook_50"):
         r = run[name]
-        print(f"  {name:<11} {r['requests_per_s']:>7} req/s {r['notifications_per_s']:>8} notif/s"
-              f"  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  cpu {r['cpu_cores']}"
-              + (f"  stored_ok={r['stored_ok']}" if "stored_ok" in r else ""))
+        print(
+            f"  {name:<11} {r['requests_per_s']:>7} req/s {r['notifications_per_s']:>8} notif/s"
+            f"  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  cpu {r['cpu_cores']}"
+            + (f"  stored_ok={r['stored_ok']}" if "stored_ok" in r else "")
+        )
     f = run["fixed_rate"]
-    print(f"  fixed {f['rate']:.0f}/s: achieved {f['achieved_per_s']}/s  p50 {f['p50_ms']} ms"
-          f"  p99 {f['p99_ms']} ms  max {f['max_ms']} ms  stored_ok={f['stored_ok']}")
+    print(
+        f"  fixed {f['rate']:.0f}/s: achieved {f['achieved_per_s']}/s  p50 {f['p50_ms']} ms"
+        f"  p99 {f['p99_ms']} ms  max {f['max_ms']} ms  stored_ok={f['stored_ok']}"
+    )
     print(f"  single-item / bare = {run['ratio_single_to_bare']}", flush=True)
 
 
@@ -346,12 +403,20 @@ def main(argv: list[str]) -> int:
             print_table(workers, runs[str(workers)])
     lost = sum(r[k]["lost"] for r in runs.values() for k in ("webhook_1", "webhook_50"))
     figures = {
-        "benchmark": "webhook", "machine": machine(), "seconds": args.seconds,
-        "connections": args.connections, "wrk_threads": args.threads,
-        "item_bytes": round(item_bytes), "runs": runs, "targets": summary(runs),
+        "benchmark": "webhook",
+        "machine": machine(),
+        "seconds": args.seconds,
+        "connections": args.connections,
+        "wrk_threads": args.threads,
+        "item_bytes": round(item_bytes),
+        "runs": runs,
+        "targets": summary(runs),
         "lost": lost,
-        "stored_ok": all(r[k]["stored_ok"] for r in runs.values()
-                         for k in ("webhook_1", "webhook_50", "fixed_rate")),
+        "stored_ok": all(
+            r[k]["stored_ok"]
+            for r in runs.values()
+            for k in ("webhook_1", "webhook_50", "fixed_rate")
+        ),
         "wall_seconds": round(time.monotonic() - started, 1),
     }
     emit(figures)

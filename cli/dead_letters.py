@@ -81,9 +81,15 @@ def replay(
             finally:
                 adapter.close()
             result.applied, result.retrying, result.refused = (
-                outcome.applied, outcome.transient, outcome.dead)
-            result.up_to_date = [u for u in chosen if u not in outcome.applied
-                                 and u not in outcome.transient and u not in outcome.dead]
+                outcome.applied,
+                outcome.transient,
+                outcome.dead,
+            )
+            result.up_to_date = [
+                u
+                for u in chosen
+                if u not in outcome.applied and u not in outcome.transient and u not in outcome.dead
+            ]
             if outcome.transient:
                 enqueue_deliver(redis, tenant, sorted(outcome.transient), outcome.retry_after)
     if json_out:
@@ -96,8 +102,10 @@ def replay(
         for user in result.up_to_date:
             out.print(f"[green]up to date[/green] {escape(user)} (a newer profile was applied)")
         for user, reason in result.retrying.items():
-            out.print(f"[yellow]retrying[/yellow] {escape(user)}: {escape(reason)} "
-                      "(queued for the workers)")
+            out.print(
+                f"[yellow]retrying[/yellow] {escape(user)}: {escape(reason)} "
+                "(queued for the workers)"
+            )
         for user, reason in result.refused.items():
             out.print(f"[red]refused again[/red] {escape(user)}: {escape(reason)}")
     if result.refused:

@@ -78,8 +78,10 @@ def sync(
         except GraphError as exc:
             if exc.status != 403:
                 raise
-            raise BridgeError(f"{exc} (the app needs the application permission User.Read.All, "
-                              "with admin consent)") from None
+            raise BridgeError(
+                f"{exc} (the app needs the application permission User.Read.All, "
+                "with admin consent)"
+            ) from None
         finally:
             graph.close()
             adapter.close()

@@ -25,8 +25,11 @@ def login(
             raise UsageProblem(f"tenant {tenant} lists no service_accounts in the tenants file")
         if account is None:
             health = session.auth().account_health(tenant)
-            unsigned = [h.account for h in health
-                        if h.status is not AccountStatus.HEALTHY and h.account in configured]
+            unsigned = [
+                h.account
+                for h in health
+                if h.status is not AccountStatus.HEALTHY and h.account in configured
+            ]
             account = (unsigned or configured)[0]
         elif accounts.normalize(account) not in configured:
             raise UsageProblem(f"{account} is not a service account of tenant {tenant} "
@@ -41,5 +44,7 @@ def login(
     out.print(f"Sign in as [bold]{escape(name)}[/bold] (tenant {escape(tenant)}) within "
               f"{SIGN_IN_TTL_SECONDS // 60} minutes by opening:")  # fmt: skip
     out.print(escape(auth_uri), markup=False)
-    out.print(f"The identity platform then returns the browser to {escape(redirect)}, "
-              "so the web process must be running and reachable from that browser.")
+    out.print(
+        f"The identity platform then returns the browser to {escape(redirect)}, "
+        "so the web process must be running and reachable from that browser."
+    )

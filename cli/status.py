@@ -40,9 +40,11 @@ def _print_tenant(t: model.TenantStatus, now: float) -> None:
                   f"{s.state}, expires in {duration(s.seconds_left)}")  # fmt: skip
     u = t.users
     synced = ago(u.directory_synced_at, now)
-    out.print(f"  users: {u.linked} linked, {u.unlinked_pbx} PBX unlinked, {u.unlinked_graph} "
-              f"Teams unlinked, {u.conflicting} conflicting, {u.disabled} disabled; "
-              f"{u.subscribed} subscribed, {u.polled} polled; directory synced {synced}")
+    out.print(
+        f"  users: {u.linked} linked, {u.unlinked_pbx} PBX unlinked, {u.unlinked_graph} "
+        f"Teams unlinked, {u.conflicting} conflicting, {u.disabled} disabled; "
+        f"{u.subscribed} subscribed, {u.polled} polled; directory synced {synced}"
+    )
     out.print(f"  deliveries pending: {t.pending_deliveries}; dead letters: {len(t.dead_letters)}")
 
 
@@ -88,13 +90,18 @@ def _print_user(u: user_status.UserStatus, now: float) -> None:
         out.print("  Teams: not linked to a Teams user")
     for gid in u.graph_ids:
         p = u.teams.get(gid)
-        seen = f"{p['availability']}/{p['activity']}, seen {ago(p.get('observed_at'), now)}" \
-            if p else "no presence seen yet"
+        seen = (
+            f"{p['availability']}/{p['activity']}, seen {ago(p.get('observed_at'), now)}"
+            if p
+            else "no presence seen yet"
+        )
         out.print(f"  Teams {gid}: {escape(seen)}")
     state = u.profile_state or {}
     sticky = " (sticky)" if state.get("sticky_since") else ""
-    out.print(f"  profile: {escape(str(state.get('current') or '-'))}{sticky}"
-              + (f", restores to {state['restore_to']}" if state.get("restore_to") else ""))
+    out.print(
+        f"  profile: {escape(str(state.get('current') or '-'))}{sticky}"
+        + (f", restores to {state['restore_to']}" if state.get("restore_to") else "")
+    )
     if u.desired is not None:
         sync = ("[green]applied[/green]" if u.in_sync else "[yellow]pending[/yellow]"
                 if u.pending else "[red]dead-lettered[/red]")  # fmt: skip

@@ -309,8 +309,7 @@ def _ami_secrets(i: int, name: str, pbx: object, env: Mapping[str, str]) -> list
             callstate["secret"] = env[variable]
         else:
             problems.append(
-                f"tenants[{i}].pbx.callstate.secret: the AMI user's secret is required "
-                f"({variable})"
+                f"tenants[{i}].pbx.callstate.secret: the AMI user's secret is required ({variable})"
             )
     return problems
 

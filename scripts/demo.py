@@ -52,10 +52,10 @@ def tenants_toml(seed: dict[str, object], web_port: str) -> str:
     return f"""# Written by `make run` for the demo (a real site: docs/configuration.md).
 [[tenants]]
 name = "demo"
-tenant_id = "{seed['tenant_id']}"
-client_id = "{seed['client_id']}"
-login_base_url = "{seed['login_base_url']}"
-graph_base_url = "{seed['graph_base_url']}"
+tenant_id = "{seed["tenant_id"]}"
+client_id = "{seed["client_id"]}"
+login_base_url = "{seed["login_base_url"]}"
+graph_base_url = "{seed["graph_base_url"]}"
 public_base_url = "http://127.0.0.1:{web_port}"
 service_accounts = [{accounts}]
 
@@ -114,9 +114,12 @@ def sign_in(demo_dir: Path, web_base: str, admin_key: str) -> list[str]:
     done = []
     with ControlClient(str(seed["login_base_url"]), demo_dir / "ca.pem") as control:
         for account in seed["service_accounts"]:
-            started = httpx.post(f"{web_base}/oauth/login",
-                                 params={"tenant": "demo", "account": account},
-                                 headers={"X-API-Key": admin_key}, timeout=30)
+            started = httpx.post(
+                f"{web_base}/oauth/login",
+                params={"tenant": "demo", "account": account},
+                headers={"X-API-Key": admin_key},
+                timeout=30,
+            )
             if started.status_code not in (200, 302, 303):
                 started.raise_for_status()
             control.sign_in(started.json()["auth_uri"])  # login_hint names the account

@@ -112,14 +112,31 @@ class KamailioServer:
         # to load ("null value not allowed"), so reusing them would fail the start.
         for table in DBTEXT_TABLES:
             shutil.copyfile(DBTEXT_SOURCE / table, self.db_dir / table)
-        args = [self.binary, "-f", str(self.config_path), "-DD", "-E", "-m", str(self.shm_mb),
-                "-M", "8", "-Y", str(self.dir), "-P", str(self.dir / "kamailio.pid")]
+        args = [
+            self.binary,
+            "-f",
+            str(self.config_path),
+            "-DD",
+            "-E",
+            "-m",
+            str(self.shm_mb),
+            "-M",
+            "8",
+            "-Y",
+            str(self.dir),
+            "-P",
+            str(self.dir / "kamailio.pid"),
+        ]
         if self.password is not None:
             args += ["-A", "WITH_AUTH"]
         with self.log_path.open("ab") as log:
             # Fixed binary path and arguments we built ourselves.
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
-                                         cwd=self.dir)
+            self.proc = subprocess.Popen(
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,  # noqa: S603
+                cwd=self.dir,
+            )
         try:
             self._wait_ready()
         except BaseException:
@@ -201,5 +218,6 @@ def kamailio_server() -> Iterator[KamailioServer]:
 
 def blf_server(*, password: str | None = None, **values: object) -> KamailioServer:
     """A Kamailio PBX serving dialog-info (not started); `values` override BLF_DEFAULTS."""
-    return KamailioServer(password=password, template=BLF_TEMPLATE,
-                          values={**BLF_DEFAULTS, **values})
+    return KamailioServer(
+        password=password, template=BLF_TEMPLATE, values={**BLF_DEFAULTS, **values}
+    )

@@ -33,10 +33,18 @@ CLIENT_ID = "bridge-client"
 JWT = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJicmlkZ2UifQ."  # RingCentral JWT credential stand-in
 THREECX_PROFILES = {"Available", "Away", "Out of office", "Custom 1", "Custom 2"}
 RC_USER = {"Offline", "Busy", "Available"}
-RC_DND = {"TakeAllCalls", "DoNotAcceptDepartmentCalls", "TakeDepartmentCallsOnly",
-          "DoNotAcceptAnyCalls"}
-STARFACE_PHONECONFIG = {"callWaiting": bool, "displayNumberId": str, "doNotDisturb": bool,
-                        "primaryPhoneId": str}
+RC_DND = {
+    "TakeAllCalls",
+    "DoNotAcceptDepartmentCalls",
+    "TakeDepartmentCallsOnly",
+    "DoNotAcceptAnyCalls",
+}
+STARFACE_PHONECONFIG = {
+    "callWaiting": bool,
+    "displayNumberId": str,
+    "doNotDisturb": bool,
+    "primaryPhoneId": str,
+}
 
 
 @dataclass(frozen=True)
@@ -75,8 +83,14 @@ class PbxServer:
     """One uvicorn server in a thread. Use as a context manager; reset() between tests."""
 
     def __init__(self) -> None:
-        app = Starlette(routes=[Route("/{path:path}", self._handle, methods=[
-            "GET", "POST", "PUT", "PATCH", "DELETE"])], lifespan=self._lifespan)
+        app = Starlette(
+            routes=[
+                Route(
+                    "/{path:path}", self._handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
+                )
+            ],
+            lifespan=self._lifespan,
+        )
         self._served = ServedApp(app, name="the PBX test server")
         self.port = self._served.port
         self.url = self._served.url
@@ -93,8 +107,10 @@ class PbxServer:
             (re.compile(r"/rest/login"), self._starface_login),
             (re.compile(r"/rest/users(?:/(?P<id>\w+)/phoneconfig)?"), self._starface),
             (re.compile(r"/restapi/oauth/token"), self._token_ringcentral),
-            (re.compile(r"/restapi/v1\.0/account/~/extension(?:/(?P<id>\w+)/presence)?"),
-             self._ringcentral),
+            (
+                re.compile(r"/restapi/v1\.0/account/~/extension(?:/(?P<id>\w+)/presence)?"),
+                self._ringcentral,
+            ),
             (re.compile(r"/v1/people/(?P<id>\w+)/features/doNotDisturb"), self._webex),
             (re.compile(r"/[\w-]+/services/identity/"), self._pascom),
             (re.compile(r"/oauth/token"), self._token_3cx),
@@ -119,8 +135,14 @@ class PbxServer:
             "bicom": {"42": {"dnd": "0", "dst": "", "dsttype": "voicemail", "duration": ""}},
             "3cx": {7: "Available", 8: "Available"},
             "freepbx": {},
-            "starface": {"0815": {"callWaiting": True, "displayNumberId": "n1",
-                                  "doNotDisturb": False, "primaryPhoneId": "p9"}},
+            "starface": {
+                "0815": {
+                    "callWaiting": True,
+                    "displayNumberId": "n1",
+                    "doNotDisturb": False,
+                    "primaryPhoneId": "p9",
+                }
+            },
             "ringcentral": {"101": {"userStatus": "Available", "dndStatus": "TakeAllCalls"}},
             "webex": {"P1": {"enabled": False, "ringSplashEnabled": True}},
         }
@@ -161,9 +183,13 @@ class PbxServer:
     # -- dispatch ---------------------------------------------------------------------------
 
     async def _handle(self, request: Request) -> Response:
-        rec = Recorded(request.method, request.url.path,
-                       tuple(parse_qsl(request.url.query, keep_blank_values=True)),
-                       {k.lower(): v for k, v in request.headers.items()}, await request.body())
+        rec = Recorded(
+            request.method,
+            request.url.path,
+            tuple(parse_qsl(request.url.query, keep_blank_values=True)),
+            {k.lower(): v for k, v in request.headers.items()},
+            await request.body(),
+        )
         self.requests.append(rec)
         if self._faults:
             fault = self._faults.popleft()
@@ -242,8 +268,14 @@ class PbxServer:
             raise Problem("token request must POST grant_type=client_credentials")
         if form.get("client_id") != CLIENT_ID or form.get("client_secret") != SECRET:
             return JSONResponse({"error": "invalid_client"}, 400)
-        return JSONResponse({"token_type": "Bearer", "expires_in": self.token_lifetime,
-                             "access_token": self._issue(), "refresh_token": None})
+        return JSONResponse(
+            {
+                "token_type": "Bearer",
+                "expires_in": self.token_lifetime,
+                "access_token": self._issue(),
+                "refresh_token": None,
+            }
+        )
 
     async def _bicom(self, rec: Recorded, m: re.Match[str]) -> Response:
         p = rec.params
@@ -255,12 +287,24 @@ class PbxServer:
             return JSONResponse({"error": "Invalid server."})
         action = p.get("action")
         if action == "pbxware.ext.list":
-            return JSONResponse({
-                "42": {"name": "Alice", "email": "alice@example.com", "ext": "1001",
-                       "protocol": "sip", "status": "active"},
-                "43": {"name": "Bob", "email": "bob@example.com", "ext": "1002",
-                       "protocol": "sip", "status": "active"},
-            })
+            return JSONResponse(
+                {
+                    "42": {
+                        "name": "Alice",
+                        "email": "alice@example.com",
+                        "ext": "1001",
+                        "protocol": "sip",
+                        "status": "active",
+                    },
+                    "43": {
+                        "name": "Bob",
+                        "email": "bob@example.com",
+                        "ext": "1002",
+                        "protocol": "sip",
+                        "status": "active",
+                    },
+                }
+            )
         ext = self.state["bicom"].get(p.get("id", ""))
         if ext is None or "ext" in p:
             return JSONResponse({"error": "Extension not found."})
@@ -269,8 +313,9 @@ class PbxServer:
         if action == "pbxware.ext.es.dnd.edit":
             if p.get("dnd") not in ("0", "1", "2"):
                 raise Problem("dnd must be 0, 1 or 2")
-            if p["dnd"] != "0" and (p.get("dsttype") not in ("voicemail", "call forward")
-                                    or not p.get("dst")):
+            if p["dnd"] != "0" and (
+                p.get("dsttype") not in ("voicemail", "call forward") or not p.get("dst")
+            ):
                 raise Problem("dsttype voicemail|call forward and dst are needed")
             ext.update({k: p[k] for k in ("dnd", "dst", "dsttype", "duration") if k in p})
             return JSONResponse({"success": "DND updated.", "dnd": p["dnd"]})
@@ -282,14 +327,24 @@ class PbxServer:
         users = self.state["3cx"]
         if m.group("id") is None:
             skip = int(rec.params.get("$skip", "0"))
-            ids = sorted(users)[skip:skip + self.page_size]
-            page: dict[str, Any] = {"value": [
-                {"Id": i, "Number": str(94 + i), "EmailAddress": f"u{i}@example.com",
-                 "DisplayName": f"User {i}"} for i in ids]}
+            ids = sorted(users)[skip : skip + self.page_size]
+            page: dict[str, Any] = {
+                "value": [
+                    {
+                        "Id": i,
+                        "Number": str(94 + i),
+                        "EmailAddress": f"u{i}@example.com",
+                        "DisplayName": f"User {i}",
+                    }
+                    for i in ids
+                ]
+            }
             if skip + self.page_size < len(users):
-                page["@odata.nextLink"] = (f"{self.url}/xapi/v1/Users?$select="
-                                           f"{rec.params.get('$select', '')}"
-                                           f"&$skip={skip + self.page_size}")
+                page["@odata.nextLink"] = (
+                    f"{self.url}/xapi/v1/Users?$select="
+                    f"{rec.params.get('$select', '')}"
+                    f"&$skip={skip + self.page_size}"
+                )
             return JSONResponse(page)
         user_id = int(m.group("id"))
         if user_id not in users:
@@ -335,16 +390,27 @@ class PbxServer:
         if rec.headers.get("authtoken") not in self._tokens:
             return JSONResponse({"message": "unauthorized"}, 401)
         if m.group("id") is None:
-            return JSONResponse([{"id": "0815", "login": "alice", "firstName": "Alice",
-                                  "familyName": "A", "email": "alice@example.com"}])
+            return JSONResponse(
+                [
+                    {
+                        "id": "0815",
+                        "login": "alice",
+                        "firstName": "Alice",
+                        "familyName": "A",
+                        "email": "alice@example.com",
+                    }
+                ]
+            )
         config = self.state["starface"].get(m.group("id"))
         if config is None:
             return JSONResponse({"message": "not found"}, 404)
         if rec.method == "GET":
             return JSONResponse(config)
         body = self._json(rec)
-        if rec.method != "PUT" or set(body) != set(STARFACE_PHONECONFIG) or not all(
-            isinstance(body[k], t) for k, t in STARFACE_PHONECONFIG.items()
+        if (
+            rec.method != "PUT"
+            or set(body) != set(STARFACE_PHONECONFIG)
+            or not all(isinstance(body[k], t) for k, t in STARFACE_PHONECONFIG.items())
         ):
             raise Problem("PUT phoneconfig needs all four fields with their types")
         config.update(body)
@@ -356,26 +422,36 @@ class PbxServer:
             raise Problem("expected the jwt-bearer grant")
         if not self._basic_ok(rec, CLIENT_ID) or form.get("assertion") != JWT:
             return JSONResponse({"error": "invalid_client"}, 401)
-        return JSONResponse({"access_token": self._issue(), "token_type": "bearer",
-                             "expires_in": self.token_lifetime})
+        return JSONResponse(
+            {
+                "access_token": self._issue(),
+                "token_type": "bearer",
+                "expires_in": self.token_lifetime,
+            }
+        )
 
     async def _ringcentral(self, rec: Recorded, m: re.Match[str]) -> Response:
         if not self._bearer_ok(rec):
             return JSONResponse({"errorCode": "TokenInvalid"}, 401)
         if m.group("id") is None:
             page = int(rec.params.get("page", "1"))
-            rows = [{"id": 101, "extensionNumber": "101", "contact": {"email": "a@example.com"}},
-                    {"id": 102, "extensionNumber": "102", "contact": {"email": "b@example.com"}}]
+            rows = [
+                {"id": 101, "extensionNumber": "101", "contact": {"email": "a@example.com"}},
+                {"id": 102, "extensionNumber": "102", "contact": {"email": "b@example.com"}},
+            ]
             nav: dict[str, Any] = {}
             if page < len(rows):
                 nav["nextPage"] = {"uri": f"{self.url}{rec.path}?page={page + 1}"}
-            return JSONResponse({"records": rows[page - 1:page], "navigation": nav})
+            return JSONResponse({"records": rows[page - 1 : page], "navigation": nav})
         presence = self.state["ringcentral"].setdefault(m.group("id"), {})
         if rec.method == "GET":
             return JSONResponse(presence)
         body = self._json(rec)
-        if (rec.method != "PUT" or body.get("userStatus") not in RC_USER
-                or body.get("dndStatus") not in RC_DND):
+        if (
+            rec.method != "PUT"
+            or body.get("userStatus") not in RC_USER
+            or body.get("dndStatus") not in RC_DND
+        ):
             raise Problem("PUT presence needs userStatus and dndStatus from the documented sets")
         presence.update(body)
         return JSONResponse(presence)
@@ -397,5 +473,13 @@ class PbxServer:
     async def _pascom(self, rec: Recorded, m: re.Match[str]) -> Response:
         if not self._basic_ok(rec, "moby"):
             return JSONResponse({"message": "unauthorized"}, 401)
-        return JSONResponse([{"003use_name": "alice", "003use_bez": "Alice",
-                              "009ext_extension": "101", "016voi_email": "alice@example.com"}])
+        return JSONResponse(
+            [
+                {
+                    "003use_name": "alice",
+                    "003use_bez": "Alice",
+                    "009ext_extension": "101",
+                    "016voi_email": "alice@example.com",
+                }
+            ]
+        )

@@ -175,8 +175,13 @@ class AsteriskNotifier:
             contact = (request.header("contact") or "").split("@", 1)[1].split(">")[0]
             host, _, port = contact.split(";")[0].partition(":")
             ext = request.start_line.split()[1].split(":", 1)[1].split("@")[0]
-            watch = Watch(ext, call_id, _tag(request.header("from")) or "", uuid.uuid4().hex[:8],
-                          (host, int(port)))
+            watch = Watch(
+                ext,
+                call_id,
+                _tag(request.header("from")) or "",
+                uuid.uuid4().hex[:8],
+                (host, int(port)),
+            )
             self.watches[call_id] = watch
         else:
             watch.refreshes += 1
@@ -190,17 +195,24 @@ class AsteriskNotifier:
         self._reply(request, peer, "200 OK", watch)
         self._send_notify(watch, cseq, body, "active;expires=300")
 
-    def _reply(self, request: SipMessage, peer: tuple[str, int], status: str,
-               watch: Watch | None) -> None:
+    def _reply(
+        self, request: SipMessage, peer: tuple[str, int], status: str, watch: Watch | None
+    ) -> None:
         to = request.header("to") or ""
         if watch is not None and ";tag=" not in to:
             to += f";tag={watch.our_tag}"
         lines = [f"SIP/2.0 {status}"]
         lines += [f"Via: {v}" for v in request.all("via")]
-        lines += [f"From: {request.header('from')}", f"To: {to}",
-                  f"Call-ID: {request.header('call-id')}", f"CSeq: {request.header('cseq')}"]
+        lines += [
+            f"From: {request.header('from')}",
+            f"To: {to}",
+            f"Call-ID: {request.header('call-id')}",
+            f"CSeq: {request.header('cseq')}",
+        ]
         if watch is not None:
-            lines += [f"Expires: {request.header('expires') or '300'}",
-                      f"Contact: <sip:{watch.extension}@127.0.0.1:{self.port}>"]
+            lines += [
+                f"Expires: {request.header('expires') or '300'}",
+                f"Contact: <sip:{watch.extension}@127.0.0.1:{self.port}>",
+            ]
         lines.append("Content-Length: 0")
         self.sock.sendto(("\r\n".join(lines) + "\r\n\r\n").encode(), peer)

@@ -26,8 +26,16 @@ class SipMessage:
         return [v for k, v in self.headers if k == name.lower()]
 
 
-_COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "l": "content-length",
-            "c": "content-type", "o": "event", "m": "contact"}
+_COMPACT = {
+    "v": "via",
+    "f": "from",
+    "t": "to",
+    "i": "call-id",
+    "l": "content-length",
+    "c": "content-type",
+    "o": "event",
+    "m": "contact",
+}
 
 
 def parse(data: bytes) -> SipMessage:

@@ -30,16 +30,32 @@ TIMEOUT = 30.0
 def sipp_binary() -> str:
     found = shutil.which("sipp")
     if found is None:
-        raise RuntimeError("sipp not found; install the Debian package sip-tester "
-                           "(scripts/bootstrap.sh does)")
+        raise RuntimeError(
+            "sipp not found; install the Debian package sip-tester (scripts/bootstrap.sh does)"
+        )
     return found
 
 
-def _command(pbx: KamailioServer, scenario: str, port: int, *args: str, calls: int = 1
-             ) -> list[str]:
-    return [sipp_binary(), "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1",
-            "-p", str(port), "-m", str(calls), "-nostdin", "-key", "domain", pbx.domain, *args,
-            f"127.0.0.1:{pbx.udp_port}"]
+def _command(
+    pbx: KamailioServer, scenario: str, port: int, *args: str, calls: int = 1
+) -> list[str]:
+    return [
+        sipp_binary(),
+        "-sf",
+        str(SCENARIOS / scenario),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-m",
+        str(calls),
+        "-nostdin",
+        "-key",
+        "domain",
+        pbx.domain,
+        *args,
+        f"127.0.0.1:{pbx.udp_port}",
+    ]
 
 
 class Phone:
@@ -51,8 +67,12 @@ class Phone:
         # A file, not a pipe: SIPp redraws its screen every second and must never block.
         self.output = tempfile.TemporaryFile()  # noqa: SIM115 - closed by kill()/wait()
         # Fixed binary and arguments we built ourselves.
-        self.proc = subprocess.Popen(command, stdout=self.output,  # noqa: S603
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            command,
+            stdout=self.output,  # noqa: S603
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
     def wait(self, timeout: float = TIMEOUT) -> None:
         try:
@@ -77,19 +97,34 @@ class Phone:
 
 def register(pbx: KamailioServer, extension: str, contact_port: int) -> None:
     """Register `extension` at the PBX with its Contact on `contact_port`."""
-    command = _command(pbx, "register.xml", free_port_pair(), "-s", extension,
-                       "-key", "contact_port", str(contact_port))
+    command = _command(
+        pbx,
+        "register.xml",
+        free_port_pair(),
+        "-s",
+        extension,
+        "-key",
+        "contact_port",
+        str(contact_port),
+    )
     Phone(command, f"register {extension}").wait()
 
 
 @contextmanager
-def answering(pbx: KamailioServer, extension: str, ring_ms: int = 200, *, calls: int = 1,
-              extra: Sequence[str] = ()) -> Iterator[Phone]:
+def answering(
+    pbx: KamailioServer,
+    extension: str,
+    ring_ms: int = 200,
+    *,
+    calls: int = 1,
+    extra: Sequence[str] = (),
+) -> Iterator[Phone]:
     """A phone registered as `extension` that rings `ring_ms`, answers `calls` calls one
     after the other, each until its BYE. `extra`: more SIPp arguments (e.g. a trace)."""
     port = free_port_pair()
-    command = _command(pbx, "answer.xml", port, "-s", extension, "-d", str(ring_ms), *extra,
-                       calls=calls)
+    command = _command(
+        pbx, "answer.xml", port, "-s", extension, "-d", str(ring_ms), *extra, calls=calls
+    )
     phone = Phone(command, f"answer {extension}")
     try:
         register(pbx, extension, port)
@@ -101,13 +136,24 @@ def answering(pbx: KamailioServer, extension: str, ring_ms: int = 200, *, calls:
 class Call:
     """`caller` dials `callee` through the PBX at once; the call lasts until hang_up()."""
 
-    def __init__(self, pbx: KamailioServer, caller: str, callee: str,
-                 extra: Sequence[str] = ()) -> None:
+    def __init__(
+        self, pbx: KamailioServer, caller: str, callee: str, extra: Sequence[str] = ()
+    ) -> None:
         self.call_id_base = f"pb-call-{uuid.uuid4().hex[:12]}"
         self.call_id = f"{self.call_id_base}-1"  # SIPp's %u is the call number, 1
-        command = _command(pbx, "call.xml", free_port_pair(), "-s", callee,
-                           "-key", "caller", caller, "-cid_str", f"{self.call_id_base}-%u",
-                           *extra)
+        command = _command(
+            pbx,
+            "call.xml",
+            free_port_pair(),
+            "-s",
+            callee,
+            "-key",
+            "caller",
+            caller,
+            "-cid_str",
+            f"{self.call_id_base}-%u",
+            *extra,
+        )
         self.phone = Phone(command, f"call {caller}->{callee}")
 
     def hang_up(self) -> None:
@@ -134,7 +180,9 @@ class Call:
 # transport, the direction and the message's exact length in bytes.
 _TRACE_ENTRY = re.compile(
     rb"^-{40,} [^\n]*\n(?:UDP|TCP) message (?:received \[(\d+)\] bytes :|sent \((\d+) bytes\):)"
-    rb"\n\n", re.MULTILINE)
+    rb"\n\n",
+    re.MULTILINE,
+)
 
 
 @dataclass(frozen=True)
@@ -168,7 +216,7 @@ def read_trace(path: Path) -> list[TracedMessage]:
     for entry in _TRACE_ENTRY.finditer(data):
         received = entry.group(1) is not None
         size = int(entry.group(1) or entry.group(2))
-        messages.append(TracedMessage(received, data[entry.end():entry.end() + size]))
+        messages.append(TracedMessage(received, data[entry.end() : entry.end() + size]))
     return messages
 
 
@@ -190,9 +238,19 @@ class Watcher:
         self._reader = os.open(signal, os.O_RDONLY | os.O_NONBLOCK)
         self._writer = os.open(signal, os.O_WRONLY)
         self.signals = 0
-        command = _command(pbx, "watch.xml", free_port_pair(), "-s", user,
-                           "-key", "signal", str(signal), "-trace_msg",
-                           "-message_file", str(self.trace))
+        command = _command(
+            pbx,
+            "watch.xml",
+            free_port_pair(),
+            "-s",
+            user,
+            "-key",
+            "signal",
+            str(signal),
+            "-trace_msg",
+            "-message_file",
+            str(self.trace),
+        )
         self.phone = Phone(command, f"watch {user}")
 
     def wait_notifies(self, count: int, timeout: float = TIMEOUT) -> list[TracedMessage]:
@@ -201,14 +259,17 @@ class Watcher:
             ready, _, _ = select.select([self._reader], [], [], timeout)
             if not ready:
                 state = "exited" if self.phone.proc.poll() is not None else "running"
-                raise AssertionError(f"sipp {self.phone.name} ({state}) got {self.signals} "
-                                     f"of {count} NOTIFYs in {timeout:g}s:\n{self.phone.tail()}")
+                raise AssertionError(
+                    f"sipp {self.phone.name} ({state}) got {self.signals} "
+                    f"of {count} NOTIFYs in {timeout:g}s:\n{self.phone.tail()}"
+                )
             self.signals += os.read(self._reader, 4096).count(b"\n")
         return self.notifies()
 
     def notifies(self) -> list[TracedMessage]:
-        return [m for m in read_trace(self.trace)
-                if m.received and m.start_line.startswith("NOTIFY ")]
+        return [
+            m for m in read_trace(self.trace) if m.received and m.start_line.startswith("NOTIFY ")
+        ]
 
     def close(self) -> None:
         self.phone.kill()

@@ -58,11 +58,18 @@ def test_demo_turns_teams_presence_into_pbx_profiles(
     """`make run` with no tenants file: emulator, sign-in, subscription, office day, profiles."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_BRIDGE_")}
-    env.update(REDIS_URL=redis_url, PRESENCE_BRIDGE_PORT=str(port),
-               PRESENCE_BRIDGE_DEMO_DIR=str(tmp_path / "demo"))
+    env.update(
+        REDIS_URL=redis_url,
+        PRESENCE_BRIDGE_PORT=str(port),
+        PRESENCE_BRIDGE_DEMO_DIR=str(tmp_path / "demo"),
+    )
     proc = subprocess.Popen(
-        [sys.executable, "scripts/run.py"], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "scripts/run.py"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         assert proc.stdout is not None

@@ -344,4 +344,3 @@ def clear_dead_letters(redis: Redis, tenant: str, users: Sequence[str]) -> None:
 def queue_dead_letter_count(pipe: Redis | AsyncRedis, tenant: str) -> None:
     """HLEN of the dead letters queued into a pipeline (sync or asyncio); the reply is the count."""
     pipe.hlen(dead_key(tenant))
-

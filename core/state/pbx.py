@@ -25,8 +25,7 @@ BUILTIN_EVENTS_MAXLEN: Final = 10_000
 # Deletes KEYS[1] only while it still holds ARGV[1]: releases our lock, or drops the token
 # we used (Fernet output differs on every write, so equal bytes mean the same stored token).
 _COMPARE_AND_DELETE = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end "
-    "return 0"
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 )
 
 
@@ -248,4 +247,3 @@ def take_token_lock(redis: Redis, tenant: str, owner: str, ms: int) -> bool:
 def release_token_lock(redis: Redis, tenant: str, owner: str) -> None:
     """Release the lock only while `owner` still holds it (it may have expired meanwhile)."""
     redis.register_script(_COMPARE_AND_DELETE)(keys=[token_lock_key(tenant)], args=[owner])
-

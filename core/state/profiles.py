@@ -194,4 +194,3 @@ def events_from(reply: Iterable[bytes | str]) -> list[dict[str, Any]]:
     """Transitions are free-form JSON objects (`at`, `result`, then what the writer knew);
     an unreadable entry is skipped."""
     return [e for e in (loads(raw) for raw in reply) if isinstance(e, dict)]
-

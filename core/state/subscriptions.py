@@ -206,9 +206,7 @@ def queue_registration(pipe: Batch, subscription_id: str) -> None:
     pipe.hmget(subscription_key(subscription_id), _REGISTRATION_FIELDS)
 
 
-def registration_from_row(
-    subscription_id: str, row: Sequence[bytes | None]
-) -> Registration | None:
+def registration_from_row(subscription_id: str, row: Sequence[bytes | None]) -> Registration | None:
     tenant, digest = row
     if not tenant or not digest:
         return None

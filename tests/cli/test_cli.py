@@ -109,12 +109,20 @@ def site_factory(
 ) -> Iterator[SiteFactory]:
     made: list[Site] = []
 
-    def make(*, roles: list[str] | None = None, accounts: int = 1,
-             public_url: str = "https://bridge.example.test") -> Site:
+    def make(
+        *,
+        roles: list[str] | None = None,
+        accounts: int = 1,
+        public_url: str = "https://bridge.example.test",
+    ) -> Site:
         tenant_id = control.seed_tenant(str(uuid.uuid4()))
         secret = uuid.uuid4().hex
-        app_ = control.seed_app(tenant_id, secret=secret, roles=ALL_ROLES if roles is None
-                                else roles, redirect_uris=[f"{public_url}/oauth/callback"])
+        app_ = control.seed_app(
+            tenant_id,
+            secret=secret,
+            roles=ALL_ROLES if roles is None else roles,
+            redirect_uris=[f"{public_url}/oauth/callback"],
+        )
         ids = control.seed_users(tenant_id, [
             {"userPrincipalName": f"{n}@{DOMAIN}", "mail": f"{n}@{DOMAIN}", "mailNickname": n}
             for n in GRAPH_USERS
@@ -160,8 +168,9 @@ def pbx_server() -> Iterator[PbxServer]:
         yield server
 
 
-def graph_presence(site: Site, redis_client: redis.Redis, user: str, availability: str,
-                   activity: str) -> None:
+def graph_presence(
+    site: Site, redis_client: redis.Redis, user: str, availability: str, activity: str
+) -> None:
     """A Teams presence change through the real pipeline and delivery (what a worker does)."""
     tenant = load_settings(site.env).tenant(TENANT)
     assert tenant is not None
@@ -545,8 +554,12 @@ def test_dead_letters_replay_of_a_user_without_one_exits_2(site: Site) -> None:
     [((404, {"error": "no such user"}), 1, "refused again"), ((503, None), 3, "retrying")],
 )
 def test_dead_letters_replay_reports_a_pbx_that_still_fails(
-    site: Site, redis_client: redis.Redis, pbx_server: PbxServer,
-    answer: tuple[int, Any], code: int, word: str,
+    site: Site,
+    redis_client: redis.Redis,
+    pbx_server: PbxServer,
+    answer: tuple[int, Any],
+    code: int,
+    word: str,
 ) -> None:
     site.rewrite(pbx=f'adapter = "http"\n[tenants.pbx.options]\nbase_url = "{pbx_server.url}"\n'
                      '[tenants.pbx.options.actions.apply_profile]\nurl = "/generic/users/$user"\n'
@@ -564,8 +577,10 @@ def test_a_transient_replay_failure_is_queued_for_the_workers(
     site: Site, redis_client: redis.Redis
 ) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
-    site.rewrite(pbx=f'adapter = "http"\n[tenants.pbx.options]\nbase_url = "{closed}"\n'
-                     '[tenants.pbx.options.actions.apply_profile]\nurl = "/generic/users/$user"\n')
+    site.rewrite(
+        pbx=f'adapter = "http"\n[tenants.pbx.options]\nbase_url = "{closed}"\n'
+        '[tenants.pbx.options.actions.apply_profile]\nurl = "/generic/users/$user"\n'
+    )
     dead_letter(redis_client, "alice")
 
     body = orjson.loads(site.run("dead-letters", "replay", "--tenant", TENANT, "--json").stdout)

@@ -153,10 +153,14 @@ def test_an_http_status_error_is_transient_for_5xx_and_429(status: int, transien
 def test_a_typed_job_carries_its_queue_timeout_retry_and_id(redis_client: redis.Redis) -> None:
     job = seam.enqueue_deliver(redis_client, TENANT, ["alice"])
     assert (job.origin, job.func_name, list(job.args)) == (
-        seam.QUEUE_PBX, seam.JOB_DELIVER, [TENANT, ["alice"]]
+        seam.QUEUE_PBX,
+        seam.JOB_DELIVER,
+        [TENANT, ["alice"]],
     )
     assert (job.timeout, job.retries_left, job.retry_intervals) == (
-        seam.JOB_TIMEOUT_SECONDS, seam.RETRY.max, seam.RETRY.intervals
+        seam.JOB_TIMEOUT_SECONDS,
+        seam.RETRY.max,
+        seam.RETRY.intervals,
     )
     assert job.failure_callback is seam.retry_only_transient
     assert job.id.startswith(f"deliver-{TENANT}-")

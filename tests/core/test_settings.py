@@ -160,9 +160,7 @@ def test_without_a_tenants_file_a_tenant_secret_is_reported() -> None:
     assert caught.value.problems == [f"{SECRET_ENV}: not a setting of presence-bridge"]
 
 
-@pytest.mark.parametrize(
-    "module", ["webhook", "workers", "subscriptions", "workers.callstate"]
-)
+@pytest.mark.parametrize("module", ["webhook", "workers", "subscriptions", "workers.callstate"])
 def test_bad_config_stops_each_process_with_exit_code_2(tmp_path: Path, module: str) -> None:
     path = tmp_path / "tenants.toml"
     path.write_text(GOOD)
@@ -198,7 +196,9 @@ def test_an_unknown_variable_stops_a_process_with_exit_code_2(tmp_path: Path) ->
     assert "did you mean PRESENCE_BRIDGE_ADMIN_API_KEY?" in result.stderr
 
 
-ASTERISK = GOOD + """
+ASTERISK = (
+    GOOD
+    + """
 [tenants.pbx]
 adapter = "asterisk"
 options = { host = "10.0.0.5", username = "bridge-status", tls = true, port = 5039 }
@@ -214,6 +214,7 @@ extension = "200"
 [[tenants.pbx_users]]
 username = "201"
 """
+)
 PBX_SECRET_ENV = "PRESENCE_BRIDGE_TENANT_CONTOSO_PBX_SECRET"  # noqa: S105 - a name
 CALLSTATE_SECRET_ENV = "PRESENCE_BRIDGE_TENANT_CONTOSO_CALLSTATE_SECRET"  # noqa: S105 - a name
 

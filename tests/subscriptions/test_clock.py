@@ -100,6 +100,7 @@ def test_a_stopped_leader_is_replaced(redis_client: redis.Redis) -> None:
     acted: list[str] = []
     done = threading.Event()
     stop_a, stop_b = threading.Event(), threading.Event()
+
     def act(name: str, then: threading.Event) -> Callable[[], None]:
         def action() -> None:
             acted.append(name)
@@ -163,8 +164,12 @@ def test_the_clock_process_points_a_command_to_the_cli(
 def test_pbx_reconcile_queues_a_delivery_of_pending_state_per_tenant(
     redis_client: redis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    env = write_env(tmp_path, tenant_toml(), PRESENCE_BRIDGE_REDIS_URL=redis_url,
-                    **{secret_env("contoso", "CLIENT_SECRET"): "s"})
+    env = write_env(
+        tmp_path,
+        tenant_toml(),
+        PRESENCE_BRIDGE_REDIS_URL=redis_url,
+        **{secret_env("contoso", "CLIENT_SECRET"): "s"},
+    )
     settings = load_settings(env)
     with GraphTokens(settings, redis_client) as auth:
         Clockwork(settings, redis_client, auth).pbx_reconcile_all()
@@ -172,10 +177,12 @@ def test_pbx_reconcile_queues_a_delivery_of_pending_state_per_tenant(
     assert (job.func_name, list(job.args)) == ("workers.jobs.maintain_pbx", ["contoso"])
 
 
-def test_schedule_intervals_come_from_the_settings(redis_client: redis.Redis,
-                                                   redis_url: str) -> None:
-    settings = load_settings({"PRESENCE_BRIDGE_REDIS_URL": redis_url,
-                              "PRESENCE_BRIDGE_DIRECTORY_EVERY": "120"})
+def test_schedule_intervals_come_from_the_settings(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    settings = load_settings(
+        {"PRESENCE_BRIDGE_REDIS_URL": redis_url, "PRESENCE_BRIDGE_DIRECTORY_EVERY": "120"}
+    )
     with GraphTokens(settings, redis_client) as auth:
         schedules = Clockwork(settings, redis_client, auth).schedules()
     every = {s.name: s.every_seconds for s in schedules}

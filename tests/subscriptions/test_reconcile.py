@@ -195,10 +195,12 @@ def test_a_revoked_account_drops_out_and_its_users_are_polled(
 def test_a_disabled_tenant_deletes_its_subscriptions(bridge_factory: Callable[..., Bridge]) -> None:
     bridge = bridge_factory(users=20, accounts=2)
     bridge.reconcile()
-    bridge.replace_settings(Settings(
-        process=bridge.settings.process,
-        tenants=(bridge.tenant.model_copy(update={"enabled": False}),),
-    ))
+    bridge.replace_settings(
+        Settings(
+            process=bridge.settings.process,
+            tenants=(bridge.tenant.model_copy(update={"enabled": False}),),
+        )
+    )
     report = bridge.reconcile()
     assert sorted(report.deleted) == sorted(bridge.accounts)
     assert bridge.live() == []

@@ -37,12 +37,15 @@ def test_a_sweep_enqueues_only_presences_that_changed(
     bridge_factory: Callable[..., Bridge],
 ) -> None:
     bridge = bridge_factory(users=10, accounts=0)
-    bridge.control.request("POST", "/presence", {"userIds": bridge.users[:3],
-                                                 "availability": "Busy", "activity": "InACall"})
+    bridge.control.request(
+        "POST",
+        "/presence",
+        {"userIds": bridge.users[:3], "availability": "Busy", "activity": "InACall"},
+    )
     # The pipeline already applied what everyone but users 0..2 shows now (Offline).
-    presence.record(bridge.redis, TENANT, {
-        u: presence.LastPresence("Offline", "Offline") for u in bridge.users
-    })
+    presence.record(
+        bridge.redis, TENANT, {u: presence.LastPresence("Offline", "Offline") for u in bridge.users}
+    )
     report = run_sweep(bridge)
     changed = enqueued(bridge.redis)
     assert report.changed == 3

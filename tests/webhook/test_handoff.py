@@ -20,14 +20,16 @@ async def append_concurrently(url: str, count: int) -> list[int]:
     writer = IntakeWriter(client)
     try:
         return await asyncio.gather(
-            *[writer.append(intake.script_args([accepted(n)], {})) for n in range(count)])
+            *[writer.append(intake.script_args([accepted(n)], {})) for n in range(count)]
+        )
     finally:
         await writer.aclose()
         await client.aclose()
 
 
-def test_concurrent_requests_each_get_their_own_entry(redis_client: redis.Redis,
-                                                       redis_url: str) -> None:
+def test_concurrent_requests_each_get_their_own_entry(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
     kept = asyncio.run(append_concurrently(redis_url, 200))
     assert (kept, redis_client.xlen(intake.STREAM)) == ([1] * 200, 200)
 

@@ -289,8 +289,10 @@ def test_an_expired_delta_token_falls_back_to_a_full_import(site_factory: SiteFa
 
 def test_a_delta_link_from_another_graph_base_leads_to_a_full_import(site: Site) -> None:
     site.sync()
-    site.redis.set(directory.delta_link_key("contoso"),
-                   "https://graph.elsewhere.example/v1.0/users/delta?$deltatoken=x")
+    site.redis.set(
+        directory.delta_link_key("contoso"),
+        "https://graph.elsewhere.example/v1.0/users/delta?$deltatoken=x",
+    )
 
     report = site.sync()
 

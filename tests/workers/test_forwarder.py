@@ -84,9 +84,7 @@ def test_entry_read_by_a_dead_worker_is_claimed_by_another(redis_client: redis.R
         redis_client.xreadgroup(intake.GROUP, "dead", {intake.STREAM: "0"}, count=10),
     )
     entry_id = entries[0][0]
-    redis_client.xclaim(
-        intake.STREAM, intake.GROUP, "dead", 0, [entry_id], idle=10 * 60_000
-    )
+    redis_client.xclaim(intake.STREAM, intake.GROUP, "dead", 0, [entry_id], idle=10 * 60_000)
     assert survivor.run_once(block_ms=10) == 1
 
 

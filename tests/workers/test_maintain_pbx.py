@@ -25,8 +25,9 @@ RuntimeFactory = Callable[[str], WorkerRuntime]
 
 
 @pytest.fixture
-def runtime_factory(tmp_path: Path, redis_url: str,
-                    redis_client: redis.Redis) -> Iterator[RuntimeFactory]:
+def runtime_factory(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis
+) -> Iterator[RuntimeFactory]:
     made: list[WorkerRuntime] = []
 
     def make(pbx: str) -> WorkerRuntime:
@@ -48,8 +49,13 @@ def test_pending_desired_state_is_applied(
 ) -> None:
     runtime = runtime_factory('adapter = "builtin"')
     links.replace(redis_client, "contoso", {"g1": ["alice"]})
-    process(redis_client, "contoso", runtime.tenant("contoso").rules, 0.0,  # type: ignore[union-attr]
-            [PresenceUpdate("g1", "Away", "Away", "1")])  # decided, never delivered
+    process(
+        redis_client,
+        "contoso",
+        runtime.tenant("contoso").rules,
+        0.0,  # type: ignore[union-attr]
+        [PresenceUpdate("g1", "Away", "Away", "1")],
+    )  # decided, never delivered
     assert jobs.maintain_pbx("contoso") == 1
     assert BuiltinAdapter(redis_client, "contoso").read_profile("alice") == "Away"
 

@@ -28,8 +28,9 @@ def pbx() -> Iterator[PbxServer]:
 
 
 @pytest.fixture
-def runtime(pbx: PbxServer, tmp_path: Path, redis_url: str,
-            redis_client: redis.Redis) -> Iterator[WorkerRuntime]:
+def runtime(
+    pbx: PbxServer, tmp_path: Path, redis_url: str, redis_client: redis.Redis
+) -> Iterator[WorkerRuntime]:
     options = (f'adapter = "http"\n[tenants.pbx.options]\nbase_url = "{pbx.url}"\n'
                '[tenants.pbx.options.actions.apply_profile]\n'
                'url = "/generic/users/$user"\nmethod = "PUT"\n')  # fmt: skip
@@ -48,8 +49,10 @@ def test_retry_after_from_the_pbx_delays_the_retry(
 ) -> None:
     pbx.fail(1, 429, retry_after="120")
     before = time.time()
-    jobs.process_presences("contoso", [{"id": "g-alice", "availability": "Away",
-                                        "activity": "Away", "observedAt": before}])
+    jobs.process_presences(
+        "contoso",
+        [{"id": "g-alice", "availability": "Away", "activity": "Away", "observedAt": before}],
+    )
     registry = ScheduledJobRegistry(queue=queue(redis_client, QUEUE_PBX))  # type: ignore[no-untyped-call]
     [job_id] = registry.get_job_ids()
     due = registry.get_scheduled_time(job_id).timestamp()
@@ -61,19 +64,25 @@ def test_a_failure_without_retry_after_is_retried_by_a_queued_job(
     pbx: PbxServer, runtime: WorkerRuntime, redis_client: redis.Redis
 ) -> None:
     pbx.fail(1, 503)
-    jobs.process_presences("contoso", [{"id": "g-alice", "availability": "Away",
-                                        "activity": "Away", "observedAt": time.time()}])
+    jobs.process_presences(
+        "contoso",
+        [{"id": "g-alice", "availability": "Away", "activity": "Away", "observedAt": time.time()}],
+    )
     [job] = queue(redis_client, QUEUE_PBX).jobs
-    assert (job.func_name, list(job.args)) == ("workers.jobs.deliver_pending",
-                                               ["contoso", ["alice"]])
+    assert (job.func_name, list(job.args)) == (
+        "workers.jobs.deliver_pending",
+        ["contoso", ["alice"]],
+    )
 
 
 def test_a_retried_delivery_waits_for_the_pbx_retry_after(
     pbx: PbxServer, runtime: WorkerRuntime, redis_client: redis.Redis
 ) -> None:
     pbx.fail(1, 503)  # the first try, in the presence job: a delivery job is queued
-    jobs.process_presences("contoso", [{"id": "g-alice", "availability": "Away",
-                                        "activity": "Away", "observedAt": time.time()}])
+    jobs.process_presences(
+        "contoso",
+        [{"id": "g-alice", "availability": "Away", "activity": "Away", "observedAt": time.time()}],
+    )
     pbx.fail(1, 429, retry_after="300")  # the delivery job's try: RQ retries it, when asked
     before = time.time()
     q = queue(redis_client, QUEUE_PBX)

@@ -149,8 +149,9 @@ class BlfCallSource:
         if self._stop_requested:
             return
         o = self.options
-        self._agent = await SipAgent.open(o.bind_host, o.bind_port, self._on_request,
-                                          t1=o.t1, timeout=o.timeout)
+        self._agent = await SipAgent.open(
+            o.bind_host, o.bind_port, self._on_request, t1=o.t1, timeout=o.timeout
+        )
         self._outbox.put(self.tracker.take_orphans())
         now = time.monotonic()
         for ext in self._subs:
@@ -221,8 +222,10 @@ class BlfCallSource:
             response = await self._send_subscribe(sub)
         except (TimeoutError, OSError) as exc:
             self.counts["timeouts"] += 1
-            log.warning("blf subscribe got no answer",
-                        extra={"extension": sub.extension, "error": str(exc) or "timeout"})
+            log.warning(
+                "blf subscribe got no answer",
+                extra={"extension": sub.extension, "error": str(exc) or "timeout"},
+            )
             self._retry_later(sub, fresh)
             return
         except PbxError as exc:  # a challenge we cannot answer (another digest algorithm)
@@ -275,8 +278,9 @@ class BlfCallSource:
             self._plan(sub.extension, now)  # a refresh brings the full state a gap asked for
             return
         # Jitter spreads the refreshes of subscriptions made in one burst.
-        self._plan(sub.extension,
-                   now + granted * self.options.refresh_at * random.uniform(0.9, 1.0))
+        self._plan(
+            sub.extension, now + granted * self.options.refresh_at * random.uniform(0.9, 1.0)
+        )
 
     def _retry_later(self, sub: Subscription, fresh: bool) -> None:
         o = self.options
@@ -296,9 +300,12 @@ class BlfCallSource:
             challenge = response.header("www-authenticate" if www else "proxy-authenticate")
             if challenge is not None:
                 credentials = digest_authorization(
-                    challenge, method="SUBSCRIBE", uri=sub.target,
+                    challenge,
+                    method="SUBSCRIBE",
+                    uri=sub.target,
                     username=self.options.auth_user or self.options.from_user,
-                    password=self._secret.get_secret_value())
+                    password=self._secret.get_secret_value(),
+                )
                 header = "Authorization" if www else "Proxy-Authorization"
                 response = await self._transact(sub, (header, credentials))
         return response
@@ -308,8 +315,9 @@ class BlfCallSource:
         if self._destination is None:
             o = self.options
             assert self._loop is not None and self._agent is not None
-            infos = await self._loop.getaddrinfo(o.host, o.port, family=socket.AF_INET,
-                                                 type=socket.SOCK_DGRAM)
+            infos = await self._loop.getaddrinfo(
+                o.host, o.port, family=socket.AF_INET, type=socket.SOCK_DGRAM
+            )
             address = (str(infos[0][4][0]), int(infos[0][4][1]))
             host = o.contact_host or _local_address(o.bind_host, address)
             self._contact = f"{host}:{self._agent.port}"
@@ -321,10 +329,15 @@ class BlfCallSource:
         assert self._agent is not None
         destination = await self._resolve()
         headers = sub.request_headers(
-            from_uri=f"sip:{o.from_user}@{o.domain}", contact=f"sip:{o.from_user}@{self._contact}",
-            expires=self._expires(), user_agent=o.user_agent, auth=auth)
-        return await self._agent.request(destination, "SUBSCRIBE", sub.target, headers,
-                                         sent_by=self._contact)
+            from_uri=f"sip:{o.from_user}@{o.domain}",
+            contact=f"sip:{o.from_user}@{self._contact}",
+            expires=self._expires(),
+            user_agent=o.user_agent,
+            auth=auth,
+        )
+        return await self._agent.request(
+            destination, "SUBSCRIBE", sub.target, headers, sent_by=self._contact
+        )
 
     def _new_dialog(self, sub: Subscription) -> None:
         self._drop_dialog(sub)
@@ -354,8 +367,9 @@ class BlfCallSource:
             return 200, "OK"
         if request.method != "NOTIFY":
             return 405, "Method Not Allowed"
-        ext = self._by_dialog.get((request.header("call-id") or "",
-                                   tag_of(request.header("to")) or ""))
+        ext = self._by_dialog.get(
+            (request.header("call-id") or "", tag_of(request.header("to")) or "")
+        )
         if ext is None:
             self.counts["unknown_notifies"] += 1
             return 481, "Subscription Does Not Exist"
@@ -377,8 +391,9 @@ class BlfCallSource:
             doc = parse_dialog_info(request.body)
         except DialogInfoError as exc:
             self.counts["bad_bodies"] += 1
-            log.warning("blf notify body refused",
-                        extra={"extension": sub.extension, "error": str(exc)})
+            log.warning(
+                "blf notify body refused", extra={"extension": sub.extension, "error": str(exc)}
+            )
             return
         first_full = not sub.view.has_full_state
         applied = sub.view.apply(doc)
@@ -389,8 +404,9 @@ class BlfCallSource:
         if applied is Applied.FULL and first_full:
             self.counts["resyncs"] += 1
             reason = "resync"
-        self._outbox.put(self.tracker.update(sub.extension, sub.view.dialogs.values(),
-                                             self._clock(), reason))
+        self._outbox.put(
+            self.tracker.update(sub.extension, sub.view.dialogs.values(), self._clock(), reason)
+        )
         if applied is Applied.GAP:
             # RFC 4235 4.1.2: a NOTIFY was lost; a refresh brings full state.
             self.counts["gaps"] += 1

@@ -27,8 +27,14 @@ DialogState = Literal["trying", "proceeding", "early", "confirmed", "terminated"
 STATES: frozenset[str] = frozenset({"trying", "proceeding", "early", "confirmed", "terminated"})
 RINGING_STATES: frozenset[str] = frozenset({"trying", "proceeding", "early"})
 # A dialog only moves forward through these (RFC 4235 3.7.1).
-_PROGRESS = {"unknown": 0, "trying": 1, "proceeding": 2, "early": 3, "confirmed": 4,
-             "terminated": 5}
+_PROGRESS = {
+    "unknown": 0,
+    "trying": 1,
+    "proceeding": 2,
+    "early": 3,
+    "confirmed": 4,
+    "terminated": 5,
+}
 _DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
 
 

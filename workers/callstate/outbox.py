@@ -29,8 +29,12 @@ class Outbox:
         for event in events:
             self._log.info(
                 "call event",
-                extra={"user": event.user, "call_id": event.call_id, "type": event.type,
-                       "reason": event.reason},
+                extra={
+                    "user": event.user,
+                    "call_id": event.call_id,
+                    "type": event.type,
+                    "reason": event.reason,
+                },
             )
             if len(self._events) >= MAX_OUTBOX:
                 self._events.popleft()

@@ -48,8 +48,15 @@ class Subscription:
         self.to_tag, self.cseq, self.target, self.route = None, 0, self.aor, []
         self.view, self.want_full = DialogView(), False
 
-    def request_headers(self, *, from_uri: str, contact: str, expires: int, user_agent: str,
-                        auth: tuple[str, str] | None) -> list[tuple[str, str]]:
+    def request_headers(
+        self,
+        *,
+        from_uri: str,
+        contact: str,
+        expires: int,
+        user_agent: str,
+        auth: tuple[str, str] | None,
+    ) -> list[tuple[str, str]]:
         """The next SUBSCRIBE's headers (in the dialog once it exists)."""
         self.cseq += 1
         self.sent_expires = expires

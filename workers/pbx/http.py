@@ -55,8 +55,14 @@ MAX_PAGES = 100
 class HttpPbxError(PbxError):
     """A PbxError that also says what the PBX answered and when it wants to be asked again."""
 
-    def __init__(self, message: str, *, transient: bool, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message, transient=transient)
         self.status = status
         self.retry_after = retry_after
@@ -134,9 +140,15 @@ class HttpAdapter(PbxAdapter):
 
     name = "http"
 
-    def __init__(self, options: HttpOptions, secret: SecretStr | None = None, *,
-                 clock: Callable[[], float] = time.time, share: TokenShare | None = None,
-                 extensions: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        options: HttpOptions,
+        secret: SecretStr | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        share: TokenShare | None = None,
+        extensions: Mapping[str, str] | None = None,
+    ) -> None:
         """`extensions`: PBX username -> extension from the tenants file (pbx_users)."""
         self.options = options
         self._extensions = dict(extensions or {})
@@ -144,12 +156,16 @@ class HttpAdapter(PbxAdapter):
         verify: ssl.SSLContext | bool = True
         if options.ca_bundle is not None:
             verify = ssl.create_default_context(cafile=str(options.ca_bundle))
-        limits = httpx.Limits(max_connections=options.max_connections,
-                              max_keepalive_connections=options.max_connections)
-        self._client = httpx.Client(timeout=options.timeout_seconds, limits=limits,
-                                    verify=verify, follow_redirects=False)
-        self._auth: RequestAuth = build_request_auth(options.auth, secret, self._client,
-                                                     self._url, clock, share)
+        limits = httpx.Limits(
+            max_connections=options.max_connections,
+            max_keepalive_connections=options.max_connections,
+        )
+        self._client = httpx.Client(
+            timeout=options.timeout_seconds, limits=limits, verify=verify, follow_redirects=False
+        )
+        self._auth: RequestAuth = build_request_auth(
+            options.auth, secret, self._client, self._url, clock, share
+        )
         self._secret = secret
         if secret is not None and isinstance(options.auth, ApiKeyAuth):
             REDACTOR.register(self, secret.get_secret_value())
@@ -157,16 +173,25 @@ class HttpAdapter(PbxAdapter):
         self._directory_loaded_at: float | None = None
 
     @classmethod
-    def from_settings(cls, settings: PbxSettings, tenant: str = "", redis: Redis | None = None,
-                      cache_key: SecretStr | None = None,
-                      extensions: Mapping[str, str] | None = None) -> HttpAdapter:
+    def from_settings(
+        cls,
+        settings: PbxSettings,
+        tenant: str = "",
+        redis: Redis | None = None,
+        cache_key: SecretStr | None = None,
+        extensions: Mapping[str, str] | None = None,
+    ) -> HttpAdapter:
         """With `redis`, an OAuth2 token is shared by every worker (encrypted with `cache_key`)."""
         options = validate_options(settings, tenant)
         share: TokenShare | None = None
         if redis is not None and isinstance(options.auth, OAuth2Auth):
             if cache_key is None:
-                raise ConfigError([f"{CACHE_KEY_ENV}: required to share the PBX's OAuth2 token "
-                                   f"between workers (tenant {tenant})"])
+                raise ConfigError(
+                    [
+                        f"{CACHE_KEY_ENV}: required to share the PBX's OAuth2 token "
+                        f"between workers (tenant {tenant})"
+                    ]
+                )
             share = TokenShare(redis, CacheCipher(cache_key), tenant)
         return cls(options, settings.secret, share=share, extensions=extensions)
 
@@ -184,8 +209,9 @@ class HttpAdapter(PbxAdapter):
         if action is None:
             raise PbxError("no apply_profile action configured", transient=False)
         names = self._names(change.user, self._profile_values(change.profile))
-        names.update(profile=change.profile, availability=change.availability,
-                     activity=change.activity)
+        names.update(
+            profile=change.profile, availability=change.availability, activity=change.activity
+        )
         base: Any = None
         if action.merge_read:
             read = self.options.actions.read_profile
@@ -224,15 +250,19 @@ class HttpAdapter(PbxAdapter):
             body = self._send(action, dict(self.options.vars), url_override=url).body
             items = _lookup(body, action.items) if action.items else body
             rows: list[tuple[str | None, Any]] = (
-                list(items.items()) if isinstance(items, dict)
-                else [(None, i) for i in items] if isinstance(items, list) else []
+                list(items.items())
+                if isinstance(items, dict)
+                else [(None, i) for i in items]
+                if isinstance(items, list)
+                else []
             )
             for key, item in rows:
                 username = _field(item, key, action.username)
                 if username is None:
                     continue
-                record = PbxUserRecord(username, _field(item, key, action.email),
-                                       _field(item, key, action.extension))
+                record = PbxUserRecord(
+                    username, _field(item, key, action.email), _field(item, key, action.extension)
+                )
                 found.append((record, _field(item, key, action.id)))
             nxt = _lookup(body, action.next)
             if not isinstance(nxt, str) or not nxt:
@@ -294,14 +324,16 @@ class HttpAdapter(PbxAdapter):
         path = template
         if names is not None:
             # Values land in a path: quote them so a user name cannot add path segments.
-            path = Template(template).substitute({k: quote(_text(v), safe="@:")
-                                                  for k, v in names.items()})
+            path = Template(template).substitute(
+                {k: quote(_text(v), safe="@:") for k, v in names.items()}
+            )
         if path.startswith(("http://", "https://")):
             return path
         return self.options.base_url.rstrip("/") + "/" + path.lstrip("/")
 
-    def _build(self, action: Action, names: Mapping[str, Any], merge_into: Any,
-               url_override: str | None) -> httpx.Request:
+    def _build(
+        self, action: Action, names: Mapping[str, Any], merge_into: Any, url_override: str | None
+    ) -> httpx.Request:
         query = {k: _render(v, names) for k, v in action.query.items()}
         params = {k: v for k, v in query.items() if v != ""}
         headers = {**self.options.headers, **action.headers}
@@ -320,16 +352,24 @@ class HttpAdapter(PbxAdapter):
         if url_override is not None:
             return self._client.build_request("GET", self._url(url_override), headers=headers)
         url = self._url(action.url, names)
-        return self._client.build_request(action.method, url, params=params or None,
-                                          headers=headers, **kwargs)
+        return self._client.build_request(
+            action.method, url, params=params or None, headers=headers, **kwargs
+        )
 
-    def _send(self, action: Action, names: Mapping[str, Any], *, merge_into: Any = None,
-              url_override: str | None = None) -> _Sent:
+    def _send(
+        self,
+        action: Action,
+        names: Mapping[str, Any],
+        *,
+        merge_into: Any = None,
+        url_override: str | None = None,
+    ) -> _Sent:
         try:
             request = self._build(action, names, merge_into, url_override)
         except KeyError as exc:
-            raise PbxError(f"template name {exc} has no value for this profile",
-                           transient=False) from None
+            raise PbxError(
+                f"template name {exc} has no value for this profile", transient=False
+            ) from None
         what = f"{request.method} {request.url.path}"
         response = self._exchange(request, what)
         if response.status_code == 401 and self._auth.refresh(request):
@@ -342,17 +382,20 @@ class HttpAdapter(PbxAdapter):
             try:
                 return self._client.send(request)
             except httpx.TimeoutException:
-                raise HttpPbxError(f"{what}: timed out after {self.options.timeout_seconds}s",
-                                   transient=True) from None
+                raise HttpPbxError(
+                    f"{what}: timed out after {self.options.timeout_seconds}s", transient=True
+                ) from None
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
                 # A pooled keep-alive connection closed by the PBX: one quick retry is safe
                 # because every write we send is a full-state write.
                 if attempt == 2:
-                    raise HttpPbxError(f"{what}: connection lost ({type(exc).__name__})",
-                                       transient=True) from None
+                    raise HttpPbxError(
+                        f"{what}: connection lost ({type(exc).__name__})", transient=True
+                    ) from None
             except httpx.ConnectError as exc:
-                raise HttpPbxError(f"{what}: cannot connect ({type(exc).__name__})",
-                                   transient=True) from None
+                raise HttpPbxError(
+                    f"{what}: cannot connect ({type(exc).__name__})", transient=True
+                ) from None
             except httpx.HTTPError as exc:
                 raise HttpPbxError(f"{what}: {type(exc).__name__}", transient=False) from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -361,12 +404,16 @@ class HttpAdapter(PbxAdapter):
         status = response.status_code
         snippet = self._redact(response.text[:200]) if response.content else ""
         if status == 429 or status == 408 or status >= 500:
-            raise HttpPbxError(f"{what}: PBX answered {status} {snippet}".rstrip(),
-                               transient=True, status=status,
-                               retry_after=_retry_after(response))
+            raise HttpPbxError(
+                f"{what}: PBX answered {status} {snippet}".rstrip(),
+                transient=True,
+                status=status,
+                retry_after=_retry_after(response),
+            )
         if status >= 300:
-            raise HttpPbxError(f"{what}: PBX answered {status} {snippet}".rstrip(),
-                               transient=False, status=status)
+            raise HttpPbxError(
+                f"{what}: PBX answered {status} {snippet}".rstrip(), transient=False, status=status
+            )
         body: Any = None
         if response.content:
             try:
@@ -375,8 +422,9 @@ class HttpAdapter(PbxAdapter):
                 body = response.text
         if action.error_path is not None and _lookup(body, action.error_path) is not None:
             message = self._redact(_text(_lookup(body, action.error_path))[:200])
-            raise HttpPbxError(f"{what}: PBX reported an error: {message}", transient=False,
-                               status=status)
+            raise HttpPbxError(
+                f"{what}: PBX reported an error: {message}", transient=False, status=status
+            )
         log.debug("%s -> %s", what, status)
         return _Sent(status, body)
 
@@ -386,8 +434,12 @@ class HttpAdapter(PbxAdapter):
         return re.sub(r"[\r\n]+", " ", text)
 
 
-def build(settings: PbxSettings, tenant: str = "", redis: Redis | None = None,
-          cache_key: SecretStr | None = None,
-          extensions: Mapping[str, str] | None = None) -> HttpAdapter:
+def build(
+    settings: PbxSettings,
+    tenant: str = "",
+    redis: Redis | None = None,
+    cache_key: SecretStr | None = None,
+    extensions: Mapping[str, str] | None = None,
+) -> HttpAdapter:
     """Factory used by the adapter registry: validate options, then connect nothing yet."""
     return HttpAdapter.from_settings(settings, tenant, redis, cache_key, extensions)

@@ -180,8 +180,9 @@ def _secret_parts(secret: SecretStr) -> dict[str, str]:
     return {"secret": raw}
 
 
-def secret_problems(auth: AuthOptions | None, secret: SecretStr | None, env_hint: str,
-                    path: str = "pbx.secret") -> list[str]:
+def secret_problems(
+    auth: AuthOptions | None, secret: SecretStr | None, env_hint: str, path: str = "pbx.secret"
+) -> list[str]:
     """What is wrong with the secret for this auth; never quotes the secret."""
     if auth is None:
         return []
@@ -222,8 +223,14 @@ def _token_from(response: httpx.Response, what: str, field: str) -> Any:
     return body
 
 
-def _oauth2(options: OAuth2Auth, secret: SecretStr, client: httpx.Client, url: str,
-            clock: Clock, share: TokenShare | None) -> _TokenAuth:
+def _oauth2(
+    options: OAuth2Auth,
+    secret: SecretStr,
+    client: httpx.Client,
+    url: str,
+    clock: Clock,
+    share: TokenShare | None,
+) -> _TokenAuth:
     def fetch() -> Token:
         parts = _secret_parts(secret)
         client_secret = parts.get("client_secret", parts.get("secret", ""))
@@ -242,20 +249,25 @@ def _oauth2(options: OAuth2Auth, secret: SecretStr, client: httpx.Client, url: s
         try:
             response = client.post(url, data=form, headers=headers)
         except httpx.HTTPError as exc:
-            raise PbxError(f"token endpoint unreachable: {type(exc).__name__}",
-                           transient=True) from None
+            raise PbxError(
+                f"token endpoint unreachable: {type(exc).__name__}", transient=True
+            ) from None
         body = _token_from(response, "token endpoint", "access_token")
         return Token(body["access_token"], _expiry(body, options, clock))
 
     digest = hashlib.sha256(secret.get_secret_value().encode()).hexdigest()
     key = ("oauth2", url, options.client_id, options.scope or "", options.grant_type, digest)
-    tokens: PbxTokens = (ProcessTokens(key, clock, fetch) if share is None
-                          else SharedTokens(share, key, clock, fetch))
+    tokens: PbxTokens = (
+        ProcessTokens(key, clock, fetch)
+        if share is None
+        else SharedTokens(share, key, clock, fetch)
+    )
     return _TokenAuth("Authorization", "Bearer", tokens)
 
 
-def _starface(options: StarfaceAuth, secret: SecretStr, client: httpx.Client, url: str,
-              clock: Clock) -> _TokenAuth:
+def _starface(
+    options: StarfaceAuth, secret: SecretStr, client: httpx.Client, url: str, clock: Clock
+) -> _TokenAuth:
     def fetch() -> Token:
         try:
             nonce_response = client.get(url, headers={"X-Version": "2"})
@@ -271,8 +283,9 @@ def _starface(options: StarfaceAuth, secret: SecretStr, client: httpx.Client, ur
             }
             response = client.post(url, json=login, headers={"X-Version": "2"})
         except httpx.HTTPError as exc:
-            raise PbxError(f"STARFACE login unreachable: {type(exc).__name__}",
-                           transient=True) from None
+            raise PbxError(
+                f"STARFACE login unreachable: {type(exc).__name__}", transient=True
+            ) from None
         body = _token_from(response, "STARFACE login", "token")
         # The token lifetime is not documented: keep it until the PBX answers 401.
         return Token(body["token"], float("inf"))

@@ -96,14 +96,18 @@ def _names(value: Any) -> set[str]:
 
 def template_names(action: Action) -> dict[str, set[str]]:
     return {
-        "url": _names(action.url), "query": _names(action.query),
-        "headers": _names(action.headers), "json": _names(action.json_body),
-        "form": _names(action.form), "content": _names(action.content),
+        "url": _names(action.url),
+        "query": _names(action.query),
+        "headers": _names(action.headers),
+        "json": _names(action.json_body),
+        "form": _names(action.form),
+        "content": _names(action.content),
     }
 
 
-def validate_options(settings: PbxSettings, tenant: str = "", prefix: str = "pbx.options"
-                     ) -> HttpOptions:
+def validate_options(
+    settings: PbxSettings, tenant: str = "", prefix: str = "pbx.options"
+) -> HttpOptions:
     """Preset merged under the operator's options, validated; every problem in one ConfigError."""
     merged, problems = apply_preset(settings.options, prefix)
     options: HttpOptions | None = None
@@ -128,9 +132,9 @@ def validate_options(settings: PbxSettings, tenant: str = "", prefix: str = "pbx
         env = secret_env_name(tenant or "<name>", "PBX_SECRET")
         secret_path = prefix.removesuffix(".options") + ".secret"
         more = _semantic_problems(options, prefix) + secret_problems(
-            options.auth, settings.secret, env, secret_path)
-        problems += [p for p in more
-                     if not any(p.startswith(f"{prefix}.{key}") for key in bad)]
+            options.auth, settings.secret, env, secret_path
+        )
+        problems += [p for p in more if not any(p.startswith(f"{prefix}.{key}") for key in bad)]
     if problems or options is None:
         raise ConfigError(_one_per_path(problems))
     return options
@@ -159,8 +163,11 @@ def _semantic_problems(options: HttpOptions, prefix: str) -> list[str]:
     for value in options.profiles.values():
         if isinstance(value, dict):
             known |= set(value)
-    for name, action in (("apply_profile", acts.apply_profile), ("read_profile", acts.read_profile),
-                         ("list_users", acts.list_users)):
+    for name, action in (
+        ("apply_profile", acts.apply_profile),
+        ("read_profile", acts.read_profile),
+        ("list_users", acts.list_users),
+    ):
         if action is None:
             continue
         allowed = {
@@ -170,8 +177,9 @@ def _semantic_problems(options: HttpOptions, prefix: str) -> list[str]:
         }[name]
         for part, names in template_names(action).items():
             for unknown in sorted(names - allowed):
-                problems.append(f"{prefix}.vars.{unknown}: not set, but "
-                                f"actions.{name}.{part} uses ${unknown}")
+                problems.append(
+                    f"{prefix}.vars.{unknown}: not set, but actions.{name}.{part} uses ${unknown}"
+                )
         bodies = [b for b in (action.json_body, action.form, action.content) if b is not None]
         if len(bodies) > 1:
             problems.append(f"{prefix}.actions.{name}: use only one of json, form, content")

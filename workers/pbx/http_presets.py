@@ -33,7 +33,7 @@ PRESETS: dict[str, Preset] = {}
 RETIRED: dict[str, str] = {
     "asterisk-ari-presence": (
         "ARI answers 204 even when Asterisk refuses the value and cannot read presence back, "
-        "so a refused write would count as applied; use adapter = \"asterisk\" instead "
+        'so a refused write would count as applied; use adapter = "asterisk" instead '
         "(over AMI: refusals reported, Do Not Disturb that routes, read back; "
         "docs/pbx/asterisk.md)"
     ),
@@ -44,232 +44,318 @@ def _add(preset: Preset) -> None:
     PRESETS[preset.name] = preset
 
 
-_add(Preset(
-    name="bicom-dnd",
-    title="Bicom PBXware: extension Do Not Disturb (pbxware.ext.es.dnd.edit)",
-    confidence="high",
-    source="Bicom's official PBXware API Postman collection",
-    drives="routing",
-    required=("base_url", "vars.server"),
-    notes=(
-        "gloCOM's coloured status is not changed: PBXware has no API for it, only DND.",
-        "dnd=0/1/2 is edited with `edit`; `dnd.set state=yes` probably toggles the service "
-        "itself (inferred), so it is not used.",
-        "dst defaults to the user's extension as voicemail box (inferred); override "
-        "actions.apply_profile.query.dst for a forward target.",
-        "read_profile can only tell DND from not-DND.",
-    ),
-    options={
-        "auth": {"type": "api_key", "name": "apikey", "location": "query"},
-        "vars": {"dsttype": "voicemail"},
-        "profiles": {DND: {"dnd": "2"}, MEETING: {"dnd": "2"}},
-        "default": {"dnd": "0"},
-        "actions": {
-            "apply_profile": {
-                "method": "GET", "url": "/index.php", "error_path": "error",
-                "query": {"action": "pbxware.ext.es.dnd.edit", "server": "$server", "id": "$id",
-                          "dnd": "$dnd", "dsttype": "$dsttype", "dst": "$extension"},
+_add(
+    Preset(
+        name="bicom-dnd",
+        title="Bicom PBXware: extension Do Not Disturb (pbxware.ext.es.dnd.edit)",
+        confidence="high",
+        source="Bicom's official PBXware API Postman collection",
+        drives="routing",
+        required=("base_url", "vars.server"),
+        notes=(
+            "gloCOM's coloured status is not changed: PBXware has no API for it, only DND.",
+            "dnd=0/1/2 is edited with `edit`; `dnd.set state=yes` probably toggles the service "
+            "itself (inferred), so it is not used.",
+            "dst defaults to the user's extension as voicemail box (inferred); override "
+            "actions.apply_profile.query.dst for a forward target.",
+            "read_profile can only tell DND from not-DND.",
+        ),
+        options={
+            "auth": {"type": "api_key", "name": "apikey", "location": "query"},
+            "vars": {"dsttype": "voicemail"},
+            "profiles": {DND: {"dnd": "2"}, MEETING: {"dnd": "2"}},
+            "default": {"dnd": "0"},
+            "actions": {
+                "apply_profile": {
+                    "method": "GET",
+                    "url": "/index.php",
+                    "error_path": "error",
+                    "query": {
+                        "action": "pbxware.ext.es.dnd.edit",
+                        "server": "$server",
+                        "id": "$id",
+                        "dnd": "$dnd",
+                        "dsttype": "$dsttype",
+                        "dst": "$extension",
+                    },
+                },
+                "read_profile": {
+                    "method": "GET",
+                    "url": "/index.php",
+                    "error_path": "error",
+                    "result": "dnd",
+                    "query": {
+                        "action": "pbxware.ext.es.dnd.configuration",
+                        "server": "$server",
+                        "id": "$id",
+                    },
+                    "values": {"0": "Available", "1": DND, "2": DND},
+                },
+                "list_users": {
+                    "method": "GET",
+                    "url": "/index.php",
+                    "error_path": "error",
+                    "query": {"action": "pbxware.ext.list", "server": "$server"},
+                    "username": "ext",
+                    "email": "email",
+                    "extension": "ext",
+                    "id": "$key",
+                },
             },
-            "read_profile": {
-                "method": "GET", "url": "/index.php", "error_path": "error", "result": "dnd",
-                "query": {"action": "pbxware.ext.es.dnd.configuration", "server": "$server",
-                          "id": "$id"},
-                "values": {"0": "Available", "1": DND, "2": DND},
+        },
+    )
+)
+
+_add(
+    Preset(
+        name="3cx",
+        title="3CX V20 XAPI: the user's current forwarding profile (CurrentProfileName)",
+        confidence="medium",
+        source="3CX XAPI swagger.yaml (behaviour of the PATCH not stated by 3CX)",
+        drives="routing",
+        required=("base_url", "auth.client_id"),
+        notes=(
+            "CurrentProfileName is writable in 3CX's OpenAPI, but no 3CX document says a PATCH "
+            "switches the live status; a third party confirms the sibling QueueStatus works.",
+            "Accepted values are the internal profile names (probably Available, Away, "
+            "Out of office, Custom 1, Custom 2); the DND mapping to 'Out of office' is inferred. "
+            "Check Users({Id})/ForwardingProfiles on your PBX and adjust `profiles`.",
+            "One active token per client: all workers of one host share the cached token, but "
+            "several hosts with the same client id will log each other out.",
+            'Before 20.0.9 expires_in was in minutes: set auth.expires_in_unit = "minutes".',
+            "Needs an Enterprise (8SC+) or AI licence; warn if 3CX's own M365 sync is active too.",
+        ),
+        options={
+            "auth": {"type": "oauth2", "token_url": "/connect/token"},
+            "profiles": {
+                "Available": "Available",
+                "Away": "Away",
+                DND: "Out of office",
+                MEETING: "Away",
             },
-            "list_users": {
-                "method": "GET", "url": "/index.php", "error_path": "error",
-                "query": {"action": "pbxware.ext.list", "server": "$server"},
-                "username": "ext", "email": "email", "extension": "ext", "id": "$key",
+            "actions": {
+                "apply_profile": {
+                    "method": "PATCH",
+                    "url": "/xapi/v1/Users($id)",
+                    "json": {"CurrentProfileName": "$value"},
+                },
+                "read_profile": {
+                    "method": "GET",
+                    "url": "/xapi/v1/Users($id)",
+                    "query": {"$select": "CurrentProfileName"},
+                    "result": "CurrentProfileName",
+                },
+                "list_users": {
+                    "method": "GET",
+                    "url": "/xapi/v1/Users",
+                    "query": {"$select": "Id,Number,EmailAddress,DisplayName"},
+                    "items": "value",
+                    "username": "Number",
+                    "email": "EmailAddress",
+                    "extension": "Number",
+                    "id": "Id",
+                    "next": ["@odata.nextLink"],
+                },
             },
         },
-    },
-))
+    )
+)
 
-_add(Preset(
-    name="3cx",
-    title="3CX V20 XAPI: the user's current forwarding profile (CurrentProfileName)",
-    confidence="medium",
-    source="3CX XAPI swagger.yaml (behaviour of the PATCH not stated by 3CX)",
-    drives="routing",
-    required=("base_url", "auth.client_id"),
-    notes=(
-        "CurrentProfileName is writable in 3CX's OpenAPI, but no 3CX document says a PATCH "
-        "switches the live status; a third party confirms the sibling QueueStatus works.",
-        "Accepted values are the internal profile names (probably Available, Away, "
-        "Out of office, Custom 1, Custom 2); the DND mapping to 'Out of office' is inferred. "
-        "Check Users({Id})/ForwardingProfiles on your PBX and adjust `profiles`.",
-        "One active token per client: all workers of one host share the cached token, but "
-        "several hosts with the same client id will log each other out.",
-        "Before 20.0.9 expires_in was in minutes: set auth.expires_in_unit = \"minutes\".",
-        "Needs an Enterprise (8SC+) or AI licence; warn if 3CX's own M365 sync is active too.",
-    ),
-    options={
-        "auth": {"type": "oauth2", "token_url": "/connect/token"},
-        "profiles": {"Available": "Available", "Away": "Away", DND: "Out of office",
-                     MEETING: "Away"},
-        "actions": {
-            "apply_profile": {"method": "PATCH", "url": "/xapi/v1/Users($id)",
-                              "json": {"CurrentProfileName": "$value"}},
-            "read_profile": {"method": "GET", "url": "/xapi/v1/Users($id)",
-                             "query": {"$select": "CurrentProfileName"},
-                             "result": "CurrentProfileName"},
-            "list_users": {"method": "GET", "url": "/xapi/v1/Users",
-                           "query": {"$select": "Id,Number,EmailAddress,DisplayName"},
-                           "items": "value", "username": "Number", "email": "EmailAddress",
-                           "extension": "Number", "id": "Id", "next": ["@odata.nextLink"]},
+_add(
+    Preset(
+        name="freepbx-dnd",
+        title="FreePBX: Do Not Disturb through the API module's REST route",
+        confidence="medium",
+        source="FreePBX donotdisturb module source (endpoints third-party)",
+        drives="routing",
+        required=("base_url", "auth.client_id"),
+        notes=(
+            'The route PUT /donotdisturb/users/{id} {"status": "YES"|""} is in the module '
+            "source; the /admin/api/api/rest prefix and the token URL /admin/api/api/token are "
+            "seen only in third-party clients.",
+            "Whether the REST route also updates the Custom:DND device state (BLF lamps) is not "
+            "documented; AMI DBPut + Setvar is the fully documented path.",
+            "No read action: the response shape of GET is not documented.",
+        ),
+        options={
+            "auth": {"type": "oauth2", "token_url": "/admin/api/api/token"},
+            "profiles": {DND: {"status": "YES"}, MEETING: {"status": "YES"}},
+            "default": {"status": ""},
+            "actions": {
+                "apply_profile": {
+                    "method": "PUT",
+                    "url": "/admin/api/api/rest/donotdisturb/users/$extension",
+                    "json": {"status": "$status"},
+                },
+            },
         },
-    },
-))
+    )
+)
 
-_add(Preset(
-    name="freepbx-dnd",
-    title="FreePBX: Do Not Disturb through the API module's REST route",
-    confidence="medium",
-    source="FreePBX donotdisturb module source (endpoints third-party)",
-    drives="routing",
-    required=("base_url", "auth.client_id"),
-    notes=(
-        "The route PUT /donotdisturb/users/{id} {\"status\": \"YES\"|\"\"} is in the module "
-        "source; the /admin/api/api/rest prefix and the token URL /admin/api/api/token are "
-        "seen only in third-party clients.",
-        "Whether the REST route also updates the Custom:DND device state (BLF lamps) is not "
-        "documented; AMI DBPut + Setvar is the fully documented path.",
-        "No read action: the response shape of GET is not documented.",
-    ),
-    options={
-        "auth": {"type": "oauth2", "token_url": "/admin/api/api/token"},
-        "profiles": {DND: {"status": "YES"}, MEETING: {"status": "YES"}},
-        "default": {"status": ""},
-        "actions": {
-            "apply_profile": {"method": "PUT",
-                              "url": "/admin/api/api/rest/donotdisturb/users/$extension",
-                              "json": {"status": "$status"}},
+_add(
+    Preset(
+        name="starface-dnd",
+        title="STARFACE: the user's doNotDisturb in phoneconfig",
+        confidence="high",
+        source="STARFACE REST OpenAPI 6.7.0.22 and Java example",
+        drives="routing",
+        required=("base_url", "auth.login"),
+        notes=(
+            "phoneconfig is a full-object PUT, so the adapter reads it first and changes only "
+            "doNotDisturb (a change made in between by someone else can be overwritten).",
+            "The authToken lifetime is not documented: it is kept until the PBX answers 401.",
+        ),
+        options={
+            "auth": {"type": "starface"},
+            "headers": {"X-Version": "2"},
+            "profiles": {DND: {"dnd": True}, MEETING: {"dnd": True}},
+            "default": {"dnd": False},
+            "actions": {
+                "apply_profile": {
+                    "method": "PUT",
+                    "url": "/rest/users/$id/phoneconfig",
+                    "json": {"doNotDisturb": "$dnd"},
+                    "merge_read": True,
+                },
+                "read_profile": {
+                    "method": "GET",
+                    "url": "/rest/users/$id/phoneconfig",
+                    "result": "doNotDisturb",
+                    "values": {"true": DND, "false": "Available"},
+                },
+                "list_users": {
+                    "method": "GET",
+                    "url": "/rest/users",
+                    "username": "login",
+                    "email": "email",
+                    "id": "id",
+                },
+            },
         },
-    },
-))
+    )
+)
 
-_add(Preset(
-    name="starface-dnd",
-    title="STARFACE: the user's doNotDisturb in phoneconfig",
-    confidence="high",
-    source="STARFACE REST OpenAPI 6.7.0.22 and Java example",
-    drives="routing",
-    required=("base_url", "auth.login"),
-    notes=(
-        "phoneconfig is a full-object PUT, so the adapter reads it first and changes only "
-        "doNotDisturb (a change made in between by someone else can be overwritten).",
-        "The authToken lifetime is not documented: it is kept until the PBX answers 401.",
-    ),
-    options={
-        "auth": {"type": "starface"},
-        "headers": {"X-Version": "2"},
-        "profiles": {DND: {"dnd": True}, MEETING: {"dnd": True}},
-        "default": {"dnd": False},
-        "actions": {
-            "apply_profile": {"method": "PUT", "url": "/rest/users/$id/phoneconfig",
-                              "json": {"doNotDisturb": "$dnd"}, "merge_read": True},
-            "read_profile": {"method": "GET", "url": "/rest/users/$id/phoneconfig",
-                             "result": "doNotDisturb",
-                             "values": {"true": DND, "false": "Available"}},
-            "list_users": {"method": "GET", "url": "/rest/users", "username": "login",
-                           "email": "email", "id": "id"},
+_add(
+    Preset(
+        name="ringcentral",
+        title="RingCentral: Update User Status (presence)",
+        confidence="high",
+        source="RingCentral REST API v1.0, Update User Status (RingCentral SDK references)",
+        drives="routing",
+        required=("auth.client_id",),
+        notes=(
+            "The JWT-bearer token request (POST /restapi/oauth/token, client id/secret as Basic) "
+            "follows RingCentral's developer guide; the secret is a JSON object "
+            '{"client_secret": ..., "assertion": <JWT credential>}.',
+            "Rate limits are per user and app: 429 carries Retry-After, which the adapter reports.",
+        ),
+        options={
+            "base_url": "https://platform.ringcentral.com",
+            "auth": {
+                "type": "oauth2",
+                "token_url": "/restapi/oauth/token",
+                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                "client_auth": "basic",
+            },
+            "profiles": {
+                DND: {"user_status": "Busy", "dnd_status": "DoNotAcceptAnyCalls"},
+                MEETING: {"user_status": "Busy", "dnd_status": "DoNotAcceptAnyCalls"},
+                "Busy": {"user_status": "Busy", "dnd_status": "TakeAllCalls"},
+            },
+            "default": {"user_status": "Available", "dnd_status": "TakeAllCalls"},
+            "actions": {
+                "apply_profile": {
+                    "method": "PUT",
+                    "url": "/restapi/v1.0/account/~/extension/$id/presence",
+                    "json": {"userStatus": "$user_status", "dndStatus": "$dnd_status"},
+                },
+                "read_profile": {
+                    "method": "GET",
+                    "url": "/restapi/v1.0/account/~/extension/$id/presence",
+                    "result": "dndStatus",
+                    "values": {"DoNotAcceptAnyCalls": DND, "TakeAllCalls": "Available"},
+                },
+                "list_users": {
+                    "method": "GET",
+                    "url": "/restapi/v1.0/account/~/extension",
+                    "items": "records",
+                    "username": "extensionNumber",
+                    "email": "contact.email",
+                    "extension": "extensionNumber",
+                    "id": "id",
+                    "next": "navigation.nextPage.uri",
+                },
+            },
         },
-    },
-))
+    )
+)
 
-_add(Preset(
-    name="ringcentral",
-    title="RingCentral: Update User Status (presence)",
-    confidence="high",
-    source="RingCentral REST API v1.0, Update User Status (RingCentral SDK references)",
-    drives="routing",
-    required=("auth.client_id",),
-    notes=(
-        "The JWT-bearer token request (POST /restapi/oauth/token, client id/secret as Basic) "
-        "follows RingCentral's developer guide; the secret is a JSON object "
-        "{\"client_secret\": ..., \"assertion\": <JWT credential>}.",
-        "Rate limits are per user and app: 429 carries Retry-After, which the adapter reports.",
-    ),
-    options={
-        "base_url": "https://platform.ringcentral.com",
-        "auth": {"type": "oauth2", "token_url": "/restapi/oauth/token",
-                 "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-                 "client_auth": "basic"},
-        "profiles": {
-            DND: {"user_status": "Busy", "dnd_status": "DoNotAcceptAnyCalls"},
-            MEETING: {"user_status": "Busy", "dnd_status": "DoNotAcceptAnyCalls"},
-            "Busy": {"user_status": "Busy", "dnd_status": "TakeAllCalls"},
+_add(
+    Preset(
+        name="webex-dnd",
+        title="Webex Calling: a person's Do Not Disturb",
+        confidence="high",
+        source="Webex API reference, user call settings (Do Not Disturb)",
+        drives="routing",
+        required=(),
+        notes=(
+            "Needs an admin token with spark-admin:people_write (bearer auth); Webex presence "
+            "itself cannot be set.",
+            "Whether a partial PUT body is accepted is not stated: the adapter reads the settings "
+            "first and changes only `enabled`.",
+        ),
+        options={
+            "base_url": "https://webexapis.com",
+            "auth": {"type": "bearer"},
+            "profiles": {DND: {"enabled": True}, MEETING: {"enabled": True}},
+            "default": {"enabled": False},
+            "actions": {
+                "apply_profile": {
+                    "method": "PUT",
+                    "url": "/v1/people/$id/features/doNotDisturb",
+                    "json": {"enabled": "$enabled"},
+                    "merge_read": True,
+                },
+                "read_profile": {
+                    "method": "GET",
+                    "url": "/v1/people/$id/features/doNotDisturb",
+                    "result": "enabled",
+                    "values": {"true": DND, "false": "Available"},
+                },
+            },
         },
-        "default": {"user_status": "Available", "dnd_status": "TakeAllCalls"},
-        "actions": {
-            "apply_profile": {"method": "PUT",
-                              "url": "/restapi/v1.0/account/~/extension/$id/presence",
-                              "json": {"userStatus": "$user_status",
-                                       "dndStatus": "$dnd_status"}},
-            "read_profile": {"method": "GET",
-                             "url": "/restapi/v1.0/account/~/extension/$id/presence",
-                             "result": "dndStatus",
-                             "values": {"DoNotAcceptAnyCalls": DND,
-                                        "TakeAllCalls": "Available"}},
-            "list_users": {"method": "GET", "url": "/restapi/v1.0/account/~/extension",
-                           "items": "records", "username": "extensionNumber",
-                           "email": "contact.email", "extension": "extensionNumber",
-                           "id": "id", "next": "navigation.nextPage.uri"},
-        },
-    },
-))
+    )
+)
 
-_add(Preset(
-    name="webex-dnd",
-    title="Webex Calling: a person's Do Not Disturb",
-    confidence="high",
-    source="Webex API reference, user call settings (Do Not Disturb)",
-    drives="routing",
-    required=(),
-    notes=(
-        "Needs an admin token with spark-admin:people_write (bearer auth); Webex presence "
-        "itself cannot be set.",
-        "Whether a partial PUT body is accepted is not stated: the adapter reads the settings "
-        "first and changes only `enabled`.",
-    ),
-    options={
-        "base_url": "https://webexapis.com",
-        "auth": {"type": "bearer"},
-        "profiles": {DND: {"enabled": True}, MEETING: {"enabled": True}},
-        "default": {"enabled": False},
-        "actions": {
-            "apply_profile": {"method": "PUT", "url": "/v1/people/$id/features/doNotDisturb",
-                              "json": {"enabled": "$enabled"}, "merge_read": True},
-            "read_profile": {"method": "GET", "url": "/v1/people/$id/features/doNotDisturb",
-                             "result": "enabled",
-                             "values": {"true": DND, "false": "Available"}},
+_add(
+    Preset(
+        name="pascom",
+        title="pascom: user directory only; the profile switch is yours to fill in",
+        confidence="low",
+        source="pascom REST API docs and connector docs (no set call published)",
+        drives="routing",
+        required=("base_url", "actions.apply_profile"),
+        notes=(
+            "No documented API switches a pascom client profile: read the instance's interactive "
+            "REST documentation (Information -> Developer) and set actions.apply_profile.",
+            "The list response shape of /services/identity/ was not seen; the field names come "
+            "from pascom's connector docs. Experimental.",
+            "No read of the active profile exists: the bridge can only remember what it wrote.",
+        ),
+        options={
+            "auth": {"type": "basic", "username": "moby"},
+            "actions": {
+                "list_users": {
+                    "method": "GET",
+                    "url": "/services/identity/",
+                    "username": "003use_name",
+                    "email": "016voi_email",
+                    "extension": "009ext_extension",
+                },
+            },
         },
-    },
-))
-
-_add(Preset(
-    name="pascom",
-    title="pascom: user directory only; the profile switch is yours to fill in",
-    confidence="low",
-    source="pascom REST API docs and connector docs (no set call published)",
-    drives="routing",
-    required=("base_url", "actions.apply_profile"),
-    notes=(
-        "No documented API switches a pascom client profile: read the instance's interactive "
-        "REST documentation (Information -> Developer) and set actions.apply_profile.",
-        "The list response shape of /services/identity/ was not seen; the field names come "
-        "from pascom's connector docs. Experimental.",
-        "No read of the active profile exists: the bridge can only remember what it wrote.",
-    ),
-    options={
-        "auth": {"type": "basic", "username": "moby"},
-        "actions": {
-            "list_users": {"method": "GET", "url": "/services/identity/",
-                           "username": "003use_name", "email": "016voi_email",
-                           "extension": "009ext_extension"},
-        },
-    },
-))
+    )
+)
 
 
 def _merge(base: Any, top: Any) -> Any:
@@ -308,6 +394,7 @@ def apply_preset(options: Mapping[str, Any], prefix: str) -> tuple[dict[str, Any
     merged = _merge(preset.options, options)
     problems = [
         f"{prefix}.{path}: required by the {preset.name} preset"
-        for path in preset.required if _missing(merged, path)
+        for path in preset.required
+        if _missing(merged, path)
     ]
     return merged, problems

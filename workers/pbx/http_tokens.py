@@ -103,8 +103,7 @@ class TokenShare:
 class SharedTokens:
     """One token per tenant in Redis, fetched by one process at a time."""
 
-    def __init__(self, share: TokenShare, key: tuple[str, ...], clock: Clock,
-                 fetch: Fetch) -> None:
+    def __init__(self, share: TokenShare, key: tuple[str, ...], clock: Clock, fetch: Fetch) -> None:
         self._share = share
         self._redis = share.redis
         self._tenant = share.tenant
@@ -144,8 +143,7 @@ class SharedTokens:
                 raise self._unavailable(exc) from None
 
     def _unavailable(self, exc: RedisError) -> PbxError:
-        return PbxError(f"{self._what} cannot be read: Redis {type(exc).__name__}",
-                        transient=True)
+        return PbxError(f"{self._what} cannot be read: Redis {type(exc).__name__}", transient=True)
 
     def _load(self) -> tuple[Token, bytes] | None:
         sealed = pbx.sealed_token(self._redis, self._tenant)
@@ -179,8 +177,12 @@ class SharedTokens:
             if found is not None:
                 return found
             if time.monotonic() >= deadline:
-                log.warning("%s: another worker held the fetch lock for %.0f s without storing "
-                            "a token; fetching one here", self._what, self._share.wait_seconds)
+                log.warning(
+                    "%s: another worker held the fetch lock for %.0f s without storing "
+                    "a token; fetching one here",
+                    self._what,
+                    self._share.wait_seconds,
+                )
                 return self._save(self._fetch())
             time.sleep(POLL_SECONDS)  # no event to wait on: the winner only writes a key
 

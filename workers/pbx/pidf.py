@@ -17,12 +17,36 @@ CONTENT_TYPE = "application/pidf+xml"
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 # RFC 4480 section 3.2: the activities a watcher's client knows how to show.
-RPID_ACTIVITIES = frozenset({
-    "appointment", "away", "breakfast", "busy", "dinner", "holiday", "in-transit",
-    "looking-for-work", "meal", "meeting", "on-the-phone", "other", "performance",
-    "permanent-absence", "playing", "presentation", "shopping", "sleeping", "spectator",
-    "steering", "travel", "tv", "unknown", "vacation", "working", "worship",
-})
+RPID_ACTIVITIES = frozenset(
+    {
+        "appointment",
+        "away",
+        "breakfast",
+        "busy",
+        "dinner",
+        "holiday",
+        "in-transit",
+        "looking-for-work",
+        "meal",
+        "meeting",
+        "on-the-phone",
+        "other",
+        "performance",
+        "permanent-absence",
+        "playing",
+        "presentation",
+        "shopping",
+        "sleeping",
+        "spectator",
+        "steering",
+        "travel",
+        "tv",
+        "unknown",
+        "vacation",
+        "working",
+        "worship",
+    }
+)
 
 # Teams activity first (it is the more precise value), then Teams availability.
 _BY_TEAMS_ACTIVITY = {
@@ -155,8 +179,9 @@ def parse_pidf(body: bytes | str) -> PresenceDocument:
             name = child.tag.rpartition("}")[2]
             if name not in activities:
                 activities.append(name)
-    notes = [n.text or "" for n in root.iter() if n.tag in (f"{{{PIDF_NS}}}note",
-                                                              f"{{{DM_NS}}}note")]
+    notes = [
+        n.text or "" for n in root.iter() if n.tag in (f"{{{PIDF_NS}}}note", f"{{{DM_NS}}}note")
+    ]
     person = root.find(f"{{{DM_NS}}}person")
     return PresenceDocument(
         entity=root.get("entity", ""),

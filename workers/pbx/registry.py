@@ -20,8 +20,9 @@ from workers.pbx.builtin import BuiltinAdapter
 from workers.pbx.sip import SipAdapter
 
 
-def build_adapter(tenant: TenantSettings, redis: Redis,
-                  cache_key: SecretStr | None = None) -> PbxAdapter:
+def build_adapter(
+    tenant: TenantSettings, redis: Redis, cache_key: SecretStr | None = None
+) -> PbxAdapter:
     """`cache_key` (ProcessSettings.cache_key) seals the PBX token the `http` adapter shares."""
     kind = tenant.pbx.adapter
     if kind == "builtin":
@@ -48,8 +49,7 @@ def save_state(adapter: PbxAdapter, tenant: str, redis: Redis) -> None:
 Probe = tuple[Literal["ok", "skip", "fail"], str]
 
 
-def probe(tenant: TenantSettings, redis: Redis | None,
-          cache_key: SecretStr | None = None) -> Probe:
+def probe(tenant: TenantSettings, redis: Redis | None, cache_key: SecretStr | None = None) -> Probe:
     """What `presence-bridge check` reports about the tenant's PBX; reads, never writes."""
     kind = tenant.pbx.adapter
     if kind == "sip":

@@ -76,10 +76,12 @@ class SipAdapter(PbxAdapter, Refreshing, Stateful):
         try:
             self.options = SipOptions.model_validate(dict(options))
         except ValidationError as exc:
-            raise ConfigError([
-                f"pbx.options.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                for e in exc.errors()
-            ]) from None
+            raise ConfigError(
+                [
+                    f"pbx.options.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                    for e in exc.errors()
+                ]
+            ) from None
         self._secret = secret
         self._clock = clock
         self._transport: Transport | None = None
@@ -223,7 +225,10 @@ class SipAdapter(PbxAdapter, Refreshing, Stateful):
             raise PbxError("sip: 2xx to PUBLISH without SIP-ETag", transient=False)
         granted = response.header_int("expires") or self._expires()
         self._publications[user] = Publication(
-            etag=new_etag, expires_at=self._clock() + granted, body=full_body, profile=profile,
+            etag=new_etag,
+            expires_at=self._clock() + granted,
+            body=full_body,
+            profile=profile,
             lifetime=granted,
         )
 
@@ -238,8 +243,9 @@ class SipAdapter(PbxAdapter, Refreshing, Stateful):
     def _expires(self) -> int:
         return max(self.options.expires, self._min_expires)
 
-    def _send(self, user: str, body: str | None, etag: str | None,
-              expires: int | None = None) -> SipResponse:
+    def _send(
+        self, user: str, body: str | None, etag: str | None, expires: int | None = None
+    ) -> SipResponse:
         aor = self.aor(user)
         lifetime = self._expires() if expires is None else expires
         extra = [("Event", "presence"), ("Expires", str(lifetime))]
@@ -297,7 +303,8 @@ class SipAdapter(PbxAdapter, Refreshing, Stateful):
             self.close()  # a TCP stream may hold half a response; start clean next time
             raise PbxError(
                 f"sip: no final response from {o.host}:{o.port}/{o.transport} "
-                f"within {o.timeout:g}s", transient=True
+                f"within {o.timeout:g}s",
+                transient=True,
             ) from None
         except OSError as exc:
             self.close()
@@ -328,4 +335,3 @@ class SipAdapter(PbxAdapter, Refreshing, Stateful):
         # other 4xx/6xx means our request is wrong and sending it again will not help.
         transient = 500 <= response.status < 600 or response.status in (408, 480)
         raise PbxError(what, transient=transient)
-

@@ -42,7 +42,12 @@ class SipAgent(asyncio.DatagramProtocol):
 
     @classmethod
     async def open(
-        cls, bind_host: str, bind_port: int, on_request: RequestHandler, *, t1: float,
+        cls,
+        bind_host: str,
+        bind_port: int,
+        on_request: RequestHandler,
+        *,
+        t1: float,
         timeout: float,
     ) -> SipAgent:
         loop = asyncio.get_running_loop()
@@ -64,15 +69,22 @@ class SipAgent(asyncio.DatagramProtocol):
                 future.set_exception(ConnectionAbortedError("agent closed"))
 
     async def request(
-        self, destination: tuple[str, int], method: str, uri: str,
-        headers: list[tuple[str, str]], *, sent_by: str, payload: bytes = b"",
+        self,
+        destination: tuple[str, int],
+        method: str,
+        uri: str,
+        headers: list[tuple[str, str]],
+        *,
+        sent_by: str,
+        payload: bytes = b"",
     ) -> SipResponse:
         """The final response; TimeoutError when none came within the timeout (timer F)."""
         if self._transport is None:
             raise ConnectionAbortedError("agent closed")
         branch = "z9hG4bK" + uuid.uuid4().hex
-        data = build_request(method, uri, f"SIP/2.0/UDP {sent_by};branch={branch};rport",
-                             headers, payload)
+        data = build_request(
+            method, uri, f"SIP/2.0/UDP {sent_by};branch={branch};rport", headers, payload
+        )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[SipResponse] = loop.create_future()
         self._pending[branch] = future

@@ -20,8 +20,17 @@ from core.errors import PbxError
 T2 = 4.0  # RFC 3261: cap of the non-INVITE retransmit interval
 MAX_MESSAGE = 65535
 # RFC 3261 7.3.3 compact header names, so lookups see one spelling.
-_COMPACT = {"i": "call-id", "l": "content-length", "v": "via", "c": "content-type",
-            "f": "from", "t": "to", "m": "contact", "e": "content-encoding", "o": "event"}
+_COMPACT = {
+    "i": "call-id",
+    "l": "content-length",
+    "v": "via",
+    "c": "content-type",
+    "f": "from",
+    "t": "to",
+    "m": "contact",
+    "e": "content-encoding",
+    "o": "event",
+}
 _BRANCH = re.compile(r";\s*branch=([^;,\s]+)", re.IGNORECASE)
 _TAG = re.compile(r";\s*tag=([^;,\s>]+)", re.IGNORECASE)
 _USER_SAFE = "-_.!~*'()&=+$,;?/"  # RFC 3261 unreserved and user-unreserved characters
@@ -147,9 +156,14 @@ def branch_of(message: SipResponse | SipRequest) -> str | None:
     return match.group(1) if match else None
 
 
-def build_response(request: SipRequest, status: int, reason: str,
-                   headers: list[tuple[str, str]] | None = None, to_tag: str | None = None,
-                   payload: bytes = b"") -> bytes:
+def build_response(
+    request: SipRequest,
+    status: int,
+    reason: str,
+    headers: list[tuple[str, str]] | None = None,
+    to_tag: str | None = None,
+    payload: bytes = b"",
+) -> bytes:
     """RFC 3261 8.2.6.2: the request's Vias, From, Call-ID and CSeq; To gains `to_tag`."""
     lines = [f"SIP/2.0 {status} {reason}"]
     lines += [f"Via: {v}" for v in request.all("via")]
@@ -163,8 +177,9 @@ def build_response(request: SipRequest, status: int, reason: str,
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + payload
 
 
-def build_request(method: str, uri: str, via: str, headers: list[tuple[str, str]],
-                  payload: bytes) -> bytes:
+def build_request(
+    method: str, uri: str, via: str, headers: list[tuple[str, str]], payload: bytes
+) -> bytes:
     lines = [f"{method} {uri} SIP/2.0", f"Via: {via}"]
     lines += [f"{k}: {v}" for k, v in headers]
     lines.append(f"Content-Length: {len(payload)}")
@@ -172,8 +187,9 @@ def build_request(method: str, uri: str, via: str, headers: list[tuple[str, str]
 
 
 class Transport(Protocol):
-    def request(self, method: str, uri: str, headers: list[tuple[str, str]],
-                payload: bytes) -> SipResponse: ...
+    def request(
+        self, method: str, uri: str, headers: list[tuple[str, str]], payload: bytes
+    ) -> SipResponse: ...
 
     def close(self) -> None: ...
 
@@ -187,11 +203,13 @@ class _UdpTransport:
         self.sock.connect((host, port))
         self.local = "{}:{}".format(*self.sock.getsockname()[:2])
 
-    def request(self, method: str, uri: str, headers: list[tuple[str, str]],
-                payload: bytes) -> SipResponse:
+    def request(
+        self, method: str, uri: str, headers: list[tuple[str, str]], payload: bytes
+    ) -> SipResponse:
         branch = "z9hG4bK" + uuid.uuid4().hex
-        data = build_request(method, uri, f"SIP/2.0/UDP {self.local};branch={branch};rport",
-                             headers, payload)
+        data = build_request(
+            method, uri, f"SIP/2.0/UDP {self.local};branch={branch};rport", headers, payload
+        )
         start = time.monotonic()
         deadline = start + self.timeout
         interval = self.t1
@@ -225,14 +243,16 @@ class _TcpTransport:
         self._connect()
 
     def _connect(self) -> None:
-        self.sock = socket.create_connection(self.address, timeout=self.timeout,
-                                             source_address=(self.bind_host, 0))
+        self.sock = socket.create_connection(
+            self.address, timeout=self.timeout, source_address=(self.bind_host, 0)
+        )
         self.local = "{}:{}".format(*self.sock.getsockname()[:2])
         self.buffer = b""
         self.used = False
 
-    def request(self, method: str, uri: str, headers: list[tuple[str, str]],
-                payload: bytes) -> SipResponse:
+    def request(
+        self, method: str, uri: str, headers: list[tuple[str, str]], payload: bytes
+    ) -> SipResponse:
         try:
             return self._request(method, uri, headers, payload)
         except ConnectionError:
@@ -244,11 +264,13 @@ class _TcpTransport:
             self._connect()
             return self._request(method, uri, headers, payload)
 
-    def _request(self, method: str, uri: str, headers: list[tuple[str, str]],
-                 payload: bytes) -> SipResponse:
+    def _request(
+        self, method: str, uri: str, headers: list[tuple[str, str]], payload: bytes
+    ) -> SipResponse:
         branch = "z9hG4bK" + uuid.uuid4().hex
-        data = build_request(method, uri, f"SIP/2.0/TCP {self.local};branch={branch};rport",
-                             headers, payload)
+        data = build_request(
+            method, uri, f"SIP/2.0/TCP {self.local};branch={branch};rport", headers, payload
+        )
         deadline = time.monotonic() + self.timeout
         self.sock.sendall(data)
         while True:
@@ -265,8 +287,9 @@ class _TcpTransport:
                 head = parse_response(self.buffer[:end] + b"\r\n\r\n")
                 length = (head.header_int("content-length") if head else None) or 0
                 if head is None:  # a request: only its Content-Length matters for framing
-                    match = re.search(rb"\r\n(?:content-length|l)\s*:\s*(\d+)",
-                                      self.buffer[:end], re.IGNORECASE)
+                    match = re.search(
+                        rb"\r\n(?:content-length|l)\s*:\s*(\d+)", self.buffer[:end], re.IGNORECASE
+                    )
                     length = int(match.group(1)) if match else 0
                 total = end + 4 + length
                 if len(self.buffer) >= total:
@@ -285,8 +308,9 @@ class _TcpTransport:
         self.sock.close()
 
 
-def open_transport(kind: str, host: str, port: int, bind_host: str, *, timeout: float,
-                   t1: float) -> Transport:
+def open_transport(
+    kind: str, host: str, port: int, bind_host: str, *, timeout: float, t1: float
+) -> Transport:
     if kind == "tcp":
         return _TcpTransport(host, port, bind_host, timeout)
     return _UdpTransport(host, port, bind_host, timeout, t1)
@@ -300,8 +324,9 @@ def _challenge_params(challenge: str) -> dict[str, str]:
     return {k.lower(): quoted or bare for k, quoted, bare in pairs}
 
 
-def digest_authorization(challenge: str, *, method: str, uri: str, username: str,
-                         password: str) -> str:
+def digest_authorization(
+    challenge: str, *, method: str, uri: str, username: str, password: str
+) -> str:
     """An RFC 2617 MD5 answer (qop=auth when offered) to one Digest challenge."""
     params = _challenge_params(challenge)
     algorithm = params.get("algorithm", "MD5")
@@ -314,8 +339,13 @@ def digest_authorization(challenge: str, *, method: str, uri: str, username: str
 
     ha1 = md5(f"{username}:{realm}:{password}")
     ha2 = md5(f"{method}:{uri}")
-    fields = [f'username="{username}"', f'realm="{realm}"', f'nonce="{nonce}"',
-              f'uri="{uri}"', "algorithm=MD5"]
+    fields = [
+        f'username="{username}"',
+        f'realm="{realm}"',
+        f'nonce="{nonce}"',
+        f'uri="{uri}"',
+        "algorithm=MD5",
+    ]
     qops = [q.strip() for q in params.get("qop", "").split(",") if q.strip()]
     if "auth" in qops:
         cnonce, nc = uuid.uuid4().hex[:16], "00000001"

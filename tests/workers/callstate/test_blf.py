@@ -18,8 +18,13 @@ PASSWORD = "blf-test-secret"  # noqa: S105 - a loopback test server
 
 
 def options(pbx: KamailioServer, **extra: Any) -> dict[str, Any]:
-    return {"host": "127.0.0.1", "port": pbx.udp_port, "domain": pbx.domain,
-            "bind_host": "127.0.0.1", **extra}
+    return {
+        "host": "127.0.0.1",
+        "port": pbx.udp_port,
+        "domain": pbx.domain,
+        "bind_host": "127.0.0.1",
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +95,10 @@ def test_a_listener_killed_mid_call_ends_the_call_once_restarted(
             call.hang_up()  # nobody listens: this hang-up is missed
         finally:
             call.close()
-        assert sink.known_calls() == {"alice": [f"blf:{call.call_id}"],
-                                      "bob": [f"blf:{call.call_id}"]}
+        assert sink.known_calls() == {
+            "alice": [f"blf:{call.call_id}"],
+            "bob": [f"blf:{call.call_id}"],
+        }
         second = BlfCallSource(options(pbx), None, USERS, sink, known_calls=sink.known_calls())
         with Listening(second):
             assert sink.take(2) == ended(call, "alice", "bob")
@@ -112,8 +119,10 @@ def test_a_restarted_listener_takes_over_a_call_still_going(
             with Listening(second):
                 wait_until(resynced(second))
                 assert sink.items.empty()  # the call goes on: nothing started twice
-                assert second.tracker.active() == {"alice": [f"blf:{call.call_id}"],
-                                                   "bob": [f"blf:{call.call_id}"]}
+                assert second.tracker.active() == {
+                    "alice": [f"blf:{call.call_id}"],
+                    "bob": [f"blf:{call.call_id}"],
+                }
                 call.hang_up()
                 assert sink.take(2) == ended(call, "alice", "bob")
         finally:
@@ -133,8 +142,10 @@ def test_a_call_ending_unseen_is_ended_by_the_resync_of_a_new_subscription(
             call = Call(server, "200", "201")
             try:
                 items = sink.take(2)
-                assert [i[:2] for i in items] == [("call_started", "alice"),
-                                                  ("call_started", "bob")]
+                assert [i[:2] for i in items] == [
+                    ("call_started", "alice"),
+                    ("call_started", "bob"),
+                ]
                 assert items[0][2].startswith("blf:200/") and items[1][2].startswith("blf:201/")
                 # The PBX restarts and forgets every subscription and dialog; the phones hang
                 # up through it (its Record-Route needs no state), but it publishes nothing.

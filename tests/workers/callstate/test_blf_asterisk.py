@@ -15,8 +15,13 @@ from workers.callstate.blf import BlfCallSource
 
 
 def options(notifier: AsteriskNotifier, **extra: Any) -> dict[str, Any]:
-    return {"host": "127.0.0.1", "port": notifier.port, "domain": "127.0.0.1",
-            "bind_host": "127.0.0.1", **extra}
+    return {
+        "host": "127.0.0.1",
+        "port": notifier.port,
+        "domain": "127.0.0.1",
+        "bind_host": "127.0.0.1",
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -45,9 +50,14 @@ def test_the_recorded_call_is_reported_and_the_timeout_at_its_end_resubscribes(
             watch = only_watch(notifier, extension)
             for headers, body in recording[1:]:  # the first is the one every SUBSCRIBE gets
                 assert notifier.notify(watch, body, subscription_state(headers)) == 200
-        assert sink.take(4) == sorted([
-            ("call_started", "bob", "blf:201/201"), ("call_ended", "bob", "blf:201/201"),
-            ("call_started", "alice", "blf:200/200"), ("call_ended", "alice", "blf:200/200")])
+        assert sink.take(4) == sorted(
+            [
+                ("call_started", "bob", "blf:201/201"),
+                ("call_ended", "bob", "blf:201/201"),
+                ("call_started", "alice", "blf:200/200"),
+                ("call_ended", "alice", "blf:200/200"),
+            ]
+        )
         # "terminated;reason=timeout" ended both subscriptions: both are made anew.
         wait_until(resynced(source, 4))
     assert source.counts["terminated"] == 2 and source.counts["resubscribes"] == 2

@@ -19,8 +19,10 @@ NS = 'xmlns="urn:ietf:params:xml:ns:dialog-info"'
 
 
 def doc(version: int, state: str, *dialogs: str) -> str:
-    return (f'<?xml version="1.0"?><dialog-info {NS} version="{version}" state="{state}" '
-            f'entity="sip:200@pbx.test">{"".join(dialogs)}</dialog-info>')
+    return (
+        f'<?xml version="1.0"?><dialog-info {NS} version="{version}" state="{state}" '
+        f'entity="sip:200@pbx.test">{"".join(dialogs)}</dialog-info>'
+    )
 
 
 def dialog(dialog_id: str, state: str, **attrs: str) -> str:
@@ -57,10 +59,13 @@ def test_asterisk_bodies_are_full_state_with_one_dialog_named_after_the_extensio
     assert info.dialogs == (Dialog(id=extension, state=state, direction=direction),)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("recording", "busy_while"), [
-    (ASTERISK_200, [False, False, True, False, False, False]),
-    (ASTERISK_201, [False, False, False, False, True, False, False, False]),
-])
+@pytest.mark.parametrize(
+    ("recording", "busy_while"),
+    [
+        (ASTERISK_200, [False, False, True, False, False, False]),
+        (ASTERISK_201, [False, False, False, False, True, False, False, False]),
+    ],
+)
 def test_asterisk_sequences_show_the_call_only_while_confirmed(
     recording: list[tuple[list[str], str]], busy_while: list[bool]
 ) -> None:
@@ -108,15 +113,22 @@ KAMAILIO_EARLY = """<?xml version="1.0"?>
 def test_kamailio_states_are_read_case_insensitively() -> None:
     info = parse_dialog_info(KAMAILIO_TRYING)
     assert info.dialogs == (
-        Dialog(id="padi-6b0f2d14-76c-1", state="trying", call_id="pbtest-cbcfec04-1",
-               direction="initiator"),
+        Dialog(
+            id="padi-6b0f2d14-76c-1",
+            state="trying",
+            call_id="pbtest-cbcfec04-1",
+            direction="initiator",
+        ),
     )
 
 
 def test_kamailio_names_the_call_id_and_the_tags() -> None:
     (only,) = parse_dialog_info(KAMAILIO_EARLY).dialogs
     assert (only.call_id, only.local_tag, only.remote_tag) == (
-        "pbtest-cbcfec04-1", "1909uas1", "1911uac1")
+        "pbtest-cbcfec04-1",
+        "1909uas1",
+        "1911uac1",
+    )
 
 
 @pytest.mark.parametrize("body", [b"", b"  \r\n", ""])
@@ -132,16 +144,28 @@ def test_a_notify_without_a_body_is_full_state_without_dialogs(body: bytes | str
 
 
 def test_several_dialogs_in_one_document() -> None:
-    info = parse_dialog_info(doc(1, "full", dialog("a", "confirmed", call_id="c1"),
-                                 dialog("b", "early", direction="recipient"),
-                                 dialog("c", "terminated")))
+    info = parse_dialog_info(
+        doc(
+            1,
+            "full",
+            dialog("a", "confirmed", call_id="c1"),
+            dialog("b", "early", direction="recipient"),
+            dialog("c", "terminated"),
+        )
+    )
     assert [(d.id, d.state, d.call_id) for d in info.dialogs] == [
-        ("a", "confirmed", "c1"), ("b", "early", None), ("c", "terminated", None)]
+        ("a", "confirmed", "c1"),
+        ("b", "early", None),
+        ("c", "terminated", None),
+    ]
 
 
 def test_the_reason_a_dialog_terminated_is_kept() -> None:
-    body = doc(3, "partial", '<dialog id="a"><state event="rejected" code="486">'
-                             "terminated</state></dialog>")
+    body = doc(
+        3,
+        "partial",
+        '<dialog id="a"><state event="rejected" code="486">terminated</state></dialog>',
+    )
     (only,) = parse_dialog_info(body).dialogs
     assert only.ended and only.event == "rejected"
 
@@ -150,30 +174,37 @@ def test_the_reason_a_dialog_terminated_is_kept() -> None:
     ("documents", "results", "dialogs"),
     [
         pytest.param(
-            [doc(0, "full"), doc(1, "partial", dialog("a", "early")),
-             doc(2, "partial", dialog("a", "confirmed")),
-             doc(3, "partial", dialog("a", "terminated"))],
+            [
+                doc(0, "full"),
+                doc(1, "partial", dialog("a", "early")),
+                doc(2, "partial", dialog("a", "confirmed")),
+                doc(3, "partial", dialog("a", "terminated")),
+            ],
             [Applied.FULL, Applied.PARTIAL, Applied.PARTIAL, Applied.PARTIAL],
             {},
             id="one call ringing, answered, ended",
         ),
         pytest.param(
-            [doc(5, "full", dialog("a", "confirmed")),
-             doc(6, "partial", dialog("b", "confirmed"))],
+            [doc(5, "full", dialog("a", "confirmed")), doc(6, "partial", dialog("b", "confirmed"))],
             [Applied.FULL, Applied.PARTIAL],
             {"a": "confirmed", "b": "confirmed"},
             id="a partial adds a second dialog and keeps the first",
         ),
         pytest.param(
-            [doc(5, "full", dialog("a", "confirmed"), dialog("b", "confirmed")),
-             doc(6, "partial", dialog("a", "terminated"))],
+            [
+                doc(5, "full", dialog("a", "confirmed"), dialog("b", "confirmed")),
+                doc(6, "partial", dialog("a", "terminated")),
+            ],
             [Applied.FULL, Applied.PARTIAL],
             {"b": "confirmed"},
             id="a partial ends one of two",
         ),
         pytest.param(
-            [doc(1, "full", dialog("a", "confirmed")), doc(1, "partial", dialog("a", "terminated")),
-             doc(0, "full")],
+            [
+                doc(1, "full", dialog("a", "confirmed")),
+                doc(1, "partial", dialog("a", "terminated")),
+                doc(0, "full"),
+            ],
             [Applied.FULL, Applied.STALE, Applied.STALE],
             {"a": "confirmed"},
             id="a repeated or older version is ignored",
@@ -207,8 +238,10 @@ def test_partial_and_full_sequences(
 
 
 def test_a_document_without_a_namespace_is_read() -> None:
-    body = '<dialog-info version="0" state="full" entity="sip:1@x"><dialog id="1">' \
-           "<state>confirmed</state></dialog></dialog-info>"
+    body = (
+        '<dialog-info version="0" state="full" entity="sip:1@x"><dialog id="1">'
+        "<state>confirmed</state></dialog></dialog-info>"
+    )
     assert parse_dialog_info(body) == DialogInfo(0, True, "sip:1@x", (Dialog("1", "confirmed"),))
 
 
@@ -253,12 +286,15 @@ KAMAILIO_TWICE = """<?xml version="1.0"?>
 """  # noqa: E501 - as received (remote/local parts left out)
 
 
-@pytest.mark.parametrize(("states", "holds"), [
-    (["confirmed", "Trying"], "confirmed"),
-    (["Trying", "confirmed"], "confirmed"),
-    (["early", "terminated", "confirmed"], "terminated"),
-    (["on-hold", "early"], "early"),
-])
+@pytest.mark.parametrize(
+    ("states", "holds"),
+    [
+        (["confirmed", "Trying"], "confirmed"),
+        (["Trying", "confirmed"], "confirmed"),
+        (["early", "terminated", "confirmed"], "terminated"),
+        (["on-hold", "early"], "early"),
+    ],
+)
 def test_a_dialog_listed_twice_is_as_far_along_as_its_furthest_entry(
     states: list[str], holds: str
 ) -> None:

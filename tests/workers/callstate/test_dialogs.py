@@ -52,8 +52,10 @@ def test_with_busy_from_ringing_a_ringing_dialog_counts(state: str) -> None:
 def test_several_dialogs_are_several_calls() -> None:
     tracker = DialogTracker(USERS)
     both = [confirmed("a", "c1"), confirmed("b", "c2")]
-    assert tracker.update("200", both, 0) == [started("alice", "blf:c1"),
-                                              started("alice", "blf:c2")]
+    assert tracker.update("200", both, 0) == [
+        started("alice", "blf:c1"),
+        started("alice", "blf:c2"),
+    ]
     assert tracker.update("200", [confirmed("b", "c2")], 1) == [ended("alice", "blf:c1")]
     assert tracker.active() == {"alice": ["blf:c2"]}
 
@@ -82,8 +84,10 @@ def test_asterisk_reuses_the_dialog_id_so_the_next_call_has_the_same_id_again() 
     assert events == [started("alice", "blf:200/200"), ended("alice", "blf:200/200")] * 2
 
 
-@pytest.mark.parametrize(("recording", "user", "extension"), [
-    (ASTERISK_200, "alice", "200"), (ASTERISK_201, "bob", "201")])
+@pytest.mark.parametrize(
+    ("recording", "user", "extension"),
+    [(ASTERISK_200, "alice", "200"), (ASTERISK_201, "bob", "201")],
+)
 def test_the_recorded_asterisk_call_starts_and_ends_once_per_party(
     recording: list[tuple[list[str], str]], user: str, extension: str
 ) -> None:
@@ -120,7 +124,8 @@ def test_forget_ends_the_calls_of_an_extension_that_can_no_longer_be_watched() -
 def test_a_resync_reason_is_passed_on() -> None:
     tracker = DialogTracker(USERS)
     assert tracker.update("201", [confirmed("a", "c")], 0, "resync") == [
-        started("bob", "blf:c", "resync")]
+        started("bob", "blf:c", "resync")
+    ]
     assert tracker.update("201", [], 0, "resync") == [ended("bob", "blf:c", "resync")]
 
 

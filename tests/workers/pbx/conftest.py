@@ -38,11 +38,17 @@ def build_http_adapter() -> Iterator[HttpAdapterBuilder]:
     # OAuth2 tokens are cached per process: start and end every test without one.
     clear_token_cache()
 
-    def build(settings: PbxSettings, clock: Callable[[], float] | None = None,
-              share: TokenShare | None = None) -> HttpAdapter:
+    def build(
+        settings: PbxSettings,
+        clock: Callable[[], float] | None = None,
+        share: TokenShare | None = None,
+    ) -> HttpAdapter:
         validated = validate_options(settings, "acme")
-        adapter = (HttpAdapter(validated, settings.secret, share=share) if clock is None
-                   else HttpAdapter(validated, settings.secret, clock=clock, share=share))
+        adapter = (
+            HttpAdapter(validated, settings.secret, share=share)
+            if clock is None
+            else HttpAdapter(validated, settings.secret, clock=clock, share=share)
+        )
         made.append(adapter)
         return adapter
 

@@ -30,8 +30,11 @@ def change(user: str, profile: str) -> ProfileChange:
 def make_adapter(server: PbxServer, build_http_adapter: HttpAdapterBuilder) -> AdapterFactory:
     def make(preset: str, secret: str = SECRET, **options: Any) -> HttpAdapter:
         return build_http_adapter(
-            PbxSettings(adapter="http", secret=SecretStr(secret),
-                        options={"preset": preset, "base_url": server.url, **options})
+            PbxSettings(
+                adapter="http",
+                secret=SecretStr(secret),
+                options={"preset": preset, "base_url": server.url, **options},
+            )
         )
 
     return make
@@ -42,8 +45,9 @@ def make_adapter(server: PbxServer, build_http_adapter: HttpAdapterBuilder) -> A
 BICOM = {"vars": {"server": "3"}}
 
 
-@pytest.mark.parametrize(("profile", "dnd"), [(DND, "2"), ("Teams Meeting", "2"),
-                                              ("Available", "0"), ("Away", "0")])
+@pytest.mark.parametrize(
+    ("profile", "dnd"), [(DND, "2"), ("Teams Meeting", "2"), ("Available", "0"), ("Away", "0")]
+)
 def test_bicom_sets_dnd_with_the_edit_action(
     server: PbxServer, make_adapter: AdapterFactory, profile: str, dnd: str
 ) -> None:
@@ -51,9 +55,15 @@ def test_bicom_sets_dnd_with_the_edit_action(
 
     edit = server.requests[-1]
     assert (edit.method, edit.path) == ("GET", "/index.php")
-    assert edit.params == {"action": "pbxware.ext.es.dnd.edit", "server": "3", "id": "42",
-                           "dnd": dnd, "dsttype": "voicemail", "dst": "1001",
-                           "apikey": SECRET}
+    assert edit.params == {
+        "action": "pbxware.ext.es.dnd.edit",
+        "server": "3",
+        "id": "42",
+        "dnd": dnd,
+        "dsttype": "voicemail",
+        "dst": "1001",
+        "apikey": SECRET,
+    }
     assert server.state["bicom"]["42"]["dnd"] == dnd
     assert server.problems == []
 
@@ -63,8 +73,10 @@ def test_bicom_finds_the_extension_id_in_the_extension_list(
 ) -> None:
     adapter = make_adapter("bicom-dnd", **BICOM)
 
-    assert adapter.list_users() == [PbxUserRecord("1001", "alice@example.com", "1001"),
-                                    PbxUserRecord("1002", "bob@example.com", "1002")]
+    assert adapter.list_users() == [
+        PbxUserRecord("1001", "alice@example.com", "1001"),
+        PbxUserRecord("1002", "bob@example.com", "1002"),
+    ]
     assert server.requests[0].params["action"] == "pbxware.ext.list"
 
 
@@ -78,8 +90,12 @@ def test_bicom_reads_dnd_back(server: PbxServer, make_adapter: AdapterFactory) -
 
 
 def test_bicom_error_body_is_permanent(make_adapter: AdapterFactory) -> None:
-    adapter = make_adapter("bicom-dnd", secret="wrong-key-0123456789",  # noqa: S106
-                           **BICOM, users={"1001": "42"})
+    adapter = make_adapter(
+        "bicom-dnd",
+        secret="wrong-key-0123456789",  # noqa: S106
+        **BICOM,
+        users={"1001": "42"},
+    )
 
     with pytest.raises(HttpPbxError, match="Invalid API key") as caught:
         adapter.apply_profile(change("1001", DND))
@@ -90,14 +106,21 @@ def test_bicom_error_body_is_permanent(make_adapter: AdapterFactory) -> None:
 def test_bicom_operator_overrides_a_preset_field(
     server: PbxServer, make_adapter: AdapterFactory
 ) -> None:
-    adapter = make_adapter("bicom-dnd", vars={"server": "3", "dsttype": "call forward"},
-                           users={"1001": "42"},
-                           actions={"apply_profile": {"query": {"dst": "0800123"}}})
+    adapter = make_adapter(
+        "bicom-dnd",
+        vars={"server": "3", "dsttype": "call forward"},
+        users={"1001": "42"},
+        actions={"apply_profile": {"query": {"dst": "0800123"}}},
+    )
 
     adapter.apply_profile(change("1001", DND))
 
     assert server.state["bicom"]["42"] | {"duration": ""} == {
-        "dnd": "2", "dst": "0800123", "dsttype": "call forward", "duration": ""}
+        "dnd": "2",
+        "dst": "0800123",
+        "dsttype": "call forward",
+        "duration": "",
+    }
     assert len(server.requests) == 1  # the users option spares the extension list
 
 
@@ -106,8 +129,9 @@ def test_bicom_operator_overrides_a_preset_field(
 THREECX = {"auth": {"client_id": CLIENT_ID}}
 
 
-@pytest.mark.parametrize(("profile", "name"), [(DND, "Out of office"), ("Away", "Away"),
-                                               ("Available", "Available")])
+@pytest.mark.parametrize(
+    ("profile", "name"), [(DND, "Out of office"), ("Away", "Away"), ("Available", "Available")]
+)
 def test_3cx_patches_current_profile_name(
     server: PbxServer, make_adapter: AdapterFactory, profile: str, name: str
 ) -> None:
@@ -115,11 +139,17 @@ def test_3cx_patches_current_profile_name(
 
     token, *listing, patch = server.requests
     assert (token.method, token.path) == ("POST", "/connect/token")
-    assert token.form() == {"grant_type": "client_credentials", "client_id": CLIENT_ID,
-                            "client_secret": SECRET}
+    assert token.form() == {
+        "grant_type": "client_credentials",
+        "client_id": CLIENT_ID,
+        "client_secret": SECRET,
+    }
     assert [r.path for r in listing] == ["/xapi/v1/Users", "/xapi/v1/Users"]  # paged
     assert (patch.method, patch.path, patch.json()) == (
-        "PATCH", "/xapi/v1/Users(8)", {"CurrentProfileName": name})
+        "PATCH",
+        "/xapi/v1/Users(8)",
+        {"CurrentProfileName": name},
+    )
     assert server.state["3cx"][8] == name
     assert server.problems == []
 
@@ -127,10 +157,13 @@ def test_3cx_patches_current_profile_name(
 def test_3cx_lists_users_over_odata_pages(server: PbxServer, make_adapter: AdapterFactory) -> None:
     users = make_adapter("3cx", **THREECX).list_users()
 
-    assert users == [PbxUserRecord("101", "u7@example.com", "101"),
-                     PbxUserRecord("102", "u8@example.com", "102")]
+    assert users == [
+        PbxUserRecord("101", "u7@example.com", "101"),
+        PbxUserRecord("102", "u8@example.com", "102"),
+    ]
     assert server.to("/xapi/v1/Users")[0].params == {
-        "$select": "Id,Number,EmailAddress,DisplayName"}
+        "$select": "Id,Number,EmailAddress,DisplayName"
+    }
 
 
 def test_3cx_reads_the_profile_back(server: PbxServer, make_adapter: AdapterFactory) -> None:
@@ -151,12 +184,16 @@ def test_freepbx_puts_dnd_status(
     server: PbxServer, make_adapter: AdapterFactory, profile: str, status: str
 ) -> None:
     make_adapter("freepbx-dnd", auth={"client_id": CLIENT_ID}).apply_profile(
-        change("1001", profile))
+        change("1001", profile)
+    )
 
     token, put = server.requests
     assert token.path == "/admin/api/api/token"
     assert (put.method, put.path, put.json()) == (
-        "PUT", "/admin/api/api/rest/donotdisturb/users/1001", {"status": status})
+        "PUT",
+        "/admin/api/api/rest/donotdisturb/users/1001",
+        {"status": status},
+    )
     assert server.problems == []
 
 
@@ -174,8 +211,12 @@ def test_starface_logs_in_and_puts_the_full_phoneconfig(
     assert (nonce.method, nonce.path, login.method) == ("GET", "/rest/login", "POST")
     assert listing.path == "/rest/users"
     assert (get.method, put.method, put.path) == ("GET", "PUT", "/rest/users/0815/phoneconfig")
-    assert put.json() == {"callWaiting": True, "displayNumberId": "n1", "doNotDisturb": True,
-                          "primaryPhoneId": "p9"}
+    assert put.json() == {
+        "callWaiting": True,
+        "displayNumberId": "n1",
+        "doNotDisturb": True,
+        "primaryPhoneId": "p9",
+    }
     assert all(r.headers.get("x-version") == "2" for r in (listing, get, put))
     assert server.problems == []
     assert adapter.read_profile("alice") == DND
@@ -199,31 +240,42 @@ def test_starface_logs_in_again_after_a_401(
 RC_SECRET = json.dumps({"client_secret": SECRET, "assertion": JWT})
 
 
-@pytest.mark.parametrize(("profile", "body"), [
-    (DND, {"userStatus": "Busy", "dndStatus": "DoNotAcceptAnyCalls"}),
-    ("Busy", {"userStatus": "Busy", "dndStatus": "TakeAllCalls"}),
-    ("Available", {"userStatus": "Available", "dndStatus": "TakeAllCalls"}),
-])
+@pytest.mark.parametrize(
+    ("profile", "body"),
+    [
+        (DND, {"userStatus": "Busy", "dndStatus": "DoNotAcceptAnyCalls"}),
+        ("Busy", {"userStatus": "Busy", "dndStatus": "TakeAllCalls"}),
+        ("Available", {"userStatus": "Available", "dndStatus": "TakeAllCalls"}),
+    ],
+)
 def test_ringcentral_puts_presence(
     server: PbxServer, make_adapter: AdapterFactory, profile: str, body: dict[str, str]
 ) -> None:
-    make_adapter("ringcentral", secret=RC_SECRET, auth={"client_id": CLIENT_ID},
-                 users={"alice": "101"}).apply_profile(change("alice", profile))
+    make_adapter(
+        "ringcentral", secret=RC_SECRET, auth={"client_id": CLIENT_ID}, users={"alice": "101"}
+    ).apply_profile(change("alice", profile))
 
     token, put = server.requests
     assert token.path == "/restapi/oauth/token"
-    assert token.form() == {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-                            "assertion": JWT}
+    assert token.form() == {
+        "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "assertion": JWT,
+    }
     assert (put.method, put.path, put.json()) == (
-        "PUT", "/restapi/v1.0/account/~/extension/101/presence", body)
+        "PUT",
+        "/restapi/v1.0/account/~/extension/101/presence",
+        body,
+    )
     assert server.problems == []
 
 
 def test_ringcentral_lists_and_reads(server: PbxServer, make_adapter: AdapterFactory) -> None:
     adapter = make_adapter("ringcentral", secret=RC_SECRET, auth={"client_id": CLIENT_ID})
 
-    assert adapter.list_users() == [PbxUserRecord("101", "a@example.com", "101"),
-                                    PbxUserRecord("102", "b@example.com", "102")]
+    assert adapter.list_users() == [
+        PbxUserRecord("101", "a@example.com", "101"),
+        PbxUserRecord("102", "b@example.com", "102"),
+    ]
     adapter.apply_profile(change("102", DND))
     assert adapter.read_profile("102") == DND
 
@@ -231,8 +283,9 @@ def test_ringcentral_lists_and_reads(server: PbxServer, make_adapter: AdapterFac
 def test_ringcentral_rate_limit_carries_retry_after(
     server: PbxServer, make_adapter: AdapterFactory
 ) -> None:
-    adapter = make_adapter("ringcentral", secret=RC_SECRET, auth={"client_id": CLIENT_ID},
-                           users={"alice": "101"})
+    adapter = make_adapter(
+        "ringcentral", secret=RC_SECRET, auth={"client_id": CLIENT_ID}, users={"alice": "101"}
+    )
     adapter.apply_profile(change("alice", DND))
     server.fail(1, 429, retry_after="60")
 
@@ -251,8 +304,10 @@ def test_the_asterisk_ari_preset_is_retired_in_favour_of_the_asterisk_adapter(
     with pytest.raises(ConfigError) as caught:
         make_adapter("asterisk-ari-presence", auth={"username": "ari"})
     problem = caught.value.problems[0]  # the options then lack what the preset gave
-    assert problem.startswith("pbx.options.preset: 'asterisk-ari-presence' is retired: ARI "
-                              "answers 204 even when Asterisk refuses the value")
+    assert problem.startswith(
+        "pbx.options.preset: 'asterisk-ari-presence' is retired: ARI "
+        "answers 204 even when Asterisk refuses the value"
+    )
     assert 'use adapter = "asterisk"' in problem
     assert server.requests == []
 
@@ -265,8 +320,11 @@ def test_webex_reads_then_puts_do_not_disturb(
     adapter.apply_profile(change("alice", DND))
 
     get, put = server.requests
-    assert (get.method, put.method, put.path) == ("GET", "PUT",
-                                                  "/v1/people/P1/features/doNotDisturb")
+    assert (get.method, put.method, put.path) == (
+        "GET",
+        "PUT",
+        "/v1/people/P1/features/doNotDisturb",
+    )
     assert put.json() == {"enabled": True, "ringSplashEnabled": True}
     assert put.headers["authorization"] == f"Bearer {SECRET}"
     assert adapter.read_profile("alice") == DND
@@ -278,11 +336,20 @@ def test_pascom_lists_identities_and_needs_an_apply_action(
     with pytest.raises(ConfigError) as caught:
         make_adapter("pascom", base_url=f"{server.url}/acme")
     assert caught.value.problems == [
-        "pbx.options.actions.apply_profile: required by the pascom preset"]
+        "pbx.options.actions.apply_profile: required by the pascom preset"
+    ]
 
-    adapter = make_adapter("pascom", base_url=f"{server.url}/acme", actions={
-        "apply_profile": {"method": "POST", "url": "/services/custom/$user/profile",
-                          "json": {"profile": "$profile"}}})
+    adapter = make_adapter(
+        "pascom",
+        base_url=f"{server.url}/acme",
+        actions={
+            "apply_profile": {
+                "method": "POST",
+                "url": "/services/custom/$user/profile",
+                "json": {"profile": "$profile"},
+            }
+        },
+    )
 
     assert adapter.list_users() == [PbxUserRecord("alice", "alice@example.com", "101")]
     assert server.requests[0].path == "/acme/services/identity/"
@@ -300,16 +367,25 @@ def test_every_preset_says_how_sure_it_is_and_where_from(name: str) -> None:
     assert preset.confidence == "high" or preset.notes  # uncertain presets explain why
 
 
-@pytest.mark.parametrize(("preset", "problem"), [
-    ("bicom-dnd", "pbx.options.vars.server: required by the bicom-dnd preset"),
-    ("3cx", "pbx.options.auth.client_id: required by the 3cx preset"),
-    ("starface-dnd", "pbx.options.auth.login: required by the starface-dnd preset"),
-    ("nope", "pbx.options.preset: unknown preset 'nope' (known: 3cx, bicom-dnd, freepbx-dnd, "
-             "pascom, ringcentral, starface-dnd, webex-dnd)"),
-])
+@pytest.mark.parametrize(
+    ("preset", "problem"),
+    [
+        ("bicom-dnd", "pbx.options.vars.server: required by the bicom-dnd preset"),
+        ("3cx", "pbx.options.auth.client_id: required by the 3cx preset"),
+        ("starface-dnd", "pbx.options.auth.login: required by the starface-dnd preset"),
+        (
+            "nope",
+            "pbx.options.preset: unknown preset 'nope' (known: 3cx, bicom-dnd, freepbx-dnd, "
+            "pascom, ringcentral, starface-dnd, webex-dnd)",
+        ),
+    ],
+)
 def test_a_preset_names_the_site_values_it_still_needs(preset: str, problem: str) -> None:
-    settings = PbxSettings(adapter="http", options={"preset": preset, "base_url": "http://pbx"},
-                           secret=SecretStr(SECRET))
+    settings = PbxSettings(
+        adapter="http",
+        options={"preset": preset, "base_url": "http://pbx"},
+        secret=SecretStr(SECRET),
+    )
 
     with pytest.raises(ConfigError) as caught:
         validate_options(settings)

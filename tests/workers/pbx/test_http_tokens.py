@@ -39,9 +39,10 @@ GENERIC: dict[str, Any] = {
 # The two grants: 3CX's client credentials and RingCentral's JWT bearer.
 PBXS: dict[str, tuple[dict[str, Any], str]] = {
     "3cx": ({"preset": "3cx", "auth": {"client_id": CLIENT_ID}, "users": {"101": "7"}}, SECRET),
-    "ringcentral": ({"preset": "ringcentral", "auth": {"client_id": CLIENT_ID},
-                     "users": {"101": "101"}},
-                    json.dumps({"client_secret": SECRET, "assertion": JWT})),
+    "ringcentral": (
+        {"preset": "ringcentral", "auth": {"client_id": CLIENT_ID}, "users": {"101": "101"}},
+        json.dumps({"client_secret": SECRET, "assertion": JWT}),
+    ),
 }
 WorkerFactory = Callable[..., HttpAdapter]
 
@@ -55,10 +56,14 @@ def new_key() -> SecretStr:
     return SecretStr(Fernet.generate_key().decode())
 
 
-def settings_for(server: PbxServer, options: dict[str, Any] | None = None,
-                 secret: str = SECRET) -> PbxSettings:
-    return PbxSettings(adapter="http", secret=SecretStr(secret),
-                       options={"base_url": server.url, **(options or GENERIC)})
+def settings_for(
+    server: PbxServer, options: dict[str, Any] | None = None, secret: str = SECRET
+) -> PbxSettings:
+    return PbxSettings(
+        adapter="http",
+        secret=SecretStr(secret),
+        options={"base_url": server.url, **(options or GENERIC)},
+    )
 
 
 @pytest.fixture
@@ -67,17 +72,20 @@ def cache_key() -> SecretStr:
 
 
 @pytest.fixture
-def start_worker(server: PbxServer, redis_client: redis.Redis,
-                 cache_key: SecretStr) -> Iterator[WorkerFactory]:
+def start_worker(
+    server: PbxServer, redis_client: redis.Redis, cache_key: SecretStr
+) -> Iterator[WorkerFactory]:
     """An adapter as a worker builds it (http.build with Redis and the cache key)."""
     made: list[HttpAdapter] = []
     server.generic_auth = ("oauth2",)
     clear_token_cache()
 
-    def start(options: dict[str, Any] | None = None, secret: str = SECRET,
-              key: SecretStr | None = None) -> HttpAdapter:
-        adapter = http.build(settings_for(server, options, secret), "acme", redis_client,
-                             key or cache_key)
+    def start(
+        options: dict[str, Any] | None = None, secret: str = SECRET, key: SecretStr | None = None
+    ) -> HttpAdapter:
+        adapter = http.build(
+            settings_for(server, options, secret), "acme", redis_client, key or cache_key
+        )
         made.append(adapter)
         return adapter
 
@@ -118,7 +126,9 @@ def test_a_401_with_the_shared_token_refetches_once_for_all_workers(
 
 
 def test_the_token_in_redis_is_encrypted(
-    server: PbxServer, redis_client: redis.Redis, start_worker: WorkerFactory,
+    server: PbxServer,
+    redis_client: redis.Redis,
+    start_worker: WorkerFactory,
     cache_key: SecretStr,
 ) -> None:
     start_worker().apply_profile(DND)
@@ -170,8 +180,11 @@ def test_concurrent_first_use_fetches_once(
 
 
 def test_a_fetch_lock_left_by_a_dead_worker_is_waited_out_then_fetched(
-    server: PbxServer, redis_client: redis.Redis, build_http_adapter: HttpAdapterBuilder,
-    cache_key: SecretStr, caplog: pytest.LogCaptureFixture,
+    server: PbxServer,
+    redis_client: redis.Redis,
+    build_http_adapter: HttpAdapterBuilder,
+    cache_key: SecretStr,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     server.generic_auth = ("oauth2",)
     redis_client.set(LOCK_KEY, "dead-worker", px=LOCK_MS)
@@ -201,9 +214,7 @@ def test_a_stored_token_that_is_not_ours_is_not_used(
     assert server.tokens_issued == 2
 
 
-def test_the_fetch_lock_is_released(
-    redis_client: redis.Redis, start_worker: WorkerFactory
-) -> None:
+def test_the_fetch_lock_is_released(redis_client: redis.Redis, start_worker: WorkerFactory) -> None:
     start_worker().apply_profile(DND)
 
     assert redis_client.exists(LOCK_KEY) == 0
@@ -223,10 +234,13 @@ def test_the_token_is_in_no_log_line_or_repr(
     assert all(token not in text for text in texts)
 
 
-@pytest.mark.parametrize(("options", "refused"), [
-    (GENERIC, True),
-    ({**GENERIC, "auth": {"type": "bearer"}}, False),
-])
+@pytest.mark.parametrize(
+    ("options", "refused"),
+    [
+        (GENERIC, True),
+        ({**GENERIC, "auth": {"type": "bearer"}}, False),
+    ],
+)
 def test_sharing_an_oauth2_token_needs_a_cache_key(
     server: PbxServer, redis_client: redis.Redis, options: dict[str, Any], refused: bool
 ) -> None:

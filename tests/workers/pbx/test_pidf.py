@@ -142,11 +142,14 @@ def test_parse_reads_a_foreign_document() -> None:
         'xmlns:r="urn:ietf:params:xml:ns:pidf:rpid" '
         'xmlns:p="urn:ietf:params:xml:ns:pidf:data-model" entity="sip:bob@x">'
         '<tuple id="t1"><status><basic>closed</basic></status></tuple>'
-        '<note>Gone fishing</note>'
+        "<note>Gone fishing</note>"
         '<p:person id="x"><r:activities><r:away/><r:meal/></r:activities></p:person>'
         "</presence>"
     )
     doc = parse_pidf(body)
     assert (doc.entity, doc.basic, doc.activities, doc.note) == (
-        "sip:bob@x", "closed", ("away", "meal"), "Gone fishing"
+        "sip:bob@x",
+        "closed",
+        ("away", "meal"),
+        "Gone fishing",
     )

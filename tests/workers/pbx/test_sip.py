@@ -57,12 +57,19 @@ def user() -> str:
 def make_adapter() -> Iterator[AdapterFactory]:
     adapters: list[SipAdapter] = []
 
-    def make(server: KamailioServer, transport: str = "udp", secret: str | None = None,
-             **options: Any) -> SipAdapter:
+    def make(
+        server: KamailioServer, transport: str = "udp", secret: str | None = None, **options: Any
+    ) -> SipAdapter:
         port = server.tcp_port if transport == "tcp" else server.udp_port
         adapter = SipAdapter(
-            {"host": "127.0.0.1", "port": port, "transport": transport,
-             "domain": server.domain, "timeout": 5, **options},
+            {
+                "host": "127.0.0.1",
+                "port": port,
+                "transport": transport,
+                "domain": server.domain,
+                "timeout": 5,
+                **options,
+            },
             SecretStr(secret) if secret is not None else None,
         )
         adapters.append(adapter)
@@ -108,21 +115,30 @@ def test_initial_publish_is_accepted_with_an_etag(
 
 @TRANSPORTS
 def test_watcher_receives_the_published_pidf(
-    kamailio: KamailioServer, make_adapter: AdapterFactory, watch: WatcherFactory,
-    user: str, transport: str,
+    kamailio: KamailioServer,
+    make_adapter: AdapterFactory,
+    watch: WatcherFactory,
+    user: str,
+    transport: str,
 ) -> None:
     watcher = watch(kamailio, user)
     make_adapter(kamailio, transport).apply_profile(change_for(user, MEETING))
     doc = parse_pidf(watcher.wait_for(lambda n: bool(n.body)).body)
     assert (doc.entity, doc.basic, doc.activities, doc.note) == (
-        f"sip:{user}@{kamailio.domain}", "open", ("meeting",), "Teams Meeting"
+        f"sip:{user}@{kamailio.domain}",
+        "open",
+        ("meeting",),
+        "Teams Meeting",
     )
 
 
 @TRANSPORTS
 def test_second_change_modifies_the_same_publication(
-    kamailio: KamailioServer, make_adapter: AdapterFactory, watch: WatcherFactory,
-    user: str, transport: str,
+    kamailio: KamailioServer,
+    make_adapter: AdapterFactory,
+    watch: WatcherFactory,
+    user: str,
+    transport: str,
 ) -> None:
     watcher = watch(kamailio, user)
     adapter = make_adapter(kamailio, transport)
@@ -149,8 +165,11 @@ def test_repeating_a_change_is_harmless(
 
 @TRANSPORTS
 def test_refresh_extends_the_publication_and_keeps_the_state(
-    kamailio: KamailioServer, make_adapter: AdapterFactory, watch: WatcherFactory,
-    user: str, transport: str,
+    kamailio: KamailioServer,
+    make_adapter: AdapterFactory,
+    watch: WatcherFactory,
+    user: str,
+    transport: str,
 ) -> None:
     adapter = make_adapter(kamailio, transport)
     adapter.apply_profile(change_for(user, MEETING))
@@ -279,8 +298,9 @@ def test_exported_state_lets_another_adapter_modify(
     assert tuple_count(watcher.wait_for(has_note("On Call"))) == 1
 
 
-def test_interval_too_brief_423_retries_with_min_expires(make_adapter: AdapterFactory,
-                                                          user: str) -> None:
+def test_interval_too_brief_423_retries_with_min_expires(
+    make_adapter: AdapterFactory, user: str
+) -> None:
     server = KamailioServer(publish_min_expires=1800)
     server.start()
     try:
@@ -359,8 +379,15 @@ def test_silent_udp_server_times_out_after_retransmitting(
 ) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as black_hole:
         black_hole.bind(("127.0.0.1", 0))
-        adapter = SipAdapter({"host": "127.0.0.1", "port": black_hole.getsockname()[1],
-                              "domain": "presence.test", "timeout": 0.5, "t1": 0.05})
+        adapter = SipAdapter(
+            {
+                "host": "127.0.0.1",
+                "port": black_hole.getsockname()[1],
+                "domain": "presence.test",
+                "timeout": 0.5,
+                "t1": 0.05,
+            }
+        )
         try:
             with pytest.raises(PbxError) as caught:
                 adapter.apply_profile(change_for(user, MEETING))
@@ -380,8 +407,9 @@ def test_user_with_a_host_keeps_it_and_odd_characters_are_escaped(
     assert adapter.aor("a b<c>") == f"sip:a%20b%3Cc%3E@{kamailio.domain}"
 
 
-def test_list_users_is_not_supported(kamailio: KamailioServer,
-                                     make_adapter: AdapterFactory) -> None:
+def test_list_users_is_not_supported(
+    kamailio: KamailioServer, make_adapter: AdapterFactory
+) -> None:
     assert make_adapter(kamailio).list_users() is None
 
 
@@ -394,15 +422,19 @@ def test_invalid_options_are_listed_with_their_paths() -> None:
 
 
 def test_repr_hides_the_secret() -> None:
-    adapter = SipAdapter({"host": "127.0.0.1", "domain": "presence.test"},
-                         SecretStr("s3cret-value"))
+    adapter = SipAdapter(
+        {"host": "127.0.0.1", "domain": "presence.test"}, SecretStr("s3cret-value")
+    )
     assert "s3cret-value" not in repr(adapter) + adapter.export_state()
 
 
 @TRANSPORTS
 def test_withdraw_removes_the_publication(
-    kamailio: KamailioServer, make_adapter: AdapterFactory, watch: WatcherFactory,
-    user: str, transport: str,
+    kamailio: KamailioServer,
+    make_adapter: AdapterFactory,
+    watch: WatcherFactory,
+    user: str,
+    transport: str,
 ) -> None:
     watcher = watch(kamailio, user)
     adapter = make_adapter(kamailio, transport)

@@ -10,8 +10,12 @@ import pytest
 from workers.pbx.sip_agent import SipAgent
 from workers.pbx.sip_wire import SipRequest, SipResponse, branch_of, parse_message
 
-HEADERS = [("Call-ID", "c1"), ("CSeq", "1 OPTIONS"), ("From", "<sip:a@x>;tag=1"),
-           ("To", "<sip:b@x>")]
+HEADERS = [
+    ("Call-ID", "c1"),
+    ("CSeq", "1 OPTIONS"),
+    ("From", "<sip:a@x>;tag=1"),
+    ("To", "<sip:b@x>"),
+]
 
 
 def peer() -> socket.socket:
@@ -40,8 +44,13 @@ def test_a_silent_peer_gets_retransmissions_then_a_timeout() -> None:
         silent = peer()
         try:
             with pytest.raises(TimeoutError):
-                await agent.request(silent.getsockname(), "OPTIONS", "sip:b@x", HEADERS,
-                                    sent_by=f"127.0.0.1:{agent.port}")
+                await agent.request(
+                    silent.getsockname(),
+                    "OPTIONS",
+                    "sip:b@x",
+                    HEADERS,
+                    sent_by=f"127.0.0.1:{agent.port}",
+                )
             copies = 0
             while True:
                 try:
@@ -61,9 +70,15 @@ def test_a_provisional_answer_is_followed_by_the_final_one() -> None:
         agent = await SipAgent.open("127.0.0.1", 0, lambda r: (200, "OK"), t1=0.5, timeout=5)
         server = peer()
         try:
-            pending = asyncio.ensure_future(agent.request(
-                server.getsockname(), "OPTIONS", "sip:b@x", HEADERS,
-                sent_by=f"127.0.0.1:{agent.port}"))
+            pending = asyncio.ensure_future(
+                agent.request(
+                    server.getsockname(),
+                    "OPTIONS",
+                    "sip:b@x",
+                    HEADERS,
+                    sent_by=f"127.0.0.1:{agent.port}",
+                )
+            )
             data, addr = await receive(server)
             server.sendto(answer_to(data, "100 Trying"), addr)
             server.sendto(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP x;branch=other\r\n\r\n", addr)
@@ -77,8 +92,10 @@ def test_a_provisional_answer_is_followed_by_the_final_one() -> None:
     assert response.status == 202
 
 
-@pytest.mark.parametrize(("handler_result", "status"), [
-    ((200, "OK"), "200 OK"), ((481, "Subscription Does Not Exist"), "481"), (None, "500")])
+@pytest.mark.parametrize(
+    ("handler_result", "status"),
+    [((200, "OK"), "200 OK"), ((481, "Subscription Does Not Exist"), "481"), (None, "500")],
+)
 def test_requests_are_answered_by_the_handler_and_a_failing_one_is_a_500(
     handler_result: tuple[int, str] | None, status: str
 ) -> None:
@@ -91,10 +108,12 @@ def test_requests_are_answered_by_the_handler_and_a_failing_one_is_a_500(
         agent = await SipAgent.open("127.0.0.1", 0, handler, t1=0.5, timeout=5)
         client = peer()
         try:
-            request = (b"NOTIFY sip:a@127.0.0.1 SIP/2.0\r\n"
-                       b"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKn1\r\n"
-                       b"From: <sip:b@x>;tag=2\r\nTo: <sip:a@x>;tag=1\r\n"
-                       b"Call-ID: c9\r\nCSeq: 3 NOTIFY\r\nContent-Length: 0\r\n\r\n")
+            request = (
+                b"NOTIFY sip:a@127.0.0.1 SIP/2.0\r\n"
+                b"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKn1\r\n"
+                b"From: <sip:b@x>;tag=2\r\nTo: <sip:a@x>;tag=1\r\n"
+                b"Call-ID: c9\r\nCSeq: 3 NOTIFY\r\nContent-Length: 0\r\n\r\n"
+            )
             client.sendto(request, ("127.0.0.1", agent.port))
             data, _ = await receive(client)
             answer = parse_message(data)

@@ -49,8 +49,9 @@ def seen(notify: TracedMessage, entity: str) -> Seen:
     return Seen(
         tuples=len(root.findall("pidf:tuple", NS)),
         basic=tuple(b.text or "" for b in root.findall("pidf:tuple/pidf:status/pidf:basic", NS)),
-        activities=tuple(a.tag.rpartition("}")[2]
-                         for a in root.findall("dm:person/rpid:activities/*", NS)),
+        activities=tuple(
+            a.tag.rpartition("}")[2] for a in root.findall("dm:person/rpid:activities/*", NS)
+        ),
         notes=tuple(n.text or "" for n in root.findall("pidf:tuple/pidf:note", NS))
         + tuple(n.text or "" for n in root.findall("dm:person/dm:note", NS)),
     )
@@ -80,12 +81,21 @@ def adapters() -> Iterator[list[SipAdapter]]:
         adapter.close()
 
 
-def adapter_for(server: KamailioServer, made: list[SipAdapter], transport: str = "udp",
-                **options: object) -> SipAdapter:
+def adapter_for(
+    server: KamailioServer, made: list[SipAdapter], transport: str = "udp", **options: object
+) -> SipAdapter:
     port = server.tcp_port if transport == "tcp" else server.udp_port
-    adapter = SipAdapter({"host": "127.0.0.1", "port": port, "transport": transport,
-                          "domain": server.domain, "timeout": 5, **options},
-                         None)
+    adapter = SipAdapter(
+        {
+            "host": "127.0.0.1",
+            "port": port,
+            "transport": transport,
+            "domain": server.domain,
+            "timeout": 5,
+            **options,
+        },
+        None,
+    )
     made.append(adapter)
     return adapter
 
@@ -125,7 +135,8 @@ def test_sipp_watcher_sees_meeting_then_dnd_then_available(
 # (publ_cache=2); in memory, a body-less refresh loses the document, so the adapter is
 # configured to refresh with the body there.
 REFRESH_MODES = pytest.mark.parametrize(
-    ("publ_cache", "refresh_with_body"), [(1, False), (2, True)], ids=["db", "memory"])
+    ("publ_cache", "refresh_with_body"), [(1, False), (2, True)], ids=["db", "memory"]
+)
 
 
 @REFRESH_MODES

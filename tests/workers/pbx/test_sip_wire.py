@@ -55,7 +55,8 @@ def test_an_answer_copies_vias_from_to_call_id_and_cseq() -> None:
     assert isinstance(answer, SipResponse)
     assert answer.all("via") == request.all("via")
     assert [answer.header(h) for h in ("from", "to", "call-id", "cseq")] == [
-        request.header(h) for h in ("from", "to", "call-id", "cseq")]
+        request.header(h) for h in ("from", "to", "call-id", "cseq")
+    ]
     assert answer.header("content-length") == "0"
 
 
@@ -66,36 +67,48 @@ def test_an_answer_may_add_a_to_tag_once() -> None:
     assert b"To: <sip:x@y>;tag=old\r\n" in build_response(tagged, 200, "OK", to_tag="t1")
 
 
-@pytest.mark.parametrize(("value", "tag"), [
-    ("<sip:200@pbx.test>;tag=abc", "abc"),
-    ('"A;tag=x" <sip:200@pbx.test;tag=uri>;tag=abc;other=1', "abc"),
-    ("sip:200@pbx.test;tag=abc", "abc"),
-    ("<sip:200@pbx.test>", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("value", "tag"),
+    [
+        ("<sip:200@pbx.test>;tag=abc", "abc"),
+        ('"A;tag=x" <sip:200@pbx.test;tag=uri>;tag=abc;other=1', "abc"),
+        ("sip:200@pbx.test;tag=abc", "abc"),
+        ("<sip:200@pbx.test>", None),
+        (None, None),
+    ],
+)
 def test_the_tag_of_a_from_or_to(value: str | None, tag: str | None) -> None:
     assert tag_of(value) == tag
 
 
-@pytest.mark.parametrize(("value", "uri"), [
-    ("<sip:127.0.0.1:5060;transport=udp>", "sip:127.0.0.1:5060;transport=udp"),
-    ('"PBX" <sip:pbx@10.0.0.1>;expires=60', "sip:pbx@10.0.0.1"),
-    ("sip:pbx@10.0.0.1;expires=60", "sip:pbx@10.0.0.1"),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    ("value", "uri"),
+    [
+        ("<sip:127.0.0.1:5060;transport=udp>", "sip:127.0.0.1:5060;transport=udp"),
+        ('"PBX" <sip:pbx@10.0.0.1>;expires=60', "sip:pbx@10.0.0.1"),
+        ("sip:pbx@10.0.0.1;expires=60", "sip:pbx@10.0.0.1"),
+        ("", None),
+    ],
+)
 def test_the_uri_of_a_contact(value: str, uri: str | None) -> None:
     assert uri_of(value) == uri
 
 
 def test_record_route_values_are_split_outside_angle_brackets() -> None:
     assert split_header_values(["<sip:a;lr>, <sip:b;lr;x=1,2>", "<sip:c;lr>"]) == [
-        "<sip:a;lr>", "<sip:b;lr;x=1,2>", "<sip:c;lr>"]
+        "<sip:a;lr>",
+        "<sip:b;lr;x=1,2>",
+        "<sip:c;lr>",
+    ]
 
 
-@pytest.mark.parametrize(("user", "aor"), [
-    ("200", "sip:200@pbx.test"),
-    ("alice smith", "sip:alice%20smith@pbx.test"),
-    ("bob@other.test", "sip:bob@other.test"),
-])
+@pytest.mark.parametrize(
+    ("user", "aor"),
+    [
+        ("200", "sip:200@pbx.test"),
+        ("alice smith", "sip:alice%20smith@pbx.test"),
+        ("bob@other.test", "sip:bob@other.test"),
+    ],
+)
 def test_aors(user: str, aor: str) -> None:
     assert aor_of(user, "pbx.test") == aor
