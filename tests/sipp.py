@@ -2,10 +2,15 @@
 
 `answering(pbx, "201")` starts a phone that registers as 201 and answers one call;
 `Call(pbx, "200", "201")` dials it, talks until `hang_up()`, then sends BYE.
+`watching(pbx, "alice")` starts a presence watcher whose NOTIFYs the test reads from
+SIPp's own message trace.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import select
 import shutil
 import socket
 import subprocess
@@ -13,6 +18,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.kamailio import KamailioServer, free_port_pair
@@ -168,3 +174,116 @@ class Call:
 
     def close(self) -> None:
         self.phone.kill()
+
+
+# How SIPp's -trace_msg log introduces each message: a dashed line with the time, then the
+# transport, the direction and the message's exact length in bytes.
+_TRACE_ENTRY = re.compile(
+    rb"^-{40,} [^\n]*\n(?:UDP|TCP) message (?:received \[(\d+)\] bytes :|sent \((\d+) bytes\):)"
+    rb"\n\n",
+    re.MULTILINE,
+)
+
+
+@dataclass(frozen=True)
+class TracedMessage:
+    """One message as SIPp logged it."""
+
+    received: bool
+    raw: bytes
+
+    @property
+    def start_line(self) -> str:
+        return self.raw.split(b"\r\n", 1)[0].decode(errors="replace")
+
+    def header(self, name: str) -> str | None:
+        head = self.raw.partition(b"\r\n\r\n")[0].decode(errors="replace")
+        for line in head.split("\r\n")[1:]:
+            key, _, value = line.partition(":")
+            if key.strip().lower() == name.lower():
+                return value.strip()
+        return None
+
+    @property
+    def body(self) -> bytes:
+        return self.raw.partition(b"\r\n\r\n")[2]
+
+
+def read_trace(path: Path) -> list[TracedMessage]:
+    """Every message in a SIPp -trace_msg log, in the order SIPp logged them."""
+    data = path.read_bytes()
+    messages = []
+    for entry in _TRACE_ENTRY.finditer(data):
+        received = entry.group(1) is not None
+        size = int(entry.group(1) or entry.group(2))
+        messages.append(TracedMessage(received, data[entry.end() : entry.end() + size]))
+    return messages
+
+
+class Watcher:
+    """A SIPp presence watcher (watch.xml): SUBSCRIBEs, then answers every NOTIFY 200.
+
+    After each NOTIFY the scenario writes a line to a FIFO, so `wait_notifies()` awaits
+    that event; `notifies()` reads what arrived from SIPp's -trace_msg log.
+    """
+
+    def __init__(self, pbx: KamailioServer, user: str) -> None:
+        sipp_binary()  # fails before anything is made when SIPp is missing
+        self.dir = Path(tempfile.mkdtemp(prefix="pb-sipp-watch-"))
+        self.trace = self.dir / "messages.log"
+        signal = self.dir / "signal"
+        os.mkfifo(signal)
+        # Our own writer keeps the FIFO open, so a read never sees end-of-file between
+        # SIPp's short-lived writers.
+        self._reader = os.open(signal, os.O_RDONLY | os.O_NONBLOCK)
+        self._writer = os.open(signal, os.O_WRONLY)
+        self.signals = 0
+        command = _command(
+            pbx,
+            "watch.xml",
+            free_port_pair(),
+            "-s",
+            user,
+            "-key",
+            "signal",
+            str(signal),
+            "-trace_msg",
+            "-message_file",
+            str(self.trace),
+        )
+        self.phone = Phone(command, f"watch {user}")
+
+    def wait_notifies(self, count: int, timeout: float = TIMEOUT) -> list[TracedMessage]:
+        """Await the `count`th NOTIFY since the start; every NOTIFY received so far."""
+        while self.signals < count:
+            ready, _, _ = select.select([self._reader], [], [], timeout)
+            if not ready:
+                state = "exited" if self.phone.proc.poll() is not None else "running"
+                raise AssertionError(
+                    f"sipp {self.phone.name} ({state}) got {self.signals} "
+                    f"of {count} NOTIFYs in {timeout:g}s:\n{self.phone.tail()}"
+                )
+            self.signals += os.read(self._reader, 4096).count(b"\n")
+        return self.notifies()
+
+    def notifies(self) -> list[TracedMessage]:
+        return [
+            m for m in read_trace(self.trace) if m.received and m.start_line.startswith("NOTIFY ")
+        ]
+
+    def close(self) -> None:
+        self.phone.kill()
+        os.close(self._reader)
+        os.close(self._writer)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextmanager
+def watching(pbx: KamailioServer, user: str) -> Iterator[Watcher]:
+    """A SIPp watcher of `user`'s presence, subscribed once its first NOTIFY arrived."""
+    watcher = Watcher(pbx, user)
+    try:
+        watcher.wait_notifies(1)
+        yield watcher
+    finally:
+        watcher.close()
