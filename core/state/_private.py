@@ -70,6 +70,27 @@ def chunks(
         yield chunk
 
 
+# Fills a hash from one JSON array [field, value, field, value, ...]. One argument per chunk
+# instead of two per field: redis-py's packing of 100,000 small fields, not Redis, was the cost.
+# HSETs of at most 2,000 fields stay well inside the 8,000 values Lua's unpack() takes.
+_FILL_SCRIPT = """
+local items = cjson.decode(ARGV[1])
+for i = 1, #items, 4000 do
+  redis.call('HSET', KEYS[1], unpack(items, i, math.min(i + 3999, #items)))
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return #items / 2
+"""
+
+
+def _fill_args(chunk: Mapping[str, bytes]) -> bytes | None:
+    """`chunk` as the script's JSON array; None when a value is not UTF-8 (JSON carries text)."""
+    try:
+        return dumps([part for field, value in chunk.items() for part in (field, value.decode())])
+    except UnicodeDecodeError:
+        return None
+
+
 def replace_hashes(
     redis: Redis,
     hashes: Mapping[str, Iterable[tuple[str, bytes]]],
@@ -82,15 +103,20 @@ def replace_hashes(
     leaves the previous hashes untouched.
     """
     temps = {key: f"{key}:tmp:{secrets.token_hex(6)}" for key in hashes}
+    fill = redis.register_script(_FILL_SCRIPT)
     counts: list[int] = []
     try:
         for key, items in hashes.items():
             count = 0
             for chunk in chunks(items):
-                pipe = redis.pipeline(transaction=False)
-                pipe.hset(temps[key], mapping=chunk)  # type: ignore[arg-type]
-                pipe.expire(temps[key], TEMP_TTL_SECONDS)
-                pipe.execute()
+                packed = _fill_args(chunk)
+                if packed is not None:
+                    fill(keys=[temps[key]], args=[packed, TEMP_TTL_SECONDS])
+                else:
+                    pipe = redis.pipeline(transaction=False)
+                    pipe.hset(temps[key], mapping=chunk)  # type: ignore[arg-type]
+                    pipe.expire(temps[key], TEMP_TTL_SECONDS)
+                    pipe.execute()
                 count += len(chunk)
             counts.append(count)
         pipe = redis.pipeline(transaction=True)

@@ -72,7 +72,10 @@ def replace(
 
     `also` queues more writes into the same MULTI; returns how many Graph ids are linked.
     """
-    forward = {gid: ids for gid, users in links.items() if (ids := sorted(set(users)))}
+    forward: dict[str, list[str]] = {}
+    for gid, users in links.items():
+        if ids := sorted(set(users)):
+            forward[gid] = ids
     count, _ = replace_hashes(
         redis,
         {
@@ -90,9 +93,13 @@ def _reverse(links: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for gid, users in links.items():
         for user in users:
-            out.setdefault(user, []).append(gid)
+            if (gids := out.get(user)) is None:
+                out[user] = [gid]
+            else:
+                gids.append(gid)
     for gids in out.values():
-        gids.sort()
+        if len(gids) > 1:  # most PBX users have one Graph id: skip 100,000 one-item sorts
+            gids.sort()
     return out
 
 

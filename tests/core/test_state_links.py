@@ -99,6 +99,31 @@ def test_the_reverse_lookup_is_one_hget_not_a_scan(redis_client: redis.Redis) ->
     assert not {"hgetall", "hscan", "hkeys", "hvals"} & set(calls)
 
 
+ODD_NAMES = ['quo"te', "back\\slash", "caf\u00e9 \U0001f600", "tab\there", "a/b"]
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_names_reach_redis_byte_for_byte_through_the_scripted_fill(
+    redis_client: redis.Redis, name: str
+) -> None:
+    links.replace(redis_client, T, {name: [name]})
+
+    expected = LinkedIds((name,)).to_bytes()
+    assert redis_client.hget(links.links_key(T), name.encode()) == expected
+    assert redis_client.hget(links.index_key(T), name.encode()) == expected
+
+
+def test_a_tenant_larger_than_one_chunk_is_written_whole(redis_client: redis.Redis) -> None:
+    linked = {f"g{n}": [f"user{n}", "shared"] for n in range(4_500)}
+
+    assert links.replace(redis_client, T, linked) == 4_500
+
+    assert links.read_all(redis_client, T) == {g: sorted(u) for g, u in linked.items()}
+    assert links.graph_ids_of(redis_client, T, "shared") == sorted(linked)
+    assert redis_client.hlen(links.index_key(T)) == 4_501
+    assert redis_client.ttl(links.index_key(T)) == -1  # the temporary key's expiry is gone
+
+
 def test_other_tenants_links_are_left_alone(redis_client: redis.Redis) -> None:
     links.replace(redis_client, "fabrikam", {"g9": ["zed"]})
 
