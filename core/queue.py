@@ -246,6 +246,9 @@ class ProfileReport:
 
     `on_pbx` is False only where the bridge itself serves profiles (the builtin API): the
     profile still has to be published; everywhere else the PBX already shows it.
+    `matches` are the profiles what the PBX reported is equally consistent with, where a
+    report sees only part of what the PBX shows (an AMI event carries DND or presence, not
+    both): if one of them is ours, so is the report.
     """
 
     user: str
@@ -253,10 +256,14 @@ class ProfileReport:
     source: str
     at: float  # when the PBX reported it (epoch seconds)
     on_pbx: bool = True
+    matches: tuple[str, ...] = ()
 
     def to_item(self) -> dict[str, Any]:
-        return {"user": self.user, "profile": self.profile, "source": self.source,
-                "at": self.at, "on_pbx": self.on_pbx}  # fmt: skip
+        item: dict[str, Any] = {"user": self.user, "profile": self.profile, "source": self.source,
+                                 "at": self.at, "on_pbx": self.on_pbx}  # fmt: skip
+        if self.matches:
+            item["matches"] = list(self.matches)
+        return item
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> ProfileReport | None:
@@ -270,7 +277,12 @@ class ProfileReport:
             str(item.get("source") or "unknown"),
             float(at) if isinstance(at, int | float) and not isinstance(at, bool) else 0.0,
             item.get("on_pbx") is not False,
+            tuple(m for m in _list(item.get("matches")) if isinstance(m, str) and m),
         )
+
+
+def _list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list) else []
 
 
 def enqueue_profile_reports(

@@ -95,11 +95,14 @@ def keep_shown(state: ProfileState, shown: str | None, own: Collection[str]) -> 
 
 
 def take_reported(
-    state: ProfileState, shown: str, own: Collection[str]
+    state: ProfileState, shown: str, own: Collection[str], also: Collection[str] = ()
 ) -> tuple[ProfileState, str | None]:
     """The PBX reports that it shows `shown`: unless it is our own write read back (`own`),
-    the user chose it there. Returns the new state and the profile that is now desired."""
-    if shown in own:
+    the user chose it there. Returns the new state and the profile that is now desired.
+
+    `also` are the profiles the report is equally consistent with (it saw part of what the
+    PBX shows): one of ours among them makes it ours too, as a write of ours on its way."""
+    if shown in own or any(profile in own for profile in also):
         return state, None
     after = set_manual(state, shown)
     return after, (shown if after.version != state.version else None)

@@ -88,7 +88,7 @@ def take_reports(
     for user in users:
         report = latest[user]
         state, profile = take_reported(stored.get(user) or ProfileState(), report.profile,
-                                       own[user])  # fmt: skip
+                                       own[user], report.matches)  # fmt: skip
         result = REPORT_TAKEN if profile is not None else REPORT_NO_CHANGE
         events.append((user, {"profile": report.profile, "source": report.source,
                               "result": result}))  # fmt: skip

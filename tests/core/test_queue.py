@@ -197,6 +197,15 @@ def test_profile_reports_go_to_the_presence_queue_as_plain_items(
     assert job.id.startswith(f"profile-reports-{TENANT}-")
 
 
+def test_a_profile_report_with_matches_goes_through_the_queue_whole(
+    redis_client: redis.Redis,
+) -> None:
+    report = seam.ProfileReport("alice", "Do Not Disturb", "ami", 1.5, matches=("Busy", "On Call"))
+    seam.enqueue_profile_reports(redis_client, TENANT, [report])
+    [job] = queue(redis_client, seam.QUEUE_PRESENCE).get_jobs()
+    assert [seam.ProfileReport.from_item(i) for i in job.args[1]] == [report]
+
+
 @pytest.mark.parametrize(
     ("item", "read"),
     [
@@ -204,11 +213,16 @@ def test_profile_reports_go_to_the_presence_queue_as_plain_items(
          seam.ProfileReport("alice", "Lunch", "unknown", 0.0)),
         ({"user": "alice", "profile": "Lunch", "at": True, "on_pbx": "no"},
          seam.ProfileReport("alice", "Lunch", "unknown", 0.0, on_pbx=True)),
+        ({"user": "alice", "profile": "Do Not Disturb", "matches": ["Busy", 3, ""]},
+         seam.ProfileReport("alice", "Do Not Disturb", "unknown", 0.0, matches=("Busy",))),
+        ({"user": "alice", "profile": "Lunch", "matches": "Busy"},
+         seam.ProfileReport("alice", "Lunch", "unknown", 0.0)),
         ({"user": "alice", "profile": ""}, None),
         ({"user": 7, "profile": "Lunch"}, None),
         ({}, None),
     ],
-    ids=["minimal", "mistyped-fields", "no-profile", "no-user-name", "empty"],
+    ids=["minimal", "mistyped-fields", "matches", "mistyped-matches", "no-profile",
+         "no-user-name", "empty"],
 )  # fmt: skip
 def test_a_profile_report_item_is_read_tolerantly(
     item: dict[str, object], read: seam.ProfileReport | None

@@ -482,6 +482,27 @@ def test_take_reported_records_the_users_own_choice_only(
 
 
 @pytest.mark.parametrize(
+    ("also", "desired"),
+    [
+        # Our Teams Meeting's DND half read back before its presence half: ours.
+        (("Teams Meeting", "Busy", "On Call"), None),
+        # DND pressed on the phone while we show Available: the user's.
+        (("Busy", "On Call"), "Do Not Disturb"),
+        ((), "Do Not Disturb"),
+    ],
+    ids=["fits-ours", "fits-others", "no-matches"],
+)
+def test_a_report_that_fits_one_of_our_profiles_is_ours(
+    also: tuple[str, ...], desired: str | None
+) -> None:
+    mine = IN_MEETING if desired is None else SHOWING_AVAILABLE
+    own = frozenset({mine.current or ""})
+    after, profile = take_reported(mine, "Do Not Disturb", own, also)
+    assert profile == desired
+    assert after.version == mine.version + (1 if desired else 0)
+
+
+@pytest.mark.parametrize(
     ("rules", "before", "after"),
     [
         (PASCOM, [("Busy", "InAMeeting"), ("Available", "Available")], "Lunch"),

@@ -18,6 +18,7 @@ from core.logging import configure
 from core.redis import connect
 from core.settings import TenantSettings, load_or_exit
 from workers.callstate.leader import Listener
+from workers.callstate.sink import ProfileSink
 from workers.callstate.sources import build_source
 
 
@@ -26,7 +27,7 @@ def _problems(tenants: list[TenantSettings]) -> list[str]:
     problems: list[str] = []
     for tenant in tenants:
         try:
-            build_source(tenant, lambda item: None)
+            build_source(tenant, lambda item: None, lambda reports: None)
         except ConfigError as exc:
             problems += [f"tenants[{tenant.name}].pbx.{p}" for p in exc.problems]
     return problems
@@ -55,7 +56,7 @@ def main() -> int:
             redis,
             t.name,
             t.pbx.callstate.source,
-            functools.partial(build_source, t),
+            functools.partial(build_source, t, report=ProfileSink(redis, t.name)),
             lock_seconds=settings.process.callstate_lock_seconds,
             host=host,
         )

@@ -6,6 +6,10 @@ starts with `CoreShowChannels`: what ended during the gap is ended, what started
 started; events that Asterisk wrote before that snapshot's answer are superseded by it.
 A Ping keeps a quiet connection honest, and a maximum call length is the last guard.
 Run exactly one per Asterisk (the caller holds the leader lock).
+
+Given a ProfileWatch (the tenant's adapter is `asterisk`), it also follows the events a
+user's own DND or presence change raises, in the same `call` class, and hands the profile
+they show to `report` once a burst of events is read (workers/callstate/profile_watch.py).
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ from pydantic import SecretStr, ValidationError
 
 from core.asterisk_options import AmiSourceOptions
 from core.errors import ConfigError
+from core.queue import ProfileReport
 from workers.callstate.channels import CallEvent, ChannelTracker
+from workers.callstate.profile_watch import ProfileWatch
 from workers.pbx.ami import AmiConnectionError, AmiRefused, AsyncAmiClient
 
 log = logging.getLogger("workers.callstate.ami")
 
-EVENT_MASK = "call"  # Newchannel, Newstate and Hangup are all in the `call` class
+# Newchannel, Newstate, Hangup, and DeviceStateChange, PresenceStateChange: all `call` class
+EVENT_MASK = "call"
 MAX_OUTBOX = 10_000
 
 
@@ -48,9 +55,12 @@ class AmiCallSource:
         users: Mapping[str, str],
         emit: Callable[[dict[str, Any]], None],
         *,
+        profiles: ProfileWatch | None = None,
+        report: Callable[[list[ProfileReport]], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """`users` maps extensions (or endpoints such as `PJSIP/alice-desk`) to PBX users."""
+        """`users` maps extensions (or endpoints such as `PJSIP/alice-desk`) to PBX users;
+        `report` takes what `profiles` makes of the users' own changes."""
         if isinstance(options, AmiSourceOptions):
             self.options = options  # validated with the settings
         else:
@@ -75,11 +85,15 @@ class AmiCallSource:
             ignore_prefixes=self.options.ignore_channels,
         )
         self._outbox: deque[CallEvent] = deque()
+        self._profiles = profiles if report is not None else None
+        self._report = report
+        self._reports: dict[str, ProfileReport] = {}  # per user the latest, until handed over
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._stop_requested = False
         self.connected = False
-        # connects, resyncs, disconnects, emitted, emit_failures, dropped, login_failures
+        # connects, resyncs, disconnects, emitted, emit_failures, dropped, login_failures,
+        # profile_reports, report_failures
         self.counts: Counter[str] = Counter()
 
     def __repr__(self) -> str:
@@ -164,9 +178,15 @@ class AmiCallSource:
                     await client.action("Ping")  # raises when the connection is dead
                 else:
                     seq, message = item
+                    event = message.as_dict()
                     if seq > snapshot.seq:  # earlier events are already in the snapshot
-                        self._queue(self.tracker.on_event(message.as_dict(), now))
+                        self._queue(self.tracker.on_event(event, now))
+                    if self._profiles is not None:
+                        # A profile change is no call: the channel snapshot does not cover it.
+                        self._hold(self._profiles.on_event(event, now))
                 self._queue(self.tracker.expire(now))
+                if self._reports and not client.events_waiting:
+                    self.flush_reports()
         finally:
             stop_wait.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -199,9 +219,33 @@ class AmiCallSource:
                 self._outbox.popleft()
                 self.counts["dropped"] += 1
             self._outbox.append(event)
-        self.flush()
+        self._flush_calls()
+
+    def _hold(self, report: ProfileReport | None) -> None:
+        if report is not None:
+            log.info("ami profile report", extra={"user": report.user, "profile": report.profile})
+            self._reports[report.user] = report
+
+    def flush_reports(self) -> None:
+        """Hand the held profile reports over at once; kept for the next try when that fails."""
+        if not self._reports or self._report is None:
+            return
+        reports = list(self._reports.values())
+        try:
+            self._report(reports)
+        except Exception as exc:  # Redis is away: the latest per user is still held
+            self.counts["report_failures"] += 1
+            log.warning("ami profile reports not handed over", extra={"error": str(exc)})
+            return
+        self._reports.clear()
+        self.counts["profile_reports"] += len(reports)
 
     def flush(self) -> None:
+        """Hand over what is held: profile reports, then call events."""
+        self.flush_reports()
+        self._flush_calls()
+
+    def _flush_calls(self) -> None:
         """Hand events over in order; one that fails stays first in line for the next try."""
         while self._outbox:
             try:

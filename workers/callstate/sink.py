@@ -1,4 +1,5 @@
-"""Where a call-state source's items go: the intake stream, as if `/pbx/events` had them.
+"""Where a call-state source's items go: the intake stream, as if `/pbx/events` had them;
+its profile reports go to the worker's queue (`core.queue.enqueue_profile_reports`).
 
 Each item is one MULTI: the webhook's append script (dedup, stream entry, counters) and the
 source's record of reported calls, so the record never disagrees with what was handed over.
@@ -13,6 +14,7 @@ from typing import Any
 
 from redis import Redis
 
+from core.queue import ProfileReport, enqueue_profile_reports
 from core.state import callstate, intake
 
 
@@ -38,3 +40,15 @@ class IntakeSink:
     def reported(self) -> list[tuple[str, str, float]]:
         """The calls handed over and not ended yet: where a new listener starts from."""
         return callstate.reported(self.redis, self.tenant, self.source)
+
+
+class ProfileSink:
+    """`report` for one tenant's source: the users' own profiles go to the worker's
+    `process_profile_reports` job, which tells them from our own writes read back."""
+
+    def __init__(self, redis: Redis, tenant: str) -> None:
+        self.redis = redis
+        self.tenant = tenant
+
+    def __call__(self, reports: list[ProfileReport]) -> None:
+        enqueue_profile_reports(self.redis, self.tenant, reports)

@@ -242,6 +242,11 @@ class AsyncAmiClient:
     def closed(self) -> bool:
         return self._closed is not None
 
+    @property
+    def events_waiting(self) -> int:
+        """Events received and not read yet (a burst still coming in)."""
+        return self._events.qsize()
+
     async def action(
         self,
         name: str,

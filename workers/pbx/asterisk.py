@@ -109,12 +109,12 @@ class AsteriskAdapter:
             self._write_dnd(ext, target.dnd)
         if self.options.presence:
             message = sanitise_message(target.message or change.profile)
-            self._setvar(f"PRESENCE_STATE({self._provider(ext)})", f"{target.state},,{message}")
+            self._setvar(f"PRESENCE_STATE({self.provider_of(ext)})", f"{target.state},,{message}")
             if self.options.verify:
                 shown = self._read_presence(ext)
                 if shown != (target.state, message):
                     raise PbxError(
-                        f"asterisk: {self._provider(ext)} shows {shown!r} after writing "
+                        f"asterisk: {self.provider_of(ext)} shows {shown!r} after writing "
                         f"{(target.state, message)!r}",
                         transient=False,
                     )
@@ -166,6 +166,16 @@ class AsteriskAdapter:
                     return name
         return None
 
+    def profiles_for(self, shown: AsteriskState) -> list[str]:
+        """Every profile `profile_for` could name from what is known (the halves not None)."""
+        rows = [(n, t) for n, t in self.options.profiles.items()
+                if shown.dnd is None or t.dnd == shown.dnd]  # fmt: skip
+        if shown.state is not None:
+            same = [(n, t) for n, t in rows if t.state == shown.state]
+            exact = [n for n, t in same if sanitise_message(t.message or n) == shown.message]
+            return exact or [n for n, _ in same]
+        return [n for n, _ in rows]
+
     # --- helpers -----------------------------------------------------------------------------
 
     def extension_of(self, user: str) -> str:
@@ -185,8 +195,13 @@ class AsteriskAdapter:
             )
         return target
 
-    def _provider(self, ext: str) -> str:
+    def provider_of(self, ext: str) -> str:
+        """The CustomPresence provider of an extension (its PresenceStateChange `Presentity`)."""
         return self.options.presence_provider.format(extension=ext)
+
+    def dnd_devices_of(self, ext: str) -> list[str]:
+        """The device states that carry an extension's DND (FreePBX's per-device ones aside)."""
+        return [template.format(extension=ext) for template in self.options.dnd_device_states]
 
     def _write_dnd(self, ext: str, on: bool) -> None:
         if on:
@@ -194,7 +209,7 @@ class AsteriskAdapter:
         elif self._call("DBGet", {"Family": DND_FAMILY, "Key": ext}, missing_ok=True):
             # DBDel of a key that is not there is an error in Asterisk: only delete a real one.
             self._call("DBDel", {"Family": DND_FAMILY, "Key": ext})
-        devices = [template.format(extension=ext) for template in self.options.dnd_device_states]
+        devices = self.dnd_devices_of(ext)
         if self.options.dnd_per_device:
             devices += [f"Custom:DEVDND{d}" for d in self._freepbx_devices(ext)]
         for device in devices:
@@ -207,7 +222,7 @@ class AsteriskAdapter:
         return [d for d in (value or "").split("&") if _EXTENSION.match(d)]
 
     def _read_presence(self, ext: str) -> tuple[str, str]:
-        answer = self._call("PresenceState", {"Provider": self._provider(ext)})
+        answer = self._call("PresenceState", {"Provider": self.provider_of(ext)})
         assert answer is not None
         # The answer's first Message: is its own ("Presence State"); PresenceMessage is ours.
         return (answer.get("State") or "", answer.get("PresenceMessage") or "")
