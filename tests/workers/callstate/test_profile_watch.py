@@ -73,7 +73,10 @@ def test_presence_and_dnd_together_name_the_exact_profile() -> None:
     report = w.on_event({"Event": "PresenceStateChange", "Presentity": "CustomPresence:201",
                          "Status": "dnd", "Message": "On Call"}, 2.0)  # fmt: skip
     assert report is not None and (report.user, report.profile, report.matches) == (
-        "bob", "On Call", ())
+        "bob",
+        "On Call",
+        (),
+    )
 
 
 @pytest.mark.parametrize(
