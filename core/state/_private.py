@@ -34,6 +34,8 @@ def loads(raw: bytes | str | None) -> Any:
 
 
 def dumps(value: Any) -> bytes:
+    """JSON bytes; a dataclass is written as its fields, in order (what `asdict` would give
+    for plain values, without its deep copy)."""
     return orjson.dumps(value)
 
 

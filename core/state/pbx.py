@@ -72,7 +72,7 @@ class BuiltinProfile:
         return asdict(self)
 
     def to_bytes(self) -> bytes:
-        return dumps(self.to_dict())
+        return dumps(self)  # `to_dict`'s JSON; orjson reads the fields without a deep copy
 
     @classmethod
     def from_bytes(cls, raw: bytes | str | None, user: str = "") -> BuiltinProfile | None:
