@@ -111,7 +111,7 @@ def process(
     for update, last, users, own in zip(
         batch, presence.last_from(last_raw), linked_users, presence.own_from(own_raw), strict=True
     ):
-        if own == OwnPresence(update.availability, update.activity):
+        if own is not None and own == OwnPresence(update.availability, update.activity):
             result.own_session += 1  # our own PBX-call presence coming back: not a Teams change
             continue
         verdict = is_newer(update, last)

@@ -109,9 +109,10 @@ def publish_builtin(redis: Redis, tenant: str, profiles: Sequence[BuiltinProfile
     if not records:
         return
     redis.hset(builtin_key(tenant), mapping=records)  # type: ignore[arg-type]
+    stream = builtin_events_key(tenant)
     for record in records.values():
         redis.xadd(
-            builtin_events_key(tenant),
+            stream,
             {"data": record},
             maxlen=BUILTIN_EVENTS_MAXLEN,
             approximate=True,

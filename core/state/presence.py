@@ -46,14 +46,8 @@ class LastPresence:
         )
 
     def to_bytes(self) -> bytes:
-        return dumps(
-            {
-                "availability": self.availability,
-                "activity": self.activity,
-                "sequence": self.sequence,
-                "observed_at": self.observed_at,
-            }
-        )
+        # {"availability", "activity", "sequence", "observed_at"}: the fields, in order.
+        return dumps(self)
 
 
 @dataclass(frozen=True)
