@@ -24,7 +24,7 @@ from workers.profile_state import enters_sticky, keep_shown, step, tick
 ReadShown = Callable[[Sequence[str]], Mapping[str, str]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PresenceUpdate:
     user_id: str  # Graph user id
     availability: str

@@ -71,7 +71,7 @@ class Wanted(Protocol):
     def activity(self) -> str: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Desired:
     """The profile one PBX user should show, with the version that orders it."""
 
@@ -95,7 +95,7 @@ class Desired:
         return cls(*_desired_fields(data, user)) if isinstance(data, dict) else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A desired record the PBX refused for good, with its reason and when."""
 

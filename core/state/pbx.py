@@ -57,7 +57,7 @@ def token_lock_key(tenant: str) -> str:
 # ---- the builtin adapter ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BuiltinProfile:
     """One PBX user's profile as the builtin adapter's API serves it."""
 

@@ -23,7 +23,7 @@ def own_key(tenant: str, graph_id: str) -> str:
     return tenant_key(tenant, f"own:{graph_id}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LastPresence:
     """The last presence applied for a Graph user; orders the next one (see the pipeline)."""
 
@@ -50,7 +50,7 @@ class LastPresence:
         return dumps(self)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OwnPresence:
     """What our PBX-call session set in Teams (a JSON pair)."""
 
