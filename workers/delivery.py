@@ -30,11 +30,7 @@ class Outcome:
 def deliver(redis: Redis, tenant: str, adapter: PbxAdapter, users: list[str]) -> Outcome:
     outcome = Outcome()
     # The callers chose the users (fresh versions, pending ones, a replay): only versions count.
-    due = [
-        d.desired
-        for d in delivery.load(redis, tenant, sorted(set(users))).values()
-        if d.desired is not None and d.behind
-    ]
+    due = delivery.behind(redis, tenant, sorted(set(users)))
     if not due:
         return outcome
     if isinstance(adapter, BatchApply):

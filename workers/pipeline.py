@@ -24,7 +24,7 @@ from workers.profile_state import enters_sticky, keep_shown, step, tick
 ReadShown = Callable[[Sequence[str]], Mapping[str, str]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PresenceUpdate:
     user_id: str  # Graph user id
     availability: str
@@ -111,7 +111,7 @@ def process(
     for update, last, users, own in zip(
         batch, presence.last_from(last_raw), linked_users, presence.own_from(own_raw), strict=True
     ):
-        if own == OwnPresence(update.availability, update.activity):
+        if own is not None and own == OwnPresence(update.availability, update.activity):
             result.own_session += 1  # our own PBX-call presence coming back: not a Teams change
             continue
         verdict = is_newer(update, last)

@@ -212,9 +212,10 @@ def depth(redis: Redis) -> tuple[int, int]:
 
 
 def queue_log(pipe: Pipeline, tenant: str, items: list[dict[str, Any]]) -> None:
+    key = notification_log(tenant)
     for entry in items:
         pipe.xadd(
-            notification_log(tenant),
+            key,
             {"kind": entry["kind"], "userId": entry["item"].get("userId") or ""},
             maxlen=NOTIFICATION_LOG_MAXLEN,
             approximate=True,

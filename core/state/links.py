@@ -32,7 +32,7 @@ def index_key(tenant: str) -> str:
     return tenant_key(tenant, "links:by-pbx")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LinkedIds:
     """One field of either hash: a JSON list of ids (PBX users, or Graph ids), sorted."""
 
@@ -40,13 +40,18 @@ class LinkedIds:
 
     @classmethod
     def from_bytes(cls, raw: bytes | str | None) -> LinkedIds:
-        value = loads(raw)
-        if not isinstance(value, list):
-            return cls()
-        return cls(tuple(v for v in value if isinstance(v, str)))
+        return cls(_ids(raw))
 
     def to_bytes(self) -> bytes:
         return dumps(sorted(set(self.ids)))
+
+
+def _ids(raw: bytes | str | None) -> tuple[str, ...]:
+    """The ids of a stored field (`LinkedIds`); the pipeline reads them without the record."""
+    value = loads(raw)
+    if not isinstance(value, list):
+        return ()
+    return tuple([v for v in value if isinstance(v, str)])
 
 
 def static_links(settings: TenantSettings) -> dict[str, list[str]]:
@@ -139,7 +144,7 @@ def pbx_users_from(
     static = static or {}
     out = []
     for gid, value in zip(graph_ids, raw, strict=True):
-        users = LinkedIds.from_bytes(value).ids if value else ()
+        users = _ids(value) if value else ()
         out.append(sorted({*users, *static.get(gid, ())}))
     return out
 

@@ -57,7 +57,7 @@ def token_lock_key(tenant: str) -> str:
 # ---- the builtin adapter ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BuiltinProfile:
     """One PBX user's profile as the builtin adapter's API serves it."""
 
@@ -72,7 +72,7 @@ class BuiltinProfile:
         return asdict(self)
 
     def to_bytes(self) -> bytes:
-        return dumps(self.to_dict())
+        return dumps(self)  # `to_dict`'s JSON; orjson reads the fields without a deep copy
 
     @classmethod
     def from_bytes(cls, raw: bytes | str | None, user: str = "") -> BuiltinProfile | None:
@@ -109,9 +109,10 @@ def publish_builtin(redis: Redis, tenant: str, profiles: Sequence[BuiltinProfile
     if not records:
         return
     redis.hset(builtin_key(tenant), mapping=records)  # type: ignore[arg-type]
+    stream = builtin_events_key(tenant)
     for record in records.values():
         redis.xadd(
-            builtin_events_key(tenant),
+            stream,
             {"data": record},
             maxlen=BUILTIN_EVENTS_MAXLEN,
             approximate=True,

@@ -87,7 +87,7 @@ class ProfileState:
         )
 
     def to_bytes(self) -> bytes:
-        return dumps(self.to_dict())
+        return dumps(self)  # `to_dict`'s JSON, without building the dict
 
     @classmethod
     def from_bytes(cls, raw: bytes | str | None) -> ProfileState:

@@ -19,7 +19,7 @@ class PbxUserRecord:
     extension: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProfileChange:
     """What to apply to one PBX user. Applying the same change twice must be harmless."""
 
