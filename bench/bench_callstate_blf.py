@@ -92,12 +92,12 @@ class Site:
         self.bridge.close()
 
 
-def until(check: Callable[[], bool], timeout: float = 30.0) -> float:
+def until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> float:
     """Wall-clock time when `check` first holds (SIPp's traces are wall clock too)."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise TimeoutError("the emulator never showed the expected presence")
+            raise TimeoutError(f"the emulator never showed {what}")
         time.sleep(POLL_SECONDS)
     return time.time()
 
@@ -114,11 +114,11 @@ def run_calls(
             uac_trace = workdir / f"call-{time.monotonic_ns()}-{n}.log"
             call = Call(pbx, "200", "201", ["-trace_msg", "-message_file", str(uac_trace)])
             try:
-                busy_at = until(lambda: all(site.busy()))
+                busy_at = until(lambda: all(site.busy()), f"call {n}: both busy")
                 # hang_up() waits for the caller's phone to finish: meanwhile, watch Teams.
                 hanging_up = threading.Thread(target=call.hang_up)
                 hanging_up.start()
-                cleared_at = until(lambda: not any(site.busy()))
+                cleared_at = until(lambda: not any(site.busy()), f"call {n}: both cleared")
                 hanging_up.join(30)
             finally:
                 call.close()
@@ -161,6 +161,9 @@ def main() -> None:
                 figures["worker_and_callstate_cpu_seconds"] = round(
                     cpu_seconds(pids) - cpu_before, 2
                 )
+            except Exception:
+                print(site.callstate.output(), site.worker.output(), sep="\n", file=sys.stderr)
+                raise
             finally:
                 site.stop()
     finally:
