@@ -14,7 +14,7 @@ import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core import standard_webhooks
 from core.asterisk_options import AmiSourceOptions, AsteriskOptions
+from core.blf_options import BlfSourceOptions
 from core.errors import ConfigError
 
 ENV_PREFIX = "PRESENCE_BRIDGE_"
@@ -91,12 +92,25 @@ class PbxUser(_Frozen):
     graph_id: str | None = None  # a static link to a Graph user id, for small sites
 
 
-class CallStateSettings(_Frozen):
-    """`[tenants.pbx.callstate]`: where the PBX's own calls are read (PBX -> Teams)."""
+class AmiCallState(_Frozen):
+    """`[tenants.pbx.callstate]` with `source = "ami"`: Asterisk's own calls over AMI."""
 
     source: Literal["ami"]
     options: AmiSourceOptions
     secret: SecretStr | None = None  # from PRESENCE_BRIDGE_TENANT_<NAME>_CALLSTATE_SECRET
+
+
+class BlfCallState(_Frozen):
+    """`[tenants.pbx.callstate]` with `source = "blf"`: SIP dialog events (BLF) per extension."""
+
+    source: Literal["blf"]
+    options: BlfSourceOptions
+    secret: SecretStr | None = None  # the digest password, when the PBX challenges SUBSCRIBE
+
+
+# Where the PBX's own calls are read (PBX -> Teams); `source` picks the options' type.
+CallStateSettings = Annotated[AmiCallState | BlfCallState, Field(discriminator="source")]
+CALL_SOURCES = ("ami", "blf")
 
 
 class PbxSettings(_Frozen):
@@ -250,7 +264,9 @@ def secret_env_name(tenant: str, what: str) -> str:
 
 def _loc(prefix: str, loc: tuple[int | str, ...]) -> str:
     path = prefix
-    for part in loc:
+    for i, part in enumerate(loc):
+        if i and loc[i - 1] == "callstate" and part in CALL_SOURCES:
+            continue  # the union's tag: `source` already says which
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     return path or "(root)"
 
@@ -282,15 +298,15 @@ def _inject_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
             tenant.setdefault("pbx", {})
             if isinstance(tenant["pbx"], dict):
                 tenant["pbx"]["secret"] = pbx_secret
-        problems += _ami_secrets(i, name, tenant.get("pbx"), env)
+        problems += _pbx_secrets(i, name, tenant.get("pbx"), env)
         passphrase = env.get(secret_env_name(name, "CERT_PASSPHRASE"))
         if passphrase and isinstance(tenant.get("certificate"), dict):
             tenant["certificate"]["passphrase"] = passphrase
     return problems
 
 
-def _ami_secrets(i: int, name: str, pbx: object, env: Mapping[str, str]) -> list[str]:
-    """Put the call source's secret in; name each AMI secret that is missing."""
+def _pbx_secrets(i: int, name: str, pbx: object, env: Mapping[str, str]) -> list[str]:
+    """Put the call source's secret in; name each secret that is missing (AMI needs one)."""
     if not isinstance(pbx, dict):
         return []
     problems: list[str] = []
@@ -307,7 +323,7 @@ def _ami_secrets(i: int, name: str, pbx: object, env: Mapping[str, str]) -> list
         variable = secret_env_name(name, "CALLSTATE_SECRET")
         if env.get(variable):
             callstate["secret"] = env[variable]
-        else:
+        elif callstate.get("source") == "ami":  # blf: only a PBX that challenges needs one
             problems.append(
                 f"tenants[{i}].pbx.callstate.secret: the AMI user's secret is required ({variable})"
             )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from core.blf_options import BlfSourceOptions
 from core.errors import ConfigError
 from core.settings import load_settings
 
@@ -289,3 +290,63 @@ def test_other_adapters_have_no_asterisk_options(tmp_path: Path) -> None:
     path.write_text(GOOD)
     with pytest.raises(ValueError, match="builtin"):
         _ = load_settings(env_for(path, **{SECRET_ENV: "s"})).tenants[0].pbx.asterisk_options
+
+
+BLF = GOOD + """
+[tenants.pbx.callstate]
+source = "blf"
+[tenants.pbx.callstate.options]
+host = "pbx.example.net"
+domain = "example.net"
+from_user = "bridge"
+busy_from = "ringing"
+
+[[tenants.pbx_users]]
+username = "alice"
+extension = "200"
+"""
+
+
+def test_the_blf_source_loads_typed_and_needs_no_secret(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text(BLF)
+    callstate = load_settings(env_for(path, **{SECRET_ENV: "s"})).tenants[0].pbx.callstate
+    assert callstate is not None and callstate.source == "blf"
+    assert isinstance(callstate.options, BlfSourceOptions)
+    assert (callstate.options.host, callstate.options.port, callstate.options.busy_from) == (
+        "pbx.example.net",
+        5060,
+        "ringing",
+    )
+    assert callstate.secret is None  # a PBX that does not challenge SUBSCRIBE
+
+
+def test_the_blf_digest_secret_comes_from_the_callstate_secret(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text(BLF)
+    env = env_for(path, **{SECRET_ENV: "s", CALLSTATE_SECRET_ENV: "digest"})
+    callstate = load_settings(env).tenants[0].pbx.callstate
+    assert callstate is not None and callstate.secret is not None
+    assert callstate.secret.get_secret_value() == "digest"
+
+
+def test_blf_problems_are_listed_with_every_other_problem(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text(BLF.replace('busy_from = "ringing"', 'busy_from = "maybe"\nexpires = 5'))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_for(path, **{SECRET_ENV: "s"}, PRESENCE_BRIDGE_PORT="0"))
+    assert caught.value.problems == [
+        "PRESENCE_BRIDGE_PORT: Input should be greater than or equal to 1",
+        "tenants[0].pbx.callstate.options.expires: Input should be greater than or equal to 10",
+        "tenants[0].pbx.callstate.options.busy_from: Input should be 'answer' or 'ringing'",
+    ]
+
+
+def test_an_unknown_call_source_names_the_known_ones(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text(BLF.replace('source = "blf"', 'source = "tapi"'))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_for(path, **{SECRET_ENV: "s"}))
+    (problem,) = caught.value.problems
+    assert problem.startswith("tenants[0].pbx.callstate: ")
+    assert "'ami', 'blf'" in problem

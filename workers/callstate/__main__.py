@@ -56,7 +56,7 @@ def main() -> int:
             redis,
             t.name,
             t.pbx.callstate.source,
-            functools.partial(build_source, t, report=ProfileSink(redis, t.name)),
+            functools.partial(build_source, t, report=ProfileSink(redis, t.name), redis=redis),
             lock_seconds=settings.process.callstate_lock_seconds,
             host=host,
         )

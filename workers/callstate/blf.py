@@ -20,11 +20,11 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError
 
-from core.asterisk_options import BusyFrom
+from core.blf_options import BlfSourceOptions
 from core.errors import ConfigError, PbxError
 from workers.callstate.dialog_info import CONTENT_TYPE, Applied, DialogInfoError, parse_dialog_info
 from workers.callstate.dialogs import DialogTracker
@@ -43,36 +43,7 @@ from workers.pbx.sip_wire import SipRequest, SipResponse, aor_of, digest_authori
 
 log = logging.getLogger("workers.callstate.blf")
 
-_SIP_WORD = r"^[A-Za-z0-9.!%*_+`'~-]+$"
-_HOST = r"^[A-Za-z0-9.:\[\]-]+$"
 TICK = 1.0  # how often the call-length guard runs while nothing else happens
-
-
-class BlfSourceOptions(BaseModel):
-    """Options of the `blf` call-state source."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    host: str = Field(pattern=_HOST)  # where SUBSCRIBEs go (the PBX or its proxy)
-    port: int = Field(default=5060, ge=1, le=65535)
-    transport: Literal["udp"] = "udp"
-    domain: str = Field(pattern=_HOST)  # AOR host: sip:<extension>@<domain>
-    from_user: str = Field(default="presence-bridge", pattern=_SIP_WORD)
-    auth_user: str | None = Field(default=None, pattern=_SIP_WORD)  # digest; else from_user
-    bind_host: str = Field(default="0.0.0.0", pattern=_HOST)  # noqa: S104 - NOTIFYs come in
-    bind_port: int = Field(default=0, ge=0, le=65535)  # 0: any free port
-    # The address NOTIFYs are sent to (Contact); default: the one that reaches `host`.
-    contact_host: str | None = Field(default=None, pattern=_HOST)
-    expires: int = Field(default=600, ge=10, le=86400)
-    refresh_at: float = Field(default=0.8, gt=0.1, lt=1.0)  # share of the granted lifetime
-    subscribes_per_second: float = Field(default=50.0, gt=0, le=10_000)
-    timeout: float = Field(default=8.0, gt=0, le=64)  # one transaction, retransmits included
-    t1: float = Field(default=0.5, gt=0, le=5)
-    busy_from: BusyFrom = "answer"
-    max_call_seconds: float = Field(default=4 * 3600, gt=0)
-    retry_initial: float = Field(default=2.0, gt=0, le=3600)  # after a failed SUBSCRIBE
-    retry_max: float = Field(default=300.0, gt=0, le=86400)  # also after a refusal (403/404)
-    user_agent: str = Field(default="presence-bridge", max_length=100)
 
 
 class BlfCallSource:
@@ -80,7 +51,7 @@ class BlfCallSource:
 
     def __init__(
         self,
-        options: Mapping[str, Any],
+        options: BlfSourceOptions | Mapping[str, Any],
         secret: SecretStr | None,
         users: Mapping[str, str],
         emit: Callable[[dict[str, Any]], None],
@@ -93,27 +64,26 @@ class BlfCallSource:
         reported before and that ended meanwhile (ids of other sources are left alone).
         `secret` is the digest password, None when the PBX does not challenge.
         """
-        try:
-            self.options = BlfSourceOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            raise ConfigError(
-                [
-                    f"callstate.blf.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                    for e in exc.errors()
-                ]
-            ) from None
+        if isinstance(options, BlfSourceOptions):
+            self.options = options  # validated with the settings
+        else:
+            try:
+                self.options = BlfSourceOptions.model_validate(dict(options))
+            except ValidationError as exc:
+                raise ConfigError(
+                    [
+                        f"callstate.blf.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                        for e in exc.errors()
+                    ]
+                ) from None
         if not users:
             raise ConfigError(["callstate.blf: no extension to watch (pbx_users[].extension)"])
         self._secret = secret
         self._clock = clock
         self.counts: Counter[str] = Counter()
-        self.tracker = DialogTracker(
-            users,
-            busy_from=self.options.busy_from,
-            max_call_seconds=self.options.max_call_seconds,
-            known_calls=known_calls,
-            now=clock(),
-        )
+        self._users = dict(users)
+        self._known: dict[str, set[str]] = {u: set(ids) for u, ids in (known_calls or {}).items()}
+        self.tracker = self._new_tracker()
         self._outbox = Outbox(emit, self.counts, log)
         self._subs = {ext: Subscription(ext, aor_of(ext, self.options.domain)) for ext in users}
         self._by_dialog: dict[tuple[str, str], str] = {}  # (Call-ID, our tag) -> extension
@@ -130,6 +100,34 @@ class BlfCallSource:
     def __repr__(self) -> str:
         o = self.options
         return f"BlfCallSource({o.host}:{o.port}/{o.transport}, {len(self._subs)} extensions)"
+
+    def _new_tracker(self) -> DialogTracker:
+        return DialogTracker(
+            self._users,
+            busy_from=self.options.busy_from,
+            max_call_seconds=self.options.max_call_seconds,
+            known_calls=self._known,
+            now=self._clock(),
+        )
+
+    def restore(self, calls: Iterable[tuple[str, str, float]]) -> None:
+        """Calls an earlier listener reported (user, call id, since), added to `known_calls`;
+        call before run()."""
+        for user, call_id, _since in calls:
+            self._known.setdefault(user, set()).add(call_id)
+        self.tracker = self._new_tracker()
+
+    @property
+    def connected(self) -> bool:
+        """The PBX holds at least one of our subscriptions (a refused extension is not down)."""
+        return any(s.established for s in self._subs.values())
+
+    def active_calls(self) -> int:
+        return sum(len(ids) for ids in self.tracker.active().values())
+
+    def flush(self) -> None:
+        """Hand over again what emit refused before (Redis was away), in order."""
+        self._outbox.flush()
 
     def subscribed(self) -> list[str]:
         """Extensions whose subscription is established."""

@@ -10,7 +10,8 @@ named after the extension, reused for every call, with no call-id and no tags; K
 presence_dialoginfo sends full documents with a `call-id` (unless configured not to),
 capitalised states (`Trying`), a NOTIFY without a body while it holds no state, and now and
 then one dialog twice, its current state next to a stale `Trying` (two publications of one
-dialog): the most advanced state of a dialog is the one that holds.
+dialog): the most advanced state of a dialog is the one that holds, within a document
+and (for a dialog named by its call-id) from one document to the next.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ _PROGRESS = {
     "terminated": 5,
 }
 _DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
+# At most this many ended dialogs (by id and Call-ID) remembered per view: see _was_ended.
+MAX_ENDED = 1000
 
 
 class DialogInfoError(ValueError):
@@ -151,6 +154,8 @@ class DialogView:
     version: int | None = None
     dialogs: dict[str, Dialog] = field(default_factory=dict)
     has_full_state: bool = False  # a full document (or an empty body) has arrived
+    # (id, Call-ID) of dialogs seen terminated, oldest first: terminated is final.
+    ended: dict[tuple[str, str], None] = field(default_factory=dict)
 
     def apply(self, doc: DialogInfo) -> Applied:
         if doc.version >= 0 and self.version is not None and doc.version <= self.version:
@@ -158,15 +163,53 @@ class DialogView:
         expected = None if self.version is None else self.version + 1
         if doc.version >= 0:
             self.version = doc.version
+        for dialog in doc.dialogs:
+            if dialog.ended and dialog.call_id is not None:
+                self._remember_ended(dialog.id, dialog.call_id)
+        live = [d for d in doc.dialogs if not d.ended and not self._was_ended(d)]
         if doc.full:
-            self.dialogs = {d.id: d for d in doc.dialogs if not d.ended}
+            # An ended dialog the PBX no longer lists has nothing left that could revive it.
+            listed = {(d.id, d.call_id) for d in doc.dialogs}
+            self.ended = {k: None for k in self.ended if k in listed}
+            self.dialogs = {d.id: self._held(d) for d in live}
             self.has_full_state = True
             return Applied.FULL
         for dialog in doc.dialogs:
             if dialog.ended:
                 self.dialogs.pop(dialog.id, None)
-            else:
-                self.dialogs[dialog.id] = dialog
+        for dialog in live:
+            self.dialogs[dialog.id] = self._held(dialog)
         if expected is None or doc.version != expected or not self.has_full_state:
             return Applied.GAP
         return Applied.PARTIAL
+
+    def _held(self, dialog: Dialog) -> Dialog:
+        """The dialog, or what is known of it when the document says it moved back.
+
+        RFC 4235 3.7.1: a dialog only moves forward. Kamailio publishes from several
+        processes, so an `early` can land after the `confirmed` of the same call (seen with
+        a callee that answers at once) and stay until the call ends. Only a dialog named by
+        its Call-ID is held: Asterisk reuses one id without a call-id for every call.
+        """
+        seen = self.dialogs.get(dialog.id)
+        if (
+            seen is not None
+            and dialog.call_id is not None
+            and seen.call_id == dialog.call_id
+            and _PROGRESS[dialog.state] < _PROGRESS[seen.state]
+        ):
+            return seen
+        return dialog
+
+    def _remember_ended(self, dialog_id: str, call_id: str) -> None:
+        self.ended.pop((dialog_id, call_id), None)
+        self.ended[(dialog_id, call_id)] = None
+        while len(self.ended) > MAX_ENDED:
+            del self.ended[next(iter(self.ended))]
+
+    def _was_ended(self, dialog: Dialog) -> bool:
+        """A dialog named by its Call-ID that terminated before cannot come back: Kamailio
+        may hold a second, stale publication of it (`confirmed`) that outlives the
+        `terminated` one and lists it again once that expires (seen ~10 s after a call,
+        then for as long as that publication lives); it is remembered while listed."""
+        return dialog.call_id is not None and (dialog.id, dialog.call_id) in self.ended

@@ -75,10 +75,10 @@ class Listener:
         sink = IntakeSink(self.redis, self.tenant, self.source_name)
         try:
             reported = sink.reported()
+            source = self._make(sink)  # a blf source reads the calls the bridge holds
         except (RedisError, OSError):
             log.warning("callstate: cannot read reported calls", extra={"listener": repr(self)})
             return
-        source = self._make(sink)
         source.restore(reported)
         source.counts["leads"] += 1
         self.source, self._flushed = source, Counter()

@@ -7,6 +7,7 @@ import pytest
 
 from tests.sip_recorded import ASTERISK_200, ASTERISK_201
 from workers.callstate.dialog_info import (
+    MAX_ENDED,
     Applied,
     Dialog,
     DialogInfo,
@@ -306,3 +307,60 @@ def test_kamailio_listing_one_dialog_twice_still_shows_the_call() -> None:
     view = DialogView()
     view.apply(parse_dialog_info(KAMAILIO_TWICE))
     assert {k: v.state for k, v in view.dialogs.items()} == {"padi-6b0f3382-3bbd-3": "confirmed"}
+
+
+def test_a_dialog_that_moves_back_keeps_its_furthest_state() -> None:
+    """Kamailio under an at-once answer: `early` published after `confirmed` of one call."""
+    view = DialogView()
+    view.apply(parse_dialog_info(doc(170, "full", dialog("d", "confirmed", call_id="c1"))))
+    view.apply(parse_dialog_info(doc(171, "full", dialog("d", "early", call_id="c1"))))
+    assert {k: v.state for k, v in view.dialogs.items()} == {"d": "confirmed"}
+    view.apply(parse_dialog_info(doc(172, "full", dialog("d", "terminated", call_id="c1"))))
+    assert view.dialogs == {}
+
+
+def test_a_dialog_id_reused_without_a_call_id_is_taken_as_it_comes() -> None:
+    """Asterisk names every call of 200 `200`: a new call may ring under the same id."""
+    view = DialogView()
+    view.apply(parse_dialog_info(doc(1, "full", dialog("200", "confirmed"))))
+    view.apply(parse_dialog_info(doc(2, "full", dialog("200", "early"))))
+    assert {k: v.state for k, v in view.dialogs.items()} == {"200": "early"}
+
+
+def test_a_partial_document_cannot_move_a_dialog_back_either() -> None:
+    view = DialogView()
+    view.apply(parse_dialog_info(doc(1, "full", dialog("d", "confirmed", call_id="c1"))))
+    assert view.apply(parse_dialog_info(doc(2, "partial", dialog("d", "trying", call_id="c1")))) \
+        is Applied.PARTIAL
+    assert {k: v.state for k, v in view.dialogs.items()} == {"d": "confirmed"}
+
+
+def test_a_terminated_dialog_listed_again_by_a_stale_publication_stays_ended() -> None:
+    """Kamailio: the `terminated` publication expires, a stale `confirmed` one of the same
+    call remains and is listed again about 10 s later."""
+    view = DialogView()
+    view.apply(parse_dialog_info(doc(1, "full", dialog("d", "confirmed", call_id="c1"))))
+    view.apply(parse_dialog_info(doc(2, "full", dialog("d", "terminated", call_id="c1"))))
+    view.apply(parse_dialog_info(doc(3, "full", dialog("d", "confirmed", call_id="c1"),
+                                     dialog("e", "early", call_id="c2"))))
+    assert {k: v.state for k, v in view.dialogs.items()} == {"e": "early"}
+    assert view.apply(parse_dialog_info(doc(4, "partial", dialog("d", "confirmed",
+                                                                 call_id="c1")))) \
+        is Applied.PARTIAL
+    assert set(view.dialogs) == {"e"}
+
+
+def test_an_ended_dialog_is_remembered_while_the_pbx_lists_it() -> None:
+    view = DialogView()
+    view.apply(parse_dialog_info(doc(1, "full", dialog("d", "terminated", call_id="c1"))))
+    view.apply(parse_dialog_info(doc(2, "full", dialog("d", "confirmed", call_id="c1"))))
+    assert view.dialogs == {} and ("d", "c1") in view.ended
+    view.apply(parse_dialog_info(doc(3, "full")))  # no longer listed: forgotten
+    assert view.ended == {}
+
+
+def test_a_view_remembers_at_most_max_ended_dialogs() -> None:
+    view = DialogView()
+    ended = [dialog(f"d{n}", "terminated", call_id="c") for n in range(MAX_ENDED + 1)]
+    view.apply(parse_dialog_info(doc(1, "full", *ended)))
+    assert len(view.ended) == MAX_ENDED and ("d0", "c") not in view.ended
