@@ -292,7 +292,9 @@ def test_other_adapters_have_no_asterisk_options(tmp_path: Path) -> None:
         _ = load_settings(env_for(path, **{SECRET_ENV: "s"})).tenants[0].pbx.asterisk_options
 
 
-BLF = GOOD + """
+BLF = (
+    GOOD
+    + """
 [tenants.pbx.callstate]
 source = "blf"
 [tenants.pbx.callstate.options]
@@ -305,6 +307,7 @@ busy_from = "ringing"
 username = "alice"
 extension = "200"
 """
+)
 
 
 def test_the_blf_source_loads_typed_and_needs_no_secret(tmp_path: Path) -> None:

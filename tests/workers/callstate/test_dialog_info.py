@@ -330,8 +330,10 @@ def test_a_dialog_id_reused_without_a_call_id_is_taken_as_it_comes() -> None:
 def test_a_partial_document_cannot_move_a_dialog_back_either() -> None:
     view = DialogView()
     view.apply(parse_dialog_info(doc(1, "full", dialog("d", "confirmed", call_id="c1"))))
-    assert view.apply(parse_dialog_info(doc(2, "partial", dialog("d", "trying", call_id="c1")))) \
+    assert (
+        view.apply(parse_dialog_info(doc(2, "partial", dialog("d", "trying", call_id="c1"))))
         is Applied.PARTIAL
+    )
     assert {k: v.state for k, v in view.dialogs.items()} == {"d": "confirmed"}
 
 
@@ -341,12 +343,21 @@ def test_a_terminated_dialog_listed_again_by_a_stale_publication_stays_ended() -
     view = DialogView()
     view.apply(parse_dialog_info(doc(1, "full", dialog("d", "confirmed", call_id="c1"))))
     view.apply(parse_dialog_info(doc(2, "full", dialog("d", "terminated", call_id="c1"))))
-    view.apply(parse_dialog_info(doc(3, "full", dialog("d", "confirmed", call_id="c1"),
-                                     dialog("e", "early", call_id="c2"))))
+    view.apply(
+        parse_dialog_info(
+            doc(
+                3,
+                "full",
+                dialog("d", "confirmed", call_id="c1"),
+                dialog("e", "early", call_id="c2"),
+            )
+        )
+    )
     assert {k: v.state for k, v in view.dialogs.items()} == {"e": "early"}
-    assert view.apply(parse_dialog_info(doc(4, "partial", dialog("d", "confirmed",
-                                                                 call_id="c1")))) \
+    assert (
+        view.apply(parse_dialog_info(doc(4, "partial", dialog("d", "confirmed", call_id="c1"))))
         is Applied.PARTIAL
+    )
     assert set(view.dialogs) == {"e"}
 
 
