@@ -27,8 +27,8 @@ from _common import ROOT, emit, machine, percentile
 
 sys.path.insert(0, str(ROOT))
 
-from tests.kamailio import BLF_DEFAULTS, BLF_TEMPLATE, KamailioServer  # noqa: E402
-from tests.sipp import Call, answering  # noqa: E402
+from emulator.harness.kamailio import BLF_DEFAULTS, BLF_TEMPLATE, KamailioServer  # noqa: E402
+from emulator.harness.sipp import Call, answering  # noqa: E402
 from workers.callstate.blf import BlfCallSource  # noqa: E402
 
 _BLOCK = re.compile(

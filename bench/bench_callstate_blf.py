@@ -2,7 +2,7 @@
 the Graph emulator, hang-up -> cleared, through a real Kamailio.
 
 Starts a private redis-server, the Graph emulator (in this process), a Kamailio PBX serving
-dialog-info (tests/kamailio/kamailio-blf.cfg), the real web process (`python -m webhook`,
+dialog-info (emulator/harness/kamailio/kamailio-blf.cfg), the real web process (`python -m webhook`,
 holding a presence subscription as the clock makes it), one worker (`python -m workers`,
 100 ms coalescing window unless `--window-ms`) and the call-state process
 (`python -m workers.callstate`) subscribed to the dialogs of 200 (alice) and 201 (bob).
@@ -39,11 +39,11 @@ sys.path.insert(0, str(ROOT))
 
 from core.graph_tokens import GraphTokens  # noqa: E402
 from emulator.harness.bridge import BridgeSite  # noqa: E402
+from emulator.harness.kamailio import KamailioServer, blf_server  # noqa: E402
 from emulator.harness.processes import Service  # noqa: E402
 from emulator.harness.redis_server import RedisServer  # noqa: E402
+from emulator.harness.sipp import Call, answering  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
-from tests.kamailio import KamailioServer, blf_server  # noqa: E402
-from tests.sipp import Call, answering  # noqa: E402
 
 WARM_CALLS = 5  # tokens, connections, script loads
 POLL_SECONDS = 0.0005

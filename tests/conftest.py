@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from emulator.harness.kamailio import KamailioServer
 from emulator.harness.redis_server import RedisServer
-from tests.kamailio import kamailio_server  # noqa: F401 - the shared `kamailio` fixture
 
 TEST_DB = 9
 
@@ -39,3 +39,12 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture(scope="module", name="kamailio")
+def kamailio_server() -> Iterator[KamailioServer]:
+    """One real Kamailio per test module; a test that stops or reconfigures one builds its own."""
+    server = KamailioServer()
+    server.start()
+    yield server
+    server.cleanup()

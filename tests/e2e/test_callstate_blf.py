@@ -10,10 +10,10 @@ import pytest
 
 from core.state import calls, callstate
 from core.state.callstate import counter_field
+from emulator.harness.kamailio import KamailioServer, blf_server
+from emulator.harness.sipp import Call, answering
 from tests.e2e.conftest import TENANT, Bridge, BridgeFactory, wait_for
 from tests.e2e.test_reverse_path import available, drain, our_session, wait_teams
-from tests.kamailio import KamailioServer, blf_server
-from tests.sipp import Call, answering
 
 BUSY, FREE = ("Busy", "InACall"), ("Available", "Available")
 USERS = ("alice", "bob")

@@ -9,8 +9,8 @@ import pytest
 from rq.registry import ScheduledJobRegistry
 
 from core.queue import QUEUE_PBX, enqueue_deliver
+from emulator.harness.kamailio import KamailioServer
 from tests.e2e.conftest import TENANT, Bridge, BridgeFactory, tamper_data_signature, wait_for
-from tests.kamailio import KamailioServer
 from tests.sip_watcher import PresenceWatcher, SipMessage
 from workers.pbx.pidf import parse_pidf
 

@@ -12,8 +12,8 @@ import redis
 
 from core.settings import load_settings
 from core.state import links, pbx
+from emulator.harness.kamailio import KamailioServer
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
-from tests.kamailio import KamailioServer
 from workers import jobs
 from workers.pbx.base import ProfileChange
 from workers.pbx.builtin import BuiltinAdapter

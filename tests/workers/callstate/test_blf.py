@@ -9,9 +9,9 @@ import pytest
 from pydantic import SecretStr
 
 from core.errors import ConfigError
+from emulator.harness.kamailio import KamailioServer, blf_server
+from emulator.harness.sipp import Call, answering
 from tests.blf_fixtures import USERS, Listening, Sink, resynced, wait_until
-from tests.kamailio import KamailioServer, blf_server
-from tests.sipp import Call, answering
 from workers.callstate.blf import BlfCallSource
 
 PASSWORD = "blf-test-secret"  # noqa: S105 - a loopback test server

@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from core.errors import ConfigError, PbxError
-from tests.kamailio import KamailioServer
+from emulator.harness.kamailio import KamailioServer
 from tests.sip_watcher import PresenceWatcher, SipMessage
 from workers.pbx.base import ProfileChange
 from workers.pbx.pidf import PIDF_NS, parse_pidf

@@ -1,6 +1,6 @@
 """The sip adapter seen by an independent watcher: SIPp SUBSCRIBEs at a real Kamailio.
 
-The adapter PUBLISHes; SIPp (tests/kamailio/sipp/watch.xml) holds a presence subscription
+The adapter PUBLISHes; SIPp (emulator/harness/kamailio/sipp/watch.xml) holds a presence subscription
 and the test reads the NOTIFYs Kamailio sent it from SIPp's own message trace. The PIDF is
 read here with ElementTree, not with the adapter's parser.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.kamailio import KamailioServer
-from tests.sipp import TracedMessage, watching
+from emulator.harness.kamailio import KamailioServer
+from emulator.harness.sipp import TracedMessage, watching
 from workers.pbx.base import ProfileChange
 from workers.pbx.sip import SipAdapter
 

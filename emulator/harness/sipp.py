@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.kamailio import KamailioServer, free_port_pair
+from emulator.harness.kamailio import KamailioServer, free_port_pair
 
 SCENARIOS = Path(__file__).parent / "kamailio" / "sipp"
 TIMEOUT = 30.0

@@ -8,10 +8,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 BINARY_CANDIDATES = ("/usr/sbin/kamailio", "/usr/local/sbin/kamailio")
 MODULE_DIRS = (
@@ -205,15 +202,6 @@ class KamailioServer:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="module", name="kamailio")
-def kamailio_server() -> Iterator[KamailioServer]:
-    """One server per test module; a test that stops or reconfigures one builds its own."""
-    server = KamailioServer()
-    server.start()
-    yield server
-    server.cleanup()
 
 
 def blf_server(*, password: str | None = None, **values: object) -> KamailioServer:
