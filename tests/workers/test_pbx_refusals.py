@@ -28,6 +28,7 @@ STARFACE = ('preset = "starface-dnd"\nauth = { login = "alice" }\n'
             '[tenants.pbx.options.users]\nalice = "0815"\n')  # fmt: skip
 THREECX = (f'preset = "3cx"\nauth = {{ client_id = "{CLIENT_ID}" }}\n'
            '[tenants.pbx.options.users]\n"101" = "7"\n')  # fmt: skip
+FREEPBX_PUT = "PUT /admin/api/api/rest/donotdisturb/users/1001"
 BICOM = ('preset = "bicom-dnd"\n[tenants.pbx.options.vars]\nserver = "3"\n'
          '[tenants.pbx.options.users]\n"1001" = "42"\n')  # fmt: skip
 
@@ -146,9 +147,11 @@ def test_freepbx_answering_true_without_applying_is_a_refusal(
     links.replace(redis_client, T, {"g1": ["1001"]})
     pbx.freepbx_ami_refuses.add("1001")  # AMI fails inside the DND module; the route says true
     teams_dnd()
-    assert_dead_lettered(redis_client, "1001",
-        "PUT /admin/api/api/rest/donotdisturb/users/1001: PBX answered 200 but reads back "
-        'status = false, not "YES"')  # fmt: skip
+    assert_dead_lettered(
+        redis_client,
+        "1001",
+        f'{FREEPBX_PUT}: PBX answered 200 but reads back status = false, not "YES"',
+    )
     assert pbx.state["freepbx"] == {}
 
 
@@ -159,8 +162,9 @@ def test_freepbx_answering_200_unauthorized_is_a_refusal(
     links.replace(redis_client, T, {"g1": ["1001"]})
     pbx.freepbx_missing_scope = 200  # one API module version; 17.0 answers 401
     teams_dnd()
-    assert_dead_lettered(redis_client, "1001",
-        "PUT /admin/api/api/rest/donotdisturb/users/1001: PBX reported an error: unauthorized")  # fmt: skip
+    assert_dead_lettered(
+        redis_client, "1001", f"{FREEPBX_PUT}: PBX reported an error: unauthorized"
+    )
     assert pbx.state["freepbx"] == {}
 
 
@@ -184,8 +188,12 @@ def test_starface_answering_200_is_its_documented_unexpected_error(
     links.replace(redis_client, T, {"g1": ["alice"]})
     pbx.starface_unexpected_error = True
     teams_dnd()
-    assert_dead_lettered(redis_client, "alice",
-        'PUT /rest/users/0815/phoneconfig: PBX answered 200, not 204 {"message":"Unexpected error"}')  # fmt: skip
+    assert_dead_lettered(
+        redis_client,
+        "alice",
+        "PUT /rest/users/0815/phoneconfig: PBX answered 200, not 204 "
+        '{"message":"Unexpected error"}',
+    )
     assert pbx.state["starface"]["0815"]["doNotDisturb"] is False
 
 
@@ -212,6 +220,9 @@ def test_3cx_refuses_a_profile_the_preset_does_not_name(
     links.replace(redis_client, T, {"g1": ["101"]})
     jobs.process_presences(T, [{"id": "g1", "availability": "Away", "activity": "Away",
                                 "observedAt": time.time()}])  # fmt: skip
-    assert_dead_lettered(redis_client, "101",
-        "PATCH /xapi/v1/Users(7): PBX answered 400 {\"message\":\"unknown profile 'Lunch'\"}")  # fmt: skip
+    assert_dead_lettered(
+        redis_client,
+        "101",
+        """PATCH /xapi/v1/Users(7): PBX answered 400 {"message":"unknown profile 'Lunch'"}""",
+    )
     assert pbx.state["3cx"][7] == "Available"

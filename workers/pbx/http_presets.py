@@ -182,7 +182,7 @@ _add(
             "Whether the REST route also updates the Custom:DND device state (BLF lamps) is not "
             "documented; AMI DBPut + Setvar is the fully documented path.",
             "The PUT answers true whatever its AMI calls did, so every write is read back with "
-            "the route's GET ({\"status\": <AstDB value>}); the scope needs read as well.",
+            "the same route's GET (status: the AstDB value); the scope needs read as well.",
             "Off reads as false or an empty string, depending on FreePBX's AMI library "
             "(not checked): both mean Available.",
             'One API module version answers a missing scope with 200 {"status": false, '

@@ -187,4 +187,4 @@ def test_secrets_in_a_read_back_are_redacted(
     with pytest.raises(HttpPbxError) as caught:
         build_http_adapter(settings).apply_profile(DND)
 
-    assert "reads back state.dnd = \"key=***\"" in str(caught.value)
+    assert 'reads back state.dnd = "key=***"' in str(caught.value)
