@@ -129,6 +129,13 @@ class PbxServer:
         self.page_size = 1  # list answers are paged, to exercise next-page links
         self.token_lifetime = 3600
         self._faults: deque[_Fault] = deque()
+        # FreePBX: extensions whose AMI calls fail inside the DND module (the route still
+        # answers true), and the status a token without the route's scope gets (the API
+        # module's 17.0 answers 401; one other version 200, both {"status": false, ...}).
+        self.freepbx_ami_refuses: set[str] = set()
+        self.freepbx_missing_scope: int | None = None
+        # STARFACE: the phoneconfig PUT answers 200 ("Unexpected error" in its OpenAPI).
+        self.starface_unexpected_error = False
         self._tokens: set[str] = set()
         self._nonces: set[str] = set()
         self.state: dict[str, Any] = {
@@ -362,11 +369,20 @@ class PbxServer:
     async def _freepbx(self, rec: Recorded, m: re.Match[str]) -> Response:
         if not self._bearer_ok(rec):
             return JSONResponse({"error": "unauthorized"}, 401)
+        if self.freepbx_missing_scope is not None:
+            return JSONResponse(
+                {"status": False, "message": "unauthorized"}, self.freepbx_missing_scope
+            )
+        ext = m.group("ext")
+        if rec.method == "GET":
+            # The AstDB value of DND/<ext>; a missing key reads as false.
+            return JSONResponse({"status": self.state["freepbx"].get(ext) or False})
         body = self._json(rec)
         if rec.method != "PUT" or body not in ({"status": "YES"}, {"status": ""}):
             raise Problem('expected PUT {"status": "YES" | ""}')
-        self.state["freepbx"][m.group("ext")] = body["status"]
-        return JSONResponse(True)
+        if ext not in self.freepbx_ami_refuses:
+            self.state["freepbx"][ext] = body["status"]
+        return JSONResponse(True)  # whatever the AMI calls did
 
     async def _starface_login(self, rec: Recorded, m: re.Match[str]) -> Response:
         if rec.method == "GET":
@@ -413,6 +429,9 @@ class PbxServer:
             or not all(isinstance(body[k], t) for k, t in STARFACE_PHONECONFIG.items())
         ):
             raise Problem("PUT phoneconfig needs all four fields with their types")
+        if self.starface_unexpected_error:
+            # The OpenAPI does not describe this answer's body; this one is the stand-in's.
+            return JSONResponse({"message": "Unexpected error"}, 200)
         config.update(body)
         return Response(status_code=204)
 

@@ -40,7 +40,9 @@ from workers.pbx.http_options import (
     HttpOptions,
     ListAction,
     PathSpec,
+    ReadAction,
     UserRef,
+    lookup,
     template_names,
     validate_options,
 )
@@ -68,23 +70,6 @@ class HttpPbxError(PbxError):
         self.retry_after = retry_after
 
 
-def _lookup(data: Any, path: PathSpec | None) -> Any:
-    if path is None:
-        return None
-    parts: list[str | int] = (
-        list(path) if isinstance(path, list) else [p for p in path.split(".") if p]
-    )
-    for part in parts:
-        if isinstance(data, dict):
-            data = data.get(str(part))
-        elif isinstance(data, list) and str(part).lstrip("-").isdigit():
-            index = int(part)
-            data = data[index] if -len(data) <= index < len(data) else None
-        else:
-            return None
-    return data
-
-
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -93,7 +78,7 @@ def _text(value: Any) -> str:
 
 def _field(item: Any, key: str | None, spec: PathSpec | None) -> str | None:
     """One field of a listed user; `$key` is the key of an object of objects (Bicom)."""
-    value = key if spec == "$key" else _lookup(item, spec)
+    value = key if spec == "$key" else lookup(item, spec)
     return None if value is None or value == "" else _text(value)
 
 
@@ -131,6 +116,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 @dataclass(frozen=True)
 class _Sent:
+    what: str  # "PUT /path", as errors name the request
     status: int
     body: Any
 
@@ -212,18 +198,36 @@ class HttpAdapter(PbxAdapter):
         names.update(
             profile=change.profile, availability=change.availability, activity=change.activity
         )
+        read = self.options.actions.read_profile
         base: Any = None
         if action.merge_read:
-            read = self.options.actions.read_profile
             assert read is not None  # noqa: S101 - checked by validate_options
             base = self._send(read, self._names(change.user, {})).body
-        self._send(action, names, merge_into=base)
+        sent = self._send(action, names, merge_into=base)
+        if action.verify:
+            assert read is not None  # noqa: S101 - checked by validate_options
+            self._verify(sent, read, lookup(self._body(action, names, base), read.result), change)
+
+    def _verify(self, sent: _Sent, read: ReadAction, written: Any, change: ProfileChange) -> None:
+        """A PBX that says yes to everything: what it shows now must be what was written."""
+        shown = lookup(self._send(read, self._names(change.user, {})).body, read.result)
+        if read.values.get(_text(shown), _text(shown)) == read.values.get(
+            _text(written), _text(written)
+        ):
+            return
+        path = read.result if isinstance(read.result, str) else ".".join(map(str, read.result))
+        raise HttpPbxError(
+            f"{sent.what}: PBX answered {sent.status} but reads back {path} = "
+            f"{self._redact(json.dumps(shown))[:100]}, not {json.dumps(written)[:100]}",
+            transient=False,
+            status=sent.status,
+        )
 
     def read_profile(self, user: str) -> str | None:
         action = self.options.actions.read_profile
         if action is None:
             return None
-        raw = _lookup(self._send(action, self._names(user, {})).body, action.result)
+        raw = lookup(self._send(action, self._names(user, {})).body, action.result)
         if raw is None:
             return None
         text = _text(raw)
@@ -248,7 +252,7 @@ class HttpAdapter(PbxAdapter):
         url: str | None = None
         for _ in range(MAX_PAGES):
             body = self._send(action, dict(self.options.vars), url_override=url).body
-            items = _lookup(body, action.items) if action.items else body
+            items = lookup(body, action.items) if action.items else body
             rows: list[tuple[str | None, Any]] = (
                 list(items.items())
                 if isinstance(items, dict)
@@ -264,7 +268,7 @@ class HttpAdapter(PbxAdapter):
                     username, _field(item, key, action.email), _field(item, key, action.extension)
                 )
                 found.append((record, _field(item, key, action.id)))
-            nxt = _lookup(body, action.next)
+            nxt = lookup(body, action.next)
             if not isinstance(nxt, str) or not nxt:
                 break
             url = nxt
@@ -331,6 +335,14 @@ class HttpAdapter(PbxAdapter):
             return path
         return self.options.base_url.rstrip("/") + "/" + path.lstrip("/")
 
+    @staticmethod
+    def _body(action: Action, names: Mapping[str, Any], merge_into: Any) -> Any:
+        """The JSON body an action sends: its `json` rendered, on top of a read answer."""
+        body = _render(action.json_body, names)
+        if isinstance(merge_into, dict):
+            body = _deep_merge(merge_into, body or {})
+        return body
+
     def _build(
         self, action: Action, names: Mapping[str, Any], merge_into: Any, url_override: str | None
     ) -> httpx.Request:
@@ -340,9 +352,7 @@ class HttpAdapter(PbxAdapter):
         headers = {k: _render(v, names) for k, v in headers.items()}
         kwargs: dict[str, Any] = {}
         if action.json_body is not None or merge_into is not None:
-            body = _render(action.json_body, names)
-            if isinstance(merge_into, dict):
-                body = _deep_merge(merge_into, body or {})
+            body = self._body(action, names, merge_into)
             kwargs["content"] = json.dumps(body, separators=(",", ":")).encode()
             headers.setdefault("Content-Type", "application/json")
         elif action.form is not None:
@@ -414,19 +424,26 @@ class HttpAdapter(PbxAdapter):
             raise HttpPbxError(
                 f"{what}: PBX answered {status} {snippet}".rstrip(), transient=False, status=status
             )
+        if action.success_status is not None and status not in action.success_status:
+            expected = " or ".join(map(str, action.success_status))
+            raise HttpPbxError(
+                f"{what}: PBX answered {status}, not {expected} {snippet}".rstrip(),
+                transient=False,
+                status=status,
+            )
         body: Any = None
         if response.content:
             try:
                 body = response.json()
             except ValueError:
                 body = response.text
-        if action.error_path is not None and _lookup(body, action.error_path) is not None:
-            message = self._redact(_text(_lookup(body, action.error_path))[:200])
+        if action.error_path is not None and lookup(body, action.error_path) is not None:
+            message = self._redact(_text(lookup(body, action.error_path))[:200])
             raise HttpPbxError(
                 f"{what}: PBX reported an error: {message}", transient=False, status=status
             )
         log.debug("%s -> %s", what, status)
-        return _Sent(status, body)
+        return _Sent(what, status, body)
 
     def _redact(self, text: str) -> str:
         if self._secret is not None and self._secret.get_secret_value():

@@ -6,7 +6,7 @@ from pathlib import Path
 from string import Template
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import ConfigError
 from core.settings import PbxSettings, secret_env_name
@@ -31,11 +31,24 @@ class Action(_Frozen):
     form: dict[str, str] | None = None
     content: str | None = None
     error_path: PathSpec | None = None  # a 2xx JSON body with this key is a failure (Bicom)
+    # The 2xx statuses the PBX documents as success; any other 2xx is a refusal (STARFACE's
+    # phoneconfig PUT: 204 is success, 200 "Unexpected error"). None: every 2xx.
+    success_status: list[int] | None = Field(default=None, min_length=1)
+
+    @field_validator("success_status")
+    @classmethod
+    def _only_2xx(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(not 200 <= s <= 299 for s in value):
+            raise ValueError("only 2xx statuses can mean success")
+        return value
 
 
 class ApplyAction(Action):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     merge_read: bool = False  # full-object PUT: send the read_profile answer with `json` on top
+    # After a 2xx, read back with read_profile and fail when the value at its `result` path
+    # differs from what was written there (FreePBX answers `true` whatever happened).
+    verify: bool = False
 
 
 class ReadAction(Action):
@@ -77,6 +90,24 @@ class HttpOptions(_Frozen):
     users: dict[str, str | UserRef] = {}  # username -> PBX id, or {id, extension}
     directory_ttl_seconds: float = Field(default=300.0, ge=0)
     actions: Actions = Actions()
+
+
+def lookup(data: Any, path: PathSpec | None) -> Any:
+    """The value at `path` ("a.b.0", or a list of keys) in decoded JSON; None when absent."""
+    if path is None:
+        return None
+    parts: list[str | int] = (
+        list(path) if isinstance(path, list) else [p for p in path.split(".") if p]
+    )
+    for part in parts:
+        if isinstance(data, dict):
+            data = data.get(str(part))
+        elif isinstance(data, list) and str(part).lstrip("-").isdigit():
+            index = int(part)
+            data = data[index] if -len(data) <= index < len(data) else None
+        else:
+            return None
+    return data
 
 
 def _names(value: Any) -> set[str]:
@@ -159,6 +190,15 @@ def _semantic_problems(options: HttpOptions, prefix: str) -> list[str]:
         problems.append(f"{prefix}.actions.apply_profile: required{hint}")
     elif acts.apply_profile.merge_read and acts.read_profile is None:
         problems.append(f"{prefix}.actions.apply_profile.merge_read: needs actions.read_profile")
+    if acts.apply_profile is not None and acts.apply_profile.verify:
+        apply, read = acts.apply_profile, acts.read_profile
+        if read is None:
+            problems.append(f"{prefix}.actions.apply_profile.verify: needs actions.read_profile")
+        elif not apply.merge_read and lookup(apply.json_body, read.result) is None:
+            problems.append(
+                f"{prefix}.actions.apply_profile.verify: the json body must write what "
+                f"actions.read_profile.result reads"
+            )
     known = BUILTIN_NAMES | set(options.vars) | set(options.default) | {"value"}
     for value in options.profiles.values():
         if isinstance(value, dict):

@@ -124,14 +124,20 @@ _add(
             "several hosts with the same client id will log each other out.",
             'Before 20.0.9 expires_in was in minutes: set auth.expires_in_unit = "minutes".',
             "Needs an Enterprise (8SC+) or AI licence; warn if 3CX's own M365 sync is active too.",
+            "Busy and On Call (the simple and glocom mappings) map to Away, our choice: 3CX has "
+            "no busy status.",
         ),
         options={
             "auth": {"type": "oauth2", "token_url": "/connect/token"},
+            # Every profile the shipped mappings make; 3CX has no busy status, so a Teams call
+            # (Busy, On Call) takes Away like a meeting. A profile not named here is refused.
             "profiles": {
                 "Available": "Available",
                 "Away": "Away",
                 DND: "Out of office",
                 MEETING: "Away",
+                "Busy": "Away",
+                "On Call": "Away",
             },
             "actions": {
                 "apply_profile": {
@@ -175,7 +181,12 @@ _add(
             "seen only in third-party clients.",
             "Whether the REST route also updates the Custom:DND device state (BLF lamps) is not "
             "documented; AMI DBPut + Setvar is the fully documented path.",
-            "No read action: the response shape of GET is not documented.",
+            "The PUT answers true whatever its AMI calls did, so every write is read back with "
+            "the same route's GET (status: the AstDB value); the scope needs read as well.",
+            "Off reads as false or an empty string, depending on FreePBX's AMI library "
+            "(not checked): both mean Available.",
+            'One API module version answers a missing scope with 200 {"status": false, '
+            '"message": "unauthorized"}: error_path "message" makes it a refusal.',
         ),
         options={
             "auth": {"type": "oauth2", "token_url": "/admin/api/api/token"},
@@ -186,6 +197,15 @@ _add(
                     "method": "PUT",
                     "url": "/admin/api/api/rest/donotdisturb/users/$extension",
                     "json": {"status": "$status"},
+                    "error_path": "message",
+                    "verify": True,
+                },
+                "read_profile": {
+                    "method": "GET",
+                    "url": "/admin/api/api/rest/donotdisturb/users/$extension",
+                    "error_path": "message",
+                    "result": "status",
+                    "values": {"YES": DND, "false": "Available", "": "Available"},
                 },
             },
         },
@@ -204,6 +224,8 @@ _add(
             "phoneconfig is a full-object PUT, so the adapter reads it first and changes only "
             "doNotDisturb (a change made in between by someone else can be overwritten).",
             "The authToken lifetime is not documented: it is kept until the PBX answers 401.",
+            'The phoneconfig PUT documents 204 as success and 200 as "Unexpected error": '
+            "only 204 counts as applied.",
         ),
         options={
             "auth": {"type": "starface"},
@@ -216,6 +238,7 @@ _add(
                     "url": "/rest/users/$id/phoneconfig",
                     "json": {"doNotDisturb": "$dnd"},
                     "merge_read": True,
+                    "success_status": [204],
                 },
                 "read_profile": {
                     "method": "GET",

@@ -154,6 +154,16 @@ def test_3cx_patches_current_profile_name(
     assert server.problems == []
 
 
+@pytest.mark.parametrize("profile", ["Busy", "On Call"])
+def test_3cx_takes_away_for_a_teams_call(
+    server: PbxServer, make_adapter: AdapterFactory, profile: str
+) -> None:
+    make_adapter("3cx", **THREECX, users={"101": "7"}).apply_profile(change("101", profile))
+
+    assert server.state["3cx"][7] == "Away"
+    assert server.problems == []
+
+
 def test_3cx_lists_users_over_odata_pages(server: PbxServer, make_adapter: AdapterFactory) -> None:
     users = make_adapter("3cx", **THREECX).list_users()
 
@@ -187,14 +197,58 @@ def test_freepbx_puts_dnd_status(
         change("1001", profile)
     )
 
-    token, put = server.requests
+    token, put, read = server.requests  # the route answers true whatever happened: read back
     assert token.path == "/admin/api/api/token"
     assert (put.method, put.path, put.json()) == (
         "PUT",
         "/admin/api/api/rest/donotdisturb/users/1001",
         {"status": status},
     )
+    assert (read.method, read.path) == ("GET", put.path)
     assert server.problems == []
+
+
+@pytest.mark.parametrize(("profile", "status"), [(DND, "YES"), ("Available", "")])
+def test_freepbx_refuses_a_write_that_does_not_read_back(
+    server: PbxServer, make_adapter: AdapterFactory, profile: str, status: str
+) -> None:
+    server.state["freepbx"]["1001"] = "" if status else "YES"
+    server.freepbx_ami_refuses.add("1001")
+    adapter = make_adapter("freepbx-dnd", auth={"client_id": CLIENT_ID})
+
+    with pytest.raises(HttpPbxError) as caught:
+        adapter.apply_profile(change("1001", profile))
+
+    shown = "false" if status else '"YES"'
+    assert caught.value.transient is False
+    assert str(caught.value) == (
+        "PUT /admin/api/api/rest/donotdisturb/users/1001: PBX answered 200 but reads back "
+        f'status = {shown}, not "{status}"'
+    )
+
+
+@pytest.mark.parametrize("answer", [200, 401])
+def test_freepbx_missing_scope_is_a_refusal_whatever_the_status(
+    server: PbxServer, make_adapter: AdapterFactory, answer: int
+) -> None:
+    server.freepbx_missing_scope = answer
+    adapter = make_adapter("freepbx-dnd", auth={"client_id": CLIENT_ID})
+
+    with pytest.raises(HttpPbxError) as caught:
+        adapter.apply_profile(change("1001", DND))
+
+    assert caught.value.transient is False
+    assert "unauthorized" in str(caught.value)
+    assert server.state["freepbx"] == {}
+
+
+def test_freepbx_reads_dnd_back(server: PbxServer, make_adapter: AdapterFactory) -> None:
+    adapter = make_adapter("freepbx-dnd", auth={"client_id": CLIENT_ID})
+    assert adapter.read_profile("1001") == "Available"  # no AstDB key: false
+
+    adapter.apply_profile(change("1001", "Teams Meeting"))
+
+    assert adapter.read_profile("1001") == DND
 
 
 # -- STARFACE ---------------------------------------------------------------------------------
@@ -220,6 +274,22 @@ def test_starface_logs_in_and_puts_the_full_phoneconfig(
     assert all(r.headers.get("x-version") == "2" for r in (listing, get, put))
     assert server.problems == []
     assert adapter.read_profile("alice") == DND
+
+
+def test_starface_200_is_the_documented_unexpected_error(
+    server: PbxServer, make_adapter: AdapterFactory
+) -> None:
+    server.starface_unexpected_error = True
+    adapter = make_adapter("starface-dnd", auth={"login": "alice"}, users={"alice": "0815"})
+
+    with pytest.raises(HttpPbxError) as caught:
+        adapter.apply_profile(change("alice", DND))
+
+    assert caught.value.transient is False
+    assert str(caught.value) == (
+        'PUT /rest/users/0815/phoneconfig: PBX answered 200, not 204 {"message":"Unexpected error"}'
+    )
+    assert server.state["starface"]["0815"]["doNotDisturb"] is False
 
 
 def test_starface_logs_in_again_after_a_401(
