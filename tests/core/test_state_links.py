@@ -72,6 +72,48 @@ def test_a_new_import_leaves_no_stale_reverse_entries(redis_client: redis.Redis)
     assert links.pbx_users_of(redis_client, T, "g1") == []
 
 
+def test_a_delta_write_changes_only_the_changed_fields_and_keeps_the_index_in_step(
+    redis_client: redis.Redis,
+) -> None:
+    before = {f"g{n}": [f"user{n}"] for n in range(20)}
+    before["g20"] = ["shared", "user20"]
+    before["g21"] = ["shared"]
+    links.replace(redis_client, T, before)
+    after = dict(before)
+    after["g1"] = []  # a removed link
+    after["g22"] = after.pop("g2")  # a PBX user moving to another Graph id
+    after["g21"] = ["shared", "user3"]  # user3 now driven by two Graph ids
+    del after["g20"]  # a Graph id gone: "shared" keeps only g21
+    redis_client.config_resetstat()
+
+    assert links.replace(redis_client, T, after, lambda pipe: pipe.set("pb:test:also", "1")) == 20
+
+    calls = command_calls(redis_client)
+    assert "rename" not in calls and "evalsha" not in calls  # no full replace
+    expected = {gid: sorted(users) for gid, users in after.items() if users}
+    assert links.read_all(redis_client, T) == expected
+    reverse: dict[str, list[str]] = {}
+    for gid, users in expected.items():
+        for user in users:
+            reverse.setdefault(user, []).append(gid)
+    assert links.all_graph_ids(redis_client, T) == {u: sorted(g) for u, g in reverse.items()}
+    assert links.graph_ids_of(redis_client, T, "user2") == ["g22"]
+    assert links.graph_ids_of(redis_client, T, "user1") == []
+    assert links.graph_ids_of(redis_client, T, "user20") == []
+    assert links.graph_ids_of(redis_client, T, "user3") == ["g21", "g3"]
+    assert redis_client.get("pb:test:also") == b"1"
+
+
+def test_links_without_an_index_are_replaced_whole_not_patched(redis_client: redis.Redis) -> None:
+    links.replace(redis_client, T, {f"g{n}": [f"user{n}"] for n in range(10)})
+    redis_client.delete(links.index_key(T))  # as an older version left it
+
+    links.replace(redis_client, T, {f"g{n}": [f"user{n}"] for n in range(1, 10)})
+
+    assert redis_client.hlen(links.index_key(T)) == 9
+    assert links.graph_ids_of(redis_client, T, "user0") == []
+
+
 def test_an_empty_import_removes_both_hashes(redis_client: redis.Redis) -> None:
     links.replace(redis_client, T, {"g1": ["alice"]})
 
