@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class BridgeError(Exception):
     """Base of every error the bridge raises on purpose."""
@@ -21,6 +23,13 @@ class ConfigError(BridgeError):
     def __str__(self) -> str:
         lines = "\n".join(f"  - {p}" for p in self.problems)
         return f"configuration has {len(self.problems)} problem(s):\n{lines}"
+
+
+def options_error(exc: ValidationError, prefix: str) -> ConfigError:
+    """Every problem of an options table, each under its key path (`pbx.options.port: ...`)."""
+    return ConfigError(
+        [f"{prefix}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+    )
 
 
 class TransientError(BridgeError):

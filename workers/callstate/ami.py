@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from core.asterisk_options import AmiSourceOptions
-from core.errors import ConfigError
+from core.errors import ConfigError, options_error
 from core.queue import ProfileReport
 from workers.callstate.channels import CallEvent, ChannelTracker
 from workers.callstate.profile_watch import ProfileWatch
@@ -67,12 +67,7 @@ class AmiCallSource:
             try:
                 self.options = AmiSourceOptions.model_validate(dict(options))
             except ValidationError as exc:
-                raise ConfigError(
-                    [
-                        f"callstate.ami.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                        for e in exc.errors()
-                    ]
-                ) from None
+                raise options_error(exc, "callstate.ami") from None
         if secret is None:
             raise ConfigError(["callstate.ami.secret: the AMI user's secret is required"])
         self._secret = secret

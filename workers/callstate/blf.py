@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from core.blf_options import BlfSourceOptions
-from core.errors import ConfigError, PbxError
+from core.errors import ConfigError, PbxError, options_error
 from workers.callstate.dialog_info import CONTENT_TYPE, Applied, DialogInfoError, parse_dialog_info
 from workers.callstate.dialogs import DialogTracker
 from workers.callstate.outbox import Outbox
@@ -70,12 +70,7 @@ class BlfCallSource:
             try:
                 self.options = BlfSourceOptions.model_validate(dict(options))
             except ValidationError as exc:
-                raise ConfigError(
-                    [
-                        f"callstate.blf.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                        for e in exc.errors()
-                    ]
-                ) from None
+                raise options_error(exc, "callstate.blf") from None
         if not users:
             raise ConfigError(["callstate.blf: no extension to watch (pbx_users[].extension)"])
         self._secret = secret

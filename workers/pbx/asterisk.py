@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from core.asterisk_options import AsteriskOptions, ProfileTarget
-from core.errors import ConfigError, PbxError
+from core.errors import ConfigError, PbxError, options_error
 from workers.pbx.ami import AmiClient, AmiConnectionError, AmiEndpoint, AmiRefused
 from workers.pbx.ami_wire import ActionResult
 from workers.pbx.base import PbxUserRecord, ProfileChange
@@ -60,12 +60,6 @@ def sanitise_message(text: str) -> str:
     return cleaned[:MAX_MESSAGE_CHARS].rstrip()
 
 
-def _config_error(exc: ValidationError, prefix: str = "pbx.options") -> ConfigError:
-    return ConfigError(
-        [f"{prefix}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-    )
-
-
 class AsteriskAdapter:
     name = "asterisk"
 
@@ -84,7 +78,7 @@ class AsteriskAdapter:
             try:
                 self.options = AsteriskOptions.model_validate(dict(options))
             except ValidationError as exc:
-                raise _config_error(exc) from None
+                raise options_error(exc, "pbx.options") from None
         if secret is None:
             raise ConfigError(["pbx.secret: the AMI user's secret is required"])
         self._secret = secret

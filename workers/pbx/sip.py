@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from core.errors import ConfigError, PbxError
+from core.errors import PbxError, options_error
 from workers.pbx.base import PbxAdapter, PbxUserRecord, ProfileChange, Refreshing, Stateful
 from workers.pbx.pidf import CONTENT_TYPE, build_pidf, document_for
 from workers.pbx.sip_wire import (
@@ -76,12 +76,7 @@ class SipAdapter(PbxAdapter, Refreshing, Stateful):
         try:
             self.options = SipOptions.model_validate(dict(options))
         except ValidationError as exc:
-            raise ConfigError(
-                [
-                    f"pbx.options.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                    for e in exc.errors()
-                ]
-            ) from None
+            raise options_error(exc, "pbx.options") from None
         self._secret = secret
         self._clock = clock
         self._transport: Transport | None = None
