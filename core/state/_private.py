@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from dataclasses import asdict
+from typing import Any, cast
 
 import orjson
 from redis import Redis
@@ -36,6 +37,18 @@ def loads(raw: bytes | str | None) -> Any:
 # JSON bytes; a dataclass is written as its fields, in order (what `asdict` would give for
 # plain values, without its deep copy). orjson's own function: no wrapper call per record.
 dumps: Callable[[Any], bytes] = orjson.dumps
+
+
+class FieldsRecord:
+    """Base of the frozen-dataclass codecs whose stored form is their fields as one JSON object."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(cast(Any, self))
+
+    def to_bytes(self) -> bytes:
+        return dumps(self)  # `to_dict`'s JSON; orjson reads the fields without a deep copy
 
 
 # Tolerant field readers: a stored value of the wrong type reads as the field's default.

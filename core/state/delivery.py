@@ -18,7 +18,16 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from core.state import profiles
-from core.state._private import as_int, dumps, loads, opt_float, opt_str, tenant_key, text
+from core.state._private import (
+    FieldsRecord,
+    as_int,
+    dumps,
+    loads,
+    opt_float,
+    opt_str,
+    tenant_key,
+    text,
+)
 
 # KEYS: desired hash, version counter hash. ARGV: user, profile JSON (without version), ...
 # cjson keeps 14 significant digits, so the stored set_at is rounded to about 0.1 ms.
@@ -72,7 +81,7 @@ class Wanted(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Desired:
+class Desired(FieldsRecord):
     """The profile one PBX user should show, with the version that orders it."""
 
     user: str
@@ -82,12 +91,6 @@ class Desired:
     version: int = 0
     set_at: float = 0.0
 
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-    def to_bytes(self) -> bytes:
-        return dumps(self)  # `to_dict`'s JSON; orjson reads the fields without a deep copy
-
     @classmethod
     def from_bytes(cls, raw: bytes | str | None, user: str = "") -> Desired | None:
         """None for a missing or unreadable value; `user` (the hash field) fills a gap."""
@@ -96,7 +99,7 @@ class Desired:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(FieldsRecord):
     """A desired record the PBX refused for good, with its reason and when."""
 
     user: str
@@ -107,12 +110,6 @@ class DeadLetter:
     set_at: float = 0.0
     reason: str = ""
     at: float = 0.0
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-    def to_bytes(self) -> bytes:
-        return dumps(self)  # `to_dict`'s JSON; orjson reads the fields without a deep copy
 
     @classmethod
     def from_bytes(cls, raw: bytes | str | None, user: str = "") -> DeadLetter | None:

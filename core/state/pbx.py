@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Final
 
 from redis import Redis, RedisError
 from redis.asyncio import Redis as AsyncRedis
 
-from core.state._private import as_int, dumps, loads, opt_float, opt_str, tenant_key, text
+from core.state._private import (
+    FieldsRecord,
+    as_int,
+    loads,
+    opt_float,
+    opt_str,
+    tenant_key,
+    text,
+)
 
 BUILTIN_EVENTS_MAXLEN: Final = 10_000
 
@@ -58,7 +66,7 @@ def token_lock_key(tenant: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class BuiltinProfile:
+class BuiltinProfile(FieldsRecord):
     """One PBX user's profile as the builtin adapter's API serves it."""
 
     user: str
@@ -67,12 +75,6 @@ class BuiltinProfile:
     activity: str = ""
     version: int = 0
     updated_at: float = 0.0
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-    def to_bytes(self) -> bytes:
-        return dumps(self)  # `to_dict`'s JSON; orjson reads the fields without a deep copy
 
     @classmethod
     def from_bytes(cls, raw: bytes | str | None, user: str = "") -> BuiltinProfile | None:
