@@ -41,6 +41,12 @@ QUEUE_GRAPH = "graph"
 QUEUE_DEFAULT = "default"
 QUEUES = (QUEUE_LIFECYCLE, QUEUE_PRESENCE, QUEUE_PBX, QUEUE_GRAPH, QUEUE_DEFAULT)
 
+
+def queue_key(name: str) -> str:
+    """RQ's list of one queue's waiting job ids (its depth is the list's length)."""
+    return Queue.redis_queue_namespace_prefix + name
+
+
 # Job paths (strings, so callers need not import the worker side).
 JOB_NOTIFICATIONS = "workers.jobs.process_notifications"
 JOB_LIFECYCLE = "workers.jobs.process_lifecycle"  # enqueued by earlier versions only

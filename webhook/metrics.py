@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core.queue import QUEUES
+from core.queue import QUEUES, queue_key
 from core.state import accounts, callstate, delivery, intake
 from core.state import subscriptions as sub_state
 from core.state.accounts import AccountHealth
@@ -138,7 +138,7 @@ async def serve(request: Request) -> Response:
         pipe = state.redis.pipeline(transaction=False)
         intake.queue_figures(pipe)
         for name in QUEUES:
-            pipe.llen(f"rq:queue:{name}")
+            pipe.llen(queue_key(name))
         tenants = state.settings.tenants
         for tenant in tenants:
             accounts.queue_read_all(pipe, tenant.name)
