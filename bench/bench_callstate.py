@@ -58,23 +58,18 @@ def phases(call: Events) -> tuple[Events, Events, Events]:
 
 
 class Site:
+    """The bridge with a call-state source, two linked users (alice 200, bob 201), builtin PBX."""
+
     def __init__(
-        self, redis_server: RedisServer, emulator: EmulatorServer, ami: AmiServer, window_ms: int
-    ) -> None:
+        self, redis_server: RedisServer, emulator: EmulatorServer, pbx: str,
+        env: dict[str, str], workdir: Path,
+    ) -> None:  # fmt: skip
         self.redis = redis_server.client
         self.emulator = emulator
-        ami.users[LISTENER] = ManagerUser.of(LISTENER_SECRET, read="call", write="reporting")
-        pbx = (
-            'adapter = "builtin"\n[tenants.pbx.callstate]\nsource = "ami"\n'
-            f'options = {{ host = "{ami.host}", port = {ami.port}, username = "{LISTENER}" }}\n'
-        )
         self.bridge = BridgeSite(
-            emulator, self.redis, redis_server.url(),
-            Path(tempfile.mkdtemp(prefix="pb-bench-callstate-")),
+            emulator, self.redis, redis_server.url(), workdir,
             users=2, pbx_users=("alice", "bob"), pbx=pbx,
-            extensions={"alice": "200", "bob": "201"},
-            env={f"PRESENCE_BRIDGE_TENANT_{TENANT.upper()}_CALLSTATE_SECRET": LISTENER_SECRET,
-                 "PRESENCE_BRIDGE_COALESCE_WINDOW_MS": str(window_ms)},
+            extensions={"alice": "200", "bob": "201"}, env=env,
         )  # fmt: skip
         self.services: list[Service] = []
 
@@ -100,6 +95,22 @@ class Site:
         for service in reversed(self.services):
             service.stop()
         self.bridge.close()
+
+
+def ami_site(
+    redis_server: RedisServer, emulator: EmulatorServer, ami: AmiServer, window_ms: int
+) -> Site:
+    ami.users[LISTENER] = ManagerUser.of(LISTENER_SECRET, read="call", write="reporting")
+    pbx = (
+        'adapter = "builtin"\n[tenants.pbx.callstate]\nsource = "ami"\n'
+        f'options = {{ host = "{ami.host}", port = {ami.port}, username = "{LISTENER}" }}\n'
+    )
+    env = {
+        f"PRESENCE_BRIDGE_TENANT_{TENANT.upper()}_CALLSTATE_SECRET": LISTENER_SECRET,
+        "PRESENCE_BRIDGE_COALESCE_WINDOW_MS": str(window_ms),
+    }
+    workdir = Path(tempfile.mkdtemp(prefix="pb-bench-callstate-"))
+    return Site(redis_server, emulator, pbx, env, workdir)
 
 
 def until(check: Callable[[], bool], timeout: float = 30.0) -> float:
@@ -154,7 +165,7 @@ def main() -> None:
         "loadavg_before": [round(v, 2) for v in os.getloadavg()],
     }  # fmt: skip
     with RedisServer() as redis_server, EmulatorServer() as emulator, AmiServer() as ami:
-        site = Site(redis_server, emulator, ami, args.window_ms)
+        site = ami_site(redis_server, emulator, ami, args.window_ms)
         try:
             site.start()
             run_calls(site, ami, WARM_CALLS, 0)

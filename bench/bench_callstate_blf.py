@@ -33,14 +33,11 @@ from typing import Any
 
 from _common import ROOT, cpu_seconds, emit, machine
 from bench_blf import sent_times
-from bench_callstate import TARGET_P99_MS, figures_of
+from bench_callstate import TARGET_P99_MS, Site, figures_of
 
 sys.path.insert(0, str(ROOT))
 
-from core.graph_tokens import GraphTokens  # noqa: E402
-from emulator.harness.bridge import BridgeSite  # noqa: E402
 from emulator.harness.kamailio import KamailioServer, blf_server  # noqa: E402
-from emulator.harness.processes import Service  # noqa: E402
 from emulator.harness.redis_server import RedisServer  # noqa: E402
 from emulator.harness.sipp import Call, answering  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
@@ -49,47 +46,16 @@ WARM_CALLS = 5  # tokens, connections, script loads
 POLL_SECONDS = 0.0005
 
 
-class Site:
-    def __init__(
-        self, redis_server: RedisServer, emulator: EmulatorServer, pbx: KamailioServer,
-        window_ms: int, workdir: Path,
-    ) -> None:  # fmt: skip
-        self.redis = redis_server.client
-        self.emulator = emulator
-        options = (f'host = "127.0.0.1", port = {pbx.udp_port}, domain = "{pbx.domain}", '
-                   'bind_host = "127.0.0.1"')  # fmt: skip
-        pbx_toml = (f'adapter = "builtin"\n[tenants.pbx.callstate]\nsource = "blf"\n'
-                    f"options = {{ {options} }}\n")  # fmt: skip
-        self.bridge = BridgeSite(
-            emulator, self.redis, redis_server.url(), workdir,
-            users=2, pbx_users=("alice", "bob"), pbx=pbx_toml,
-            extensions={"alice": "200", "bob": "201"},
-            env={"PRESENCE_BRIDGE_COALESCE_WINDOW_MS": str(window_ms)},
-        )  # fmt: skip
-        self.services: list[Service] = []
-
-    def start(self) -> None:
-        self.services.append(self.bridge.start_web_process())
-        with GraphTokens(self.bridge.settings, self.redis) as auth:
-            self.bridge.subscribe_all(auth, self.bridge.web_url + "/graph/notifications")
-        for graph_id in self.bridge.graph_ids:
-            body = {"id": graph_id, "availability": "Available", "activity": "Available"}
-            self.bridge.control.request("POST", "/presence", body)
-        self.worker = self.bridge.start_worker()
-        self.callstate = self.bridge.start_callstate()
-        self.services += [self.worker, self.callstate]
-
-    def busy(self) -> list[bool]:
-        """Whether the emulator holds the bridge's call session, per linked user."""
-        world = self.emulator.world
-        with world.lock:
-            presences = world.tenant(self.bridge.tenant_id).presence
-            return [self.bridge.client_id in presences[g].sessions for g in self.bridge.graph_ids]
-
-    def stop(self) -> None:
-        for service in reversed(self.services):
-            service.stop()
-        self.bridge.close()
+def blf_site(
+    redis_server: RedisServer, emulator: EmulatorServer, pbx: KamailioServer,
+    window_ms: int, workdir: Path,
+) -> Site:  # fmt: skip
+    options = (f'host = "127.0.0.1", port = {pbx.udp_port}, domain = "{pbx.domain}", '
+               'bind_host = "127.0.0.1"')  # fmt: skip
+    pbx_toml = (f'adapter = "builtin"\n[tenants.pbx.callstate]\nsource = "blf"\n'
+                f"options = {{ {options} }}\n")  # fmt: skip
+    env = {"PRESENCE_BRIDGE_COALESCE_WINDOW_MS": str(window_ms)}
+    return Site(redis_server, emulator, pbx_toml, env, workdir)
 
 
 def until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> float:
@@ -149,7 +115,7 @@ def main() -> None:
     pbx.start()
     try:
         with RedisServer() as redis_server, EmulatorServer() as emulator:
-            site = Site(redis_server, emulator, pbx, args.window_ms, workdir)
+            site = blf_site(redis_server, emulator, pbx, args.window_ms, workdir)
             try:
                 site.start()
                 run_calls(site, pbx, WARM_CALLS, workdir)
