@@ -11,6 +11,7 @@ import orjson
 from redis import Redis
 from redis.asyncio.client import Pipeline as AsyncPipeline
 from redis.client import Pipeline
+from redis.exceptions import ResponseError
 
 PREFIX = "pb:"
 
@@ -117,22 +118,8 @@ def replace_hashes(
     leaves the previous hashes untouched.
     """
     temps = {key: f"{key}:tmp:{secrets.token_hex(6)}" for key in hashes}
-    fill = redis.register_script(_FILL_SCRIPT)
-    counts: list[int] = []
     try:
-        for key, items in hashes.items():
-            count = 0
-            for chunk in chunks(items):
-                packed = _fill_args(chunk)
-                if packed is not None:
-                    fill(keys=[temps[key]], args=[packed, TEMP_TTL_SECONDS])
-                else:
-                    pipe = redis.pipeline(transaction=False)
-                    pipe.hset(temps[key], mapping=chunk)  # type: ignore[arg-type]
-                    pipe.expire(temps[key], TEMP_TTL_SECONDS)
-                    pipe.execute()
-                count += len(chunk)
-            counts.append(count)
+        counts = _fill(redis, {temps[key]: items for key, items in hashes.items()})
         pipe = redis.pipeline(transaction=True)
         for key, count in zip(hashes, counts, strict=True):
             if count:
@@ -146,6 +133,47 @@ def replace_hashes(
     except BaseException:
         redis.delete(*temps.values())
         raise
+    return counts
+
+
+def _fill(redis: Redis, hashes: Mapping[str, Iterable[tuple[str, bytes]]]) -> list[int]:
+    """Fill each (temporary) hash chunk by chunk; returns each one's field count.
+
+    Every chunk is sent without waiting for its reply, so Redis stores one chunk while this
+    process encodes the next; the replies (small integers) are read once all are sent.
+    """
+    sha = redis.script_load(_FILL_SCRIPT)
+    pool = redis.connection_pool
+    conn = pool.get_connection()
+    sent, counts = 0, []
+    try:
+        for key, items in hashes.items():
+            count = 0
+            for chunk in chunks(items):
+                packed = _fill_args(chunk)
+                if packed is not None:
+                    conn.send_command("EVALSHA", sha, 1, key, packed, TEMP_TTL_SECONDS)  # type: ignore[no-untyped-call]
+                    sent += 1
+                else:
+                    fields = [part for pair in chunk.items() for part in pair]
+                    conn.send_command("HSET", key, *fields)  # type: ignore[no-untyped-call]
+                    conn.send_command("EXPIRE", key, TEMP_TTL_SECONDS)  # type: ignore[no-untyped-call]
+                    sent += 2
+                count += len(chunk)
+            counts.append(count)
+        errors = []
+        for _ in range(sent):
+            try:
+                conn.read_response()
+            except ResponseError as exc:  # read every reply, so the connection stays in step
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+    except BaseException:
+        conn.disconnect()  # type: ignore[no-untyped-call]  # replies may be left unread
+        raise
+    finally:
+        pool.release(conn)
     return counts
 
 
