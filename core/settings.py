@@ -37,6 +37,8 @@ from core.errors import ConfigError
 
 ENV_PREFIX = "PRESENCE_BRIDGE_"
 TENANT_SECRETS = ("CLIENT_SECRET", "CERT_PASSPHRASE", "PBX_SECRET", "CALLSTATE_SECRET")
+# The names PaaS platforms (Heroku, Dokku, Render) set, used when ours are unset.
+PLATFORM_VARIABLES = {f"{ENV_PREFIX}REDIS_URL": "REDIS_URL", f"{ENV_PREFIX}PORT": "PORT"}
 # Read by `make run` (scripts/run.py) before it starts the processes.
 LAUNCHER_VARIABLES = ("DEMO", "DEMO_DIR")
 GRAPH_ATTRIBUTES = ("userPrincipalName", "mail", "mailNickname", "onPremisesSamAccountName")
@@ -362,18 +364,30 @@ def _unknown_variables(env: Mapping[str, str], tenant_names: list[str] | None) -
     return problems
 
 
+def _platform_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """What the platform's own variables set; a `PRESENCE_BRIDGE_*` one still wins."""
+    found = {ours: env[theirs] for ours, theirs in PLATFORM_VARIABLES.items() if env.get(theirs)}
+    if f"{ENV_PREFIX}PORT" in found:
+        # A platform that gives a PORT routes to it from outside the container or dyno, so
+        # the web process must listen on every interface there, not on loopback.
+        found[f"{ENV_PREFIX}HOST"] = "0.0.0.0"  # noqa: S104
+    return found
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings or raise one ConfigError that lists every problem."""
     env = os.environ if env is None else env
     problems: list[str] = []
     process: ProcessSettings | None = None
     try:
-        scoped = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
-        if "REDIS_URL" in env and f"{ENV_PREFIX}REDIS_URL" not in scoped:
-            scoped[f"{ENV_PREFIX}REDIS_URL"] = env["REDIS_URL"]
+        borrowed = _platform_settings(env)
+        scoped = {**borrowed, **{k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}}
         process = _process_from(scoped)
     except ValidationError as exc:
-        problems += [f"{ENV_PREFIX}{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors()]
+        for e in exc.errors():
+            name = f"{ENV_PREFIX}{str(e['loc'][0]).upper()}"
+            source = name if name in env else PLATFORM_VARIABLES.get(name, name)
+            problems.append(f"{source}: {e['msg']}")
 
     tenants: tuple[TenantSettings, ...] = ()
     path = env.get(f"{ENV_PREFIX}TENANTS_FILE") or None
