@@ -11,6 +11,7 @@ from cli import clock, dead_letters, directory, subscriptions
 from cli.check import check
 from cli.login import login
 from cli.status import status, users_app
+from core.version import VERSION
 
 app = typer.Typer(
     name="presence-bridge",
@@ -19,6 +20,23 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"presence-bridge {VERSION}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Operate Presence Bridge: check the setup, sign in accounts, see and repair sync."""
+
+
 app.command()(check)
 app.command()(login)
 app.command()(status)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -626,3 +627,9 @@ def test_a_broken_tenants_file_exits_2_for_every_command(site: Site) -> None:
 
     assert result.exit_code == 2
     assert "not valid TOML" in result.stderr
+
+
+def test_version_prints_the_version_pyproject_states() -> None:
+    stated = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    result = CliRunner().invoke(app, ["--version"])
+    assert (result.exit_code, result.output) == (0, f"presence-bridge {stated}\n")
