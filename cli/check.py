@@ -47,7 +47,35 @@ def _redis(client: redis_lib.Redis, url: str, add: Add) -> bool:
         add("redis", "fail", f"cannot reach {redacted_url(url)}: {type(exc).__name__}: {exc}")
         return False
     add("redis", "ok", f"{redacted_url(url)} answers (Redis {version})")
+    _persistence(client, add)
     return True
+
+
+def _persistence(client: redis_lib.Redis, add: Add) -> None:
+    """Service-account tokens live only in Redis: a restart without persistence loses them."""
+    try:
+        config = client.config_get("appendonly") | client.config_get("save")
+        aof = _text(config.get("appendonly")) == "yes"
+        rdb = bool(_text(config.get("save")).strip())
+        how = "CONFIG"
+    except redis_lib.ResponseError:  # managed Redis often refuses CONFIG; INFO still tells
+        info = client.info("persistence")
+        aof = int(info.get("aof_enabled", 0)) == 1
+        rdb = int(info.get("rdb_saves", 0)) > 0  # RDB is on if a snapshot was ever taken
+        how = "INFO persistence"
+    if aof:
+        add("persistence", "ok", f"AOF is on ({how})")
+    elif rdb:
+        add("persistence", "ok", f"RDB snapshots only ({how}): writes since the last snapshot "
+                                  "are lost in a crash; AOF is recommended")  # fmt: skip
+    else:
+        add("persistence", "warn", f"Redis keeps nothing on disk ({how}): a restart loses the "
+                                    "service accounts' sign-ins and queued work; turn AOF on "
+                                    "(`appendonly yes`, docs/deploy.md)")  # fmt: skip
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
 
 
 def _roles(token: str) -> list[str] | None:

@@ -1,4 +1,4 @@
-"""A private redis-server on a loopback port, without persistence.
+"""A private redis-server on a loopback port, without persistence unless asked.
 
 Tests and benchmarks never touch a Redis they did not start: the machine's 6379 may hold
 someone's data.
@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -27,13 +28,15 @@ class RedisServer:
     `with RedisServer() as server:` starts it and removes its directory at the end.
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, args: Sequence[str] = ()) -> None:
+        """`args` go after the defaults, so `("--appendonly", "yes")` turns AOF on."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed; `make setup` installs it")
         self.binary = binary
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="pb-redis-"))
+        self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
         self.client = redis.Redis(port=self.port)  # connects on first use
 
@@ -60,6 +63,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.dir),
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
