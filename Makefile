@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # Coverage of the packages ([tool.coverage] in pyproject.toml); `make test COVERAGE=` skips it.
 COVERAGE ?= --cov --cov-report=term:skip-covered
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run stop test lint bench clean lock
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -24,5 +24,13 @@ bench: setup
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
-clean:
+# Stops this checkout's `make run` and its private Redis.
+stop:
+	@bash scripts/stop.sh
+
+# Regenerates requirements.lock and requirements-dev.lock from pyproject.toml (docs/deploy.md).
+lock:
+	@bash scripts/lock.sh
+
+clean: stop
 	rm -rf .run $(VENV) build *.egg-info

@@ -40,7 +40,7 @@ TENANT_SECRETS = ("CLIENT_SECRET", "CERT_PASSPHRASE", "PBX_SECRET", "CALLSTATE_S
 # The names PaaS platforms (Heroku, Dokku, Render) set, used when ours are unset.
 PLATFORM_VARIABLES = {f"{ENV_PREFIX}REDIS_URL": "REDIS_URL", f"{ENV_PREFIX}PORT": "PORT"}
 # Read by `make run` (scripts/run.py) before it starts the processes.
-LAUNCHER_VARIABLES = ("DEMO", "DEMO_DIR")
+LAUNCHER_VARIABLES = ("DEMO", "DEMO_DIR", "RUN_DIR")
 GRAPH_ATTRIBUTES = ("userPrincipalName", "mail", "mailNickname", "onPremisesSamAccountName")
 PBX_ATTRIBUTES = ("username", "email", "extension")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")

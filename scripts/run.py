@@ -1,12 +1,16 @@
 """Start the Procfile's processes together (what `make run` does), and stop them together.
 
 Prints where the web process listens once it answers. If any process exits, the others
-are stopped and the exit code says which failed. With no tenants file it runs the demo
+are stopped (each with every process it spawned) and the exit code says which failed. One
+run per run directory (`.run/`, or PRESENCE_BRIDGE_RUN_DIR): a second one is refused before it
+touches the first one's files. With no tenants file it runs the demo
 (scripts/demo.py): the Graph emulator plays a tenant, and the bridge runs for real against it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -23,6 +27,28 @@ sys.path.insert(0, str(ROOT))
 import demo as demo_setup  # noqa: E402 (scripts/demo.py, beside this file)
 
 Procs = dict[str, "subprocess.Popen[str]"]
+LOCK_NAME = "run.lock"  # holds the runner's pid; flock'd while it runs (scripts/stop.sh reads it)
+
+
+def hold_run_lock(run_dir: Path) -> int | None:
+    """The lock's descriptor, kept open while this run lives; None when another run holds it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def holder(run_dir: Path) -> str:
+    try:
+        return (run_dir / LOCK_NAME).read_text().strip() or "?"
+    except OSError:
+        return "?"
 
 
 def read_procfile(path: Path) -> list[tuple[str, str]]:
@@ -52,6 +78,14 @@ def start(name: str, command: str, env: dict[str, str], procs: Procs) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     threading.Thread(target=pump, args=(name, procs[name].stdout), daemon=True).start()
+
+
+def listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host if host != "0.0.0.0" else "127.0.0.1", port), 1):  # noqa: S104
+            return True
+    except OSError:
+        return False
 
 
 def wait_healthy(url: str, procs: Procs, timeout: float) -> bool:
@@ -84,15 +118,32 @@ def announce_demo(demo_dir: Path, base: str, env: dict[str, str]) -> None:
     )
 
 
+def signal_group(proc: subprocess.Popen[str], signum: int) -> None:
+    # The whole group, also when its leader is gone: a worker killed from outside leaves its
+    # children (RQ's scheduler, uvicorn's workers) in the group it led.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signum)
+
+
+def group_alive(proc: subprocess.Popen[str]) -> bool:
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def stop_all(procs: Procs) -> None:
     for proc in procs.values():
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+        signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + 15
     for proc in procs.values():
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        while group_alive(proc) and time.monotonic() < deadline:
+            time.sleep(0.1)  # the group's other members have no exit event to wait on
+        signal_group(proc, signal.SIGKILL)
+        proc.wait(timeout=5)
 
 
 def main() -> int:
@@ -103,8 +154,19 @@ def main() -> int:
     env.setdefault("PYTHONUNBUFFERED", "1")
     host = env.setdefault("PRESENCE_BRIDGE_HOST", "127.0.0.1")
     port = env.setdefault("PRESENCE_BRIDGE_PORT", "8000")
-    demo_dir = Path(env.get("PRESENCE_BRIDGE_DEMO_DIR") or ROOT / ".run" / "demo")
+    run_dir = Path(env.get("PRESENCE_BRIDGE_RUN_DIR") or ROOT / ".run")
+    demo_dir = Path(env.get("PRESENCE_BRIDGE_DEMO_DIR") or run_dir / "demo")
     demo = "PRESENCE_BRIDGE_TENANTS_FILE" not in env and env.get("PRESENCE_BRIDGE_DEMO") != "0"
+    lock = hold_run_lock(run_dir)
+    if lock is None:
+        print(f"run: another `make run` (pid {holder(run_dir)}) is using {run_dir}; stop it "
+              "first (Ctrl-C there, or `make stop`)", file=sys.stderr, flush=True)  # fmt: skip
+        return 1
+    if listening(host, int(port)):
+        # Else the banner below would greet whatever answers there, not our web process.
+        print(f"run: {host}:{port} is taken; set PRESENCE_BRIDGE_PORT to a free port",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return 1
     procs: Procs = {}
     if demo:
         env.update(demo_setup.prepare(demo_dir, port))

@@ -19,10 +19,13 @@ from emulator.harness.ports import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_all_processes_start_healthy_without_tenants(redis_url: str, redis_client) -> None:  # type: ignore[no-untyped-def]
+def test_all_processes_start_healthy_without_tenants(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_BRIDGE_")}
     env.update(REDIS_URL=redis_url, PRESENCE_BRIDGE_PORT=str(port), PRESENCE_BRIDGE_DEMO="0")
+    env.update(PRESENCE_BRIDGE_RUN_DIR=str(tmp_path))
     proc = subprocess.Popen(
         [sys.executable, "scripts/run.py"],
         cwd=ROOT,
@@ -62,6 +65,7 @@ def test_demo_turns_teams_presence_into_pbx_profiles(
         REDIS_URL=redis_url,
         PRESENCE_BRIDGE_PORT=str(port),
         PRESENCE_BRIDGE_DEMO_DIR=str(tmp_path / "demo"),
+        PRESENCE_BRIDGE_RUN_DIR=str(tmp_path),
     )
     proc = subprocess.Popen(
         [sys.executable, "scripts/run.py"],
