@@ -14,9 +14,10 @@ import httpx
 import redis
 from rq import Worker
 
-from core.state import coordination
+from core.state import callstate, coordination
 from emulator.harness.ports import free_port
 from emulator.harness.processes import Service
+from emulator.harness.tenants import secret_env, tenant_toml, write_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,3 +110,22 @@ def test_the_cli_reads_redis_from_redis_url(redis_url: str, redis_client: redis.
     assert found["redis"]["status"] == "ok", result.stdout
     # Not the machine's own Redis on the default port: ours, named by its port.
     assert f":{urlsplit(redis_url).port}/" in found["redis"]["message"]
+
+
+def test_callstate_reads_redis_from_redis_url(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    # A blf source toward a port nothing answers on: leading it writes its status to Redis.
+    options = (
+        f'{{ host = "127.0.0.1", port = {free_port()}, domain = "pbx.test", from_user = "bridge" }}'
+    )
+    toml = tenant_toml(extra='[[tenants.pbx_users]]\nusername = "alice"\nextension = "200"\n')
+    toml += f'[tenants.pbx.callstate]\nsource = "blf"\noptions = {options}\n'
+    env = write_env(tmp_path, toml, **{secret_env("contoso", "CLIENT_SECRET"): "s"})
+    callstate_process = start(
+        "callstate",
+        platform_env(REDIS_URL=redis_url, **env),
+        lambda: callstate.status(redis_client, "contoso", "blf") is not None,
+        "the call-state process",
+    )
+    callstate_process.stop()
