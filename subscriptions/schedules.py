@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 LIFECYCLE_EVERY_SECONDS = 5.0
-REPAIR_EVERY_SECONDS = 5.0
+REPAIR_EVERY_SECONDS = 1.0  # cheap (one EXISTS, one GET a tenant); a repair waits on it
 RENEWALS_EVERY_SECONDS = 5.0  # owed renewals, and accounts just signed in
 OWED_SWEEP_EVERY_SECONDS = 10.0
 POLL_TICK_SECONDS = 5.0
