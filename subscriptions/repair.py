@@ -9,7 +9,8 @@ what needs no person, each step on what the one before rebuilt:
    MULTI of its status. Queued again if no status appears within two minutes.
 2. subscriptions: the reconcile, on those links. Tokens lived in Redis too, so an account has
    none until a person signs it in again; its users are polled meanwhile (app-only).
-3. sweep: every linked user's presence read once, for the changes lost with Redis.
+3. sweep: every linked user's presence read once, for the changes lost with Redis (when
+   Graph refuses, the sweep is owed and the owed-sweeps schedule pays it).
 
 Before, the sweep ran first, found no links, and cleared the request. The intake stream's
 consumer group is recreated at once, so the workers' forwarder reads again. The accounts
@@ -23,9 +24,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 
+from core.errors import BridgeError
 from core.queue import enqueue_sync_directory
 from core.state import accounts, coordination, directory, intake, links
-from core.state.coordination import Repair, RepairStage
+from core.state import subscriptions as sub_state
+from core.state.coordination import FenceLost, Repair, RepairStage
 from subscriptions.actions import ActionReport
 from subscriptions.sweep import SweepReport
 from subscriptions.tenant_view import TenantView
@@ -79,12 +82,20 @@ def advance(
         repair = _finish(repair, RepairStage.SUBSCRIPTIONS, RepairStage.SWEEP, ctx.now())
         coordination.write_repair(ctx.redis, ctx.name, repair, ctx.fence)
     if repair.stage is RepairStage.SWEEP:
-        report = sweep(ctx)
+        try:
+            swept: int | None = sweep(ctx).read
+        except FenceLost:
+            raise
+        except BridgeError as exc:
+            # Graph refused: the owed-sweeps schedule tries again at its own pace.
+            log.warning("tenant %s: repair sweep failed, owed: %s", ctx.name, exc)
+            sub_state.request_sweep(ctx.redis, ctx.name, ctx.fence)
+            swept = None
         repair = replace(_finish(repair, RepairStage.SWEEP, RepairStage.DONE, ctx.now()),
-                         swept=report.read)  # fmt: skip
+                         swept=swept)  # fmt: skip
         coordination.write_repair(ctx.redis, ctx.name, repair, ctx.fence)
-        log.info("tenant %s: repair done: %d linked, %d presences read", ctx.name,
-                 repair.linked or 0, report.read)  # fmt: skip
+        log.info("tenant %s: repair done: %d linked, %s presences read", ctx.name,
+                 repair.linked or 0, swept)  # fmt: skip
     return repair
 
 

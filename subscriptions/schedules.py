@@ -141,8 +141,10 @@ class Clockwork:
         """Start the repair when Redis is new or came back empty; take each one on."""
         if coordination.epoch_missing(self.redis):
             now = self.now()
-            # The repairs first, then the epoch: a clock that dies in between starts again.
-            self._each("repair", lambda ctx: repair.begin(ctx, now), repairing=True)
+            # Every tenant's repair first, then the epoch: if any could not begin (or the
+            # clock dies in between), the next tick begins them all again.
+            for ctx in self.contexts():
+                repair.begin(ctx, now)
             coordination.mark_epoch(self.redis, now, self.fence)
 
         def advance(ctx: TenantView) -> None:

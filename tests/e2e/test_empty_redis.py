@@ -40,11 +40,12 @@ def repaired(bridge: Bridge) -> Repair:
 
 def notified(bridge: Bridge, user: str) -> bool:
     """Whether a change notification of `user` went through the webhook, forwarder and worker."""
-    entries = bridge.redis.xrange(intake.notification_log(TENANT))
+    entries: list[tuple[bytes, dict[bytes, bytes]]]
+    entries = bridge.redis.xrange(intake.notification_log(TENANT))  # type: ignore[assignment]
     graph_id = bridge.users[user].encode()
     return any(
         fields.get(b"kind") == b"notification" and fields.get(b"userId") == graph_id
-        for _, fields in entries  # type: ignore[union-attr]
+        for _, fields in entries
     )
 
 
@@ -63,15 +64,15 @@ def test_after_an_empty_redis_the_repair_runs_in_order_and_presence_flows_withou
 def test_after_an_empty_redis_the_account_is_listed_and_real_time_returns_once_signed_in(
     clocked: Bridge,
 ) -> None:
+    assert clocked.site is not None
     clocked.redis.flushdb()
     repaired(clocked)
-    (account,) = clocked.site.accounts if clocked.site else ()
+    (account,) = clocked.site.accounts
     problems = system.bridge_status(clocked.redis, clocked.settings).problems
     assert [(p.subject, p.message.split(":")[0]) for p in problems if p.source == "account"] == [
         (account, "needs sign-in")
     ]
 
-    assert clocked.site is not None
     clocked.site.sign_in(clocked.auth, account)
     wait_for(lambda: sub_state.load(clocked.redis, TENANT), "a subscription after the sign-in")
     clocked.set_teams("carol", "DoNotDisturb", "Presenting")

@@ -148,7 +148,7 @@ def test_the_directory_job_is_queued_again_when_it_left_no_status(
     work = clockwork_factory(bridge)
     emptied(bridge, work)
     work.repair_all()
-    queue(bridge.redis, QUEUE_GRAPH).empty()  # the job failed, or was lost
+    queue(bridge.redis, QUEUE_GRAPH).empty()  # type: ignore[no-untyped-call] # failed, or lost
 
     bridge.control.advance_clock(DIRECTORY_RETRY_SECONDS + 1)
     work.repair_all()
@@ -157,3 +157,21 @@ def test_the_directory_job_is_queued_again_when_it_left_no_status(
 
     repair = coordination.read_repair(bridge.redis, TENANT)
     assert repair is not None and repair.done
+
+
+def test_a_sweep_graph_refuses_finishes_the_repair_and_stays_owed(
+    bridge: Bridge, clockwork_factory: Callable[[Bridge], Clockwork]
+) -> None:
+    work = clockwork_factory(bridge)
+    emptied(bridge, work)
+    work.repair_all()
+    run_directory_job(bridge)
+    # Longer than the Graph client waits in-process: the sweep fails at once.
+    throttle = {"kind": "throttle", "path": "getPresencesByUserId", "retryAfter": 120, "count": 1}
+    bridge.control.request("POST", "/faults/routes", throttle)
+
+    work.repair_all()
+
+    repair = coordination.read_repair(bridge.redis, TENANT)
+    assert repair is not None and repair.done and repair.swept is None
+    assert sub_state.sweep_owed(bridge.redis, TENANT)
