@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 # A directory job that left no status by then failed or was lost: queue it again.
 DIRECTORY_RETRY_SECONDS = 120.0
+LINKS = "links"  # recorded as finished with the directory stage
 
 
 def begin(ctx: TenantView, now: float) -> Repair:
@@ -73,9 +74,10 @@ def advance(
                 repair = replace(repair, directory_asked_at=now)
                 coordination.write_repair(ctx.redis, ctx.name, repair, ctx.fence)
             return repair
-        linked = links.count(ctx.redis, ctx.name)
-        repair = replace(_finish(repair, RepairStage.DIRECTORY, RepairStage.SUBSCRIPTIONS, now),
-                         linked=linked)  # fmt: skip
+        # The job writes both in one MULTI: the links are done when the directory is.
+        done = (*repair.finished, (RepairStage.DIRECTORY.value, now), (LINKS, now))
+        repair = replace(repair, stage=RepairStage.SUBSCRIPTIONS, finished=done,
+                         linked=links.count(ctx.redis, ctx.name))  # fmt: skip
         coordination.write_repair(ctx.redis, ctx.name, repair, ctx.fence)
     if repair.stage is RepairStage.SUBSCRIPTIONS:
         reconcile(ctx)

@@ -220,7 +220,7 @@ class Repair:
     since: float  # when the clock found Redis empty
     stage: RepairStage = RepairStage.DIRECTORY
     directory_asked_at: float = 0.0  # when the directory job was last queued
-    finished: tuple[tuple[str, float], ...] = ()  # (stage, when), in the order they finished
+    finished: tuple[tuple[str, float], ...] = ()  # (step, when), in the order they finished
     linked: int | None = None  # Graph users linked when the directory was done
     swept: int | None = None  # presences the sweep read
     needs_sign_in: tuple[str, ...] = ()  # accounts whose tokens were gone

@@ -55,7 +55,12 @@ def test_after_an_empty_redis_the_repair_runs_in_order_and_presence_flows_withou
     clocked.redis.flushdb()
 
     repair = repaired(clocked)
-    assert [stage for stage, _ in repair.finished] == ["directory", "subscriptions", "sweep"]
+    assert [stage for stage, _ in repair.finished] == [
+        "directory",
+        "links",
+        "subscriptions",
+        "sweep",
+    ]
     assert repair.linked == repair.swept == len(clocked.users)  # the sweep saw the links
     clocked.set_teams("bob", "Away", "Away")
     clocked.wait_applied("bob", "Away", "bob's change, polled while no account is signed in")

@@ -84,7 +84,12 @@ def test_the_repair_runs_directory_links_subscriptions_sweep_in_that_order(
 
     repair = coordination.read_repair(bridge.redis, TENANT)
     assert repair is not None and repair.done
-    assert [stage for stage, _ in repair.finished] == ["directory", "subscriptions", "sweep"]
+    assert [stage for stage, _ in repair.finished] == [
+        "directory",
+        "links",
+        "subscriptions",
+        "sweep",
+    ]
     assert repair.linked == repair.swept == USERS
     assert swept_users(bridge) == sorted(bridge.users)
     # No account has tokens yet: every linked user is polled meanwhile (app-only, no person).
