@@ -50,7 +50,7 @@ def run_schedule(schedule: str, action: Action, *, enabled_only: bool = True) ->
             err.print(escape(held + "already (stop it, or let it act)"))
             raise typer.Exit(ExitCode.FAILED)
         try:
-            work = Clockwork(session.settings, redis, session.auth())
+            work = Clockwork(session.settings, redis, session.auth(), fence=lock.fence)
             try:
                 failed = _each_tenant(schedule, work, action, enabled_only)
             finally:

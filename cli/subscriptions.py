@@ -84,7 +84,7 @@ def reconcile(tenant: str | None = TENANT, json_out: bool = JSON) -> None:
         if lock is None:
             fail("a running clock holds the leader lock and reconciles every minute; "
                  "see `presence-bridge subscriptions list`")  # fmt: skip
-        work = Clockwork(session.settings, redis, session.auth())
+        work = Clockwork(session.settings, redis, session.auth(), fence=lock.fence)
         try:
             reports = [work.reconcile(work.context(t)) for t in chosen]
         finally:

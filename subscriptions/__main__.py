@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
         schedules = work.schedules()
         print(f"clock: {len(settings.tenants)} tenant(s), {len(schedules)} schedule(s)", flush=True)
         try:
-            run(redis, schedules, stop)
+            run(redis, schedules, stop, lead=work.lead)
         finally:
             work.close()
     return 0

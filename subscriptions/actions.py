@@ -2,7 +2,8 @@
 
 Graph's answers are handled as documented: 404 on renewal means gone (recreate), 409 on create
 means the account already holds one (adopt it when we know its clientState, else delete and
-recreate).
+recreate). A renewal that fails for a passing reason is owed (`core.state.subscriptions`) and
+retried until the subscription expires.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from core import certificates
-from core.errors import GraphError
+from core.errors import BridgeError, GraphError
 from core.graph import format_datetime
 from core.notification_crypto import generate_encryption_certificate
 from core.state import subscriptions as sub_state
@@ -140,7 +141,7 @@ def create(
         str(created["id"]), ctx.name, sub_state.client_state_digest(client_state), account,
         user_ids, _expiry(created, now + LIFETIME_SECONDS), now, now, certificate_id,
     )  # fmt: skip
-    sub_state.save(ctx.redis, record)
+    sub_state.save(ctx.redis, record, ctx.fence)
     report.created.append(account)
     return record
 
@@ -167,7 +168,7 @@ def _resolve_conflict(
             record = SubscriptionRecord(sid, ctx.name, known.client_state_digest, account,
                                         user_ids, _expiry(existing, now), now, now,
                                         certificate_id)  # fmt: skip
-            sub_state.save(ctx.redis, record)
+            sub_state.save(ctx.redis, record, ctx.fence)
             report.adopted.append(account)
             log.info("tenant %s: adopted subscription %s of %s", ctx.name, sid, account)
             return renew(ctx, record, report)
@@ -175,7 +176,7 @@ def _resolve_conflict(
         client.delete_subscription(sid)
         old = sub_state.read(ctx.redis, sid)
         if old is not None and old.managed:
-            sub_state.forget(ctx.redis, old)
+            sub_state.forget(ctx.redis, old, ctx.fence)
     # The conflicting one is gone; a second 409 now is an error for this round.
     created = create(ctx, account, user_ids, report, resolve_conflict=False)
     report.recreated.append(account)
@@ -198,16 +199,18 @@ def renew(ctx: TenantView, record: SubscriptionRecord, report: ActionReport) -> 
         renewed = ctx.graph(record.account, fresh_token=True).patch(
             f"/subscriptions/{record.subscription_id}", body
         )
-    except GraphError as exc:
-        if exc.status != 404:
+    except BridgeError as exc:
+        if not isinstance(exc, GraphError) or exc.status != 404:
+            if exc.transient:
+                sub_state.owe_renewal(ctx.redis, ctx.name, record, now, ctx.fence)
             raise
         log.info("tenant %s: subscription %s is gone; recreating", ctx.name, record.subscription_id)
-        sub_state.forget(ctx.redis, record)
+        sub_state.forget(ctx.redis, record, ctx.fence)
         report.recreated.append(record.account)
         return create(ctx, record.account, record.user_ids, report)
     updated = replace(record, expires_at=_expiry(renewed, now + LIFETIME_SECONDS),
                       renewed_at=now, certificate_id=certificate_id)  # fmt: skip
-    sub_state.save(ctx.redis, updated)
+    sub_state.save(ctx.redis, updated, ctx.fence)
     report.renewed.append(record.account)
     return updated
 
@@ -215,5 +218,5 @@ def renew(ctx: TenantView, record: SubscriptionRecord, report: ActionReport) -> 
 def delete(ctx: TenantView, record: SubscriptionRecord, report: ActionReport) -> None:
     """Delete at Graph (404 counts as done) and forget it."""
     ctx.graph(record.account).delete_subscription(record.subscription_id)
-    sub_state.forget(ctx.redis, record)
+    sub_state.forget(ctx.redis, record, ctx.fence)
     report.deleted.append(record.account)

@@ -1,4 +1,10 @@
-"""The clock loop: runs each schedule when due, only while holding the leader lock."""
+"""The clock loop: runs each schedule when due, only while holding the leader lock.
+
+Each tick takes (or keeps) the lock and hands its term (`core.state.coordination.Fence`) to
+the schedules, whose writes carry it. A clock that stalls past the lock's TTL (a long GC
+pause, SIGSTOP, a frozen VM) and wakes after another took over finds its term over at its
+next write: the write is refused (`FenceLost`) and the round stops there.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from core.state import coordination
-from core.state.coordination import LeaderLock, Process
+from core.state.coordination import Fence, FenceLost, LeaderLock, Process
 
 log = logging.getLogger("subscriptions.clock")
 LOCK_NAME = "clock"
@@ -51,7 +57,11 @@ def take_leader_lock(redis: Redis, wait_seconds: float = 0.0) -> LeaderLock | No
 
 
 class _Keeper:
-    """Renews the lock every third of its TTL while an action runs longer than a tick."""
+    """Renews the lock every third of its TTL while an action runs longer than a tick.
+
+    Only the term the round started in: a lock lost meanwhile is not taken again here, since
+    the round's writes carry that term and would be refused anyway.
+    """
 
     def __init__(self, lock: LeaderLock, ttl_seconds: float) -> None:
         self._lock = lock
@@ -70,7 +80,7 @@ class _Keeper:
     def _run(self) -> None:
         while not self._done.wait(self._every):
             try:
-                if not self._lock.acquire():
+                if not self._lock.renew():
                     log.error("clock: lost the leader lock during a long action")
             except (RedisError, OSError):
                 log.warning("clock: could not renew the leader lock")
@@ -84,8 +94,12 @@ def run(
     lock_ttl: float = LOCK_TTL_SECONDS,
     tick: float = TICK_SECONDS,
     on_tick: Callable[[bool], None] | None = None,
+    lead: Callable[[Fence | None], None] | None = None,
 ) -> None:
-    """Tick until `stop`; only the clock holding the lock runs schedules. `on_tick(leader)`."""
+    """Tick until `stop`; only the clock holding the lock runs schedules. `on_tick(leader)`.
+
+    `lead(fence)` is told the term before the schedules of a tick run.
+    """
     lock = leader_lock(redis, lock_ttl)
     while not stop.is_set():
         leader = False
@@ -93,8 +107,12 @@ def run(
             coordination.beat(redis, Process.CLOCK, time.time(), HEARTBEAT_TTL_SECONDS)
             leader = lock.acquire()
             if leader:
+                if lead is not None:
+                    lead(lock.fence)
                 with _Keeper(lock, lock_ttl):
                     run_due(schedules, time.monotonic())
+        except FenceLost as exc:
+            log.error("clock: lost the leader lock mid-round; stopped there: %s", exc)
         except (RedisError, OSError):
             log.warning("clock: redis unavailable, retrying")
         if on_tick is not None:
@@ -111,5 +129,7 @@ def run_due(schedules: list[Schedule], now: float) -> None:
         schedule.next_at = now + schedule.every_seconds
         try:
             schedule.action()
+        except FenceLost:
+            raise  # no longer the leader: no schedule of this round may go on
         except Exception:  # one failing schedule must not stop the others
             log.exception("schedule failed", extra={"schedule": schedule.name})

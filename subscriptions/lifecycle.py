@@ -5,7 +5,9 @@ forwarder moves them to the tenant's lifecycle inbox (`core.state.intake`) and t
 one writer of subscriptions, drains that inbox every few seconds:
 
 - `reauthorizationRequired`: PATCH a new expiry, which also reauthorizes. The bridge never calls
-  `/reauthorize`, so Graph's rule "not both within 10 minutes" cannot be broken.
+  `/reauthorize`, so Graph's rule "not both within 10 minutes" cannot be broken. A PATCH that
+  fails for a passing reason is owed and retried until the subscription expires
+  (`subscriptions.reconcile.renew_owed`).
 - `subscriptionRemoved`: create the account's subscription again, then resync.
 - `missed`: resync (the sweep reads every linked user's presence).
 """
@@ -20,6 +22,7 @@ from typing import Any
 from core.errors import BridgeError
 from core.state import intake
 from core.state import subscriptions as sub_state
+from core.state.coordination import FenceLost
 from core.state.subscriptions import SubscriptionRecord
 from subscriptions.actions import ActionReport, create, renew
 from subscriptions.reconcile import guarded
@@ -100,7 +103,7 @@ def _reauthorize(ctx: TenantView, record: SubscriptionRecord, report: LifecycleR
 def _recreate(ctx: TenantView, record: SubscriptionRecord, report: LifecycleReport) -> None:
     # Graph already removed it; forgetting first means a failed create is retried by the
     # next reconcile (which sees no subscription for the account).
-    sub_state.forget(ctx.redis, record)
+    sub_state.forget(ctx.redis, record, ctx.fence)
     result = ActionReport(ctx.name)
     action = partial(create, ctx, record.account, record.user_ids, result)
     if guarded(ctx, record.account, result, action):
@@ -110,9 +113,11 @@ def _recreate(ctx: TenantView, record: SubscriptionRecord, report: LifecycleRepo
 
 def _sweep(ctx: TenantView, report: LifecycleReport) -> bool:
     try:
-        sweep(ctx.redis, ctx.name, ctx.graph(None), ctx.budget)
+        sweep(ctx.redis, ctx.name, ctx.graph(None), ctx.budget, fence=ctx.fence)
+    except FenceLost:
+        raise
     except BridgeError as exc:
-        sub_state.request_sweep(ctx.redis, ctx.name)  # the sweep schedule pays the debt
+        sub_state.request_sweep(ctx.redis, ctx.name, ctx.fence)  # the sweep schedule pays it
         report.failed["sweep"] = str(exc)
         return False
     return True

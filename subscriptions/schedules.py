@@ -1,7 +1,10 @@
-"""The clock's schedules: reconcile + renew, lifecycle drain, sweep, polling, directory delta.
+"""The clock's schedules: repair, reconcile + renew, lifecycle drain, sweep, polling, directory.
 
-Every action loops over the tenants and never lets one tenant's failure stop the others.
-The same per-tenant actions back the one-shot commands (`presence-bridge clock ...`).
+Every action loops over the tenants and never lets one tenant's failure stop the others; a
+tenant under repair after an empty Redis (`subscriptions.repair`) is left to the repair until
+it is done. Every write carries the clock's term of the leader lock (`lead`), so a clock that
+lost the lock stops at its first write (`FenceLost`). The same per-tenant actions back the
+one-shot commands (`presence-bridge clock ...`).
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from core.queue import enqueue_maintain_pbx, enqueue_sync_directory
 from core.settings import Settings, TenantSettings
 from core.state import coordination
 from core.state import subscriptions as sub_state
-from subscriptions import lifecycle, polling
+from core.state.coordination import Fence, FenceLost
+from subscriptions import lifecycle, polling, repair
 from subscriptions.actions import ActionReport
 from subscriptions.clock import Schedule
-from subscriptions.reconcile import reconcile, renew_expiring
+from subscriptions.reconcile import reconcile, renew_expiring, renew_owed
 from subscriptions.sweep import SweepReport, sweep
 from subscriptions.tenant_view import TenantView
 
@@ -30,6 +34,8 @@ log = logging.getLogger(__name__)
 
 
 LIFECYCLE_EVERY_SECONDS = 5.0
+REPAIR_EVERY_SECONDS = 1.0  # cheap (one EXISTS, one GET a tenant); a repair waits on it
+RENEWALS_EVERY_SECONDS = 5.0  # owed renewals, and accounts just signed in
 OWED_SWEEP_EVERY_SECONDS = 10.0
 POLL_TICK_SECONDS = 5.0
 ACCOUNTS_EVERY_SECONDS = 3600.0
@@ -44,7 +50,16 @@ class Clockwork:
     auth: GraphTokens
     now: Callable[[], float] = time.time
     poller: polling.Poller = field(default_factory=polling.Poller)
+    fence: Fence | None = None  # the term of the leader lock the clock acts in (`lead`)
     _contexts: dict[str, TenantView] = field(default_factory=dict)
+    # Per tenant, the healthy accounts without a subscription at the last look.
+    _unsubscribed: dict[str, set[str]] = field(default_factory=dict)
+
+    def lead(self, fence: Fence | None) -> None:
+        """Act in this term of the leader lock from now on (each tick hands over the current)."""
+        self.fence = fence
+        for ctx in self._contexts.values():
+            ctx.fence = fence
 
     def context(self, tenant: TenantSettings) -> TenantView:
         ctx = self._contexts.get(tenant.name)
@@ -52,7 +67,7 @@ class Clockwork:
             ca = self.settings.process.ca_bundle
             ctx = TenantView(
                 self.redis, tenant, self.auth.tenant(tenant.name), self.auth.cipher(),
-                verify=str(ca) if ca else True, now=self.now,
+                verify=str(ca) if ca else True, now=self.now, fence=self.fence,
             )  # fmt: skip
             self._contexts[tenant.name] = ctx
         return ctx
@@ -73,14 +88,28 @@ class Clockwork:
         report = reconcile(ctx)
         if report.gap:
             # Recreated or new: changes may have been missed.
-            sub_state.request_sweep(self.redis, ctx.name)
+            sub_state.request_sweep(self.redis, ctx.name, ctx.fence)
         return report
 
     def renew(self, ctx: TenantView) -> ActionReport:
         return renew_expiring(ctx)
 
     def sweep(self, ctx: TenantView) -> SweepReport:
-        return sweep(self.redis, ctx.name, ctx.graph(None), ctx.budget)
+        return sweep(self.redis, ctx.name, ctx.graph(None), ctx.budget, fence=ctx.fence)
+
+    def new_sign_ins(self, ctx: TenantView) -> ActionReport | None:
+        """Reconcile at once when an account was signed in that holds no subscription yet.
+
+        A person who signs an account in (after an empty Redis, or a lapsed token) then sees
+        real-time updates within seconds, not at the next reconcile round.
+        """
+        held = sub_state.load(self.redis, ctx.name)
+        unsubscribed = {a for a in ctx.auth.healthy_accounts() if a not in held}
+        before = self._unsubscribed.get(ctx.name, set())
+        self._unsubscribed[ctx.name] = unsubscribed
+        if not unsubscribed - before:
+            return None
+        return self.reconcile(ctx)
 
     def directory(self, tenant: str) -> str:
         return str(enqueue_sync_directory(self.redis, tenant).id)
@@ -88,26 +117,55 @@ class Clockwork:
     # ---- the schedules ---------------------------------------------------------------------
 
     def _each(
-        self, what: str, action: Callable[[TenantView], object], *, enabled_only: bool = True
+        self,
+        what: str,
+        action: Callable[[TenantView], object],
+        *,
+        enabled_only: bool = True,
+        repairing: bool = False,
     ) -> None:
+        """`action` for each tenant; tenants under repair only when `repairing`."""
         for ctx in self.contexts(enabled_only=enabled_only):
             try:
+                if not repairing and repair.pending(ctx):
+                    continue
                 action(ctx)
+            except FenceLost:
+                raise  # not the leader any more: the whole round stops
             except BridgeError as exc:  # expected failures: logged, retried next time
                 log.warning("%s failed for tenant %s: %s", what, ctx.name, exc)
             except Exception:
                 log.exception("%s failed for tenant %s", what, ctx.name)
 
-    def reconcile_all(self) -> None:
-        # A missing epoch means Redis was restored from empty (or is new), which is a gap:
-        # nothing says which notifications were lost, so a sweep is owed.
-        if coordination.mark_epoch(self.redis, self.now()):
+    def repair_all(self) -> None:
+        """Start the repair when Redis is new or came back empty; take each one on."""
+        if coordination.epoch_missing(self.redis):
+            now = self.now()
+            # Every tenant's repair first, then the epoch: if any could not begin (or the
+            # clock dies in between), the next tick begins them all again.
             for ctx in self.contexts():
-                sub_state.request_sweep(self.redis, ctx.name)
+                repair.begin(ctx, now)
+            coordination.mark_epoch(self.redis, now, self.fence)
+
+        def advance(ctx: TenantView) -> None:
+            found = coordination.read_repair(self.redis, ctx.name)
+            if found is not None and not found.done:
+                repair.advance(ctx, found, self.reconcile, self.sweep)
+
+        self._each("repair", advance, repairing=True)
+
+    def reconcile_all(self) -> None:
         self._each("reconcile", self.reconcile, enabled_only=False)  # disabled: delete
 
     def lifecycle_all(self) -> None:
         self._each("lifecycle", lifecycle.drain)
+
+    def renewals_all(self) -> None:
+        def renewals(ctx: TenantView) -> None:
+            renew_owed(ctx)
+            self.new_sign_ins(ctx)
+
+        self._each("renewals", renewals)
 
     def sweep_all(self) -> None:
         self._each("sweep", self.sweep)
@@ -143,7 +201,9 @@ class Clockwork:
         """In the order they run within a tick; all are due at start-up (the first sweep too)."""
         every = self.settings.process
         return [
+            Schedule("repair", REPAIR_EVERY_SECONDS, self.repair_all),
             Schedule("lifecycle", LIFECYCLE_EVERY_SECONDS, self.lifecycle_all),
+            Schedule("renewals", RENEWALS_EVERY_SECONDS, self.renewals_all),
             Schedule("reconcile", every.reconcile_every, self.reconcile_all),
             Schedule("sweep", every.sweep_every, self.sweep_all),
             Schedule("owed-sweeps", OWED_SWEEP_EVERY_SECONDS, self.owed_sweeps),

@@ -23,6 +23,7 @@ from core.queue import enqueue_presences
 from core.state import links
 from core.state import presence as presence_state
 from core.state import subscriptions as sub_state
+from core.state.coordination import Fence
 from subscriptions import planner
 
 log = logging.getLogger(__name__)
@@ -129,11 +130,13 @@ def sweep(
     budget: CallBudget,
     now: float | None = None,
     enqueue: Enqueue = enqueue_presences,
+    *,
+    fence: Fence | None = None,
 ) -> SweepReport:
     """Resync every linked user of the tenant."""
     now = time.time() if now is None else now
     users = links.linked_graph_ids(redis, tenant)
     report = feed(redis, tenant, client, users, budget, now, enqueue)
-    sub_state.clear_sweep_request(redis, tenant)
+    sub_state.clear_sweep_request(redis, tenant, fence)
     log.info("tenant %s: sweep read %d, %d changed", tenant, report.read, report.changed)
     return report

@@ -1,4 +1,8 @@
-"""One tenant as the clock sees it: settings, tokens, Redis, time, its Graph clients and budget."""
+"""One tenant as the clock sees it: settings, tokens, Redis, time, its Graph clients and budget.
+
+It also carries the clock's current term of the leader lock (`fence`): every write the clock
+makes for the tenant passes it, so a clock that lost the lock can no longer write.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from core.cipher import CacheCipher
 from core.graph import DEFAULT_MAX_ATTEMPTS, GraphClient
 from core.graph_tokens import TenantTokens
 from core.settings import TenantSettings
+from core.state.coordination import Fence
 from subscriptions.sweep import CallBudget
 
 
@@ -27,6 +32,7 @@ class TenantView:
     verify: str | bool | ssl.SSLContext = True
     now: Callable[[], float] = time.time
     budget: CallBudget = field(default_factory=CallBudget)
+    fence: Fence | None = None  # the leader lock's term the clock acts in (None: unfenced)
     _clients: dict[tuple[str | None, bool], GraphClient] = field(default_factory=dict, repr=False)
 
     @property

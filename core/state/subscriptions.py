@@ -5,8 +5,12 @@
   one writer and replaces the whole hash in one MULTI, so no reader sees part of a record.
 - `pb:tenant:{t}:subs` set of the tenant's subscription ids; `…:sub-accounts` hash
   account -> the id it holds.
-- `…:sub-backoff` hash account -> JSON `Backoff`; `…:sub-status` JSON `ReconcileStatus`;
-  `…:polled` JSON list of the user ids polled instead; `…:sweep-requested` a flag.
+- `…:sub-backoff` hash account -> JSON `Backoff`; `…:renew-owed` hash account -> JSON
+  `OwedRenewal`; `…:sub-status` JSON `ReconcileStatus`; `…:polled` JSON list of the user ids
+  polled instead; `…:sweep-requested` a flag.
+
+The clock writes all of these under its leader lock: each write takes the clock's term
+(`core.state.coordination.Fence`) and is refused once that term is over.
 
 The clientState itself never reaches Redis: only its SHA-256, which the webhook compares in
 constant time. clientState is 128+ random bits, so the digest reveals nothing.
@@ -22,6 +26,7 @@ from typing import Any
 from redis import Redis
 
 from core.state._private import PREFIX, Batch, count, dumps, loads, number, tenant_key, text
+from core.state.coordination import Fence, fenced
 
 
 def subscription_key(subscription_id: str) -> str:
@@ -38,6 +43,10 @@ def accounts_key(tenant: str) -> str:
 
 def backoff_key(tenant: str) -> str:
     return tenant_key(tenant, "sub-backoff")
+
+
+def owed_key(tenant: str) -> str:
+    return tenant_key(tenant, "renew-owed")
 
 
 def status_key(tenant: str) -> str:
@@ -131,16 +140,23 @@ class SubscriptionRecord:
         )
 
 
-def save(redis: Redis, record: SubscriptionRecord) -> None:
-    """Write the whole record (replacing what was stored) and index it, atomically."""
+def save(redis: Redis, record: SubscriptionRecord, fence: Fence | None = None) -> None:
+    """Write the whole record (replacing what was stored) and index it, atomically.
+
+    A managed record is fresh from Graph (created, adopted or renewed), so it also settles
+    any renewal its account owed.
+    """
     key = subscription_key(record.subscription_id)
-    pipe = redis.pipeline(transaction=True)
-    pipe.delete(key)
-    pipe.hset(key, mapping=record.to_fields())  # type: ignore[arg-type]
-    pipe.sadd(tenant_subscriptions_key(record.tenant), record.subscription_id)
-    if record.managed:
-        pipe.hset(accounts_key(record.tenant), record.account, record.subscription_id)
-    pipe.execute()
+
+    def write(pipe: Batch) -> None:
+        pipe.delete(key)
+        pipe.hset(key, mapping=record.to_fields())  # type: ignore[arg-type]
+        pipe.sadd(tenant_subscriptions_key(record.tenant), record.subscription_id)
+        if record.managed:
+            pipe.hset(accounts_key(record.tenant), record.account, record.subscription_id)
+            pipe.hdel(owed_key(record.tenant), record.account)
+
+    fenced(redis, fence, write)
 
 
 def register(
@@ -152,16 +168,18 @@ def register(
     return record
 
 
-def forget(redis: Redis, record: SubscriptionRecord) -> None:
+def forget(redis: Redis, record: SubscriptionRecord, fence: Fence | None = None) -> None:
     """Drop the record; the account index too, unless it already names a newer subscription."""
-    pipe = redis.pipeline(transaction=True)
-    pipe.delete(subscription_key(record.subscription_id))
-    pipe.srem(tenant_subscriptions_key(record.tenant), record.subscription_id)
-    if record.managed:
-        pipe.hget(accounts_key(record.tenant), record.account)
-    *_, held = pipe.execute()
+
+    def write(pipe: Batch) -> None:
+        pipe.delete(subscription_key(record.subscription_id))
+        pipe.srem(tenant_subscriptions_key(record.tenant), record.subscription_id)
+        if record.managed:
+            pipe.hget(accounts_key(record.tenant), record.account)
+
+    *_, held = fenced(redis, fence, write)
     if record.managed and held is not None and text(held) == record.subscription_id:
-        redis.hdel(accounts_key(record.tenant), record.account)
+        fenced(redis, fence, lambda pipe: pipe.hdel(accounts_key(record.tenant), record.account))
 
 
 def read(redis: Redis, subscription_id: str) -> SubscriptionRecord | None:
@@ -229,23 +247,33 @@ def registered_for(redis: Redis, subscription_id: str, tenant: str) -> bool:
 
 @dataclass(frozen=True)
 class Backoff:
+    """Until when an account waits, and why.
+
+    `failures` counts the failures in a row that grow the exponential back-off (5xx, network);
+    a 429 says itself how long to wait (`throttled`) and leaves that count as it was.
+    """
+
     until: float = 0.0
-    # A stored back-off is at least one failure; older entries may lack the count.
+    # Older entries lack the count and were written after at least one failure.
     failures: int = 1
     reason: str = ""
+    throttled: bool = False
 
     def to_bytes(self) -> bytes:
-        return dumps({"until": self.until, "failures": self.failures, "reason": self.reason})
+        return dumps({"until": self.until, "failures": self.failures, "reason": self.reason,
+                      "throttled": self.throttled})  # fmt: skip
 
     @classmethod
     def from_bytes(cls, raw: bytes | str) -> Backoff:
         data = loads(raw)
         if not isinstance(data, dict):
             return cls()
+        failures = count(data.get("failures"))
         return cls(
             until=number(data.get("until")) or 0.0,
-            failures=count(data.get("failures")) or 1,
+            failures=1 if failures is None else failures,
             reason=str(data.get("reason", "")),
+            throttled=data.get("throttled") is True,
         )
 
 
@@ -260,26 +288,92 @@ def backoff_until(redis: Redis, tenant: str, account: str) -> float:
 
 
 def failures(redis: Redis, tenant: str, account: str) -> int:
-    """Failures in a row of the account (0 when it is not backing off)."""
+    """Failures in a row of the account that grow its back-off (0 when it has none)."""
     entry = backoff(redis, tenant, account)
     return entry.failures if entry else 0
 
 
-def record_backoff(redis: Redis, tenant: str, account: str, until: float, reason: str) -> int:
-    """Record a back-off; returns how many failures in a row the account has had."""
-    entry = Backoff(until, failures(redis, tenant, account) + 1, reason)
-    redis.hset(backoff_key(tenant), account, entry.to_bytes())
+def record_backoff(
+    redis: Redis,
+    tenant: str,
+    account: str,
+    until: float,
+    reason: str,
+    fence: Fence | None = None,
+    *,
+    throttled: bool = False,
+) -> int:
+    """Record a back-off; returns the failures in a row that grow it.
+
+    `throttled` (a 429) waits as Graph asked and leaves that count alone, so throttling never
+    stretches the back-off of a later 5xx.
+    """
+    before = failures(redis, tenant, account)
+    entry = Backoff(until, before if throttled else before + 1, reason, throttled)
+    fenced(redis, fence, lambda pipe: pipe.hset(backoff_key(tenant), account, entry.to_bytes()))
     return entry.failures
 
 
-def clear_backoff(redis: Redis, tenant: str, account: str) -> None:
-    redis.hdel(backoff_key(tenant), account)
+def clear_backoff(redis: Redis, tenant: str, account: str, fence: Fence | None = None) -> None:
+    fenced(redis, fence, lambda pipe: pipe.hdel(backoff_key(tenant), account))
 
 
 def backoffs(redis: Redis, tenant: str) -> dict[str, Backoff]:
     """Every account backing off, by account."""
     raw: dict[bytes, bytes] = redis.hgetall(backoff_key(tenant))  # type: ignore[assignment]
     return {text(a): Backoff.from_bytes(v) for a, v in sorted(raw.items())}
+
+
+# ---- renewals owed: retried until the subscription's window closes ------------------------
+
+
+@dataclass(frozen=True)
+class OwedRenewal:
+    """A renewal that failed and is owed until `until` (the subscription's expiry)."""
+
+    subscription_id: str
+    until: float
+    since: float
+
+    def to_bytes(self) -> bytes:
+        return dumps({"subscription": self.subscription_id, "until": self.until,
+                      "since": self.since})  # fmt: skip
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | str) -> OwedRenewal | None:
+        data = loads(raw)
+        if not isinstance(data, dict) or not isinstance(data.get("subscription"), str):
+            return None
+        return cls(data["subscription"], number(data.get("until")) or 0.0,
+                   number(data.get("since")) or 0.0)  # fmt: skip
+
+
+def owed_renewals(redis: Redis, tenant: str) -> dict[str, OwedRenewal]:
+    """Every renewal owed, by account."""
+    raw: dict[bytes, bytes] = redis.hgetall(owed_key(tenant))  # type: ignore[assignment]
+    found = {text(a): OwedRenewal.from_bytes(v) for a, v in sorted(raw.items())}
+    return {a: owed for a, owed in found.items() if owed is not None}
+
+
+def owed_renewal(redis: Redis, tenant: str, account: str) -> OwedRenewal | None:
+    raw = redis.hget(owed_key(tenant), account)
+    return None if raw is None else OwedRenewal.from_bytes(raw)
+
+
+def owe_renewal(
+    redis: Redis, tenant: str, record: SubscriptionRecord, now: float, fence: Fence | None = None
+) -> OwedRenewal:
+    """Note that the record's renewal failed; the first failure's time is kept."""
+    known = owed_renewal(redis, tenant, record.account)
+    since = known.since if known and known.subscription_id == record.subscription_id else now
+    owed = OwedRenewal(record.subscription_id, record.expires_at, since)
+    fenced(redis, fence, lambda pipe: pipe.hset(owed_key(tenant), record.account, owed.to_bytes()))
+    return owed
+
+
+def settle_renewal(redis: Redis, tenant: str, account: str, fence: Fence | None = None) -> None:
+    """Nothing is owed any more (renewed, replaced, or past its window)."""
+    fenced(redis, fence, lambda pipe: pipe.hdel(owed_key(tenant), account))
 
 
 # ---- status of the last reconcile, and the users polled instead ---------------------------
@@ -351,12 +445,21 @@ class ReconcileStatus:
         )
 
 
-def write_status(redis: Redis, tenant: str, status: ReconcileStatus, polled: Iterable[str]) -> None:
+def write_status(
+    redis: Redis,
+    tenant: str,
+    status: ReconcileStatus,
+    polled: Iterable[str],
+    fence: Fence | None = None,
+) -> None:
     """The status and the polled users together, so readers see one round's pair."""
-    pipe = redis.pipeline(transaction=True)
-    pipe.set(status_key(tenant), status.to_bytes())
-    pipe.set(polled_key(tenant), dumps(list(polled)))
-    pipe.execute()
+    users = dumps(list(polled))
+
+    def write(pipe: Batch) -> None:
+        pipe.set(status_key(tenant), status.to_bytes())
+        pipe.set(polled_key(tenant), users)
+
+    fenced(redis, fence, write)
 
 
 def queue_status(pipe: Batch, tenant: str) -> None:
@@ -391,14 +494,14 @@ def polled_users(redis: Redis, tenant: str) -> list[str]:
 # ---- an owed resync sweep -----------------------------------------------------------------
 
 
-def request_sweep(redis: Redis, tenant: str) -> None:
+def request_sweep(redis: Redis, tenant: str, fence: Fence | None = None) -> None:
     """Ask for a sweep at the next clock tick (after a gap that could not sweep at once)."""
-    redis.set(sweep_requested_key(tenant), "1")
+    fenced(redis, fence, lambda pipe: pipe.set(sweep_requested_key(tenant), "1"))
 
 
 def sweep_owed(redis: Redis, tenant: str) -> bool:
     return bool(redis.exists(sweep_requested_key(tenant)))
 
 
-def clear_sweep_request(redis: Redis, tenant: str) -> None:
-    redis.delete(sweep_requested_key(tenant))
+def clear_sweep_request(redis: Redis, tenant: str, fence: Fence | None = None) -> None:
+    fenced(redis, fence, lambda pipe: pipe.delete(sweep_requested_key(tenant)))

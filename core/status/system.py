@@ -83,7 +83,7 @@ class DeadLetterView:
 class Problem:
     at: float | None
     tenant: str | None
-    source: str  # account, subscription, delivery, job
+    source: str  # account, subscription, repair, delivery, job
     subject: str
     message: str
 
@@ -203,28 +203,55 @@ def pending_deliveries(redis: Redis, tenant: str) -> int:
     return delivery.pending_count(redis, tenant)
 
 
+def _account_problem(
+    tenant: str, view: AccountView, repair: coordination.Repair | None
+) -> Problem | None:
+    """What a person must do for the account, if anything; a lost token cache says so."""
+    lost = repair is not None and view.account in repair.needs_sign_in
+    if not view.token_cached and lost:
+        why = "needs sign-in: its tokens were lost when Redis came back empty"
+        return Problem(repair.since if repair else None, tenant, "account", view.account, why)
+    if view.status == accounts.AccountStatus.NOT_SIGNED_IN.value:
+        return Problem(None, tenant, "account", view.account, "never signed in")
+    if view.status != accounts.AccountStatus.HEALTHY.value:
+        return Problem(None, tenant, "account", view.account, view.reason or view.status)
+    if not view.token_cached:
+        return Problem(None, tenant, "account", view.account, "needs sign-in: no tokens stored")
+    return None
+
+
+def _repair_problem(tenant: str, repair: coordination.Repair | None) -> Problem | None:
+    if repair is None or repair.done:
+        return None
+    waiting = {
+        coordination.RepairStage.DIRECTORY: "the directory import and links (a worker job)",
+        coordination.RepairStage.SUBSCRIPTIONS: "the subscriptions",
+        coordination.RepairStage.SWEEP: "the resync sweep",
+    }[repair.stage]
+    why = f"Redis came back empty; the clock is rebuilding: waiting for {waiting}"
+    return Problem(repair.since, tenant, "repair", tenant, why)
+
+
 def _tenant_problems(
     redis: Redis,
     tenant: str,
     accounts_: list[AccountView],
     subs: list[SubscriptionView],
     dead: list[DeadLetterView],
+    repair: coordination.Repair | None = None,
 ) -> list[Problem]:
-    problems = [
-        Problem(None, tenant, "account", a.account,
-                a.reason or ("never signed in" if a.status == "not_signed_in" else a.status))
-        for a in accounts_ if a.status != accounts.AccountStatus.HEALTHY.value
-    ]  # fmt: skip
+    found = [_repair_problem(tenant, repair)]
+    found += [_account_problem(tenant, a, repair) for a in accounts_]
+    problems = [p for p in found if p is not None]
     problems += [
         Problem(s.expires_at, tenant, "subscription", s.subscription_id,
                 f"{s.state}: {s.seconds_left:.0f} s left (account {s.account})")
         for s in subs if s.state != "live"
     ]  # fmt: skip
     for account, entry in sub_state.backoffs(redis, tenant).items():
-        problems.append(Problem(
-            None, tenant, "subscription", account,
-            f"backing off after {entry.failures} failure(s): {entry.reason}",
-        ))  # fmt: skip
+        why = (f"throttled by Graph until {entry.until:.0f}" if entry.throttled
+               else f"backing off after {entry.failures} failure(s)")  # fmt: skip
+        problems.append(Problem(None, tenant, "subscription", account, f"{why}: {entry.reason}"))
     problems += [
         Problem(d.at, tenant, "delivery", d.user, f"{d.profile} (v{d.version}): {d.reason}")
         for d in dead
@@ -246,7 +273,9 @@ def tenant_status(redis: Redis, tenant: TenantSettings, now: float | None = None
         users=users_view(redis, tenant.name),
         pending_deliveries=pending_deliveries(redis, tenant.name),
         dead_letters=dead,
-        problems=_tenant_problems(redis, tenant.name, accounts_, subs, dead),
+        problems=_tenant_problems(
+            redis, tenant.name, accounts_, subs, dead, coordination.read_repair(redis, tenant.name)
+        ),
     )
 
 

@@ -3,8 +3,9 @@
 `BridgeSite(...)` seeds an emulated tenant (an app, service accounts, users) and writes the
 tenants file and environment that point the bridge at it, with the web process's port
 chosen up front (the app's redirect URI names it). The site then serves the web app (in
-this process, or as `python -m webhook`), starts `python -m workers` as the Procfile does,
-and signs service accounts in and subscribes their users to presence as the clock would.
+this process, or as `python -m webhook`), starts `python -m workers` (and the clock,
+`python -m subscriptions`) as the Procfile does, and signs service accounts in and subscribes
+their users to presence as the clock would.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from core.graph import format_datetime
 from core.graph_tokens import GraphTokens
 from core.notification_crypto import generate_encryption_certificate
 from core.settings import load_settings
-from core.state import callstate
+from core.state import callstate, coordination
+from core.state.coordination import Process
 from core.state.subscriptions import register
 from emulator.harness.ports import free_port, port_open
 from emulator.harness.processes import Service, private_env
@@ -146,6 +148,15 @@ class BridgeSite:
             private_env(self.env, inherit=False),
             lambda: bool(Worker.all(connection=self.redis)),
             "the worker",
+        )
+
+    def start_clock(self) -> Service:
+        """`python -m subscriptions` as the Procfile runs it, ready once it beats; stop() it."""
+        return Service(
+            [sys.executable, "-m", "subscriptions"],
+            private_env(self.env, inherit=False),
+            lambda: coordination.alive(self.redis, Process.CLOCK),
+            "the clock",
         )
 
     def start_callstate(self) -> Service:

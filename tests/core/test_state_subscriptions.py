@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import orjson
+import pytest
 import redis
 
 from core.state import subscriptions as sub_state
+from core.state.coordination import FenceLost, LeaderLock
 from core.state.subscriptions import (
     Backoff,
     HeldSubscription,
@@ -196,3 +198,37 @@ def test_a_sweep_request_lasts_until_cleared(redis_client: redis.Redis) -> None:
     assert sub_state.sweep_owed(redis_client, T)
     sub_state.clear_sweep_request(redis_client, T)
     assert not sub_state.sweep_owed(redis_client, T)
+
+
+def test_a_throttle_leaves_the_failure_count_alone(redis_client: redis.Redis) -> None:
+    sub_state.record_backoff(redis_client, T, "svc@x", 1060.0, "Graph 503")
+    count = sub_state.record_backoff(redis_client, T, "svc@x", 1100.0, "Graph 429", throttled=True)
+
+    assert count == 1
+    assert sub_state.backoff(redis_client, T, "svc@x") == Backoff(1100.0, 1, "Graph 429", True)
+
+
+def test_an_owed_renewal_keeps_its_first_failure_and_a_save_settles_it(
+    redis_client: redis.Redis,
+) -> None:
+    sub_state.save(redis_client, held())
+    sub_state.owe_renewal(redis_client, T, held(), 1600.0)
+    sub_state.owe_renewal(redis_client, T, held(), 1700.0)
+
+    assert sub_state.owed_renewals(redis_client, T) == {
+        "svc@x": sub_state.OwedRenewal("s1", 2000.5, 1600.0)
+    }
+    sub_state.save(redis_client, replace(held(), expires_at=5000.0, renewed_at=1700.0))
+    assert sub_state.owed_renewals(redis_client, T) == {}
+
+
+def test_a_save_under_a_term_that_is_over_changes_nothing(redis_client: redis.Redis) -> None:
+    lock = LeaderLock(redis_client, "clock", 30)
+    assert lock.acquire()
+    term = lock.fence
+    lock.release()  # over: released (or expired, or taken over)
+
+    with pytest.raises(FenceLost):
+        sub_state.save(redis_client, held(), term)
+    assert sub_state.read(redis_client, "s1") is None
+    assert sub_state.load(redis_client, T) == {}

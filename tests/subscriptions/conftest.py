@@ -21,6 +21,7 @@ from emulator.server import EmulatorServer
 from emulator.world import Subscription
 from subscriptions.actions import ActionReport
 from subscriptions.reconcile import reconcile
+from subscriptions.schedules import Clockwork
 from subscriptions.tenant_view import TenantView
 from tests.emulator.conftest import ALL_ROLES, emulator_factory  # noqa: F401
 from webhook.app import create_app
@@ -179,3 +180,19 @@ def bridge_factory(
             ctx.close()
         bridge.auth.close()
         bridge.control.close()
+
+
+@pytest.fixture
+def clockwork_factory() -> Iterator[Callable[[Bridge], Clockwork]]:
+    """The clock's schedules for a bridge, on the emulator's time; their Graph clients closed."""
+    made: list[Clockwork] = []
+
+    def make(bridge: Bridge) -> Clockwork:
+        work = Clockwork(bridge.settings, bridge.redis, bridge.auth,
+                         now=bridge.emulator.world.clock.now)  # fmt: skip
+        made.append(work)
+        return work
+
+    yield make
+    for work in made:
+        work.close()

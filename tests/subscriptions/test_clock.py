@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +18,10 @@ from core.graph_tokens import GraphTokens
 from core.queue import QUEUE_PBX, queue
 from core.settings import load_settings
 from core.state import intake
+from core.state import subscriptions as sub_state
 from core.state.coordination import LeaderLock
+from core.state.subscriptions import SubscriptionRecord
+from emulator.harness.processes import Service, private_env, wait_for
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from subscriptions import __main__ as clock_process
 from subscriptions.clock import Schedule, run
@@ -187,3 +193,49 @@ def test_schedule_intervals_come_from_the_settings(
         schedules = Clockwork(settings, redis_client, auth).schedules()
     every = {s.name: s.every_seconds for s in schedules}
     assert (every["directory"], every["sweep"], every["pbx-reconcile"]) == (120.0, 300.0, 60.0)
+
+
+# A clock whose one long round writes a subscription record under its term, again and again.
+STALLING_CLOCK = """
+import logging, sys, threading, time
+from redis import Redis
+from core.state import subscriptions as sub_state
+from core.state.subscriptions import SubscriptionRecord
+from subscriptions.clock import Schedule, run
+
+logging.basicConfig(stream=sys.stdout, level=logging.ERROR, format="%(message)s")
+redis = Redis.from_url(sys.argv[1])
+term = {}
+record = SubscriptionRecord("sub-1", "contoso", b"digest", "stale@contoso.test")
+
+def write():
+    while True:
+        sub_state.save(redis, record, term["fence"])
+        time.sleep(0.02)
+
+run(redis, [Schedule("write", 3600.0, write)], threading.Event(), lock_ttl=1.0, tick=0.05,
+    lead=lambda fence: term.update(fence=fence))
+"""
+
+
+def test_a_stopped_leader_that_lost_its_lock_cannot_write_when_it_resumes(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    def held_by(account: str) -> bool:
+        record = sub_state.read(redis_client, "sub-1")
+        return record is not None and record.account == account
+
+    stale = Service([sys.executable, "-c", STALLING_CLOCK, redis_url], private_env({}),
+                    lambda: held_by("stale@contoso.test"), "the stalling clock")  # fmt: skip
+    try:
+        os.killpg(stale.proc.pid, signal.SIGSTOP)  # frozen mid-round, its lock keeper too
+        lock = LeaderLock(redis_client, "clock", 30)
+        wait_for(lock.acquire, "the stopped clock's lock to expire and be taken over")
+        successor = SubscriptionRecord("sub-1", "contoso", b"digest", "successor@contoso.test")
+        sub_state.save(redis_client, successor, lock.fence)
+        os.killpg(stale.proc.pid, signal.SIGCONT)
+        wait_for(lambda: "lost the leader lock mid-round" in stale.output(),
+                 "the resumed clock to find its term over")  # fmt: skip
+        assert held_by("successor@contoso.test")
+    finally:
+        stale.stop()

@@ -119,6 +119,37 @@ def test_dead_letters_and_problems_name_the_reason(redis_client: redis.Redis) ->
     assert any("no such extension" in p.message for p in report.problems)
 
 
+def test_a_healthy_account_without_stored_tokens_needs_sign_in(redis_client: redis.Redis) -> None:
+    accounts.mark_signed_in(redis_client, TENANT, "ann@x", NOW)  # its token cache is gone
+
+    report = status.tenant_status(redis_client, tenant_settings(service_accounts=["ann@x"]), NOW)
+
+    [problem] = report.problems
+    assert (problem.source, problem.subject) == ("account", "ann@x")
+    assert problem.message == "needs sign-in: no tokens stored"
+
+
+def test_an_account_whose_tokens_the_repair_found_gone_needs_sign_in(
+    redis_client: redis.Redis,
+) -> None:
+    repair = coordination.Repair(since=NOW, needs_sign_in=("ann@x",))
+    coordination.write_repair(redis_client, TENANT, repair)
+
+    report = status.tenant_status(redis_client, tenant_settings(service_accounts=["ann@x"]), NOW)
+
+    [problem] = [p for p in report.problems if p.source == "account"]
+    assert problem.message == "needs sign-in: its tokens were lost when Redis came back empty"
+    assert problem.at == NOW
+
+
+def test_a_throttled_account_says_so(redis_client: redis.Redis) -> None:
+    sub_state.record_backoff(redis_client, TENANT, "svc@x", NOW + 60, "Graph 429", throttled=True)
+
+    [problem] = status.tenant_status(redis_client, tenant_settings(), NOW).problems
+
+    assert problem.message == f"throttled by Graph until {NOW + 60:.0f}: Graph 429"
+
+
 def test_backoff_of_an_account_is_a_problem(redis_client: redis.Redis) -> None:
     sub_state.record_backoff(redis_client, TENANT, "svc@x", NOW + 60, "Graph 503")
 
