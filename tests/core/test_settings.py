@@ -375,3 +375,8 @@ def test_an_admin_key_of_the_minimum_length_loads() -> None:
 def test_forwarded_allow_ips_takes_only_addresses_and_networks() -> None:
     with pytest.raises(ConfigError, match="PRESENCE_BRIDGE_FORWARDED_ALLOW_IPS: .*'proxy.lan'"):
         load_settings({"PRESENCE_BRIDGE_FORWARDED_ALLOW_IPS": "10.0.0.0/8, proxy.lan"})
+
+
+def test_an_empty_metrics_token_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="PRESENCE_BRIDGE_METRICS_TOKEN: .*empty"):
+        load_settings({"PRESENCE_BRIDGE_METRICS_TOKEN": " "})
