@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import redis
@@ -217,11 +218,22 @@ def _send(fuzzed: Fuzzed, case: Case, signed: bool) -> None:
         fuzzed.found(Finding(status, case.operation.label, _described(kwargs), raised))
 
 
-def _name_the_tenant(case: Case) -> None:
-    """The configured tenant wherever the request names one, so the checks past it are reached."""
+def _name_the_tenant(fuzzed: Fuzzed, case: Case) -> None:
+    """The configured tenant wherever the request names one, and a sign-in under way where it
+    answers one, so the checks past those are reached."""
     for where in (case.path_parameters, case.query, case.body):
         if isinstance(where, dict) and "tenant" in where:
             where["tenant"] = TENANT
+    if case.operation.path == "/oauth/callback":
+        login, credentials = f"{fuzzed.url}/oauth/login", _credentials("/oauth/login")
+        started = fuzzed.session.get(
+            login, params={"tenant": TENANT}, headers=credentials, allow_redirects=False
+        )
+        state = parse_qs(urlsplit(started.json()["auth_uri"]).query)["state"][0]
+        if case.method == "GET" or not isinstance(case.body, dict):
+            case.query = {**(case.query or {}), "state": state}
+        else:
+            case.body["state"] = state
 
 
 JSON = st.recursive(
@@ -286,7 +298,7 @@ def _fuzz(fuzzed: Fuzzed, operation: APIOperation) -> None:
         if confused and isinstance(case.body, dict | list) and _takes_json(operation):
             case.body = _confuse(data, case.body)
         if known_tenant:
-            _name_the_tenant(case)
+            _name_the_tenant(fuzzed, case)
         _send(fuzzed, case, signed)
 
     one()
