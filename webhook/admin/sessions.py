@@ -1,9 +1,10 @@
-"""Access to the admin page: the admin API key, session cookies, login, logout, the login throttle.
+"""Access to the admin page: the admin API key, session cookies, login, logout.
 
 Access takes the admin API key, either in a header (scripts) or exchanged once at
 `POST /admin/login` for a signed session cookie (browsers). An unset key closes the page.
 A session is `expiry.nonce.mac`, HMAC-SHA256 under a key derived from the admin key, so
-rotating the admin key ends every session and nothing is stored server-side.
+rotating the admin key ends every session and nothing is stored server-side. Every use of
+the key itself goes through the throttle of `webhook.auth.check_admin_key`.
 """
 
 from __future__ import annotations
@@ -117,8 +118,8 @@ async def login(request: Request) -> Response:
         path=COOKIE_PATH,
         httponly=True,
         samesite="strict",
-        # The scheme the client used: behind a TLS proxy, uvicorn's proxy headers (trusted from
-        # PRESENCE_BRIDGE_FORWARDED_ALLOW_IPS) make it https.
+        # The scheme the client used: behind a TLS proxy, its X-Forwarded-Proto (believed from
+        # PRESENCE_BRIDGE_FORWARDED_ALLOW_IPS, webhook/app.py) makes it https.
         secure=request.url.scheme == "https",
     )
     return response
