@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -98,6 +98,7 @@ class Fuzzed:
     session: requests.Session
     errors: _ErrorLog
     findings: dict[tuple[str, str], Finding]  # (operation, raised) -> its shortest request
+    undocumented: set[str] = field(default_factory=set)  # answers docs/openapi.yaml lacks
 
     def found(self, finding: Finding) -> None:
         key = (finding.operation, finding.raised)
@@ -202,7 +203,7 @@ def _described(kwargs: dict[str, Any]) -> str:
     )
 
 
-def _send(fuzzed: Fuzzed, case: Case, signed: bool) -> None:
+def _send(fuzzed: Fuzzed, case: Case, signed: bool) -> int:
     kwargs = _request(fuzzed, case, signed)
     logged = len(fuzzed.errors.seen)
     try:
@@ -216,6 +217,7 @@ def _send(fuzzed: Fuzzed, case: Case, signed: bool) -> None:
     if status >= 500 or status == 0:
         raised = "; ".join(fuzzed.errors.seen[logged:])
         fuzzed.found(Finding(status, case.operation.label, _described(kwargs), raised))
+    return status
 
 
 def _name_the_tenant(fuzzed: Fuzzed, case: Case) -> None:
@@ -279,6 +281,7 @@ def _fuzz(fuzzed: Fuzzed, operation: APIOperation) -> None:
         case=cases,
         signed=st.integers(0, 3).map(lambda n: n < 3),
         known_tenant=st.booleans(),
+        anonymous=st.integers(0, 3).map(lambda n: n == 3),
         confused=st.booleans(),
         data=st.data(),
     )
@@ -291,7 +294,12 @@ def _fuzz(fuzzed: Fuzzed, operation: APIOperation) -> None:
         suppress_health_check=list(HealthCheck),
     )
     def one(
-        case: Case, signed: bool, known_tenant: bool, confused: bool, data: st.DataObject
+        case: Case,
+        signed: bool,
+        known_tenant: bool,
+        anonymous: bool,
+        confused: bool,
+        data: st.DataObject,
     ) -> None:
         # The lockout has its own tests; here it would hide every admin route after ten guesses.
         fuzzed.redis.delete(guards.login_failures_key("127.0.0.1"))
@@ -299,15 +307,20 @@ def _fuzz(fuzzed: Fuzzed, operation: APIOperation) -> None:
             case.body = _confuse(data, case.body)
         if known_tenant:
             _name_the_tenant(fuzzed, case)
-        _send(fuzzed, case, signed)
+        if anonymous and case.headers:
+            case.headers.pop("Authorization", None)
+        status = _send(fuzzed, case, signed)
+        if 0 < status < 500 and str(status) not in operation.responses.status_codes:
+            fuzzed.undocumented.add(f"{operation.label} {status}")
 
     one()
 
 
-def test_no_generated_request_gets_a_5xx(fuzzed: Fuzzed) -> None:
+def test_generated_requests_get_no_5xx_and_only_documented_answers(fuzzed: Fuzzed) -> None:
     schema = schemathesis.openapi.from_path(SPEC)
     for result in schema.get_all_operations():
         assert isinstance(result, Ok), result
         _fuzz(fuzzed, result.ok())
-    findings = sorted(fuzzed.findings.values(), key=str)
-    assert not findings, "\n".join(map(str, findings))
+    findings = [str(f) for f in sorted(fuzzed.findings.values(), key=str)]
+    undocumented = [f"undocumented: {answer}" for answer in sorted(fuzzed.undocumented)]
+    assert not findings + undocumented, "\n".join(findings + undocumented)
