@@ -8,6 +8,7 @@ Every problem is reported at once, each with its key path, in one `ConfigError`;
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import sys
@@ -43,6 +44,8 @@ PLATFORM_VARIABLES = {f"{ENV_PREFIX}REDIS_URL": "REDIS_URL", f"{ENV_PREFIX}PORT"
 LAUNCHER_VARIABLES = ("DEMO", "DEMO_DIR", "RUN_DIR")
 GRAPH_ATTRIBUTES = ("userPrincipalName", "mail", "mailNickname", "onPremisesSamAccountName")
 PBX_ATTRIBUTES = ("username", "email", "extension")
+# A guess at a key this long (of random characters) is hopeless; a short one is refused at boot.
+MIN_ADMIN_KEY_CHARS = 32
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # The shipped mapping presets (workers/mapping_presets.py holds their rules).
 MappingPreset = Literal["pascom", "glocom", "simple"]
@@ -216,6 +219,11 @@ class ProcessSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     cache_key: SecretStr | None = None  # encrypts token caches at rest (Fernet key)
     admin_api_key: SecretStr | None = None
+    # `GET /metrics` wants `Authorization: Bearer <this>` when set; open when unset.
+    metrics_token: SecretStr | None = None
+    # Addresses (or networks, or `*`) of the TLS proxy whose X-Forwarded-Proto and
+    # X-Forwarded-For the web process believes: the scheme and client address it reports.
+    forwarded_allow_ips: str = "127.0.0.1"
     # `POST /pbx/events`: Standard Webhooks `whsec_` secrets, comma-separated; any one verifies.
     pbx_events_secret: SecretStr | None = None
     # The old `X-Presence-Bridge-Signature` scheme's secret, accepted for one release only.
@@ -232,6 +240,37 @@ class ProcessSettings(BaseSettings):
     # Graph echoes a bulk subscription's resource (up to 650 ids, ~26 KB) in every item, so
     # a batch of 100 changes is ~2.7 MB: a 1 MiB cap would 413 real traffic into 4 h of retries.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+
+    @field_validator("admin_api_key")
+    @classmethod
+    def _long_admin_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_ADMIN_KEY_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_ADMIN_KEY_CHARS} characters "
+                "(make one with `openssl rand -hex 32`)"
+            )
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _token_given(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("is empty: unset it to leave /metrics open, or give a token")
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        for item in (part.strip() for part in value.split(",")):
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item[:64]!r} is not an IP address or network (comma-separated, or *)"
+                ) from None
+        return value
 
     @field_validator("pbx_events_secret")
     @classmethod

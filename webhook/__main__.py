@@ -24,6 +24,7 @@ def main() -> int:
         loop="uvloop",
         http="httptools",
         timeout_keep_alive=30,
+        proxy_headers=False,  # the app applies them, from PRESENCE_BRIDGE_FORWARDED_ALLOW_IPS
     )
     return 0
 

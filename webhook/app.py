@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from core.redis import connect, connect_async
 from core.settings import Settings, load_settings
@@ -44,7 +46,10 @@ def create_app(settings: Settings) -> Starlette:
         *oauth.routes,
         *admin_routes.routes,
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # The app applies the proxy headers itself (uvicorn's own pass is off in __main__), so the
+    # trusted proxies are a setting and every test of the app sees what production does.
+    proxies = Middleware(ProxyHeadersMiddleware, trusted_hosts=settings.process.forwarded_allow_ips)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[proxies])
     app.state.settings = settings
     app.state.metrics = WebMetrics()
     return app

@@ -4,6 +4,7 @@ a user's own choice made on the PBX side is sent back with a PUT (or POST)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import unicodedata
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ KEEPALIVE_SECONDS = 15.0
 BLOCK_MS = 1000  # below the client's socket timeout
 MAX_NAME_CHARS = 128  # a user or profile name; PBXs keep theirs far shorter
 SOURCE = "builtin-api"
+STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # a Redis stream entry id, as sent in `id:`
 
 
 def _authorised(request: Request) -> str | Response:
@@ -112,6 +114,9 @@ async def events(request: Request) -> Response:
     if isinstance(tenant, Response):
         return tenant
     start = request.headers.get("last-event-id") or "$"
+    if start != "$" and not STREAM_ID.fullmatch(start):
+        # Redis would refuse it on every read: the stream would stay open and say nothing.
+        return JSONResponse({"error": "Last-Event-ID is not an id this stream sent"}, 400)
     return StreamingResponse(
         _stream(request, tenant, start),
         media_type="text/event-stream",

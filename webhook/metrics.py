@@ -16,6 +16,7 @@ from core.state import accounts, callstate, delivery, intake
 from core.state import subscriptions as sub_state
 from core.state.accounts import AccountHealth
 from core.state.callstate import SourceStatus, parse_counter_field
+from webhook.auth import bearer_token, key_matches
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 NAMESPACE = "presence_bridge"
@@ -131,6 +132,11 @@ def _callstate_lines(tenants: dict[str, TenantFigures]) -> list[str]:
 async def serve(request: Request) -> Response:
     """`GET /metrics`: the cluster's counters and gauges from Redis, this process's latency."""
     state = request.app.state
+    token = state.settings.process.metrics_token
+    if token is not None and not key_matches(bearer_token(request), token):
+        return Response(
+            b"unauthorized\n", 401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'}
+        )
     counters: dict[str, int] = {}
     depths: dict[str, int] = {}
     figures: dict[str, TenantFigures] = {}

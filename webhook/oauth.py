@@ -25,7 +25,7 @@ from starlette.routing import Route
 from core.errors import BridgeError, ConfigError
 from core.graph_tokens import GraphTokens
 from core.settings import Settings
-from webhook.auth import key_matches, presented_key
+from webhook.auth import ADMIN_KEY_LOCKOUT_SECONDS, KeyCheck, check_admin_key, presented_key
 from webhook.forms import read_form
 
 # The callback URL carries the code: keep it out of caches and Referer headers.
@@ -65,7 +65,12 @@ def _status(error: BridgeError) -> int:
 
 async def login(request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    if not key_matches(presented_key(request), settings.process.admin_api_key):
+    presented = presented_key(request)
+    check = KeyCheck.DENIED if presented is None else await check_admin_key(request, presented)
+    if check is KeyCheck.LOCKED:
+        retry = {"Retry-After": str(ADMIN_KEY_LOCKOUT_SECONDS)}
+        return _json({"error": "too many failed attempts"}, 429, retry)
+    if check is KeyCheck.DENIED:
         return _json({"error": "unauthorized"}, 401, {"WWW-Authenticate": "Bearer"})
     tenant = request.query_params.get("tenant", "")
     account = request.query_params.get("account") or None

@@ -57,13 +57,18 @@ async def login_failures(redis: Redis, address: str) -> int:
     return int(await redis.get(login_failures_key(address)) or 0)
 
 
-async def count_login_failure(redis: Redis, address: str, lockout_seconds: int) -> None:
-    """One more failure; the count lapses `lockout_seconds` after the latest one."""
+async def count_login_attempt(redis: Redis, address: str, lockout_seconds: int) -> int:
+    """One more attempt with the admin key, counted before the key is compared; the count so far.
+
+    INCR and EXPIRE in one transaction, so parallel attempts each see their own number and a
+    count never stays without its expiry. It lapses `lockout_seconds` after the latest one.
+    """
     key = login_failures_key(address)
-    pipe = redis.pipeline(transaction=False)
+    pipe = redis.pipeline(transaction=True)
     pipe.incr(key)
     pipe.expire(key, lockout_seconds)
-    await pipe.execute()
+    count, _ = await pipe.execute()
+    return int(count)
 
 
 async def clear_login_failures(redis: Redis, address: str) -> None:

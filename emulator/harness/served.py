@@ -64,6 +64,8 @@ class ServedApp:
             ws="none",
             lifespan=lifespan,
             loop=loop,
+            # As `python -m webhook` runs it: the bridge's app applies the proxy headers itself.
+            proxy_headers=False,
             timeout_graceful_shutdown=2,  # a request held open by a test must not stall stop()
             ssl_certfile=str(tls.cert_path) if tls else None,
             ssl_keyfile=str(tls.key_path) if tls else None,

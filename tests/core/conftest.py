@@ -75,6 +75,7 @@ def make_site(
     extra_users: int = 0,
     cache_key: str | None = None,
     admin_key: str = "",
+    **more_env: str,
 ) -> Site:
     tenant_id = ctl.seed_tenant(str(uuid.uuid4()))
     secret = uuid.uuid4().hex
@@ -108,7 +109,7 @@ def make_site(
         graph=server.base_url,
         public=public_base_url,
     )
-    env = {
+    env = more_env | {
         "PRESENCE_BRIDGE_REDIS_URL": redis_url,
         "PRESENCE_BRIDGE_CA_BUNDLE": str(server.ca_path),
         "PRESENCE_BRIDGE_CACHE_KEY": cache_key or Fernet.generate_key().decode(),

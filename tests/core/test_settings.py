@@ -8,7 +8,7 @@ import pytest
 
 from core.blf_options import BlfSourceOptions
 from core.errors import ConfigError
-from core.settings import load_settings
+from core.settings import MIN_ADMIN_KEY_CHARS, load_settings
 
 GOOD = """
 [[tenants]]
@@ -353,3 +353,30 @@ def test_an_unknown_call_source_names_the_known_ones(tmp_path: Path) -> None:
     (problem,) = caught.value.problems
     assert problem.startswith("tenants[0].pbx.callstate: ")
     assert "'ami', 'blf'" in problem
+
+
+def test_a_short_admin_key_is_listed_with_every_other_problem(tmp_path: Path) -> None:
+    short = "k" * (MIN_ADMIN_KEY_CHARS - 1)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"PRESENCE_BRIDGE_ADMIN_API_KEY": short, "PRESENCE_BRIDGE_PORT": "0"})
+    text = str(caught.value)
+    assert (
+        f"PRESENCE_BRIDGE_ADMIN_API_KEY: Value error, must be at least {MIN_ADMIN_KEY_CHARS}"
+        in text
+    )
+    assert "PRESENCE_BRIDGE_PORT" in text and short not in text
+
+
+def test_an_admin_key_of_the_minimum_length_loads() -> None:
+    settings = load_settings({"PRESENCE_BRIDGE_ADMIN_API_KEY": "k" * MIN_ADMIN_KEY_CHARS})
+    assert settings.process.admin_api_key is not None
+
+
+def test_forwarded_allow_ips_takes_only_addresses_and_networks() -> None:
+    with pytest.raises(ConfigError, match="PRESENCE_BRIDGE_FORWARDED_ALLOW_IPS: .*'proxy.lan'"):
+        load_settings({"PRESENCE_BRIDGE_FORWARDED_ALLOW_IPS": "10.0.0.0/8, proxy.lan"})
+
+
+def test_an_empty_metrics_token_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="PRESENCE_BRIDGE_METRICS_TOKEN: .*empty"):
+        load_settings({"PRESENCE_BRIDGE_METRICS_TOKEN": " "})

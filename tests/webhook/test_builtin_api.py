@@ -93,6 +93,11 @@ def test_event_stream_resumes_after_last_event_id(
     assert '"profile":"Busy"' in event[2]
 
 
+def test_event_stream_refuses_a_last_event_id_it_never_sent(api: httpx.Client) -> None:
+    response = api.get("/api/v1/tenants/contoso/events", headers={"Last-Event-ID": "yesterday"})
+    assert response.status_code == 400
+
+
 # ---- the user's own choice, sent back by the PBX side ---------------------------------------
 
 PROFILE_URL = "/api/v1/tenants/contoso/users/alice/profile"

@@ -88,3 +88,25 @@ def test_metrics_show_call_state_listeners_counts_and_whether_one_is_up(
     redis_client.delete(callstate.status_key("contoso", "ami"))  # the listener died
     text = httpx.get(f"{served.url}/metrics").text
     assert 'presence_bridge_callstate_up{tenant="contoso",source="ami"} 0' in text
+
+
+METRICS_TOKEN = "metrics-token-for-tests"  # noqa: S105 - a test value
+
+
+def test_metrics_with_a_token_set_refuse_a_request_without_it(
+    serve_contoso: Callable[..., ServedApp],
+) -> None:
+    served = serve_contoso(PRESENCE_BRIDGE_METRICS_TOKEN=METRICS_TOKEN)
+    wrong = {"Authorization": "Bearer not-the-token"}
+    statuses = [httpx.get(f"{served.url}/metrics", headers=h).status_code for h in ({}, wrong)]
+    assert statuses == [401, 401]
+
+
+def test_metrics_with_a_token_set_serve_the_bearer_of_it(
+    serve_contoso: Callable[..., ServedApp],
+) -> None:
+    served = serve_contoso(PRESENCE_BRIDGE_METRICS_TOKEN=METRICS_TOKEN)
+    response = httpx.get(
+        f"{served.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    assert response.status_code == 200 and "presence_bridge_queue_depth" in response.text

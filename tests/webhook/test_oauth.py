@@ -23,7 +23,7 @@ from tests.core.conftest import SHORT_TOKEN_LIFETIME, Site, auth_factory, make_s
 from tests.emulator.conftest import control, emulator, emulator_factory  # noqa: F401
 from webhook.app import create_app
 
-ADMIN_KEY = "admin-key-for-tests-0123456789"
+ADMIN_KEY = "admin-key-for-tests-0123456789abcdef"
 BEARER = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 

@@ -13,7 +13,7 @@ from core.errors import BridgeError
 from core.queue import enqueue_sync_directory
 from webhook.admin import view
 from webhook.admin._private import HEADERS, MAX_FORM_BYTES, html_response, settings_of
-from webhook.admin.sessions import authorised, login_page
+from webhook.admin.sessions import login_page, refusal, unauthorised
 from webhook.forms import read_form
 from webhook.oauth import run_sign_in
 
@@ -26,8 +26,10 @@ def _same_origin(request: Request) -> bool:
 
 async def sign_in(request: Request) -> Response:
     """A "Sign in" button: starts the sign-in flow as /oauth/login does; /oauth/callback ends it."""
-    if not authorised(request) or not _same_origin(request):
+    if not _same_origin(request):
         return login_page(request)
+    if refused := await refusal(request, html=True):
+        return refused
     form = await read_form(request, MAX_FORM_BYTES) or {}
     tenant, account = form.get("tenant", ""), form.get("account") or None
     settings = settings_of(request)
@@ -45,8 +47,10 @@ async def sign_in(request: Request) -> Response:
 
 async def directory_sync(request: Request) -> Response:
     """On-demand directory sync (`?full=true` for a full import): queued for a worker."""
-    if not authorised(request) or not _same_origin(request):
-        return JSONResponse({"error": "unauthorized"}, 401, headers=HEADERS)
+    if not _same_origin(request):
+        return unauthorised()
+    if refused := await refusal(request, html=False):
+        return refused
     tenant = request.path_params["tenant"]
     if settings_of(request).tenant(tenant) is None:
         return JSONResponse({"error": "unknown tenant"}, 404, headers=HEADERS)

@@ -9,12 +9,12 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from core.state import pbx, profiles
 from core.state.profiles import ProfileState
 from webhook.admin._private import HEADERS, settings_of
-from webhook.admin.sessions import authorised
+from webhook.admin.sessions import refusal
 
 FULL_DIFF_SECONDS = 2.0  # every adapter: profile states compared this often for the live feed
 BLOCK_MS = 1000  # below the Redis client's socket timeout
@@ -22,8 +22,8 @@ KEEPALIVE_SECONDS = 15.0
 
 
 async def events(request: Request) -> Response:
-    if not authorised(request):
-        return JSONResponse({"error": "unauthorized"}, 401, headers=HEADERS)
+    if refused := await refusal(request, html=False):
+        return refused
     settings = settings_of(request)
     redis = request.app.state.redis
     feed = ChangeFeed([t.name for t in settings.tenants])

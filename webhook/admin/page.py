@@ -14,12 +14,12 @@ from starlette.responses import JSONResponse, Response
 from core.status.page import page_model
 from webhook.admin import view
 from webhook.admin._private import HEADERS, html_response, settings_of
-from webhook.admin.sessions import authorised, login_page
+from webhook.admin.sessions import refusal
 
 
 async def page_html(request: Request) -> Response:
-    if not authorised(request):
-        return login_page(request)
+    if refused := await refusal(request, html=True):
+        return refused
     try:
         data = await _read_model(request)
     except (RedisError, OSError):
@@ -37,10 +37,8 @@ async def page_html(request: Request) -> Response:
 
 
 async def page_json(request: Request) -> Response:
-    if not authorised(request):
-        return JSONResponse(
-            {"error": "unauthorized"}, 401, headers=HEADERS | {"WWW-Authenticate": "Bearer"}
-        )
+    if refused := await refusal(request, html=False):
+        return refused
     try:
         data = await _read_model(request)
     except (RedisError, OSError):

@@ -1,32 +1,28 @@
-"""Access to the admin page: the admin API key, session cookies, login, logout, the login throttle.
+"""Access to the admin page: the admin API key, session cookies, login, logout.
 
 Access takes the admin API key, either in a header (scripts) or exchanged once at
 `POST /admin/login` for a signed session cookie (browsers). An unset key closes the page.
 A session is `expiry.nonce.mac`, HMAC-SHA256 under a key derived from the admin key, so
-rotating the admin key ends every session and nothing is stored server-side.
+rotating the admin key ends every session and nothing is stored server-side. Every use of
+the key itself goes through the throttle of `webhook.auth.check_admin_key`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import secrets
 import time
 
 from pydantic import SecretStr
-from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from core.state import guards
 from webhook.admin import view
 from webhook.admin._private import HEADERS, MAX_FORM_BYTES, html_response, settings_of
-from webhook.auth import key_matches, presented_key
+from webhook.auth import ADMIN_KEY_LOCKOUT_SECONDS, KeyCheck, check_admin_key, presented_key
 from webhook.forms import read_form
 
-LOGIN_ATTEMPTS = 10  # failed logins per client address before a lockout
-LOGIN_LOCKOUT_SECONDS = 900
 COOKIE = "pb_admin"
 COOKIE_PATH = "/admin"
 SESSION_SECONDS = 8 * 3600
@@ -57,12 +53,42 @@ def session_valid(token: str | None, admin_key: SecretStr | None, now: float) ->
     return now < int(expiry)
 
 
-def authorised(request: Request) -> bool:
-    """The admin key in a header, or a valid session cookie."""
+async def access(request: Request) -> KeyCheck:
+    """The admin key in a header (throttled like a login), else a valid session cookie."""
+    presented = presented_key(request)
+    if presented is not None:
+        return await check_admin_key(request, presented)
     expected = settings_of(request).process.admin_api_key
-    if key_matches(presented_key(request), expected):
-        return True
-    return session_valid(request.cookies.get(COOKIE), expected, time.time())
+    if session_valid(request.cookies.get(COOKIE), expected, time.time()):
+        return KeyCheck.GRANTED
+    return KeyCheck.DENIED
+
+
+async def refusal(request: Request, *, html: bool) -> Response | None:
+    """None when the request may use the admin page; else the page's or the API's refusal."""
+    check = await access(request)
+    if check is KeyCheck.GRANTED:
+        return None
+    if check is KeyCheck.LOCKED:
+        return locked_out(request, html=html)
+    if html:
+        return login_page(request)
+    return unauthorised()
+
+
+def unauthorised() -> Response:
+    return JSONResponse(
+        {"error": "unauthorized"}, 401, headers=HEADERS | {"WWW-Authenticate": "Bearer"}
+    )
+
+
+def locked_out(request: Request, *, html: bool) -> Response:
+    retry = {"Retry-After": str(ADMIN_KEY_LOCKOUT_SECONDS)}
+    if html:
+        page = login_page(request, "Too many failed attempts; try again later.", 429)
+        page.headers.update(retry)
+        return page
+    return JSONResponse({"error": "too many failed attempts"}, 429, headers=HEADERS | retry)
 
 
 def login_page(request: Request, error: str | None = None, status_code: int = 401) -> HTMLResponse:
@@ -79,22 +105,11 @@ async def login(request: Request) -> Response:
     form = await read_form(request, MAX_FORM_BYTES)
     if form is None:
         return login_page(request, "That request is too large.", 413)
-    redis = request.app.state.redis
-    address = request.client.host if request.client else "unknown"
-    try:
-        failures = await guards.login_failures(redis, address)
-    except (RedisError, OSError):
-        failures = 0  # no Redis, no throttle: the constant-time check still stands
-    if failures >= LOGIN_ATTEMPTS:
-        page = login_page(request, "Too many failed attempts; try again later.", 429)
-        page.headers["Retry-After"] = str(LOGIN_LOCKOUT_SECONDS)
-        return page
-    if not key_matches(form.get("key") or presented_key(request), expected):
-        with contextlib.suppress(RedisError, OSError):
-            await guards.count_login_failure(redis, address, LOGIN_LOCKOUT_SECONDS)
+    check = await check_admin_key(request, form.get("key") or presented_key(request) or "")
+    if check is KeyCheck.LOCKED:
+        return locked_out(request, html=True)
+    if check is KeyCheck.DENIED:
         return login_page(request, "That is not the admin API key.")
-    with contextlib.suppress(RedisError, OSError):
-        await guards.clear_login_failures(redis, address)
     response = RedirectResponse("/admin", 303, headers=HEADERS)
     response.set_cookie(
         COOKIE,
@@ -103,6 +118,8 @@ async def login(request: Request) -> Response:
         path=COOKIE_PATH,
         httponly=True,
         samesite="strict",
+        # The scheme the client used: behind a TLS proxy, its X-Forwarded-Proto (believed from
+        # PRESENCE_BRIDGE_FORWARDED_ALLOW_IPS, webhook/app.py) makes it https.
         secure=request.url.scheme == "https",
     )
     return response

@@ -71,16 +71,16 @@ def test_a_forgotten_webhook_id_can_be_claimed_again(redis_url: str) -> None:
     assert run(redis_url, claim_forget_claim) == (None, None)
 
 
-def test_login_failures_count_up_with_an_expiry_and_clear(
+def test_login_attempts_count_up_with_an_expiry_and_clear(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
-    async def fail_twice(r: aioredis.Redis) -> tuple[int, int]:
+    async def attempt_twice(r: aioredis.Redis) -> tuple[int, int, int, int]:
         before = await guards.login_failures(r, "10.0.0.1")
-        await guards.count_login_failure(r, "10.0.0.1", 900)
-        await guards.count_login_failure(r, "10.0.0.1", 900)
-        return before, await guards.login_failures(r, "10.0.0.1")
+        first = await guards.count_login_attempt(r, "10.0.0.1", 900)
+        second = await guards.count_login_attempt(r, "10.0.0.1", 900)
+        return before, first, second, await guards.login_failures(r, "10.0.0.1")
 
-    assert run(redis_url, fail_twice) == (0, 2)
+    assert run(redis_url, attempt_twice) == (0, 1, 2, 2)
     assert 0 < redis_client.ttl(guards.login_failures_key("10.0.0.1")) <= 900
     assert run(redis_url, lambda r: guards.login_failures(r, "10.0.0.2")) == 0
 
@@ -89,3 +89,11 @@ def test_login_failures_count_up_with_an_expiry_and_clear(
         return await guards.login_failures(r, "10.0.0.1")
 
     assert run(redis_url, clear) == 0
+
+
+def test_parallel_login_attempts_each_get_their_own_number(redis_url: str) -> None:
+    async def attempts(r: aioredis.Redis) -> list[int]:
+        counted = [guards.count_login_attempt(r, "10.0.0.1", 900) for _ in range(40)]
+        return sorted(await asyncio.gather(*counted))
+
+    assert run(redis_url, attempts) == list(range(1, 41))

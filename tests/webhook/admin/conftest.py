@@ -20,7 +20,7 @@ from workers.mapping import compile_rules
 from workers.pbx.builtin import BuiltinAdapter
 from workers.pipeline import PresenceUpdate, process
 
-ADMIN_KEY = "admin-key-for-tests-0123456789"
+ADMIN_KEY = "admin-key-for-tests-0123456789abcdef"
 BEARER = {"Authorization": f"Bearer {ADMIN_KEY}"}
 T = "contoso"
 USERS = 'pbx_users = [{username = "alice", graph_id = "g-alice"}, {username = "bob"}]\n'
@@ -35,9 +35,13 @@ def bridge(
     served: list[ServedApp] = []
 
     def start(
-        *, admin_key: str | None = ADMIN_KEY, users: str = USERS, pbx: str = 'adapter = "builtin"'
+        *,
+        admin_key: str | None = ADMIN_KEY,
+        users: str = USERS,
+        pbx: str = 'adapter = "builtin"',
+        **more_env: str,
     ) -> str:
-        env = {
+        env = more_env | {
             "PRESENCE_BRIDGE_REDIS_URL": redis_url,
             "PRESENCE_BRIDGE_CACHE_KEY": Fernet.generate_key().decode(),
             secret_env(T, "CLIENT_SECRET"): "client-secret",

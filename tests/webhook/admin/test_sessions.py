@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -10,8 +11,9 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from tests.webhook.admin.conftest import ADMIN_KEY, T, logged_in
+from tests.webhook.admin.conftest import ADMIN_KEY, BEARER, T, logged_in
 from webhook.admin.sessions import COOKIE, SESSION_SECONDS, issue_session, session_valid
+from webhook.auth import ADMIN_KEY_ATTEMPTS, ADMIN_KEY_LOCKOUT_SECONDS
 
 
 @pytest.mark.parametrize("path", ["/admin", "/admin/api/status", "/admin/events"])
@@ -103,3 +105,56 @@ def test_a_good_login_clears_earlier_failures(
     for _ in range(9):  # without the reset these would make 18 failures: locked out
         httpx.post(f"{url}/admin/login", data={"key": "guess"})
     assert httpx.post(f"{url}/admin/login", data={"key": ADMIN_KEY}).status_code == 303
+
+
+def test_parallel_wrong_logins_are_throttled_past_the_limit(bridge: Callable[..., str]) -> None:
+    url = bridge()
+
+    async def guess_all() -> list[int]:
+        async with httpx.AsyncClient(base_url=url) as client:
+            guesses = [client.post("/admin/login", data={"key": "guess"}) for _ in range(40)]
+            return [r.status_code for r in await asyncio.gather(*guesses)]
+
+    statuses = asyncio.run(guess_all())
+    assert (statuses.count(401), statuses.count(429)) == (
+        ADMIN_KEY_ATTEMPTS,
+        40 - ADMIN_KEY_ATTEMPTS,
+    )
+
+
+def test_wrong_header_keys_count_towards_the_lockout(bridge: Callable[..., str]) -> None:
+    url = bridge()
+    for _ in range(ADMIN_KEY_ATTEMPTS):
+        httpx.get(f"{url}/admin/api/status", headers={"X-API-Key": "guess"})
+    assert httpx.post(f"{url}/admin/login", data={"key": ADMIN_KEY}).status_code == 429
+
+
+def test_the_right_header_key_is_refused_during_a_lockout(bridge: Callable[..., str]) -> None:
+    url = bridge()
+    for _ in range(ADMIN_KEY_ATTEMPTS):
+        httpx.post(f"{url}/admin/login", data={"key": "guess"})
+    locked = httpx.get(f"{url}/admin/api/status", headers=BEARER)
+    assert (locked.status_code, locked.headers.get("retry-after")) == (
+        429,
+        str(ADMIN_KEY_LOCKOUT_SECONDS),
+    )
+
+
+def _login_through(url: str, proxy: str, **headers: str) -> httpx.Response:
+    """A login whose connection comes from `proxy` (a loopback address), as a proxy's would."""
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=proxy)) as client:
+        return client.post(f"{url}/admin/login", data={"key": ADMIN_KEY}, headers=headers)
+
+
+def test_the_cookie_is_secure_behind_a_trusted_tls_proxy(bridge: Callable[..., str]) -> None:
+    url = bridge(PRESENCE_BRIDGE_FORWARDED_ALLOW_IPS="127.0.0.2")
+    response = _login_through(url, "127.0.0.2", **{"X-Forwarded-Proto": "https"})
+    assert "; secure" in response.headers["set-cookie"].lower()
+
+
+def test_an_untrusted_forwarded_proto_does_not_make_the_cookie_secure(
+    bridge: Callable[..., str],
+) -> None:
+    url = bridge(PRESENCE_BRIDGE_FORWARDED_ALLOW_IPS="127.0.0.2")
+    response = _login_through(url, "127.0.0.3", **{"X-Forwarded-Proto": "https"})
+    assert response.status_code == 303 and "secure" not in response.headers["set-cookie"].lower()
