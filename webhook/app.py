@@ -46,6 +46,8 @@ def create_app(settings: Settings) -> Starlette:
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
+    app.state.pbx_keyring = pbx_events.keyring(settings)
+    app.state.pbx_own_key_tenants = pbx_events.own_key_tenants(settings)
     app.state.metrics = WebMetrics()
     return app
 
