@@ -105,8 +105,9 @@ def _retry_after(response: httpx.Response) -> float | None:
     raw = response.headers.get("Retry-After")
     if not raw:
         return None
-    if raw.strip().isdigit():
-        return float(raw.strip())
+    seconds = raw.strip()
+    if seconds.isascii() and seconds.isdigit():  # "²".isdigit() holds too
+        return float(seconds) if len(seconds) <= 12 else None
     try:
         when = email.utils.parsedate_to_datetime(raw)
     except (TypeError, ValueError):
