@@ -91,7 +91,8 @@ def _parse(body: bytes, tenants: set[str]) -> tuple[str, list[dict[str, Any]]] |
     for event in events:
         if not (
             isinstance(event, dict)
-            and event.get("type") in EVENT_TYPES
+            and isinstance(event.get("type"), str)
+            and event["type"] in EVENT_TYPES
             and _short_text(event.get("user"))
             and _short_text(event.get("call_id"))
         ):

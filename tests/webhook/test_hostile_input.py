@@ -98,6 +98,14 @@ def test_a_tenant_that_is_not_a_string_is_a_400(bridge: Bridge, tenant: object) 
     assert "'tenant' must name a configured tenant" in response.json()["error"]
 
 
+@pytest.mark.parametrize("kind", [["call_started"], {"a": 1}], ids=["list", "object"])
+def test_an_event_type_that_is_not_a_string_is_a_400(bridge: Bridge, kind: object) -> None:
+    content = json.dumps({"tenant": "contoso", "events": [{"type": kind}]}).encode()
+    response = pbx_post(bridge.web, content)
+    assert response.status_code == 400
+    assert "each event needs 'type'" in response.json()["error"]
+
+
 @pytest.mark.parametrize("resource", [5, None, ["x"], {"a": 1}], ids=repr)
 def test_a_notification_whose_resource_is_not_a_string_is_taken(
     bridge: Bridge, resource: object
@@ -193,7 +201,7 @@ def test_any_validation_token_gets_200_or_400(bridge: Bridge, token: str) -> Non
 pbx_events = st.fixed_dictionaries(
     {},
     optional={
-        "type": st.sampled_from(["call_started", "call_ended"]) | json_values,
+        "type": st.sampled_from(["call_started", "call_ended"]) | scalars | json_values,
         "user": st.text(max_size=300) | json_values,
         "call_id": st.text(max_size=300) | json_values,
     },
