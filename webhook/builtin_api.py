@@ -4,6 +4,7 @@ a user's own choice made on the PBX side is sent back with a PUT (or POST)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import unicodedata
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ KEEPALIVE_SECONDS = 15.0
 BLOCK_MS = 1000  # below the client's socket timeout
 MAX_NAME_CHARS = 128  # a user or profile name; PBXs keep theirs far shorter
 SOURCE = "builtin-api"
+_EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # a Redis stream id, as the events carry
 
 
 def _authorised(request: Request) -> str | Response:
@@ -112,6 +114,9 @@ async def events(request: Request) -> Response:
     if isinstance(tenant, Response):
         return tenant
     start = request.headers.get("last-event-id") or "$"
+    if start != "$" and not _EVENT_ID.fullmatch(start):
+        # Redis refuses any other id, and the stream would retry it every second for good.
+        return JSONResponse({"error": "Last-Event-ID must be an id this stream sent"}, 400)
     return StreamingResponse(
         _stream(request, tenant, start),
         media_type="text/event-stream",
