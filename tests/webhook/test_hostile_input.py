@@ -251,3 +251,37 @@ def test_any_unsigned_pbx_headers_get_a_401(
 def test_any_legacy_request_gets_a_4xx_or_202(bridge: Bridge, stamp: bytes, content: bytes) -> None:
     response = legacy_post(bridge.web, content, stamp)
     assert response.status_code in (202, 400, 401, 409), response.text
+
+
+forged_items = st.fixed_dictionaries(
+    {
+        "subscriptionId": st.just(SID) | json_values,
+        "clientState": (st.text(max_size=70) | json_values).filter(lambda s: s != CLIENT_STATE),
+    },
+    optional=fields,
+)
+
+
+@pytest.mark.parametrize("path", ["/graph/notifications", "/graph/lifecycle"])
+@given(items=st.lists(forged_items, min_size=1, max_size=4))
+def test_items_without_their_subscriptions_client_state_are_never_queued(
+    bridge: Bridge, path: str, items: list[dict[str, Any]]
+) -> None:
+    response = bridge.web.post(path, content=json.dumps({"value": items}).encode())
+    assert response.status_code in (202, 400)
+    assert stream_items(bridge.redis) == []
+
+
+@given(tenant=st.sampled_from(["contoso", "fabrikam"]) | st.text(max_size=10))
+def test_a_request_signed_with_another_secret_is_never_queued(bridge: Bridge, tenant: str) -> None:
+    content = json.dumps({"tenant": tenant, "events": [{"type": "call_started",
+                          "user": "alice", "call_id": "c1"}]}).encode()  # fmt: skip
+    msg_id, stamp = f"msg_{uuid.uuid4().hex}", str(int(time.time()))
+    [key] = standard_webhooks.parse_secrets(new_secret())
+    headers = {
+        "webhook-id": msg_id,
+        "webhook-timestamp": stamp,
+        "webhook-signature": standard_webhooks.sign(key, msg_id, stamp, content),
+    }
+    assert bridge.web.post("/pbx/events", content=content, headers=headers).status_code == 401
+    assert stream_items(bridge.redis) == []
