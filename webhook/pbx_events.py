@@ -44,6 +44,7 @@ OLDER_KEY_COUNTER = "pbx_events_previous_secret"
 SHARED_KEY_COUNTER = "pbx_events_shared_secret"
 EVENT_FIELDS = ("type", "user", "call_id")
 MAX_FIELD_LENGTH = 256
+UNKNOWN_TENANT = "'tenant' must name a configured tenant"
 NOT_YOURS = "the secret that signed this request does not sign events of the tenant it names"
 
 
@@ -74,7 +75,8 @@ def _error(status: int, message: str) -> Response:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _parse(body: bytes, tenants: set[str]) -> tuple[str, list[dict[str, Any]]] | str:
+def _parse(body: bytes) -> tuple[str, list[dict[str, Any]]] | str:
+    """The tenant named (not yet checked against the signer) and the events, or what is wrong."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -82,8 +84,8 @@ def _parse(body: bytes, tenants: set[str]) -> tuple[str, list[dict[str, Any]]] |
     if not isinstance(payload, dict):
         return "expected a JSON object with 'tenant' and 'events'"
     tenant = payload.get("tenant")
-    if not isinstance(tenant, str) or tenant not in tenants:
-        return "'tenant' must name a configured tenant"
+    if not isinstance(tenant, str):
+        return UNKNOWN_TENANT
     events = payload.get("events")
     if not isinstance(events, list) or not events:
         return "'events' must be a non-empty array"
@@ -109,12 +111,21 @@ def _short_text(value: object) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_FIELD_LENGTH
 
 
-def _signed_for(signers: list[Signer], tenant: str, own: frozenset[str]) -> Signer | None:
-    """The signer that may sign for `tenant`: its own key, or a shared one if it has none."""
+def _signed_for(signers: list[Signer], tenant: str, state: Any) -> Signer | Response:
+    """The signer that may sign for `tenant`: its own key, or a shared one if it has none.
+
+    A tenant's key learns nothing of other tenants: one it does not sign for, configured or
+    not, gets the same 401.
+    """
+    configured = state.settings.tenant(tenant) is not None
     for signer in signers:
-        if signer.owner == tenant or (signer.owner is None and tenant not in own):
+        if signer.owner == tenant:
             return signer
-    return None
+        if signer.owner is None and configured and tenant not in state.pbx_own_key_tenants:
+            return signer
+    if not configured and any(s.owner is None for s in signers):
+        return _error(400, UNKNOWN_TENANT)
+    return _error(401, NOT_YOURS)
 
 
 def _uses_legacy(request: Request, process: ProcessSettings) -> bool:
@@ -148,13 +159,13 @@ async def receive(request: Request) -> Response:
         signers = ring.signers(signed, body)
     except SignatureError as exc:
         return _error(401, str(exc))
-    parsed = _parse(body, {t.name for t in state.settings.tenants})
+    parsed = _parse(body)
     if isinstance(parsed, str):
         return _error(400, parsed)
     tenant, events = parsed
-    signer = _signed_for(signers, tenant, state.pbx_own_key_tenants)
-    if signer is None:
-        return _error(401, NOT_YOURS)
+    signer = _signed_for(signers, tenant, state)
+    if isinstance(signer, Response):
+        return signer
     digest = hashlib.sha256(body).hexdigest()
     accepted = [intake.Accepted(tenant=tenant, kind="pbx", item=e) for e in events]
     counters = {
@@ -206,12 +217,13 @@ async def _receive_legacy(request: Request) -> Response:
     expected = legacy_sign(secret.get_secret_value().encode(), timestamp, body)
     if not hmac.compare_digest(expected.encode(), signature.encode()):
         return _error(401, "bad signature")
-    parsed = _parse(body, {t.name for t in state.settings.tenants})
+    parsed = _parse(body)
     if isinstance(parsed, str):
         return _error(400, parsed)
     tenant, events = parsed
-    if tenant in state.pbx_own_key_tenants:  # the legacy secret is shared: never for them
-        return _error(401, NOT_YOURS)
+    shared = _signed_for([Signer(None, 0)], tenant, state)  # the legacy secret is shared
+    if isinstance(shared, Response):
+        return shared
     accepted = [intake.Accepted(tenant=tenant, kind="pbx", item=e) for e in events]
     counters = {"pbx_events": len(events), "pbx_events_legacy": len(events)}
     try:

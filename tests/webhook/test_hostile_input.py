@@ -220,9 +220,12 @@ pbx_bodies = st.one_of(
 
 
 @given(content=pbx_bodies)
-def test_any_signed_pbx_body_gets_a_2xx_or_400(bridge: Bridge, content: bytes) -> None:
+def test_any_signed_pbx_body_gets_a_2xx_400_or_401_and_is_only_its_tenants(
+    bridge: Bridge, content: bytes
+) -> None:
     response = pbx_post(bridge.web, content)
-    assert response.status_code in (200, 202, 400), response.text
+    assert response.status_code in (200, 202, 400, 401), response.text
+    assert {e["tenant"] for e in stream_items(bridge.redis)} <= {"contoso"}
 
 
 # What a client may send in a header value: visible bytes, Latin-1's upper half included.

@@ -20,7 +20,7 @@ from emulator.harness.served import ServedApp
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
 from tests.webhook.conftest import stream_items
 from tests.webhook.test_pbx_events import body, call, post, signed
-from webhook.pbx_events import legacy_sign
+from webhook.pbx_events import NOT_YOURS, legacy_sign
 
 CONTOSO, CONTOSO_OLD, FABRIKAM, SHARED = new_secret(), new_secret(), new_secret(), new_secret()
 LEGACY = "pbx-events-legacy-" + "s" * 32
@@ -72,6 +72,17 @@ def test_a_tenants_secret_does_not_sign_another_tenants_events(
     assert response.status_code == 401
     assert "does not sign events of the tenant it names" in response.json()["error"]
     assert stream_items(redis_client) == []
+
+
+@pytest.mark.parametrize("tenant", ["fabrikam", "nobody"])
+def test_a_tenants_secret_learns_nothing_of_other_tenant_names(
+    serve_contoso: Callable[..., ServedApp], tenant: str
+) -> None:
+    fabrikam_secret = {secret_env("fabrikam", "PBX_EVENTS_SECRET"): FABRIKAM}
+    with two_tenants(serve_contoso, **fabrikam_secret) as web:
+        content = body(call(), tenant=tenant)
+        response = post(web, content, signed(content, secrets=(CONTOSO,)))
+    assert (response.status_code, response.json()) == (401, {"error": NOT_YOURS})
 
 
 def test_a_tenants_secret_does_not_sign_for_a_tenant_without_secrets(
