@@ -81,11 +81,10 @@ def is_newer(update: PresenceUpdate, last: LastPresence | None) -> bool | None:
     if last is None:
         return True
     if update.sequence and last.sequence:
-        if update.sequence < last.sequence and (
-            update.from_notification or update.observed_at <= last.observed_at
-        ):
+        later_read = not update.from_notification and update.observed_at > last.observed_at
+        if update.sequence < last.sequence and not later_read:
             return False
-        if update.sequence == last.sequence:
+        if update.sequence == last.sequence and not later_read:
             return None
     elif update.observed_at < last.observed_at:
         return False

@@ -69,6 +69,15 @@ def test_after_the_read_notifications_are_ordered_by_graphs_sequence_again(
     assert shown(redis_client, "alice") == "Away"
 
 
+def test_a_later_read_is_applied_over_a_notification_that_copied_its_sequence(
+    redis_client: redis.Redis, alice: str
+) -> None:
+    """Found by hypothesis: an equal sequence number made the sweep's read a 'duplicate'."""
+    run(redis_client, notified(alice, "Busy", "00000000000000000007", at=100.0))
+    result = run(redis_client, read(alice, "Available", "00000000000000000007", at=200.0))
+    assert (result.duplicate, shown(redis_client, "alice")) == (0, "Available")
+
+
 def test_a_read_observed_before_the_stored_presence_is_still_stale(
     redis_client: redis.Redis, alice: str
 ) -> None:
