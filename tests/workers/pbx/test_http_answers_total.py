@@ -138,3 +138,29 @@ def test_a_retry_after_that_is_not_seconds_or_a_date_is_ignored(
     with pytest.raises(PbxError) as caught:
         adapter.apply_profile(DND)
     assert caught.value.transient is True
+
+
+def test_a_next_page_link_that_cannot_be_requested_is_a_pbx_error(
+    pbx: Pbx, adapter: HttpAdapter
+) -> None:
+    """Found by hypothesis: httpx.InvalidURL escaped the adapter."""
+    pbx.answer = Answer(200, json.dumps({"users": [], "next": "\u001f"}).encode())
+    with pytest.raises(PbxError, match="cannot be requested"):
+        adapter.list_users()
+
+
+def test_a_next_page_link_to_another_host_is_never_followed(pbx: Pbx, adapter: HttpAdapter) -> None:
+    """Every request carries the PBX's credentials: a link must not take them elsewhere."""
+    seen: list[str] = []
+
+    async def record(request: Request) -> Response:
+        seen.append(request.headers.get("authorization", ""))
+        return Response(b'{"users": []}', media_type="application/json")
+
+    other = Starlette(routes=[Route("/{path:path}", record)])
+    with ServedApp(other) as elsewhere:
+        body = {"users": [{"name": "alice"}], "next": f"{elsewhere.url}/steal"}
+        pbx.answer = Answer(200, json.dumps(body).encode())
+        with pytest.raises(PbxError, match="names another host"):
+            adapter.list_users()
+    assert seen == []
