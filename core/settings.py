@@ -37,7 +37,13 @@ from core.blf_options import BlfSourceOptions
 from core.errors import ConfigError
 
 ENV_PREFIX = "PRESENCE_BRIDGE_"
-TENANT_SECRETS = ("CLIENT_SECRET", "CERT_PASSPHRASE", "PBX_SECRET", "CALLSTATE_SECRET")
+TENANT_SECRETS = (
+    "CLIENT_SECRET",
+    "CERT_PASSPHRASE",
+    "PBX_SECRET",
+    "CALLSTATE_SECRET",
+    "PBX_EVENTS_SECRET",
+)
 # The names PaaS platforms (Heroku, Dokku, Render) set, used when ours are unset.
 PLATFORM_VARIABLES = {f"{ENV_PREFIX}REDIS_URL": "REDIS_URL", f"{ENV_PREFIX}PORT": "PORT"}
 # Read by `make run` (scripts/run.py) before it starts the processes.
@@ -164,6 +170,9 @@ class TenantSettings(_Frozen):
     matching: MatchingSettings = MatchingSettings()
     pbx: PbxSettings = PbxSettings()
     pbx_users: list[PbxUser] = []
+    # `POST /pbx/events` for this tenant only: Standard Webhooks `whsec_` secrets, from
+    # PRESENCE_BRIDGE_TENANT_<NAME>_PBX_EVENTS_SECRET, comma-separated (several: rotation).
+    pbx_events_secret: SecretStr | None = None
 
     @field_validator("name")
     @classmethod
@@ -171,6 +180,11 @@ class TenantSettings(_Frozen):
         if not _NAME.match(value):
             raise ValueError("must be lowercase letters, digits and '-' (at most 63)")
         return value
+
+    @field_validator("pbx_events_secret")
+    @classmethod
+    def _tenant_standard_webhooks_secrets(cls, value: SecretStr | None) -> SecretStr | None:
+        return _checked_standard_webhooks_secrets(value)
 
     @model_validator(mode="after")
     def _one_credential(self) -> TenantSettings:
@@ -224,7 +238,8 @@ class ProcessSettings(BaseSettings):
     # Addresses (or networks, or `*`) of the TLS proxy whose X-Forwarded-Proto and
     # X-Forwarded-For the web process believes: the scheme and client address it reports.
     forwarded_allow_ips: str = "127.0.0.1"
-    # `POST /pbx/events`: Standard Webhooks `whsec_` secrets, comma-separated; any one verifies.
+    # `POST /pbx/events`, deprecated fallback: Standard Webhooks `whsec_` secrets, comma-
+    # separated, that sign events of every tenant without its own PBX_EVENTS_SECRET.
     pbx_events_secret: SecretStr | None = None
     # The old `X-Presence-Bridge-Signature` scheme's secret, accepted for one release only.
     pbx_events_legacy_secret: SecretStr | None = None
@@ -275,16 +290,20 @@ class ProcessSettings(BaseSettings):
     @field_validator("pbx_events_secret")
     @classmethod
     def _standard_webhooks_secrets(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            try:
-                standard_webhooks.parse_secrets(value.get_secret_value())
-            except ValueError as exc:
-                raise ValueError(
-                    f"{exc} (make one with `echo whsec_$(openssl rand -base64 32)`; the secret "
-                    f"of the old X-Presence-Bridge-Signature goes in "
-                    f"{ENV_PREFIX}PBX_EVENTS_LEGACY_SECRET)"
-                ) from None
-        return value
+        return _checked_standard_webhooks_secrets(value)
+
+
+def _checked_standard_webhooks_secrets(value: SecretStr | None) -> SecretStr | None:
+    if value is not None:
+        try:
+            standard_webhooks.parse_secrets(value.get_secret_value())
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc} (make one with `echo whsec_$(openssl rand -base64 32)`; the secret "
+                f"of the old X-Presence-Bridge-Signature goes in "
+                f"{ENV_PREFIX}PBX_EVENTS_LEGACY_SECRET)"
+            ) from None
+    return value
 
 
 class Settings(BaseModel):
@@ -325,7 +344,7 @@ def _inject_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     for i, tenant in enumerate(tenants):
         if not isinstance(tenant, dict):
             continue
-        for key in ("client_secret",):
+        for key in ("client_secret", "pbx_events_secret"):
             if key in tenant:
                 problems.append(
                     f"tenants[{i}].{key}: secrets belong in the environment, not the file"
@@ -334,6 +353,9 @@ def _inject_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
         secret = env.get(secret_env_name(name, "CLIENT_SECRET"))
         if secret:
             tenant["client_secret"] = secret
+        events_secret = env.get(secret_env_name(name, "PBX_EVENTS_SECRET"))
+        if events_secret:
+            tenant["pbx_events_secret"] = events_secret
         pbx_secret = env.get(secret_env_name(name, "PBX_SECRET"))
         if pbx_secret:
             tenant.setdefault("pbx", {})
@@ -368,6 +390,26 @@ def _pbx_secrets(i: int, name: str, pbx: object, env: Mapping[str, str]) -> list
             problems.append(
                 f"tenants[{i}].pbx.callstate.secret: the AMI user's secret is required ({variable})"
             )
+    return problems
+
+
+def _shared_events_secrets(
+    process: ProcessSettings, tenants: tuple[TenantSettings, ...]
+) -> list[str]:
+    """A tenant's PBX-events secret must be its own: one another tenant holds signs for both."""
+    holders: dict[bytes, str] = {}
+    if process.pbx_events_secret is not None:
+        for key in standard_webhooks.parse_secrets(process.pbx_events_secret.get_secret_value()):
+            holders[key] = f"{ENV_PREFIX}PBX_EVENTS_SECRET"
+    problems: list[str] = []
+    for tenant in tenants:
+        if tenant.pbx_events_secret is None:
+            continue
+        variable = secret_env_name(tenant.name, "PBX_EVENTS_SECRET")
+        for key in standard_webhooks.parse_secrets(tenant.pbx_events_secret.get_secret_value()):
+            other = holders.setdefault(key, variable)
+            if other != variable:
+                problems.append(f"{variable}: a secret also in {other}; each tenant needs its own")
     return problems
 
 
@@ -447,6 +489,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 tenants = tuple(TenantsFile.model_validate(raw).tenants)
             except ValidationError as exc:
                 problems += _problems(exc, "")
+    if process is not None:
+        problems += _shared_events_secrets(process, tenants)
     needs_cache = any(t.service_accounts for t in tenants)
     if process is not None and needs_cache and process.cache_key is None:
         problems.append(f"{ENV_PREFIX}CACHE_KEY: required to keep service-account tokens")

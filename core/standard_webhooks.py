@@ -31,6 +31,8 @@ HEADERS = (ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)
 # splits one way only.
 _ID = re.compile(r"[!-\-/-~]{1,256}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# More entries than any rotation needs would only make a forger's request cost more HMACs.
+MAX_SIGNATURES = 8
 
 
 class SignatureError(BridgeError):
@@ -124,7 +126,7 @@ def read_headers(headers: Iterable[tuple[str, str]], now: float) -> SignedHeader
     [msg_id], [timestamp], [signature] = (found[name] for name in HEADERS)
     if not _ID.fullmatch(msg_id):
         raise SignatureError(f"{ID_HEADER} must be 1 to 256 visible ASCII characters, no '.'")
-    if not _TIMESTAMP.fullmatch(timestamp):
+    if not is_unix_seconds(timestamp):
         raise SignatureError(f"{TIMESTAMP_HEADER} must be integer Unix seconds")
     skew = int(timestamp) - now
     if abs(skew) > TOLERANCE_SECONDS:
@@ -133,10 +135,17 @@ def read_headers(headers: Iterable[tuple[str, str]], now: float) -> SignedHeader
             f"{TIMESTAMP_HEADER} is {abs(int(skew))} s {when}; at most {TOLERANCE_SECONDS} s "
             "is accepted (sign each request when it is sent; check the sender's clock)"
         )
+    if len(signature.split()) > MAX_SIGNATURES:
+        raise SignatureError(f"{SIGNATURE_HEADER} lists more than {MAX_SIGNATURES} signatures")
     signatures = tuple(_v1_signatures(signature))
     if not signatures:
         raise SignatureError(f"{SIGNATURE_HEADER} has no 'v1,<base64>' entry")
     return SignedHeaders(msg_id, timestamp, signatures)
+
+
+def is_unix_seconds(value: str) -> bool:
+    """Integer Unix seconds as a header carries them: 1 to 12 ASCII digits."""
+    return _TIMESTAMP.fullmatch(value) is not None
 
 
 def _v1_signatures(header: str) -> Iterable[bytes]:
@@ -158,3 +167,43 @@ def verify(keys: Sequence[bytes], signed: SignedHeaders, body: bytes) -> int:
             if hmac.compare_digest(expected, candidate):
                 return index
     raise SignatureError("no signature matches: wrong secret, or the body was changed")
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """Whose key verified a request: a tenant's (`owner`), or a shared one (`owner` None)."""
+
+    owner: str | None
+    position: int  # in its owner's list: above 0 is an older key still accepted (rotation)
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """Every key that may sign, each with its owner, so a request is tied to who signed it."""
+
+    keys: tuple[tuple[Signer, bytes], ...] = ()
+
+    @classmethod
+    def of(cls, owned: Iterable[tuple[str | None, str]]) -> Keyring:
+        """From (owner, secrets) pairs; `secrets` as `parse_secrets` reads them."""
+        return cls(
+            tuple(
+                (Signer(owner, position), key)
+                for owner, value in owned
+                for position, key in enumerate(parse_secrets(value))
+            )
+        )
+
+    def signers(self, signed: SignedHeaders, body: bytes) -> list[Signer]:
+        """Every key owner whose key signed `body`; SignatureError when none did.
+
+        All keys are tried (no early exit), so the time taken does not tell whose key matched.
+        """
+        found: list[Signer] = []
+        for signer, key in self.keys:
+            expected = _mac(key, signed.msg_id, signed.timestamp, body)
+            if any(hmac.compare_digest(expected, c) for c in signed.signatures):
+                found.append(signer)
+        if not found:
+            raise SignatureError("no signature matches: wrong secret, or the body was changed")
+        return found

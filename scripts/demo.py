@@ -92,7 +92,7 @@ def prepare(demo_dir: Path, web_port: str) -> dict[str, str]:
         "PRESENCE_BRIDGE_CACHE_KEY": values["cache_key"],
         "PRESENCE_BRIDGE_ADMIN_API_KEY": values["admin_api_key"],
         "PRESENCE_BRIDGE_TENANT_DEMO_PBX_SECRET": values["pbx_secret"],
-        "PRESENCE_BRIDGE_PBX_EVENTS_SECRET": values["events_secret"],
+        "PRESENCE_BRIDGE_TENANT_DEMO_PBX_EVENTS_SECRET": values["events_secret"],
         "PRESENCE_BRIDGE_CA_BUNDLE": str(demo_dir / "ca.pem"),
         "PRESENCE_BRIDGE_TENANTS_FILE": str(demo_dir / "tenants.toml"),
         "PRESENCE_BRIDGE_RECONCILE_EVERY": "10",  # the subscription follows the sign-in quickly

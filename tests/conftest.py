@@ -7,9 +7,31 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
 
 from emulator.harness.kamailio import KamailioServer
 from emulator.harness.redis_server import RedisServer
+
+# Property tests: the same examples on every run (derandomized, no example database), so CI
+# is deterministic; bounded, and no deadline (a loaded CI machine is not a failure).
+# HYPOTHESIS_PROFILE=explore searches wider and randomly, for a developer hunting bugs.
+settings.register_profile(
+    "ci",
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=False,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.register_profile(
+    "explore",
+    max_examples=2000,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 TEST_DB = 9
 

@@ -51,6 +51,8 @@ def create_app(settings: Settings) -> Starlette:
     proxies = Middleware(ProxyHeadersMiddleware, trusted_hosts=settings.process.forwarded_allow_ips)
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[proxies])
     app.state.settings = settings
+    app.state.pbx_keyring = pbx_events.keyring(settings)
+    app.state.pbx_own_key_tenants = pbx_events.own_key_tenants(settings)
     app.state.metrics = WebMetrics()
     return app
 

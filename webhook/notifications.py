@@ -37,7 +37,8 @@ ACCEPTED = Response(status_code=202)
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused early when it is (or grows) larger than `limit`."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    # ASCII digits only: "²".isdigit() holds too, and int() refuses it.
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
@@ -126,7 +127,12 @@ async def receive(request: Request) -> Response:
     try:
         records = await state.lookup.get_many(ids)
         accepted, counters = verify(items, records, tokens)
-        await state.intake.append(intake.script_args(accepted, dict(counters)))
+        try:
+            args = intake.script_args(accepted, dict(counters))
+        except orjson.JSONEncodeError:
+            # JSON nested deeper than the stream's encoder takes (254 levels): never Graph's.
+            return JSONResponse({"error": "an item is nested too deeply"}, status_code=400)
+        await state.intake.append(args)
     except (RedisError, OSError):
         log.warning("redis unavailable; asking Graph to retry")
         return JSONResponse({"error": "temporarily unavailable"}, status_code=503)

@@ -86,7 +86,8 @@ def normalise(item: dict[str, Any]) -> dict[str, Any]:
     user_id = user_id_of(out)
     if user_id:
         out["userId"] = user_id
-        if isinstance(data, dict) and "$filter" in out.get("resource", ""):
+        resource = out.get("resource")
+        if isinstance(data, dict) and isinstance(resource, str) and "$filter" in resource:
             # Graph echoes a bulk subscription's resource, all its ids (650: ~26 KB), in
             # every item; resourceData says which user changed, so the copy stops here.
             del out["resource"]

@@ -7,6 +7,7 @@ more: the PBX is read for them first (`workers.restore`).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,21 @@ from workers.profile_state import enters_sticky, keep_shown, step, tick
 
 # Reads what the PBX shows for these users, where it can tell (`workers.restore.read_shown`).
 ReadShown = Callable[[Sequence[str]], Mapping[str, str]]
+# Set by `workers.rich` on what a notification carried: ordered by its sequence number only,
+# never authoritative like a read of Graph.
+FROM_NOTIFICATION = "bridge:fromNotification"
+# Graph's sequence numbers are short and sortable as text; anything else is not ordered by.
+_SEQUENCE = re.compile(r"[0-9A-Za-z._:+/=-]{1,64}")
+_MAX_INT_SEQUENCE = 10**20
+
+
+def sequence_of(value: object) -> str | None:
+    """A sequenceNumber as the pipeline compares it; None for what cannot be one."""
+    if isinstance(value, str) and _SEQUENCE.fullmatch(value):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_INT_SEQUENCE:
+        return f"{value:020d}"  # zero-padded, so numbers sort as text
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,16 +47,17 @@ class PresenceUpdate:
     activity: str
     sequence: str | None = None  # Graph's sequenceNumber, lexicographically sortable
     observed_at: float = 0.0  # when it was read or received (orders updates without one)
+    from_notification: bool = False  # carried by a (rich) notification, not read from Graph
 
     @classmethod
     def from_graph(cls, presence: dict[str, object], observed_at: float) -> PresenceUpdate:
-        seq = presence.get("sequenceNumber")
         return cls(
             str(presence["id"]),
             str(presence.get("availability") or ""),
             str(presence.get("activity") or ""),
-            str(seq) if seq else None,
+            sequence_of(presence.get("sequenceNumber")),
             observed_at,
+            presence.get(FROM_NOTIFICATION) is True,
         )
 
 
@@ -55,13 +72,19 @@ class BatchResult:
 
 
 def is_newer(update: PresenceUpdate, last: LastPresence | None) -> bool | None:
-    """True: apply; False: stale; None: same presence again (a no-op)."""
+    """True: apply; False: stale; None: same presence again (a no-op).
+
+    A read of Graph observed after the last presence applied is what Graph says now, whatever
+    its sequence number: so a sequence number that came with a notification (garbage, or one
+    far ahead) holds only until the next read or sweep, never for good.
+    """
     if last is None:
         return True
     if update.sequence and last.sequence:
-        if update.sequence < last.sequence:
+        later_read = not update.from_notification and update.observed_at > last.observed_at
+        if update.sequence < last.sequence and not later_read:
             return False
-        if update.sequence == last.sequence:
+        if update.sequence == last.sequence and not later_read:
             return None
     elif update.observed_at < last.observed_at:
         return False
@@ -74,12 +97,13 @@ def latest_per_user(updates: list[PresenceUpdate]) -> list[PresenceUpdate]:
     newest: dict[str, PresenceUpdate] = {}
     for u in updates:
         cur = newest.get(u.user_id)
-        if cur is None or (u.sequence or "", u.observed_at) >= (
-            cur.sequence or "",
-            cur.observed_at,
-        ):
-            newest[u.user_id] = u
+        if cur is None or is_newer(u, _as_last(cur)) is not False:
+            newest[u.user_id] = u  # the same rule as against the stored presence
     return list(newest.values())
+
+
+def _as_last(update: PresenceUpdate) -> LastPresence:
+    return LastPresence(update.availability, update.activity, update.sequence, update.observed_at)
 
 
 def process(
@@ -121,13 +145,13 @@ def process(
         if verdict is None:
             result.duplicate += 1
             continue
-        presence_writes[update.user_id] = LastPresence(
-            update.availability, update.activity, update.sequence, update.observed_at
-        )
-        if users:
-            fresh.append((update, users))
-        else:
+        if not users:
+            # Not stored: a notification may name any id, and the tenant's hash keeps only
+            # its linked users.
             result.unlinked += 1
+            continue
+        presence_writes[update.user_id] = _as_last(update)
+        fresh.append((update, users))
 
     pbx_users = sorted({u for _, users in fresh for u in users})
     stored = profiles.load(redis, tenant, pbx_users)

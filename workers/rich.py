@@ -19,6 +19,7 @@ from core.notification_crypto import (
     validate_tokens,
 )
 from core.settings import ProcessSettings, TenantSettings
+from workers.pipeline import FROM_NOTIFICATION
 
 log = logging.getLogger("workers.rich")
 JWKS_TTL_SECONDS = 3600.0  # the identity platform rotates keys daily; an hour is plenty fresh
@@ -47,7 +48,8 @@ def open_items(
     private_keys: dict[str, bytes],
     now: float,
 ) -> tuple[list[dict[str, Any]], Counter[str]]:
-    """Decrypted presence objects of the items that pass every check."""
+    """Decrypted presence objects of the items that pass every check, marked as carried by a
+    notification (`FROM_NOTIFICATION`): their sequence numbers are not Graph's word."""
     opened: list[dict[str, Any]] = []
     rejected: Counter[str] = Counter()
     for entry in items:
@@ -60,7 +62,8 @@ def open_items(
                 now=now,
                 issuers=issuers_for(str(tenant.login_base_url)),
             )
-            opened.append(decrypt_content(entry["item"]["encryptedContent"], private_keys))
+            presence = decrypt_content(entry["item"]["encryptedContent"], private_keys)
+            opened.append({**presence, FROM_NOTIFICATION: True})
         except NotificationRejected as exc:
             rejected[f"dropped:rich_{exc.reason}"] += 1
     if rejected:

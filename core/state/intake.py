@@ -39,6 +39,12 @@ DEDUP_TTL_SECONDS = 24 * 3600
 # that follows within the window, so the worker deletes the key when it reads presence
 # (`forget_bare_dedup`): only resends that the read covers are absorbed.
 BARE_DEDUP_TTL_SECONDS = 5
+# A lifecycle item has no id either: a second `missed` or `reauthorizationRequired` of one
+# subscription is byte-identical to the first (the expiry changes only once it is renewed).
+# Its key is deleted when the clock takes the item from its inbox (`take_lifecycle`), so
+# only resends that reach us before the clock acts (which covers them) are absorbed; the
+# TTL only bounds the key while no clock drains.
+LIFECYCLE_DEDUP_TTL_SECONDS = 60
 CLAIM_IDLE_MS = 60_000  # an entry read by a worker that died this long ago is taken over
 NOTIFICATION_LOG_MAXLEN = 10_000
 
@@ -128,7 +134,10 @@ class Accepted:
         # user and a call id). Prefixing bytes costs less than copying the item on the hot path.
         content = orjson.dumps(self.item, option=orjson.OPT_SORT_KEYS)
         digest = hashlib.sha256(self.tenant.encode() + b"\0" + content).hexdigest()
-        ttl = BARE_DEDUP_TTL_SECONDS if self.bare else DEDUP_TTL_SECONDS
+        if self.kind == "lifecycle":
+            ttl = LIFECYCLE_DEDUP_TTL_SECONDS
+        else:
+            ttl = BARE_DEDUP_TTL_SECONDS if self.bare else DEDUP_TTL_SECONDS
         return dedup_key(digest[:40]), ttl
 
 
@@ -239,7 +248,9 @@ def queue_lifecycle(pipe: Pipeline, tenant: str, items: list[dict[str, Any]]) ->
 def take_lifecycle(redis: Redis, tenant: str, limit: int) -> list[dict[str, Any]]:
     """Pop up to `limit` inbox values; bare items, intake envelopes or lists of either.
 
-    Unreadable values are dropped: nothing a later drain could do with them.
+    Their dedup keys go with them: the clock acts on what it takes, so the same event sent
+    again after this is a new one to act on, not a resend to drop. Unreadable values are
+    dropped: nothing a later drain could do with them.
     """
     raw: Any = redis.lpop(lifecycle_inbox(tenant), limit)
     items: list[dict[str, Any]] = []
@@ -250,7 +261,16 @@ def take_lifecycle(redis: Redis, tenant: str, limit: int) -> list[dict[str, Any]
             continue
         batch = parsed if isinstance(parsed, list) else [parsed]
         items.extend(p for p in batch if isinstance(p, dict))
+    keys = {Accepted(tenant, "lifecycle", _graph_item(i)).dedup_key()[0] for i in items}
+    if keys:
+        redis.delete(*keys)
     return items
+
+
+def _graph_item(value: dict[str, Any]) -> dict[str, Any]:
+    """The Graph item of an inbox value (an envelope of earlier versions holds it)."""
+    item = value.get("item")
+    return item if "kind" in value and isinstance(item, dict) else value
 
 
 def forget_bare_dedup(redis: Redis, items: list[dict[str, Any]]) -> None:

@@ -4,9 +4,12 @@ Python library (`standardwebhooks`, PyPI) in both directions."""
 from __future__ import annotations
 
 import base64
+import contextlib
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from core import standard_webhooks as sw
@@ -157,3 +160,35 @@ def test_a_new_secret_holds_32_random_bytes() -> None:
     first, second = sw.new_secret(), sw.new_secret()
     assert first != second
     assert len(sw.parse_secrets(first)[0]) == 32
+
+
+def test_more_signatures_than_any_rotation_needs_are_refused() -> None:
+    many = " ".join([reference_signature(SECRET, "msg_1", NOW, BODY)] * (sw.MAX_SIGNATURES + 1))
+    with pytest.raises(SignatureError, match="more than 8 signatures"):
+        sw.read_headers(headers(webhook_signature=many), NOW)
+
+
+def test_a_keyring_names_every_owner_whose_key_signed() -> None:
+    other = sw.new_secret()
+    ring = sw.Keyring.of([("contoso", f"{other},{SECRET}"), ("fabrikam", other), (None, SECRET)])
+    signed = sw.read_headers(headers(), NOW)
+    assert ring.signers(signed, BODY) == [sw.Signer("contoso", 1), sw.Signer(None, 0)]
+
+
+@given(
+    entries=st.lists(st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF)), max_size=12),
+    stamp=st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=20),
+)
+def test_any_headers_are_read_or_refused_as_a_signature_error(
+    entries: list[str], stamp: str
+) -> None:
+    pairs = [("webhook-id", "msg_1"), ("webhook-timestamp", stamp)]
+    pairs += [("webhook-signature", entry) for entry in entries[:1]] + [("x", e) for e in entries]
+    with contextlib.suppress(SignatureError):
+        sw.read_headers(pairs, NOW)
+
+
+@given(value=st.text(max_size=200))
+def test_any_secret_setting_is_keys_or_a_value_error(value: str) -> None:
+    with contextlib.suppress(ValueError):
+        assert all(sw.MIN_KEY_BYTES <= len(k) <= sw.MAX_KEY_BYTES for k in sw.parse_secrets(value))

@@ -37,6 +37,7 @@ from emulator.harness.bridge import TENANT as TENANT
 from emulator.harness.processes import Service
 from emulator.harness.processes import wait_for as wait_for
 from emulator.harness.served import ServedApp
+from emulator.harness.tenants import secret_env
 from emulator.server import EmulatorServer
 from tests.ami_fixtures import ami_running, ami_server  # noqa: F401 - the AMI server fixtures
 
@@ -233,7 +234,7 @@ def bridge_factory(
             preset=preset,
             hold_seconds=hold_seconds,
             env={
-                "PRESENCE_BRIDGE_PBX_EVENTS_SECRET": PBX_EVENTS_SECRET,
+                secret_env(TENANT, "PBX_EVENTS_SECRET"): PBX_EVENTS_SECRET,
                 "PRESENCE_BRIDGE_ADMIN_API_KEY": ADMIN_KEY,
                 "PRESENCE_BRIDGE_COALESCE_WINDOW_MS": str(coalesce_window_ms),
                 **(env or {}),

@@ -147,3 +147,11 @@ def test_setting_a_profile_needs_the_key(api: httpx.Client, redis_client: redis.
     response = httpx.put(f"{api.base_url}{PROFILE_URL}", json={"profile": "Lunch"})
     assert response.status_code == 401
     assert queued_reports(redis_client) == []
+
+
+@pytest.mark.parametrize("last", ["garbage", "1-x", "²-1", "1" * 30 + "-0"])
+def test_a_last_event_id_the_stream_never_sent_is_a_400(api: httpx.Client, last: str) -> None:
+    headers = [(b"Last-Event-ID", last.encode("utf-8"))]
+    response = api.get("/api/v1/tenants/contoso/events", headers=headers)
+    assert response.status_code == 400
+    assert "Last-Event-ID" in response.json()["error"]

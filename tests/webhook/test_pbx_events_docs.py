@@ -17,6 +17,7 @@ import redis
 
 from core.standard_webhooks import new_secret
 from emulator.harness.served import ServedApp
+from emulator.harness.tenants import secret_env
 from tests.webhook.conftest import stream_items
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "pbx" / "webhooks.md"
@@ -43,7 +44,8 @@ def script(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def url(serve_contoso: Callable[..., ServedApp]) -> str:
-    return serve_contoso(PRESENCE_BRIDGE_PBX_EVENTS_SECRET=f"{new_secret()},{SECRET}").url
+    secrets = {secret_env("contoso", "PBX_EVENTS_SECRET"): f"{new_secret()},{SECRET}"}
+    return serve_contoso(**secrets).url
 
 
 def run(

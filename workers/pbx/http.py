@@ -105,8 +105,9 @@ def _retry_after(response: httpx.Response) -> float | None:
     raw = response.headers.get("Retry-After")
     if not raw:
         return None
-    if raw.strip().isdigit():
-        return float(raw.strip())
+    seconds = raw.strip()
+    if seconds.isascii() and seconds.isdigit():  # "²".isdigit() holds too
+        return float(seconds) if len(seconds) <= 12 else None
     try:
         when = email.utils.parsedate_to_datetime(raw)
     except (TypeError, ValueError):
@@ -271,6 +272,9 @@ class HttpAdapter(PbxAdapter):
             nxt = lookup(body, action.next)
             if not isinstance(nxt, str) or not nxt:
                 break
+            if not self._on_this_pbx(nxt):
+                # Our credentials go with every request: never to a host the PBX names.
+                raise PbxError("the PBX's next-page link names another host", transient=False)
             url = nxt
         return found
 
@@ -323,6 +327,16 @@ class HttpAdapter(PbxAdapter):
         if uses_directory:
             names["id"], names["extension"] = self._user_ref(user)
         return names
+
+    def _on_this_pbx(self, link: str) -> bool:
+        """A relative link, or an absolute one to base_url's scheme, host and port."""
+        if not link.startswith(("http://", "https://")):
+            return not link.startswith("//")  # "//host/..." names a host too
+        try:
+            there, here = httpx.URL(link), httpx.URL(self.options.base_url)
+        except httpx.InvalidURL:
+            return True  # refused as unusable when it is requested
+        return (there.scheme, there.host, there.port) == (here.scheme, here.host, here.port)
 
     def _url(self, template: str, names: Mapping[str, Any] | None = None) -> str:
         path = template
@@ -379,6 +393,10 @@ class HttpAdapter(PbxAdapter):
         except KeyError as exc:
             raise PbxError(
                 f"template name {exc} has no value for this profile", transient=False
+            ) from None
+        except httpx.InvalidURL:  # a next-page link the PBX answered
+            raise PbxError(
+                "the PBX answered a URL that cannot be requested", transient=False
             ) from None
         what = f"{request.method} {request.url.path}"
         response = self._exchange(request, what)

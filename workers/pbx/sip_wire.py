@@ -36,6 +36,9 @@ _TAG = re.compile(r";\s*tag=([^;,\s>]+)", re.IGNORECASE)
 _USER_SAFE = "-_.!~*'()&=+$,;?/"  # RFC 3261 unreserved and user-unreserved characters
 
 
+_STATUS_CODE = re.compile(r"[1-6][0-9]{2}")
+
+
 def aor_of(user: str, domain: str) -> str:
     """sip:<user>@<domain>; a user that already names a host keeps it."""
     name, at, host = user.rpartition("@")
@@ -133,7 +136,8 @@ def _split(data: bytes) -> tuple[list[str], list[tuple[str, str]], bytes]:
 def parse_response(data: bytes) -> SipResponse | None:
     """A response, or None for anything else (a request, a keep-alive, garbage)."""
     parts, headers, body = _split(data)
-    if len(parts) < 2 or parts[0] != "SIP/2.0" or not parts[1].isdigit():
+    # Three ASCII digits (RFC 3261 7.2): "²⁰⁰".isdigit() holds too, and int() refuses it.
+    if len(parts) < 2 or parts[0] != "SIP/2.0" or not _STATUS_CODE.fullmatch(parts[1]):
         return None
     return SipResponse(int(parts[1]), parts[2] if len(parts) > 2 else "", headers, body)
 
