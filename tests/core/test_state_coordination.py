@@ -40,3 +40,18 @@ def test_the_epoch_is_set_once_per_redis_lifetime(redis_client: redis.Redis) -> 
     assert not coordination.mark_epoch(redis_client, 2000.0)
     redis_client.flushdb()  # Redis came back empty
     assert coordination.mark_epoch(redis_client, 3000.0)
+
+
+def test_a_problem_counts_while_fresh(redis_client: redis.Redis) -> None:
+    coordination.report_problems(redis_client, Process.WORKER, "w1", ["intake: x"], 1000.0, 30)
+    assert (
+        coordination.problems(redis_client, Process.WORKER, 1029.0),
+        coordination.problems(redis_client, Process.WORKER, 1031.0),  # its worker is gone
+    ) == (["w1: intake: x"], [])
+
+
+def test_reporting_no_problem_clears_only_that_instances_entry(redis_client: redis.Redis) -> None:
+    coordination.report_problems(redis_client, Process.WORKER, "w1", ["intake: x"], 1000.0, 30)
+    coordination.report_problems(redis_client, Process.WORKER, "w2", ["intake: y"], 1000.0, 30)
+    coordination.report_problems(redis_client, Process.WORKER, "w1", [], 1001.0, 30)
+    assert coordination.problems(redis_client, Process.WORKER, 1002.0) == ["w2: intake: y"]
