@@ -39,7 +39,10 @@ DEDUP_TTL_SECONDS = 24 * 3600
 # that follows within the window, so the worker deletes the key when it reads presence
 # (`forget_bare_dedup`): only resends that the read covers are absorbed.
 BARE_DEDUP_TTL_SECONDS = 5
-CLAIM_IDLE_MS = 60_000  # an entry read by a worker that died this long ago is taken over
+# An entry read by a worker that died this long ago is taken over. A live forwarder acks
+# within milliseconds of its read (plus the coalescing window, at most 10 s), so a taken-over
+# entry is one whose reader is gone, or at worst forwarded twice (jobs are idempotent).
+CLAIM_IDLE_MS = 15_000
 NOTIFICATION_LOG_MAXLEN = 10_000
 
 Entry = tuple[bytes, dict[bytes, bytes]]  # a stream entry: id and fields
@@ -160,6 +163,15 @@ def ensure_group(redis: Redis) -> None:
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+
+
+def missing_group(exc: ResponseError) -> bool:
+    """The stream or its group is gone (Redis came back empty, or someone deleted them).
+
+    A read blocked on the stream when it went is answered "UNBLOCKED" (Redis 7), the next
+    one "NOGROUP".
+    """
+    return str(exc).startswith(("NOGROUP", "UNBLOCKED"))
 
 
 def claim_stale(redis: Redis, consumer: str, cursor: str, count: int) -> tuple[str, list[Entry]]:

@@ -8,6 +8,7 @@ import httpx
 import pytest
 import redis
 from rq import Retry, SimpleWorker, get_current_job
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
@@ -135,6 +136,7 @@ def test_without_retry_after_the_backoff_applies(redis_client: redis.Redis) -> N
         (httpx.ReadTimeout("slow"), True),
         (redis.exceptions.ConnectionError("gone"), True),
         (JobTimeoutException("60 s"), True),
+        (AbandonedJobError(), True),  # its worker died mid-run: run it again
         (KeyError("bug"), False),
         (ValueError("bug"), False),
     ],
