@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 from rq.scheduler import RQScheduler
-from rq.scripts import acquire_or_refresh_lock, release_lock
+from rq.scripts import ACQUIRE_OR_REFRESH_LOCK_SCRIPT, release_lock
 from rq.serializers import JSONSerializer
 
 from workers.heartbeat import Problems
@@ -42,6 +42,7 @@ class Scheduler:
         self.problems = problems or Problems()
         self.token = uuid.uuid4().hex
         self.owned: set[str] = set()
+        self._lock = redis.register_script(ACQUIRE_OR_REFRESH_LOCK_SCRIPT)
         # Only RQ's code that moves due jobs is used (rate limits, vanished jobs); no process.
         self._rq = RQScheduler(
             list(self.queue_names),
@@ -52,15 +53,14 @@ class Scheduler:
         )
 
     def run_once(self) -> set[str]:
-        """Take or keep each queue's lock, then move the due jobs of the queues held."""
-        self.owned = {
-            name
-            for name in self.queue_names
-            if acquire_or_refresh_lock(
-                self.redis, RQScheduler.get_locking_key(name), self.token, LOCK_SECONDS
-            )
-            != "taken"
-        }
+        """Take or keep each queue's lock (one round trip), then move the due jobs of the
+        queues held."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in self.queue_names:
+            key = RQScheduler.get_locking_key(name)
+            self._lock(keys=[key], args=[self.token, LOCK_SECONDS], client=pipe)
+        outcomes = pipe.execute()  # 1 taken, 2 kept, 0 held by another scheduler
+        self.owned = {name for name, got in zip(self.queue_names, outcomes, strict=True) if got}
         if self.owned:
             self._rq.prepare_registries(sorted(self.owned))
             self._rq.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import redis
 from rq import Worker
+from rq.scheduler import RQScheduler
 
-from core.queue import enqueue_deliver
+from core.queue import QUEUE_PBX, enqueue_deliver
 from core.state import coordination, delivery, intake
 from emulator.harness.processes import Service, private_env, wait_for
 from emulator.harness.redis_server import RedisServer
@@ -240,3 +241,24 @@ def test_the_repeated_pbx_write_after_a_kill_is_the_same_put(killed: KilledWorke
     """At-least-once: the killed job's write is sent again, and it is the same desired state."""
     writes = killed.pbx.to("/generic/users/alice")
     assert [(w.method, w.json()) for w in writes] == [("PUT", {"profile": "Do Not Disturb"})] * 2
+
+
+def test_a_worker_started_after_a_kill_runs_scheduled_jobs_within_seconds(
+    tmp_path: Path,
+    server: RedisServer,
+    client: redis.Redis,
+    pbx: PbxServer,
+    services: list[Service],
+) -> None:
+    """The dead worker's scheduler locks must not keep its successor from scheduling."""
+    env = worker_env(tmp_path, server, pbx.url)
+    first = start_worker(services, env, client)
+    lock = RQScheduler.get_locking_key(QUEUE_PBX)
+    wait_for(lambda: client.exists(lock), "the first worker holding the scheduler lock")
+    first.kill()
+    start_worker(services, env, client)
+    started = time.monotonic()
+    wanted = desire(client, "alice", "Away")
+    enqueue_deliver(client, TENANT, ["alice"], retry_after=1)
+    wait_for(lambda: applied(client, wanted), "the delayed delivery", timeout=30)
+    report("delayed job (due 1 s after a new worker started) applied", time.monotonic() - started)
