@@ -159,11 +159,13 @@ def test_a_worker_that_cannot_recreate_the_group_says_why(
     start_worker(services, worker_env(tmp_path, server, pbx.url), client)
     client.flushall()
     client.set(intake.STREAM, "not a stream")  # the group cannot be made on this key
+    refused = time.monotonic()
     found = wait_for(
         lambda: coordination.problems(client, coordination.Process.WORKER, time.time()),
         "the worker's problem report",
         timeout=30,
     )
+    report("refused group reported", time.monotonic() - refused)
     assert "WRONGTYPE" in " ".join(found)
 
 
