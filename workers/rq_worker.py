@@ -93,6 +93,21 @@ class BridgeWorker(SimpleWorker):
         except (RedisError, OSError):
             log.debug("worker: heartbeat failed; the dequeue waits for Redis")
 
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        if pipeline is not None:
+            super().set_state(state, pipeline)
+            return
+        try:  # RQ sets it outside its Redis retry loop, before every dequeue
+            super().set_state(state)
+        except (RedisError, OSError):
+            log.debug("worker: state not recorded; the dequeue waits for Redis")
+
+    def register_death(self) -> None:
+        try:
+            super().register_death()  # type: ignore[no-untyped-call]
+        except (RedisError, OSError):  # its worker record expires by itself
+            log.warning("worker: redis unavailable at exit")
+
     def _register_again(self) -> None:
         with self.connection.pipeline() as pipe:
             pipe.hset(self.key, mapping=self.serialize())

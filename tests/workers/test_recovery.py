@@ -60,9 +60,11 @@ def services() -> Iterator[list[Service]]:
         service.stop()
 
 
-def worker_env(tmp_path: Path, server: RedisServer, pbx_url: str, **extra: str) -> dict[str, str]:
+def worker_env(
+    tmp_path: Path, server: RedisServer, pbx_url: str, pbx_timeout: int = 60, **extra: str
+) -> dict[str, str]:
     options = (f'adapter = "http"\n[tenants.pbx.options]\nbase_url = "{pbx_url}"\n'
-               "timeout_seconds = 60\n"
+               f"timeout_seconds = {pbx_timeout}\n"
                "[tenants.pbx.options.actions.apply_profile]\n"
                'url = "/generic/users/$user"\nmethod = "PUT"\n'
                'json = { profile = "$profile" }\n')  # fmt: skip
@@ -130,6 +132,27 @@ def test_a_delayed_job_runs_within_seconds_after_redis_restarts_empty(
     enqueue_deliver(client, TENANT, ["alice"], retry_after=1)  # a job for the scheduler
     wait_for(lambda: applied(client, wanted), "the delayed delivery", timeout=30)
     report("delayed job (due 1 s after Redis returned) applied", time.monotonic() - back)
+
+
+def test_a_worker_whose_redis_goes_away_as_a_job_ends_keeps_working(
+    tmp_path: Path,
+    server: RedisServer,
+    client: redis.Redis,
+    pbx: PbxServer,
+    services: list[Service],
+) -> None:
+    worker = start_worker(services, worker_env(tmp_path, server, pbx.url, pbx_timeout=2), client)
+    desire(client, "alice", "Away")
+    pbx.hang(1)  # the PUT times out after 2 s, while Redis is away: the job ends without it
+    enqueue_deliver(client, TENANT, ["alice"])
+    wait_for(lambda: pbx.to("/generic/users/alice"), "the PUT reaching the PBX")
+    server.stop()
+    time.sleep(OUTAGE_SECONDS)
+    server.start()
+    wanted = desire(client, "bob", "Away")
+    enqueue_deliver(client, TENANT, ["bob"])
+    wait_for(lambda: applied(client, wanted), "a job after Redis returned", timeout=30)
+    assert worker.proc.poll() is None
 
 
 def test_the_consumer_group_is_recreated_after_redis_comes_back_empty(
