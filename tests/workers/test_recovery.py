@@ -247,13 +247,15 @@ class KilledWorker:
             service.stop()
 
 
-@pytest.fixture
-def killed(
-    tmp_path: Path, server: RedisServer, client: redis.Redis, pbx: PbxServer
-) -> Iterator[KilledWorker]:
-    scenario = KilledWorker(tmp_path, server, client, pbx)
-    yield scenario
-    scenario.stop()
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KilledWorker]:
+    """One run of the scenario (half a minute), read by the tests below."""
+    with RedisServer() as server, PbxServer() as pbx:
+        client = redis.Redis(port=server.port, socket_timeout=5)
+        scenario = KilledWorker(tmp_path_factory.mktemp("killed"), server, client, pbx)
+        yield scenario
+        scenario.stop()
+        client.close()
 
 
 def test_a_killed_workers_entry_and_job_are_recovered_by_another_within_a_minute(
