@@ -192,6 +192,19 @@ def test_the_consumer_group_is_recreated_after_redis_comes_back_empty(
     report("intake item forwarded after FLUSHALL", time.monotonic() - flushed)
 
 
+def test_rq_lists_the_worker_again_after_redis_comes_back_empty(
+    tmp_path: Path,
+    server: RedisServer,
+    client: redis.Redis,
+    pbx: PbxServer,
+    services: list[Service],
+) -> None:
+    """Operators (and `rq info`) see the worker; its record is written again after a flush."""
+    start_worker(services, worker_env(tmp_path, server, pbx.url), client)
+    client.flushall()
+    wait_for(lambda: Worker.all(connection=client), "the worker listed again", timeout=30)
+
+
 def test_a_worker_that_cannot_recreate_the_group_says_why(
     tmp_path: Path,
     server: RedisServer,
