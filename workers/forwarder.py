@@ -68,8 +68,8 @@ class IntakeForwarder:
                 if not group_ready:
                     self.ensure_group()
                     group_ready = True
-                    self.problems.clear(PART)
                 self.run_once()
+                self.problems.clear(PART)
             except ResponseError as exc:
                 group_ready = False
                 if intake.missing_group(exc):

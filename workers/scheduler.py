@@ -59,7 +59,7 @@ class Scheduler:
         for name in self.queue_names:
             key = RQScheduler.get_locking_key(name)
             self._lock(keys=[key], args=[self.token, LOCK_SECONDS], client=pipe)
-        outcomes = pipe.execute()  # 1 taken, 2 kept, 0 held by another scheduler
+        outcomes = pipe.execute()  # 1 acquired, 2 refreshed, 0 another's
         self.owned = {name for name, got in zip(self.queue_names, outcomes, strict=True) if got}
         if self.owned:
             self._rq.prepare_registries(sorted(self.owned))
