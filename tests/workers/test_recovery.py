@@ -248,10 +248,14 @@ class KilledWorker:
     entry; worker B starts and must finish both."""
 
     def __init__(
-        self, tmp_path: Path, server: RedisServer, client: redis.Redis, pbx: PbxServer
+        self,
+        tmp_path: Path,
+        server: RedisServer,
+        client: redis.Redis,
+        pbx: PbxServer,
+        services: list[Service],
     ) -> None:
-        self.client, self.pbx = client, pbx
-        self.services: list[Service] = []
+        self.client, self.pbx, self.services = client, pbx, services
         # A gathers a burst for 10 s after its read (the widest coalescing window allowed):
         # the kill lands between its read and its forward.
         a = start_worker(
@@ -275,20 +279,19 @@ class KilledWorker:
         report("killed worker's stream entry forwarded by another", self.entry_seconds)
         report("killed worker's started job run again and applied", self.job_seconds)
 
-    def stop(self) -> None:
-        for service in self.services:
-            service.stop()
-
 
 @pytest.fixture(scope="module")
 def killed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KilledWorker]:
     """One run of the scenario (half a minute), read by the tests below."""
+    services: list[Service] = []
     with RedisServer() as server, PbxServer() as pbx:
         client = redis.Redis(port=server.port, socket_timeout=5)
-        scenario = KilledWorker(tmp_path_factory.mktemp("killed"), server, client, pbx)
-        yield scenario
-        scenario.stop()
-        client.close()
+        try:
+            yield KilledWorker(tmp_path_factory.mktemp("killed"), server, client, pbx, services)
+        finally:  # the workers too when the scenario fails half-way
+            for service in services:
+                service.stop()
+            client.close()
 
 
 def test_a_killed_workers_entry_and_job_are_recovered_by_another_within_a_minute(
