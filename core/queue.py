@@ -26,6 +26,7 @@ import redis.exceptions
 from redis import Redis
 from redis.client import Pipeline
 from rq import Callback, Queue, Retry
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
@@ -80,7 +81,10 @@ def queue(redis: Redis, name: str) -> Queue:
 # ---- retry policy ---------------------------------------------------------------------------
 
 # Failures of a connection or a hung peer; a bridge error says for itself (`transient`).
+# An abandoned job is one whose worker died mid-run (RQ's cleaning finds its lease expired):
+# jobs are idempotent, so it runs again like any transient failure.
 _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
+    AbandonedJobError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     httpx.TransportError,

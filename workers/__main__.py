@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import sys
 import threading
-import time
 
 from redis import Redis
-from redis.exceptions import RedisError
-from rq import SimpleWorker
-from rq.serializers import JSONSerializer
 
 from core.errors import ConfigError
 from core.logging import configure
 from core.queue import QUEUES, queue
 from core.redis import connect
 from core.settings import load_or_exit
-from core.state import coordination
 from workers.forwarder import IntakeForwarder
+from workers.heartbeat import Heartbeat, Problems
+from workers.rq_worker import BridgeWorker
 from workers.runtime import WorkerRuntime, install
-
-HEARTBEAT_SECONDS = 10
-
-
-def heartbeat(redis: Redis, stop: threading.Event) -> None:
-    while not stop.is_set():
-        # On failure readiness will show it; the worker keeps trying.
-        with contextlib.suppress(RedisError, OSError):
-            coordination.beat(
-                redis, coordination.Process.WORKER, time.time(), 3 * HEARTBEAT_SECONDS
-            )
-        stop.wait(HEARTBEAT_SECONDS)
+from workers.scheduler import Scheduler
 
 
 def _adapter_problems(runtime: WorkerRuntime, tenant: str) -> list[str]:
@@ -50,37 +35,34 @@ def main() -> int:
     configure(settings.process.log_level)
     redis = connect(settings.process.redis_url)
     runtime = WorkerRuntime(settings, redis)
-    problems = [p for t in settings.tenants for p in _adapter_problems(runtime, t.name)]
-    if problems:
-        print(f"presence-bridge worker: {ConfigError(problems)}", file=sys.stderr)
+    config = [p for t in settings.tenants for p in _adapter_problems(runtime, t.name)]
+    if config:
+        print(f"presence-bridge worker: {ConfigError(config)}", file=sys.stderr)
         return 2
     # Blocking reads need a longer socket timeout than the default.
     blocking = Redis.from_url(settings.process.redis_url, socket_timeout=30)
     install(runtime)
     name = f"{socket.gethostname()}-{os.getpid()}"
     stop = threading.Event()
+    problems = Problems()
+    forwarder = IntakeForwarder(blocking, name, settings.process.coalesce_window_ms, problems)
+    # Not RQ's forked scheduler: it dies with the first Redis error (see workers/scheduler.py).
+    scheduler = Scheduler(redis, QUEUES, problems, settings.process.log_level)
     threads = [
-        threading.Thread(target=heartbeat, args=(redis, stop), daemon=True),
-        threading.Thread(
-            target=IntakeForwarder(blocking, name, settings.process.coalesce_window_ms).run,
-            args=(stop,),
-            daemon=True,
-        ),
+        threading.Thread(target=Heartbeat(redis, name, problems).run, args=(stop,), daemon=True),
+        threading.Thread(target=forwarder.run, args=(stop,), daemon=True),
+        threading.Thread(target=scheduler.run, args=(stop,), daemon=True),
     ]
     for thread in threads:
         thread.start()
     # SimpleWorker runs jobs in-process: ~3x the throughput of fork-per-job (see BENCHMARKS).
-    worker = SimpleWorker(
-        [queue(blocking, q) for q in QUEUES],
-        connection=blocking,
-        serializer=JSONSerializer,
-        name=name,
-    )
+    worker = BridgeWorker([queue(blocking, q) for q in QUEUES], blocking, name)
     print(f"worker: {name} listening on {', '.join(QUEUES)}", flush=True)
     try:
-        worker.work(with_scheduler=True, logging_level=settings.process.log_level)
+        worker.work(logging_level=settings.process.log_level)
     finally:
         stop.set()
+        threads[2].join(timeout=5)  # the scheduler hands its locks over
     return 0
 
 

@@ -11,19 +11,25 @@ import threading
 import time
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from core.queue import INTAKE_BATCH, route
 from core.state import intake
+from workers.heartbeat import Problems
 
 log = logging.getLogger(__name__)
 
+PART = "intake"
+
 
 class IntakeForwarder:
-    def __init__(self, redis: Redis, consumer: str, window_ms: int = 0) -> None:
+    def __init__(
+        self, redis: Redis, consumer: str, window_ms: int = 0, problems: Problems | None = None
+    ) -> None:
         self.redis = redis
         self.consumer = consumer
         self.window_ms = window_ms
+        self.problems = problems or Problems()
         self._claim_cursor = "0-0"
 
     def ensure_group(self) -> None:
@@ -55,10 +61,26 @@ class IntakeForwarder:
         return sum(len(items) for items in grouped.values())
 
     def run(self, stop: threading.Event) -> None:
-        self.ensure_group()
+        """Forward until stopped; the group is (re)created whenever it is missing."""
+        group_ready = False
         while not stop.is_set():
             try:
+                if not group_ready:
+                    self.ensure_group()
+                    group_ready = True
                 self.run_once()
+                self.problems.clear(PART)
+            except ResponseError as exc:
+                group_ready = False
+                if intake.missing_group(exc):
+                    log.warning("intake forwarder: consumer group missing; creating it again")
+                    continue
+                # Redis answers but refuses the stream (not a stream, read-only, out of
+                # memory, ...): nothing is forwarded until someone fixes it, so say so.
+                self.problems.set(PART, f"stream {intake.STREAM}, group {intake.GROUP}: {exc}")
+                log.error("intake forwarder: redis refused the intake stream: %s", exc)
+                stop.wait(1.0)
             except (RedisError, OSError):
+                group_ready = False  # Redis may come back empty
                 log.warning("intake forwarder: redis unavailable, retrying")
                 stop.wait(1.0)

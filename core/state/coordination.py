@@ -5,6 +5,10 @@
 - `pb:fence:{name}` string: the lock's fencing counter, one more for every new term.
 - `pb:heartbeat:worker`, `pb:heartbeat:clock` strings: the time of the last beat, with expiry;
   present means alive.
+- `pb:problems:worker`, `pb:problems:clock` hashes: per process instance, JSON {"at", "reasons"}:
+  what it needs from Redis and cannot have (say, a structure it cannot recreate). The key
+  expires with the heartbeat; an instance's field counts only while fresh, so a dead one's
+  reasons fade with it.
 - `pb:clock:epoch` string, set once per Redis lifetime: when it is gone, Redis came back empty.
 - `pb:tenant:{t}:repair` string, JSON `Repair`: the clock's repair of a tenant after that, and
   how far it got (kept once done, until the next one).
@@ -13,7 +17,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -173,6 +177,56 @@ def fenced(redis: Redis, fence: Fence | None, write: Callable[[Pipeline], object
 def beat(redis: Redis, process: Process, now: float, ttl_seconds: int) -> None:
     """Say the process is alive for the next `ttl_seconds`."""
     redis.set(heartbeat_key(process), repr(now), ex=ttl_seconds)
+
+
+def problems_key(process: Process) -> str:
+    return f"{PREFIX}problems:{process.value}"
+
+
+def report_problems(
+    redis: Redis,
+    process: Process,
+    instance: str,
+    reasons: Sequence[str],
+    now: float,
+    ttl_seconds: int,
+) -> None:
+    """Say what this instance cannot do for the next `ttl_seconds` (none: clear its entry)."""
+    key = problems_key(process)
+    pipe = redis.pipeline(transaction=True)
+    if reasons:
+        pipe.hset(key, instance, dumps({"at": now, "ttl": ttl_seconds, "reasons": list(reasons)}))
+        pipe.expire(key, ttl_seconds)
+    else:
+        pipe.hdel(key, instance)
+    pipe.execute()
+
+
+def problems_from(raw: Mapping[bytes, bytes], now: float) -> list[str]:
+    """The fresh reasons of every instance, from the problems hash (stale entries ignored)."""
+    found: list[str] = []
+    for instance, value in sorted(raw.items()):
+        entry: Any = loads(value)
+        if not isinstance(entry, dict):
+            continue
+        at, ttl, reasons = entry.get("at"), entry.get("ttl"), entry.get("reasons")
+        if not isinstance(at, int | float) or not isinstance(ttl, int | float):
+            continue
+        if at + ttl < now or not isinstance(reasons, list):
+            continue
+        found += [f"{text(instance)}: {r}" for r in reasons if isinstance(r, str)]
+    return found
+
+
+def problems(redis: Redis, process: Process, now: float) -> list[str]:
+    raw: Any = redis.hgetall(problems_key(process))
+    return problems_from(raw, now)
+
+
+async def problems_async(redis: aioredis.Redis, process: Process, now: float) -> list[str]:
+    """`problems` for the web process's asyncio client."""
+    raw: Any = await redis.hgetall(problems_key(process))
+    return problems_from(raw, now)
 
 
 def queue_alive(pipe: Batch, process: Process) -> None:

@@ -45,7 +45,10 @@ BARE_DEDUP_TTL_SECONDS = 5
 # only resends that reach us before the clock acts (which covers them) are absorbed; the
 # TTL only bounds the key while no clock drains.
 LIFECYCLE_DEDUP_TTL_SECONDS = 60
-CLAIM_IDLE_MS = 60_000  # an entry read by a worker that died this long ago is taken over
+# An entry read by a worker that died this long ago is taken over. A live forwarder acks
+# within milliseconds of its read (plus the coalescing window, at most 10 s), so a taken-over
+# entry is one whose reader is gone, or at worst forwarded twice (jobs are idempotent).
+CLAIM_IDLE_MS = 15_000
 NOTIFICATION_LOG_MAXLEN = 10_000
 
 Entry = tuple[bytes, dict[bytes, bytes]]  # a stream entry: id and fields
@@ -169,6 +172,15 @@ def ensure_group(redis: Redis) -> None:
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+
+
+def missing_group(exc: ResponseError) -> bool:
+    """The stream or its group is gone (Redis came back empty, or someone deleted them).
+
+    A read blocked on the stream when it went is answered "UNBLOCKED" (Redis 7), the next
+    one "NOGROUP".
+    """
+    return str(exc).startswith(("NOGROUP", "UNBLOCKED"))
 
 
 def claim_stale(redis: Redis, consumer: str, cursor: str, count: int) -> tuple[str, list[Entry]]:

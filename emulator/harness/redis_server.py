@@ -83,12 +83,16 @@ class RedisServer:
             probe.close()
         return self
 
-    def stop(self) -> None:
-        self.client.close()
+    def stop(self, *, keep_data: bool = False) -> None:
+        """Stop the server; with `keep_data` it saves a snapshot first, which `start` loads."""
         if self.proc is not None:
-            self.proc.terminate()
+            if keep_data:
+                self.client.shutdown(save=True)
+            else:
+                self.proc.terminate()
             self.proc.wait(timeout=10)
             self.proc = None
+        self.client.close()
 
     def __enter__(self) -> RedisServer:
         return self.start()

@@ -8,7 +8,10 @@ import httpx
 import pytest
 import redis
 from rq import Retry, SimpleWorker, get_current_job
-from rq.job import Job
+from rq.exceptions import AbandonedJobError
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
@@ -135,6 +138,7 @@ def test_without_retry_after_the_backoff_applies(redis_client: redis.Redis) -> N
         (httpx.ReadTimeout("slow"), True),
         (redis.exceptions.ConnectionError("gone"), True),
         (JobTimeoutException("60 s"), True),
+        (AbandonedJobError(), True),  # its worker died mid-run: run it again
         (KeyError("bug"), False),
         (ValueError("bug"), False),
     ],
@@ -228,3 +232,16 @@ def test_a_profile_report_item_is_read_tolerantly(
     item: dict[str, object], read: seam.ProfileReport | None
 ) -> None:
     assert seam.ProfileReport.from_item(item) == read
+
+
+def test_an_abandoned_job_is_retried_not_dead_lettered(redis_client: redis.Redis) -> None:
+    """Its worker died mid-run; RQ's cleaning finds its lease expired and applies the policy."""
+    job = spec("fail_transiently").enqueue(redis_client, TENANT)
+    q = queue(redis_client, QUEUE_DEFAULT)
+    redis_client.lpop(q.key)  # taken by a worker that then died
+    pipe = redis_client.pipeline()
+    job.set_status(JobStatus.STARTED, pipeline=pipe)
+    Execution.create(job, 1, pipeline=pipe)
+    pipe.execute()
+    StartedJobRegistry(queue=q).cleanup(timestamp=time.time() + 10)  # the lease is over
+    assert (q.job_ids, FailedJobRegistry(queue=q).count) == ([job.id], 0)

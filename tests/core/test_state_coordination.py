@@ -98,3 +98,18 @@ def test_renewing_keeps_only_the_current_term(redis_client: redis.Redis) -> None
 
     assert not lock.renew()  # over: a new term needs acquire
     assert not redis_client.exists(lock.key)
+
+
+def test_a_problem_counts_while_fresh(redis_client: redis.Redis) -> None:
+    coordination.report_problems(redis_client, Process.WORKER, "w1", ["intake: x"], 1000.0, 30)
+    assert (
+        coordination.problems(redis_client, Process.WORKER, 1029.0),
+        coordination.problems(redis_client, Process.WORKER, 1031.0),  # its worker is gone
+    ) == (["w1: intake: x"], [])
+
+
+def test_reporting_no_problem_clears_only_that_instances_entry(redis_client: redis.Redis) -> None:
+    coordination.report_problems(redis_client, Process.WORKER, "w1", ["intake: x"], 1000.0, 30)
+    coordination.report_problems(redis_client, Process.WORKER, "w2", ["intake: y"], 1000.0, 30)
+    coordination.report_problems(redis_client, Process.WORKER, "w1", [], 1001.0, 30)
+    assert coordination.problems(redis_client, Process.WORKER, 1002.0) == ["w2: intake: y"]

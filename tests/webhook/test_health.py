@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import redis
 
@@ -22,3 +24,13 @@ def test_readyz_is_200_with_redis_and_a_recent_worker(
 ) -> None:
     coordination.beat(redis_client, coordination.Process.WORKER, 1.0, 30)
     assert web.get("/readyz").status_code == 200
+
+
+def test_readyz_is_503_with_the_reason_a_worker_reports(
+    web: httpx.Client, redis_client: redis.Redis
+) -> None:
+    worker = coordination.Process.WORKER
+    coordination.beat(redis_client, worker, time.time(), 30)
+    coordination.report_problems(redis_client, worker, "w1", ["intake: WRONGTYPE"], time.time(), 30)
+    response = web.get("/readyz")
+    assert (response.status_code, response.json()["problems"]) == (503, ["w1: intake: WRONGTYPE"])
