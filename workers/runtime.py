@@ -14,7 +14,7 @@ from core.graph import GraphClient
 from core.graph_tokens import TenantTokens
 from core.redis import connect
 from core.settings import Settings, TenantSettings, load_settings
-from core.state import links
+from core.state import backoff, links
 from workers.mapping import RuleSet, compile_rules
 from workers.pbx.base import PbxAdapter
 from workers.pbx.registry import build_adapter
@@ -41,8 +41,10 @@ class TenantRuntime:
 
 
 def default_graph_factory(settings: Settings, tenant: TenantSettings, redis: Redis) -> GraphClient:
-    """App-only Graph client of a tenant (MSAL is built on first use)."""
-    return TenantTokens(tenant, settings.process, redis).graph_client()
+    """App-only Graph client of a tenant (MSAL is built on first use). It shares the app's
+    back-off with every worker: a throttled job is retried when Graph asked, never slept on."""
+    shared = backoff.graph(redis, tenant.name, tenant.client_id)
+    return TenantTokens(tenant, settings.process, redis).graph_client(backoff=shared)
 
 
 class WorkerRuntime:
