@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -73,7 +74,9 @@ def _resume_later(tenant: str, outcome: delivery.Outcome) -> None:
         return
     at = outcome.resume_at
     if outcome.deferred and at is not None and backoff.pbx(redis, tenant).claim_resume(at):
-        enqueue_deliver(redis, tenant, retry_after=max(at - time.time(), 0.0))
+        # RQ's scheduler keeps whole seconds: the next one after `at`, so it never runs early
+        # (a job that ran early would find its own claim and schedule nothing).
+        enqueue_deliver(redis, tenant, retry_after=max(math.ceil(at) + 0.5 - time.time(), 0.0))
 
 
 def process_notifications(tenant: str, items: list[dict[str, Any]]) -> int:

@@ -117,7 +117,8 @@ redis.call('DEL', KEYS[2])
 return tostring(untl)
 """
 
-# KEYS: record. ARGV: at, now. 1 when no resume is due later than now (the caller schedules).
+# KEYS: record. ARGV: at, now. 1 when no resume is due later than now (the caller schedules
+# one); a resume job runs at or after its time, so it may claim the next one itself.
 _RESUME = """
 local resume = tonumber(redis.call('HGET', KEYS[1], 'resume') or '0')
 if resume > tonumber(ARGV[2]) then return 0 end
