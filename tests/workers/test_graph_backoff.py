@@ -114,7 +114,7 @@ def test_waiting_for_graph_costs_a_job_none_of_its_retries(
     job = NOTIFICATIONS.enqueue(redis_client, T, [notification(users[0])])
     for _ in range(3):  # the retry runs early (the operator requeued it, a scheduler ran)
         run_as(runtime, redis_client)
-        queue(redis_client, QUEUE_DEFAULT).scheduled_job_registry.requeue(job.id)  # type: ignore[no-untyped-call]
+        queue(redis_client, QUEUE_DEFAULT).scheduled_job_registry.requeue(job.id)
     run_as(runtime, redis_client)
     fetched = Job.fetch(job.id, connection=redis_client, serializer=JSONSerializer)
     assert fetched.retries_left == NOTIFICATIONS.retry.max  # type: ignore[union-attr]
@@ -132,7 +132,10 @@ def test_after_the_time_one_read_goes_through_and_the_users_converge(
         run_as(runtime, redis_client)
     site.control.request("DELETE", "/faults")  # Graph recovers
     deadline = time.monotonic() + 30
-    shown = lambda: [builtin_profile(redis_client, T, u) for u in ("p0", "p1")]  # noqa: E731
+
+    def shown() -> list[object]:
+        return [builtin_profile(redis_client, T, u) for u in ("p0", "p1")]
+
     while any(p is None for p in shown()):
         assert time.monotonic() < deadline, "the users did not converge"
         run_as(first, redis_client, scheduler=True)
