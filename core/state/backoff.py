@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
-from redis.client import Pipeline
 
-from core.state._private import number, tenant_key, text
+from core.state._private import Batch, number, tenant_key, text
 
 PBX = "pbx"
 BASE_SECONDS = 2.0  # the first step without a Retry-After; it doubles per failed probe
@@ -198,7 +197,7 @@ def graph(redis: Redis, tenant: str, app_id: str) -> Backoff:
     return Backoff(redis, tenant, graph_peer(app_id))
 
 
-def queue_read(pipe: Pipeline, tenant: str, peers: Sequence[str]) -> None:
+def queue_read(pipe: Batch, tenant: str, peers: Sequence[str]) -> None:
     """Add the tenant's records of these peers to a read batch (`states_from` decodes)."""
     for peer in peers:
         pipe.hgetall(record_key(tenant, peer))
@@ -234,4 +233,5 @@ def backing_off(redis: Redis, tenant: str, peers: Sequence[str]) -> list[Backoff
 
 
 def seconds_left(state: BackoffState, now: float) -> float:
+    """Tenths of a second until the peer may be probed; 0 once it may (or a probe runs)."""
     return max(math.ceil((state.until - now) * 10) / 10, 0.0)
