@@ -9,11 +9,14 @@ lasts (`core.state.backoff`): its users stay pending (`Outcome.deferred`), never
 from __future__ import annotations
 
 import logging
+import math
+import time
 from dataclasses import dataclass, field
 
 from redis import Redis
 
 from core.errors import PbxError
+from core.queue import enqueue_deliver
 from core.state import backoff, delivery
 from core.state.backoff import Backoff
 from core.state.delivery import Desired
@@ -100,6 +103,20 @@ def deliver(redis: Redis, tenant: str, adapter: PbxAdapter, users: list[str]) ->
     delivery.mark_applied(redis, tenant, done, {"adapter": adapter.name})
     outcome.applied = [d.user for d in done]
     return outcome
+
+
+def resume_later(redis: Redis, tenant: str, outcome: Outcome) -> None:
+    """Users deferred while the PBX backs off stay pending: one delivery of every pending
+    user is scheduled for its time, however many jobs deferred theirs; a probe that found
+    the PBX back delivers them now."""
+    if outcome.recovered:
+        enqueue_deliver(redis, tenant)
+        return
+    at = outcome.resume_at
+    if outcome.deferred and at is not None and backoff.pbx(redis, tenant).claim_resume(at):
+        # RQ's scheduler keeps whole seconds: the next one after `at`, so it never runs early
+        # (a job that ran early would find its own claim and schedule nothing).
+        enqueue_deliver(redis, tenant, retry_after=max(math.ceil(at) + 0.5 - time.time(), 0.0))
 
 
 def _apply(

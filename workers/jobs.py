@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Any
 
@@ -60,23 +59,8 @@ def _deliver(tenant: str, runtime: TenantRuntime, users: list[str]) -> delivery.
         # A separate job retries with backoff, so this batch's other users are not held up;
         # a PBX that said when to come back (Retry-After) is not asked sooner.
         enqueue_deliver(redis, tenant, sorted(outcome.transient), outcome.retry_after)
-    _resume_later(tenant, outcome)
+    delivery.resume_later(current().redis, tenant, outcome)
     return outcome
-
-
-def _resume_later(tenant: str, outcome: delivery.Outcome) -> None:
-    """Users deferred while the PBX backs off stay pending: one delivery of every pending
-    user is scheduled for its time, however many jobs deferred theirs; a probe that found
-    the PBX back delivers them now."""
-    redis = current().redis
-    if outcome.recovered:
-        enqueue_deliver(redis, tenant)
-        return
-    at = outcome.resume_at
-    if outcome.deferred and at is not None and backoff.pbx(redis, tenant).claim_resume(at):
-        # RQ's scheduler keeps whole seconds: the next one after `at`, so it never runs early
-        # (a job that ran early would find its own claim and schedule nothing).
-        enqueue_deliver(redis, tenant, retry_after=max(math.ceil(at) + 0.5 - time.time(), 0.0))
 
 
 def process_notifications(tenant: str, items: list[dict[str, Any]]) -> int:
@@ -205,7 +189,9 @@ def deliver_pending(tenant: str, users: list[str] | None = None) -> int:
     if users is None:
         users = pending_users(current().redis, tenant)
     outcome = _deliver_and_save(tenant, runtime, users)
-    _resume_later(tenant, outcome)  # deferred users are no failure: nothing to retry here
+    delivery.resume_later(
+        current().redis, tenant, outcome
+    )  # deferred users are no failure: nothing to retry here
     if outcome.transient:
         raise TransientError(
             f"{len(outcome.transient)} user(s) not applied yet", retry_after=outcome.retry_after
@@ -244,7 +230,7 @@ def maintain_pbx(tenant: str) -> int:
         _refresh(tenant, runtime.adapter)
         save_state(runtime.adapter, tenant, redis)
     outcome = _deliver_and_save(tenant, runtime, pending_users(redis, tenant))
-    _resume_later(tenant, outcome)
+    delivery.resume_later(current().redis, tenant, outcome)
     return len(outcome.applied)
 
 
