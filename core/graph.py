@@ -57,9 +57,9 @@ class GraphBackingOff(GraphRequestError):
 
     backing_off = True
 
-    def __init__(self, where: str, wait: float, reason: str) -> None:
+    def __init__(self, where: str, wait: float, reason: str, status: int = 429) -> None:
         super().__init__(
-            429, "backingOff", f"{where}: {reason}", retry_after=max(wait, 0.0), transient=True
+            status, "backingOff", f"{where}: {reason}", retry_after=max(wait, 0.0), transient=True
         )
 
 
@@ -263,9 +263,8 @@ class GraphClient:
                 # Every worker waits, not just this one: no in-process sleep, no flood.
                 until = self._shared.failed(status, error.retry_after, f"{status} {error.code}")
                 log.warning("graph %s answered %d; backing off until %.0f", where, status, until)
-                raise GraphBackingOff(
-                    where, until - time.time(), f"Graph answered {status} ({error.code})"
-                ) from None
+                reason = f"Graph answered {status} ({error.code})"
+                raise GraphBackingOff(where, until - time.time(), reason, status) from None
             if error.retry_after is not None and error.retry_after > self._max_retry_after:
                 raise error
             if attempt >= self._max_attempts:
