@@ -23,7 +23,7 @@ from core.state._private import Batch, number, tenant_key, text
 
 PBX = "pbx"
 BASE_SECONDS = 2.0  # the first step without a Retry-After; it doubles per failed probe
-MAX_SECONDS = 600.0  # the longest step without a Retry-After
+MAX_SECONDS = 60.0  # the longest step without a Retry-After: a PBX back is used within a minute
 MAX_RETRY_AFTER_SECONDS = 3600.0  # a longer Retry-After is capped (as `core.queue` caps it)
 MIN_SECONDS = 1.0  # "Retry-After: 0" still rests a second: no busy loop of probes
 PROBE_LEASE_SECONDS = 30.0  # how long one probe holds the peer; released when it answers
