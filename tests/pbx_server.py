@@ -159,9 +159,11 @@ class PbxServer:
     def fail(self, times: int, status: int = 500, retry_after: str | None = None) -> None:
         self._faults.extend(_Fault(status, retry_after) for _ in range(times))
 
-    def down(self, seconds: float, status: int = 503, retry_after: str | None = None) -> None:
-        """Answer every request with `status` for `seconds` from now (an outage, not a count)."""
+    def down(self, seconds: float, status: int = 503, retry_after: str | None = None) -> float:
+        """Answer every request with `status` for `seconds` from now (an outage, not a count);
+        returns when the outage ends (epoch seconds)."""
         self._down = (time.time() + seconds, _Fault(status, retry_after))
+        return self._down[0]
 
     def hang(self, times: int = 1) -> None:
         self._faults.extend(_Fault(None) for _ in range(times))
