@@ -14,7 +14,7 @@ from cli.exit_codes import ExitCode
 from core.queue import enqueue_deliver
 from core.state import delivery
 from core.status import system as status
-from workers.delivery import deliver
+from workers.delivery import deliver, resume_later
 from workers.pbx.registry import build_adapter, save_state
 
 app = typer.Typer(help="Profiles the PBX refused.", no_args_is_help=True)
@@ -80,18 +80,21 @@ def replay(
                 save_state(adapter, tenant, redis)
             finally:
                 adapter.close()
+            until = datetime.fromtimestamp(outcome.resume_at or 0.0, UTC)
+            waiting = f"the PBX backs off until {until:%Y-%m-%d %H:%M:%S} UTC"
             result.applied, result.retrying, result.refused = (
                 outcome.applied,
-                outcome.transient,
+                {**outcome.transient, **dict.fromkeys(outcome.deferred, waiting)},
                 outcome.dead,
             )
             result.up_to_date = [
                 u
                 for u in chosen
-                if u not in outcome.applied and u not in outcome.transient and u not in outcome.dead
+                if u not in outcome.applied and u not in result.retrying and u not in outcome.dead
             ]
             if outcome.transient:
                 enqueue_deliver(redis, tenant, sorted(outcome.transient), outcome.retry_after)
+            resume_later(redis, tenant, outcome)  # the deferred users, when the PBX may be asked
     if json_out:
         print_json(result)
     elif not chosen:

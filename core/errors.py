@@ -11,6 +11,9 @@ class BridgeError(Exception):
     status_code: int = 500
     transient: bool = False
     retry_after: float | None = None  # seconds the peer asked us to wait (429 / 503)
+    # The peer is backing off (`core.state.backoff`): retrying after `retry_after` is no
+    # attempt lost, however long the peer takes to come back.
+    backing_off: bool = False
 
 
 class ConfigError(BridgeError):

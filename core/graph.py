@@ -2,7 +2,10 @@
 
 Retries follow Graph's throttling guidance: wait `Retry-After` seconds on 429 (and on a 5xx that
 sends it), otherwise back off exponentially with jitter; a 401 gets one fresh token and one more
-try. Tokens never appear in errors or logs; error messages carry the method and path only.
+try. A client with a shared back-off (`core.state.backoff`, the workers') never waits in-process
+for a throttle: it records it for every worker and raises, and it sends nothing while the
+record says to wait but the one probe. Tokens never appear in errors or logs; error messages
+carry the method and path only.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import httpx
 import orjson
 
 from core.errors import GraphError
+from core.state.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,8 @@ BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 # A longer Retry-After is handed to the caller (job scheduler) instead of blocking a worker.
 MAX_RETRY_AFTER_SECONDS = 60.0
+# Graph's throttling answers (its guidance names 429, 503 and 504 with Retry-After).
+THROTTLE_STATUSES = frozenset({429, 503, 504})
 MIN_PRESENCE_EXPIRATION = dt.timedelta(minutes=5)
 MAX_PRESENCE_EXPIRATION = dt.timedelta(hours=4)
 _MESSAGE_LIMIT = 300
@@ -44,6 +50,17 @@ Json = dict[str, Any]
 
 class GraphRequestError(GraphError):
     """A `GraphError` raised by `GraphClient`: an answer of Graph or a transport failure."""
+
+
+class GraphBackingOff(GraphRequestError):
+    """Graph throttles this app: the call was refused, or not sent, until `retry_after`."""
+
+    backing_off = True
+
+    def __init__(self, where: str, wait: float, reason: str, status: int = 429) -> None:
+        super().__init__(
+            status, "backingOff", f"{where}: {reason}", retry_after=max(wait, 0.0), transient=True
+        )
 
 
 class Pages(Iterator[Json]):
@@ -98,8 +115,10 @@ class GraphClient:
         max_retry_after: float = MAX_RETRY_AFTER_SECONDS,
         sleep: Sleep = time.sleep,
         rng: random.Random | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
-        """`fresh_token` is called after a 401 (defaults to `token_provider`)."""
+        """`fresh_token` is called after a 401 (defaults to `token_provider`); `backoff` is
+        the app's back-off shared by every worker."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         parts = urlsplit(base_url)
@@ -113,6 +132,7 @@ class GraphClient:
         self._max_retry_after = max_retry_after
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._shared = backoff
         if isinstance(verify, str | Path):
             # httpx 0.28 deprecates a CA path for `verify`; it wants an SSL context.
             verify = ssl.create_default_context(cafile=str(verify))
@@ -166,6 +186,39 @@ class GraphClient:
     ) -> Json:
         url = self._url(url_or_path)
         where = f"{method} {urlsplit(url).path}"  # never the query: links carry opaque tokens
+        if self._shared is None:
+            return self._send(method, url, where, params, body, headers)
+        gate = self._shared.gate()
+        if not gate.go:
+            wait = gate.until - time.time()
+            raise GraphBackingOff(where, wait, f"not sent: Graph is backing off for {wait:.0f} s")
+        try:
+            result = self._send(method, url, where, params, body, headers)
+        except GraphBackingOff:
+            raise  # recorded, and the probe's lease released with it
+        except GraphError as exc:
+            if gate.probe and exc.transient:
+                self._shared.release()
+            elif gate.probe:  # a refusal is an answer: Graph takes calls again
+                self._shared.succeeded()
+            raise
+        except BaseException:
+            if gate.probe:
+                self._shared.release()
+            raise
+        if gate.probe:
+            self._shared.succeeded()
+        return result
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        where: str,
+        params: Mapping[str, str] | None,
+        body: Any,
+        headers: Mapping[str, str] | None,
+    ) -> Json:
         content = orjson.dumps(body) if body is not None else None
         token = self._token_provider()
         refreshed = False
@@ -204,6 +257,14 @@ class GraphClient:
             error = _error_from(response, where)
             if not error.transient:
                 raise error
+            if self._shared is not None and (
+                status in THROTTLE_STATUSES or error.retry_after is not None
+            ):
+                # Every worker waits, not just this one: no in-process sleep, no flood.
+                until = self._shared.failed(status, error.retry_after, f"{status} {error.code}")
+                log.warning("graph %s answered %d; backing off until %.0f", where, status, until)
+                reason = f"Graph answered {status} ({error.code})"
+                raise GraphBackingOff(where, until - time.time(), reason, status) from None
             if error.retry_after is not None and error.retry_after > self._max_retry_after:
                 raise error
             if attempt >= self._max_attempts:

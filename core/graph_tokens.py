@@ -45,6 +45,7 @@ from core.settings import ProcessSettings, Settings, TenantSettings
 from core.signin import TenantSignIn, take_flow
 from core.state import accounts
 from core.state.accounts import AccountHealth, AccountStatus, SignInFlow
+from core.state.backoff import Backoff
 from core.token_cache import AccountCache
 
 log = logging.getLogger(__name__)
@@ -277,8 +278,11 @@ class TenantTokens:
         with slot.lock:
             slot.cache.replace(serialized)
 
-    def graph_client(self, account: str | None = None) -> GraphClient:
-        """A Graph client with the app-only token, or with `account`'s delegated token."""
+    def graph_client(
+        self, account: str | None = None, *, backoff: Backoff | None = None
+    ) -> GraphClient:
+        """A Graph client with the app-only token, or with `account`'s delegated token;
+        `backoff`: the app's back-off shared by every worker (`core.state.backoff`)."""
         if account is None:
             provider: Callable[[], str] = self.app_token
             fresh: Callable[[], str] = lambda: self.app_token(fresh=True)  # noqa: E731
@@ -287,8 +291,9 @@ class TenantTokens:
             fresh = lambda: self.delegated_token(account, fresh=True)  # noqa: E731
         verify: str | bool = str(self._process.ca_bundle) if self._process.ca_bundle else True
         return GraphClient(
-            str(self.tenant.graph_base_url), provider, fresh_token=fresh, verify=verify
-        )
+            str(self.tenant.graph_base_url), provider, fresh_token=fresh, verify=verify,
+            backoff=backoff,
+        )  # fmt: skip
 
 
 class GraphTokens:

@@ -8,8 +8,9 @@ process imports another's code, and every job is enqueued by its `enqueue_<job>`
 below, never by hand.
 
 Retries: only transient errors are retried (`is_transient`), at growing intervals, or when
-Graph or the PBX said when (Retry-After), at that time. A permanent error or a bug fails
-once and lands in RQ's failed registry with its traceback.
+Graph or the PBX said when (Retry-After), at that time; a wait for a peer's shared back-off
+(`core.state.backoff`) is not counted as an attempt. A permanent error or a bug fails once
+and lands in RQ's failed registry with its traceback.
 """
 
 from __future__ import annotations
@@ -112,13 +113,18 @@ def retry_only_transient(
     if not is_transient(exc):
         job.retries_left = 0  # RQ records the failure, with its traceback, and stops
         return
+    if isinstance(exc, BridgeError) and exc.backing_off and job.retries_left is not None:
+        # Waiting out a shared back-off is not a failed attempt: RQ's own count is undone,
+        # so a job waits for its peer as long as that takes and is never failed for it.
+        job.retries_left += 1
     wait = exc.retry_after if isinstance(exc, BridgeError) else None
     if wait is None or not job.retries_left or not job.retry_intervals:
         return
     # RQ takes this retry's interval at this index of the list (`Job.get_retry_interval`).
     intervals = list(job.retry_intervals)
     index = max(len(intervals) - job.retries_left, 0)
-    intervals[index] = math.ceil(min(max(wait, 0.0), MAX_RETRY_AFTER_SECONDS))
+    # At least a second: an interval of 0 would queue the retry at once, a busy loop.
+    intervals[index] = max(math.ceil(min(wait, MAX_RETRY_AFTER_SECONDS)), 1)
     job.retry_intervals = intervals
 
 

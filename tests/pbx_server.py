@@ -54,6 +54,7 @@ class Recorded:
     query: tuple[tuple[str, str], ...]
     headers: dict[str, str]  # lower-case names
     body: bytes
+    at: float = 0.0  # when it arrived (epoch seconds)
 
     @property
     def params(self) -> dict[str, str]:
@@ -129,6 +130,7 @@ class PbxServer:
         self.page_size = 1  # list answers are paged, to exercise next-page links
         self.token_lifetime = 3600
         self._faults: deque[_Fault] = deque()
+        self._down: tuple[float, _Fault] | None = None  # (until, answer): see `down`
         # FreePBX: extensions whose AMI calls fail inside the DND module (the route still
         # answers true), and the status a token without the route's scope gets (the API
         # module's 17.0 answers 401; one other version 200, both {"status": false, ...}).
@@ -156,6 +158,12 @@ class PbxServer:
 
     def fail(self, times: int, status: int = 500, retry_after: str | None = None) -> None:
         self._faults.extend(_Fault(status, retry_after) for _ in range(times))
+
+    def down(self, seconds: float, status: int = 503, retry_after: str | None = None) -> float:
+        """Answer every request with `status` for `seconds` from now (an outage, not a count);
+        returns when the outage ends (epoch seconds)."""
+        self._down = (time.time() + seconds, _Fault(status, retry_after))
+        return self._down[0]
 
     def hang(self, times: int = 1) -> None:
         self._faults.extend(_Fault(None) for _ in range(times))
@@ -196,10 +204,15 @@ class PbxServer:
             tuple(parse_qsl(request.url.query, keep_blank_values=True)),
             {k.lower(): v for k, v in request.headers.items()},
             await request.body(),
+            time.time(),
         )
         self.requests.append(rec)
-        if self._faults:
+        fault: _Fault | None = None
+        if self._down is not None and rec.at < self._down[0]:
+            fault = self._down[1]
+        elif self._faults:
             fault = self._faults.popleft()
+        if fault is not None:
             if fault.status is None:
                 assert self._release is not None
                 await self._release.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -12,9 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.queue import QUEUES, queue_key
-from core.state import accounts, callstate, delivery, intake
+from core.state import accounts, backoff, callstate, delivery, intake
 from core.state import subscriptions as sub_state
 from core.state.accounts import AccountHealth
+from core.state.backoff import BackoffState
 from core.state.callstate import SourceStatus, parse_counter_field
 from webhook.auth import bearer_token, key_matches
 
@@ -25,6 +27,10 @@ COUNTERS = {
     "accepted": "Items verified and handed to the workers.",
 }
 DROPPED_HELP = "Items dropped by the webhook, by reason."
+BACKOFF_HELP = (
+    "Seconds until a peer that throttled or went away may be probed again, per tenant and "
+    "peer (pbx, graph); 0 while its probe is due or running. Absent: not backing off."
+)
 CALLSTATE_HELP = (
     "Call-state listeners' events by tenant, source and event: call_started, call_ended, "
     "connects, disconnects, resyncs, unreachable, login_failures, emit_failures, dropped, leads."
@@ -39,6 +45,7 @@ class TenantFigures:
     dead_letters: int
     call_source: str | None = None  # the kind of [tenants.pbx.callstate], if any
     call_source_status: SourceStatus | None = None  # None: no listener leads
+    backoffs: tuple[BackoffState, ...] = ()  # its PBX and Graph app, while they back off
 
 
 TENANT_GAUGES = {
@@ -107,7 +114,24 @@ def _tenant_lines(tenants: dict[str, TenantFigures]) -> list[str]:
         field = "polled" if name == "polled_users" else name
         for tenant, figures in sorted(tenants.items()):
             lines.append(f'{metric}{{tenant="{tenant}"}} {getattr(figures, field)}')
-    return lines + _callstate_lines(tenants)
+    return lines + _callstate_lines(tenants) + _backoff_lines(tenants, time.time())
+
+
+def _backoff_lines(tenants: dict[str, TenantFigures], now: float) -> list[str]:
+    seconds, failures = f"{NAMESPACE}_backoff_seconds", f"{NAMESPACE}_backoff_failures"
+    lines = [f"# HELP {seconds} {BACKOFF_HELP}", f"# TYPE {seconds} gauge"]
+    states = [s for _, figures in sorted(tenants.items()) for s in figures.backoffs]
+    for state in states:
+        labels = f'tenant="{state.tenant}",peer="{state.peer.partition(":")[0]}"'
+        lines.append(f"{seconds}{{{labels}}} {backoff.seconds_left(state, now)}")
+    lines += [
+        f"# HELP {failures} Failed calls in a row of a peer that backs off (its back-off grows).",
+        f"# TYPE {failures} gauge",
+    ]
+    for state in states:
+        labels = f'tenant="{state.tenant}",peer="{state.peer.partition(":")[0]}"'
+        lines.append(f"{failures}{{{labels}}} {state.failures}")
+    return lines
 
 
 def _callstate_lines(tenants: dict[str, TenantFigures]) -> list[str]:
@@ -151,6 +175,7 @@ async def serve(request: Request) -> Response:
             sub_state.queue_count(pipe, tenant.name)
             sub_state.queue_polled(pipe, tenant.name)
             delivery.queue_dead_letter_count(pipe, tenant.name)
+            backoff.queue_read(pipe, tenant.name, _peers(tenant.client_id))
         sources = [(t.name, t.pbx.callstate.source) for t in tenants if t.pbx.callstate]
         for name, source in sources:
             callstate.queue_status(pipe, name, source)
@@ -162,11 +187,13 @@ async def serve(request: Request) -> Response:
         depths = {"intake": int(intake_len)}
         depths.update({name: int(n) for name, n in zip(QUEUES, lengths, strict=True)})
         for i, tenant in enumerate(tenants):
-            health, subs, polled, dead = per_tenant[4 * i : 4 * i + 4]
-            figures[tenant.name] = tenant_figures(
+            health, subs, polled, dead, *peers = per_tenant[6 * i : 6 * i + 6]
+            figures[tenant.name] = dataclasses.replace(tenant_figures(
                 tenant.service_accounts, accounts.health_from_raw(health), subs,
                 sub_state.polled_from_raw(polled), dead,
-            )  # fmt: skip
+            ), backoffs=tuple(backoff.states_from(
+                tenant.name, _peers(tenant.client_id), peers
+            )))  # fmt: skip
         for (name, source), status in zip(sources, statuses, strict=True):
             figures[name] = dataclasses.replace(
                 figures[name],
@@ -177,6 +204,10 @@ async def serve(request: Request) -> Response:
         pass  # still serve this process's own figures
     body = state.metrics.render(counters, depths, figures)
     return Response(body, media_type=PROMETHEUS_TEXT)
+
+
+def _peers(app_id: str) -> list[str]:
+    return [backoff.PBX, backoff.graph_peer(app_id)]
 
 
 def tenant_figures(

@@ -16,7 +16,7 @@ from core.queue import (
     enqueue_tick,
     hand_to_clock,
 )
-from core.state import intake
+from core.state import backoff, intake
 from core.state.delivery import pending_users
 from workers import call_presence, delivery, directory_sync, restore
 from workers.pbx.base import Refreshing
@@ -59,6 +59,7 @@ def _deliver(tenant: str, runtime: TenantRuntime, users: list[str]) -> delivery.
         # A separate job retries with backoff, so this batch's other users are not held up;
         # a PBX that said when to come back (Retry-After) is not asked sooner.
         enqueue_deliver(redis, tenant, sorted(outcome.transient), outcome.retry_after)
+    delivery.resume_later(current().redis, tenant, outcome)
     return outcome
 
 
@@ -81,6 +82,7 @@ def process_notifications(tenant: str, items: list[dict[str, Any]]) -> int:
 
 def _map_and_apply(tenant: str, runtime: TenantRuntime, updates: list[PresenceUpdate]) -> int:
     if updates:
+        shared_backoff = backoff.pbx(current().redis, tenant)
         result = process(
             current().redis,
             tenant,
@@ -88,7 +90,7 @@ def _map_and_apply(tenant: str, runtime: TenantRuntime, updates: list[PresenceUp
             runtime.settings.mapping.hold_seconds,
             updates,
             runtime.static_links,
-            read_shown=lambda users: restore.read_shown(runtime.adapter, users),
+            read_shown=lambda users: restore.read_shown(runtime.adapter, users, shared_backoff),
         )
         _apply(tenant, runtime, result)
     return len(updates)
@@ -187,6 +189,9 @@ def deliver_pending(tenant: str, users: list[str] | None = None) -> int:
     if users is None:
         users = pending_users(current().redis, tenant)
     outcome = _deliver_and_save(tenant, runtime, users)
+    delivery.resume_later(
+        current().redis, tenant, outcome
+    )  # deferred users are no failure: nothing to retry here
     if outcome.transient:
         raise TransientError(
             f"{len(outcome.transient)} user(s) not applied yet", retry_after=outcome.retry_after
@@ -222,10 +227,26 @@ def maintain_pbx(tenant: str) -> int:
         return 0
     redis = current().redis
     if isinstance(runtime.adapter, Refreshing):
-        try:
-            runtime.adapter.refresh_due()
-        except PbxError as exc:  # the next round tries again; delivery below still runs
-            log.warning("pbx refresh failed", extra={"tenant": tenant, "error": str(exc)})
+        _refresh(tenant, runtime.adapter)
         save_state(runtime.adapter, tenant, redis)
     outcome = _deliver_and_save(tenant, runtime, pending_users(redis, tenant))
+    delivery.resume_later(current().redis, tenant, outcome)
     return len(outcome.applied)
+
+
+def _refresh(tenant: str, adapter: Refreshing) -> None:
+    """Refresh publications unless the PBX backs off (the next round tries again)."""
+    turn = delivery.PbxTurn(backoff.pbx(current().redis, tenant))
+    if not turn.go:
+        return
+    try:
+        if adapter.refresh_due():
+            turn.answered()
+    except PbxError as exc:  # delivery in the same round still runs, or defers
+        if delivery.is_pbx_wide(exc):
+            turn.away(exc)
+        else:
+            turn.answered()
+        log.warning("pbx refresh failed", extra={"tenant": tenant, "error": str(exc)})
+    finally:
+        turn.close()

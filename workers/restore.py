@@ -14,7 +14,9 @@ from redis import Redis
 from core.errors import PbxError
 from core.queue import ProfileReport
 from core.state import delivery, links, profiles
+from core.state.backoff import Backoff
 from core.state.profiles import ProfileState
+from workers.delivery import PbxTurn, is_pbx_wide
 from workers.pbx.base import BatchRead, PbxAdapter, ProfileChange
 from workers.profile_state import take_reported
 
@@ -25,16 +27,32 @@ REPORT_TAKEN = "set on the PBX"  # the user's own choice: now the desired profil
 REPORT_NO_CHANGE = "reported, no change"  # our own write read back, or what is shown already
 
 
-def read_shown(adapter: PbxAdapter, users: Sequence[str]) -> dict[str, str]:
-    """What the PBX shows for each user, where it can tell. A PBX that is away is not asked
-    further in this batch: the writes that follow are retried, the reads are not needed."""
+def read_shown(
+    adapter: PbxAdapter, users: Sequence[str], shared: Backoff | None = None
+) -> dict[str, str]:
+    """What the PBX shows for each user, where it can tell. A PBX that is away, or backs
+    off (`shared`), is not asked further: the writes that follow wait, the reads are not
+    needed."""
+    if shared is None:
+        return _read_shown(adapter, users, None)
+    turn = PbxTurn(shared)
+    try:
+        return _read_shown(adapter, users, turn) if turn.go else {}
+    finally:
+        turn.close()
+
+
+def _read_shown(adapter: PbxAdapter, users: Sequence[str], turn: PbxTurn | None) -> dict[str, str]:
     if isinstance(adapter, BatchRead):
         try:
-            return adapter.read_many(list(users))
+            shown = adapter.read_many(list(users))
         except PbxError as exc:
             log.warning("pbx read before a sticky profile failed", extra={"error": str(exc)})
+            _verdict(turn, exc)
             return {}
-    shown: dict[str, str] = {}
+        _verdict(turn, None)
+        return shown
+    shown = {}
     for user in users:
         try:
             profile = adapter.read_profile(user)
@@ -43,12 +61,23 @@ def read_shown(adapter: PbxAdapter, users: Sequence[str]) -> dict[str, str]:
                 "pbx read before a sticky profile failed",
                 extra={"user": user, "error": str(exc), "transient": exc.transient},
             )
+            _verdict(turn, exc)
             if exc.transient:
                 break
             continue
+        _verdict(turn, None)
         if profile is not None:
             shown[user] = profile
     return shown
+
+
+def _verdict(turn: PbxTurn | None, exc: PbxError | None) -> None:
+    if turn is None:
+        return
+    if exc is not None and is_pbx_wide(exc):
+        turn.away(exc)
+    else:
+        turn.answered()
 
 
 @dataclass

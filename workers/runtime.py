@@ -14,7 +14,7 @@ from core.graph import GraphClient
 from core.graph_tokens import TenantTokens
 from core.redis import connect
 from core.settings import Settings, TenantSettings, load_settings
-from core.state import links
+from core.state import backoff, links
 from workers.mapping import RuleSet, compile_rules
 from workers.pbx.base import PbxAdapter
 from workers.pbx.registry import build_adapter
@@ -40,19 +40,27 @@ class TenantRuntime:
         return self._graph
 
 
-def default_graph_factory(settings: Settings, tenant: TenantSettings, redis: Redis) -> GraphClient:
-    """App-only Graph client of a tenant (MSAL is built on first use)."""
-    return TenantTokens(tenant, settings.process, redis).graph_client()
+def app_graph_client(tokens: TenantTokens, redis: Redis) -> GraphClient:
+    """App-only Graph client of a tenant (MSAL is built on first use). It shares the app's
+    back-off with every worker: a throttled job is retried when Graph asked, never slept on."""
+    tenant = tokens.tenant
+    return tokens.graph_client(backoff=backoff.graph(redis, tenant.name, tenant.client_id))
 
 
 class WorkerRuntime:
     def __init__(
-        self, settings: Settings, redis: Redis, graph_factory: GraphFactory = default_graph_factory
+        self, settings: Settings, redis: Redis, graph_factory: GraphFactory | None = None
     ) -> None:
         self.settings = settings
         self.redis = redis
-        self._graph_factory = graph_factory
+        self._graph_factory = graph_factory or self._app_graph
         self._tenants: dict[str, TenantRuntime] = {}
+        self._tokens: list[TenantTokens] = []
+
+    def _app_graph(self, settings: Settings, tenant: TenantSettings, redis: Redis) -> GraphClient:
+        tokens = TenantTokens(tenant, settings.process, redis)
+        self._tokens.append(tokens)  # its sign-in HTTP session is closed with the runtime
+        return app_graph_client(tokens, redis)
 
     def tenant(self, name: str) -> TenantRuntime | None:
         runtime = self._tenants.get(name)
@@ -77,6 +85,9 @@ class WorkerRuntime:
             if runtime._graph is not None:
                 runtime._graph.close()
         self._tenants.clear()
+        for tokens in self._tokens:
+            tokens.close()
+        self._tokens.clear()
 
 
 _current: WorkerRuntime | None = None

@@ -8,6 +8,7 @@ Read-only and cheap: Redis and the settings, never Graph or a PBX, so the CLI's 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from rq.serializers import JSONSerializer
 
 from core.queue import QUEUES, queue
 from core.settings import Settings, TenantSettings
-from core.state import accounts, coordination, delivery, directory, intake, links
+from core.state import accounts, backoff, coordination, delivery, directory, intake, links
 from core.state import subscriptions as sub_state
 from core.state.coordination import Process
 from core.state.subscriptions import ReconcileStatus
@@ -83,7 +84,7 @@ class DeadLetterView:
 class Problem:
     at: float | None
     tenant: str | None
-    source: str  # account, subscription, repair, delivery, job
+    source: str  # account, subscription, repair, delivery, backoff, job
     subject: str
     message: str
 
@@ -235,6 +236,7 @@ def _repair_problem(tenant: str, repair: coordination.Repair | None) -> Problem 
 def _tenant_problems(
     redis: Redis,
     tenant: str,
+    app_id: str,
     accounts_: list[AccountView],
     subs: list[SubscriptionView],
     dead: list[DeadLetterView],
@@ -256,7 +258,21 @@ def _tenant_problems(
         Problem(d.at, tenant, "delivery", d.user, f"{d.profile} (v{d.version}): {d.reason}")
         for d in dead
     ]
-    return problems
+    return problems + backoff_problems(redis, tenant, app_id)
+
+
+def backoff_problems(redis: Redis, tenant: str, app_id: str) -> list[Problem]:
+    """The tenant's PBX or Graph app backing off: "PBX backing off until T (503)"."""
+    peers = [backoff.PBX, backoff.graph_peer(app_id)]
+    return [
+        Problem(s.since, tenant, "backoff", s.what, f"backing off until {_utc(s.until)} "
+                f"({s.status or 'unreachable'}) after {s.failures} failure(s): {s.reason}")
+        for s in backoff.backing_off(redis, tenant, peers)
+    ]  # fmt: skip
+
+
+def _utc(moment: float) -> str:
+    return dt.datetime.fromtimestamp(moment, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def tenant_status(redis: Redis, tenant: TenantSettings, now: float | None = None) -> TenantStatus:
@@ -274,8 +290,14 @@ def tenant_status(redis: Redis, tenant: TenantSettings, now: float | None = None
         pending_deliveries=pending_deliveries(redis, tenant.name),
         dead_letters=dead,
         problems=_tenant_problems(
-            redis, tenant.name, accounts_, subs, dead, coordination.read_repair(redis, tenant.name)
-        ),
+            redis,
+            tenant.name,
+            tenant.client_id,
+            accounts_,
+            subs,
+            dead,
+            coordination.read_repair(redis, tenant.name),
+        ),  # fmt: skip
     )
 
 

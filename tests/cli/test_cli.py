@@ -587,8 +587,11 @@ def test_a_transient_replay_failure_is_queued_for_the_workers(
     body = orjson.loads(site.run("dead-letters", "replay", "--tenant", TENANT, "--json").stdout)
 
     assert list(body["retrying"]) == ["alice"]
-    [job] = queue(redis_client, QUEUE_PBX).get_jobs()
-    assert job.args == [TENANT, ["alice"]]
+    # The PBX cannot be reached: it backs off, and every pending user is resumed after it.
+    [job_id] = queue(redis_client, QUEUE_PBX).scheduled_job_registry.get_job_ids()
+    job = queue(redis_client, QUEUE_PBX).fetch_job(job_id)
+    assert job is not None and job.args == [TENANT]
+    assert delivery.pending_users(redis_client, TENANT) == ["alice"]
 
 
 # ---- failures common to every command -----------------------------------------------------

@@ -15,13 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from core.errors import GraphError
-from core.graph import GraphClient, GraphRequestError, format_datetime, format_duration
+from core.graph import (
+    GraphBackingOff,
+    GraphClient,
+    GraphRequestError,
+    format_datetime,
+    format_duration,
+)
+from core.state import backoff
+from core.state.backoff import Backoff
 from emulator import tls
 from emulator.harness.served import ServedApp
 
@@ -564,6 +573,53 @@ def test_format_duration(span: dt.timedelta, text: str) -> None:
 def test_format_datetime_needs_a_timezone() -> None:
     with pytest.raises(ValueError, match="timezone"):
         format_datetime(dt.datetime(2026, 1, 1))  # noqa: DTZ001 - the point of the test
+
+
+# ---- a back-off shared by every worker ------------------------------------------------------
+
+
+@pytest.fixture
+def shared(redis_client: redis.Redis) -> Backoff:
+    return backoff.graph(redis_client, "contoso", "app-1")
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"), [(429, {"Retry-After": "30"}), (503, {}), (504, {"Retry-After": "5"})]
+)
+def test_a_throttle_is_recorded_for_every_worker_and_not_slept_on(
+    graph: ScriptedGraph,
+    client_factory: ClientFactory,
+    shared: Backoff,
+    sleeps: Sleeps,
+    status: int,
+    headers: dict[str, str],
+) -> None:
+    graph.on("GET", "/v1.0/users", (status, headers, graph_error(status, "Throttled", "")[2]))
+    with pytest.raises(GraphBackingOff) as caught:
+        client_factory(backoff=shared).get("/users")
+    assert (len(graph.received), sleeps.delays) == (1, [])
+    assert caught.value.backing_off and caught.value.retry_after is not None
+    state = shared.state()
+    assert state is not None and state.status == status
+
+
+def test_nothing_is_sent_while_graph_backs_off(
+    graph: ScriptedGraph, client_factory: ClientFactory, shared: Backoff
+) -> None:
+    shared.failed(429, 60.0, "429 TooManyRequests")
+    with pytest.raises(GraphBackingOff) as caught:
+        client_factory(backoff=shared).get("/users")  # another worker's client
+    assert graph.received == []
+    assert caught.value.retry_after is not None and 55 <= caught.value.retry_after <= 60
+
+
+def test_the_probe_after_the_time_clears_the_back_off(
+    graph: ScriptedGraph, client_factory: ClientFactory, shared: Backoff
+) -> None:
+    shared.failed(429, 0.0, "429 TooManyRequests")  # a second's rest, already over below
+    shared.redis.hset(backoff.record_key("contoso", shared.peer), "until", "0")
+    assert client_factory(backoff=shared).get("/users") == {}
+    assert shared.state() is None
 
 
 # ---- TLS ---------------------------------------------------------------------------------------

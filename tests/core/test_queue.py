@@ -57,6 +57,18 @@ def fail_throttled(tenant: str) -> None:
     raise GraphError(429, "TooManyRequests", "slow down", retry_after=300)
 
 
+class Waiting(TransientError):
+    """What a call not made because its peer backs off raises (`GraphBackingOff` is one)."""
+
+    backing_off = True
+
+
+def wait_for_the_peer_four_times(tenant: str) -> int:
+    if attempt() <= 4:
+        raise Waiting("the peer backs off")
+    return 0
+
+
 def spec(job: str, retry: Retry | None = None) -> JobSpec:
     # Retry(max=2) has no interval: a retry is queued at once, so one burst runs it.
     return JobSpec(job, f"{__name__}.{job}", QUEUE_DEFAULT, retry=retry or Retry(max=2))
@@ -91,6 +103,15 @@ def test_a_transient_error_is_retried(redis_client: redis.Redis) -> None:
     run_jobs(redis_client)
     q = queue(redis_client, QUEUE_DEFAULT)
     assert (attempts(redis_client), q.failed_job_registry.count) == (2, 0)
+
+
+def test_waiting_for_a_backing_off_peer_uses_none_of_the_retries(
+    redis_client: redis.Redis,
+) -> None:
+    spec("wait_for_the_peer_four_times").enqueue(redis_client, TENANT)  # Retry(max=2)
+    run_jobs(redis_client)
+    q = queue(redis_client, QUEUE_DEFAULT)
+    assert (attempts(redis_client), q.failed_job_registry.count) == (5, 0)
 
 
 def test_a_transient_error_fails_after_the_last_retry(redis_client: redis.Redis) -> None:

@@ -8,11 +8,11 @@ import httpx
 import redis
 from cryptography.fernet import Fernet
 
-from core.state import accounts, callstate, delivery, intake
+from core.state import accounts, backoff, callstate, delivery, intake
 from core.state import subscriptions as sub_state
 from core.state.subscriptions import ReconcileStatus
 from emulator.harness.served import ServedApp
-from emulator.harness.tenants import secret_env
+from emulator.harness.tenants import CLIENT_ID, secret_env
 from tests.webhook.conftest import presence_item
 
 
@@ -110,3 +110,24 @@ def test_metrics_with_a_token_set_serve_the_bearer_of_it(
         f"{served.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
     )
     assert response.status_code == 200 and "presence_bridge_queue_depth" in response.text
+
+
+def test_metrics_show_a_pbx_and_a_graph_app_backing_off(
+    serve_contoso: Callable[..., ServedApp], redis_client: redis.Redis
+) -> None:
+    backoff.pbx(redis_client, "contoso").failed(503, 120.0, "PUT /users/alice: 503")
+    graph = backoff.graph(redis_client, "contoso", CLIENT_ID)
+    for _ in range(2):  # a probe that fails again
+        graph.failed(429, 0.0, "429 TooManyRequests")
+        redis_client.hset(backoff.record_key("contoso", graph.peer), "until", "0")
+    served = serve_contoso()
+    text = httpx.get(f"{served.url}/metrics").text
+    pbx_left = 'presence_bridge_backoff_seconds{tenant="contoso",peer="pbx"} '
+    [left] = [line.removeprefix(pbx_left) for line in text.splitlines() if pbx_left in line]
+    assert 100 < float(left) <= 120
+    for line in [
+        'presence_bridge_backoff_seconds{tenant="contoso",peer="graph"} 0.0',
+        'presence_bridge_backoff_failures{tenant="contoso",peer="pbx"} 1',
+        'presence_bridge_backoff_failures{tenant="contoso",peer="graph"} 2',
+    ]:
+        assert line in text

@@ -329,4 +329,12 @@ class SipAdapter(PbxAdapter, Refreshing, Stateful):
         # A timeout (408), a busy hop (480) or the server's own trouble (5xx) may pass; any
         # other 4xx/6xx means our request is wrong and sending it again will not help.
         transient = 500 <= response.status < 600 or response.status in (408, 480)
-        raise PbxError(what, transient=transient)
+        # Retry-After: seconds, then optional comment and parameters (RFC 3261 20.33). With
+        # the status, a 503 makes every job leave the PBX alone for that long.
+        wait = (response.header("Retry-After") or "").split(";")[0].split("(")[0].strip()
+        raise PbxError(
+            what,
+            transient=transient,
+            status=response.status,
+            retry_after=float(wait) if wait.isdigit() else None,
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import orjson
 import pytest
 import redis
@@ -9,8 +11,9 @@ from rq import SimpleWorker
 
 from core.queue import QUEUE_DEFAULT, JobSpec, queue
 from core.settings import ProcessSettings, Settings
-from core.state import accounts, coordination, delivery, directory
+from core.state import accounts, backoff, coordination, delivery, directory
 from core.state import subscriptions as sub_state
+from core.state.backoff import Backoff
 from core.state.coordination import Process
 from core.state.subscriptions import ReconcileStatus, SubscriptionRecord
 from core.status import system as status
@@ -158,6 +161,20 @@ def test_backoff_of_an_account_is_a_problem(redis_client: redis.Redis) -> None:
     [problem] = report.problems
     assert (problem.source, problem.subject) == ("subscription", "svc@x")
     assert "Graph 503" in problem.message
+
+
+def test_a_pbx_backing_off_is_a_problem_that_says_until_when_and_why(
+    redis_client: redis.Redis,
+) -> None:
+    shared = Backoff(redis_client, TENANT, backoff.PBX, clock=lambda: NOW)
+    shared.failed(503, 120.0, "PUT /users/ann: PBX answered 503")
+
+    report = status.tenant_status(redis_client, tenant_settings(), NOW)
+
+    [problem] = report.problems
+    assert (problem.source, problem.subject, problem.at) == ("backoff", "PBX", NOW)
+    until = dt.datetime.fromtimestamp(NOW + 120, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert problem.message.startswith(f"backing off until {until} (503) after 1 failure(s)")
 
 
 def test_failed_jobs_show_their_tenant_and_last_error_line(redis_client: redis.Redis) -> None:

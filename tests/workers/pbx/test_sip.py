@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -15,9 +16,11 @@ from pydantic import SecretStr
 from core.errors import ConfigError, PbxError
 from emulator.harness.kamailio import KamailioServer
 from tests.sip_watcher import PresenceWatcher, SipMessage
+from workers.delivery import is_pbx_wide
 from workers.pbx.base import ProfileChange
 from workers.pbx.pidf import PIDF_NS, parse_pidf
 from workers.pbx.sip import SipAdapter
+from workers.pbx.sip_wire import MAX_MESSAGE, SipRequest, build_response, parse_message
 
 MEETING = ProfileChange("", "Teams Meeting", availability="Busy", activity="InAMeeting")
 ON_CALL = ProfileChange("", "On Call", availability="Busy", activity="InACall")
@@ -465,3 +468,31 @@ def test_refresh_due_tries_every_user_then_reports_failures(
         assert adapter.counts["refresh"] == 2
     finally:
         server.cleanup()
+
+
+def test_a_503_with_retry_after_is_a_pbx_wide_error_that_says_when() -> None:
+    """A registrar that is overloaded: every job leaves it alone until it asked."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as registrar:
+        registrar.bind(("127.0.0.1", 0))
+        registrar.settimeout(5)
+
+        def answer() -> None:
+            data, peer = registrar.recvfrom(MAX_MESSAGE)
+            request = parse_message(data)
+            assert isinstance(request, SipRequest)
+            reply = [("Retry-After", "30;duration=60 (overloaded)")]
+            registrar.sendto(build_response(request, 503, "Service Unavailable", reply), peer)
+
+        responder = threading.Thread(target=answer)
+        responder.start()
+        port = registrar.getsockname()[1]
+        options = {"host": "127.0.0.1", "port": port, "domain": "example.test", "timeout": 5}
+        adapter = SipAdapter(options)
+        try:
+            with pytest.raises(PbxError) as caught:
+                adapter.apply_profile(change_for("alice", MEETING))
+        finally:
+            responder.join()
+            adapter.close()
+    assert (caught.value.status, caught.value.retry_after) == (503, 30.0)
+    assert is_pbx_wide(caught.value)
