@@ -17,6 +17,7 @@ from core.cipher import CacheCipher
 from core.graph import DEFAULT_MAX_ATTEMPTS, GraphClient
 from core.graph_tokens import TenantTokens
 from core.settings import TenantSettings
+from core.state import backoff
 from core.state.coordination import Fence
 from subscriptions.sweep import CallBudget
 
@@ -54,6 +55,9 @@ class TenantView:
                 provider: Callable[[], str] = auth.app_token
                 fresh: Callable[[], str] = lambda: auth.app_token(fresh=True)  # noqa: E731
                 attempts = DEFAULT_MAX_ATTEMPTS
+                # The sweep's and polling's reads spend the app's budget the workers share:
+                # a throttle any of them met holds these too (raised, retried next tick).
+                shared = backoff.graph(self.redis, self.tenant.name, self.tenant.client_id)
             else:
                 name = account
                 fresh = lambda: auth.delegated_token(name, fresh=True)  # noqa: E731
@@ -61,9 +65,10 @@ class TenantView:
                 # No sleeping retries inside a reconcile: a failing account is deferred and
                 # the next round (a minute later) tries again, so one account never stalls all.
                 attempts = 1
+                shared = None
             client = GraphClient(
                 str(self.tenant.graph_base_url), provider, fresh_token=fresh,
-                verify=self.verify, max_attempts=attempts,
+                verify=self.verify, max_attempts=attempts, backoff=shared,
             )  # fmt: skip
             self._clients[key] = client
         return client

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 import redis
 
+from core.graph import GraphBackingOff
 from core.queue import JOB_PRESENCES, QUEUE_PRESENCE, queue
-from core.state import presence
+from core.state import backoff, presence
 from core.state import subscriptions as sub_state
 from subscriptions import polling, sweep
 from tests.subscriptions.conftest import TENANT, Bridge
@@ -97,3 +98,23 @@ def test_the_poller_waits_one_latency_bound_between_rounds() -> None:
     assert not poller.due(TENANT)
     now[0] += 1
     assert poller.due(TENANT)
+
+
+def test_a_sweep_makes_no_read_while_a_worker_is_held_back_by_graph(
+    bridge_factory: Callable[..., Bridge],
+) -> None:
+    """The clock's reads share the app's back-off with the workers: a 429 one worker met holds
+    the sweep too, which stays owed instead of spending reads Graph would refuse."""
+    bridge = bridge_factory(users=10, accounts=0)
+    spec = {"kind": "throttle", "path": "getPresencesByUserId$", "retryAfter": 120, "count": 1000}
+    bridge.control.request("POST", "/faults/routes", spec)
+    app = backoff.graph(bridge.redis, TENANT, bridge.settings.tenants[0].client_id)
+    app.failed(429, 120.0, "429 TooManyRequests")  # what a worker's read recorded
+    sub_state.request_sweep(bridge.redis, TENANT)
+
+    with pytest.raises(GraphBackingOff):
+        run_sweep(bridge)
+
+    [fault] = bridge.control.request("GET", "/faults")["routes"]
+    assert fault["remaining"] == 1000  # no read reached Graph
+    assert sub_state.sweep_owed(bridge.redis, TENANT)
