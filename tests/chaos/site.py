@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from rq import Worker
@@ -41,6 +41,7 @@ from emulator.server import EmulatorServer
 from tests.pbx_server import PbxServer
 from workers.mapping import RuleSet, compile_rules
 
+T = TypeVar("T")
 USERS = 30
 # The office day (6 changes per user per hour) at this speed: about 20 changes a second for
 # 30 users, the first sign-ins within a few seconds.
@@ -169,8 +170,8 @@ class ChaosSite:
         self.clocks: list[Service] = []
         self.load = OfficeDay(self.emulator, self.site.tenant_id, list(self.site.graph_ids))
 
-    def _keep(self, thing: Any, stop: Callable[[], None] | None = None) -> Any:
-        self._cleanups.append(stop or thing.stop)
+    def _keep(self, thing: T, stop: Callable[[], None] | None = None) -> T:
+        self._cleanups.append(stop or thing.stop)  # type: ignore[attr-defined]
         return thing
 
     def _stop_redis(self) -> None:
@@ -305,6 +306,31 @@ class ChaosSite:
         record = self.subscription_record()
         return record is not None and record.renewed_at >= moment
 
+    def process_report(self) -> dict[str, str]:
+        """Which of the bridge's processes still run, and the end of each one's output."""
+        services = {"web": [self.web] if self.web else [], "worker": self.workers,
+                    "clock": self.clocks}  # fmt: skip
+        report = {}
+        for kind, running in services.items():
+            for n, service in enumerate(running):
+                code = service.proc.poll()
+                state = "running" if code is None else f"exited {code}"
+                report[f"{kind}{n}"] = f"{state}: {service.output()[-800:]}"
+        return report
+
+    def revoke_account(self) -> None:
+        """The account's refresh tokens revoked, and its subscription's token run out, so
+        Graph holds the notifications and asks for reauthorization (as an hour later)."""
+        self.site.control.revoke_user(self.site.tenant_id, self.site.account_ids[0])
+        sid = self.live_subscription()
+        assert sid is not None, "no live subscription to take the token of"
+        world = self.emulator.world
+        with world.lock:
+            world.subscriptions[sid].token_expires_at = world.clock.now()
+        self.site.control.request(
+            "POST", f"/subscriptions/{sid}/lifecycle", {"lifecycleEvent": "reauthorizationRequired"}
+        )
+
     # -- the scenario's outcome ------------------------------------------------------------------
 
     def tally(self, scenario: str) -> Figures:
@@ -349,6 +375,7 @@ class ChaosSite:
             figures.converge_seconds = round(time.monotonic() - stopped, 1)
         except TimeoutError:
             figures.converge_seconds = None
+            figures.notes["processes"] = self.process_report()
         counted = self.tally(figures.scenario)
         counted.fault_seconds = round(figures.fault_seconds, 1)
         counted.converge_seconds = figures.converge_seconds
@@ -356,4 +383,3 @@ class ChaosSite:
         counted.save()
         print(counted.line())
         return counted
-

@@ -7,7 +7,7 @@ import pytest
 from tests.chaos.conftest import SiteFactory
 from tests.chaos.site import Figures
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
 
 
 def test_office_day_without_faults_converges(chaos_site: SiteFactory) -> None:

@@ -1,0 +1,63 @@
+"""The PBX fails under load: down (refuses connections), slow (answers after the adapter's
+timeout), or answering 503 with Retry-After. Every change made meanwhile reaches it after."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.chaos.conftest import SiteFactory
+from tests.chaos.site import PBX_TIMEOUT_SECONDS, ChaosSite, Figures
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
+
+WARM_UP = 60
+DURING = 150
+AFTER = 60
+RETRY_AFTER = "3"
+
+
+def _down(site: ChaosSite) -> Callable[[], None]:
+    site.pbx_proxy.cut()
+    return site.pbx_proxy.restore
+
+
+def _slow(site: ChaosSite) -> Callable[[], None]:
+    # Each way, so an answer comes after the adapter has given up: the write may have landed.
+    site.pbx_proxy.latency(PBX_TIMEOUT_SECONDS * 0.75)
+    return site.pbx_proxy.restore
+
+
+def _unavailable(site: ChaosSite) -> Callable[[], None]:
+    site.pbx.fail(100_000, 503, RETRY_AFTER)
+    return site.pbx.clear_faults
+
+
+FAULTS: dict[str, Callable[[ChaosSite], Callable[[], None]]] = {
+    "down": _down,
+    "slow": _slow,
+    "503-retry-after": _unavailable,
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_pbx_fault_under_load_ends_in_the_latest_profiles(
+    chaos_site: SiteFactory, fault: str
+) -> None:
+    site = chaos_site()
+    site.load.wait_changes(WARM_UP)
+    requests_before = len(site.pbx.requests)
+    began = time.monotonic()
+    restore = FAULTS[fault](site)
+    try:
+        site.load.wait_changes(DURING)
+    finally:
+        restore()
+    figures = Figures(f"pbx-{fault}", fault_seconds=time.monotonic() - began)
+    figures.notes["pbx_requests_during_fault"] = len(site.pbx.requests) - requests_before
+    site.load.wait_changes(AFTER)
+    figures = site.converge(figures)
+    assert figures.lost == 0, figures.notes
+    assert figures.converge_seconds is not None, figures.notes
