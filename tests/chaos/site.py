@@ -113,7 +113,10 @@ class Figures:
     lost: int = 0  # users whose latest change was acknowledged, not applied at the deadline
     fault_seconds: float = 0.0
     converge_seconds: float | None = None  # from the last change to every user converged
+    recovered_seconds: float | None = None  # from the fault's end to every user converged
     notes: dict[str, Any] = field(default_factory=dict)
+    # Made when the fault ends, so the recovery is timed from here.
+    made_at: float = field(default_factory=time.monotonic, repr=False)
 
     def line(self) -> str:
         took = "never" if self.converge_seconds is None else f"{self.converge_seconds:.1f} s"
@@ -121,12 +124,13 @@ class Figures:
             f"chaos {self.scenario}: sent {self.sent}, acknowledged {self.acknowledged}, "
             f"refused {self.refused}, applied {self.applied}, duplicated {self.duplicated}, "
             f"lost {self.lost}, fault {self.fault_seconds:.1f} s, converged in {took}"
-        )
+        ) + ("" if self.recovered_seconds is None else f", {self.recovered_seconds} s after it")
 
     def save(self) -> None:
         FIGURES.parent.mkdir(parents=True, exist_ok=True)
         found: dict[str, Any] = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
-        found[self.scenario] = {**asdict(self), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        figures = {k: v for k, v in asdict(self).items() if k != "made_at"}
+        found[self.scenario] = {**figures, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
         FIGURES.write_text(json.dumps(found, indent=2, sort_keys=True) + "\n")
 
 
@@ -373,12 +377,14 @@ class ChaosSite:
             wait_until(lambda: not self.behind(), "every PBX profile to match Teams",
                        CONVERGE_DEADLINE)  # fmt: skip
             figures.converge_seconds = round(time.monotonic() - stopped, 1)
+            figures.recovered_seconds = round(time.monotonic() - figures.made_at, 1)
         except TimeoutError:
             figures.converge_seconds = None
             figures.notes["processes"] = self.process_report()
         counted = self.tally(figures.scenario)
         counted.fault_seconds = round(figures.fault_seconds, 1)
         counted.converge_seconds = figures.converge_seconds
+        counted.recovered_seconds = figures.recovered_seconds
         counted.notes = {**figures.notes, **counted.notes}
         counted.save()
         print(counted.line())
