@@ -370,7 +370,10 @@ class ChaosSite:
         return figures
 
     def converge(self, figures: Figures) -> Figures:
-        """Stop the load, wait for convergence (deadline CONVERGE_DEADLINE), count, record."""
+        """Stop the load, wait for convergence (deadline CONVERGE_DEADLINE), count, record.
+
+        Scenarios stop the load as the fault ends: a later change of the same user would
+        re-read their presence and hide a change lost in the fault."""
         self.load.stop()
         stopped = time.monotonic()
         try:

@@ -13,8 +13,7 @@ from tests.chaos.site import Figures, wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
 
-WARM_UP = 60
-AFTER = 60
+WARM_UP = 40
 TAKEOVER_WITHIN = 75.0  # the leader lock lives 30 s; then the next reconcile renews
 
 
@@ -38,7 +37,6 @@ def test_clock_leader_lost_under_load_is_replaced(chaos_site: SiteFactory, how: 
             leader.resume()  # wakes believing it still leads
     figures = Figures(f"clock-leader-{how}", fault_seconds=time.monotonic() - began)
     figures.notes["renewed_by_the_other_after_s"] = round(time.monotonic() - began, 1)
-    site.load.wait_changes(AFTER)
     figures = site.converge(figures)
     assert figures.lost == 0, figures.notes
     assert figures.converge_seconds is not None, figures.notes

@@ -13,9 +13,8 @@ from tests.chaos.site import PBX_TIMEOUT_SECONDS, ChaosSite, Figures
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
 
-WARM_UP = 60
-DURING = 150
-AFTER = 60
+WARM_UP = 40
+DURING = 120  # changes made while the fault lasts (about 6 s)
 RETRY_AFTER = "3"
 # The http adapter's default pool: at most this many writes are in flight when the first 503
 # answers; after it, the PBX said when to come back and is not asked sooner.
@@ -61,7 +60,6 @@ def test_pbx_fault_under_load_ends_in_the_latest_profiles(
     figures = Figures(f"pbx-{fault}", fault_seconds=time.monotonic() - began)
     asked = len(site.pbx.requests) - requests_before
     figures.notes["pbx_requests_during_fault"] = asked
-    site.load.wait_changes(AFTER)
     figures = site.converge(figures)
     assert figures.lost == 0, figures.notes
     assert figures.converge_seconds is not None, figures.notes

@@ -14,8 +14,7 @@ from tests.chaos.site import ChaosSite, Figures, wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
 
-WARM_UP = 60
-AFTER = 150
+WARM_UP = 40
 PBX_LATENCY = 0.3  # slow PBX writes, so a batch is still running when the kill comes
 
 
@@ -43,7 +42,6 @@ def test_worker_killed_mid_batch_loses_no_acknowledged_change(
     if workers == 1:
         site.start_worker()  # what the process supervisor does
     figures = Figures(f"worker-sigkill-{workers}", fault_seconds=time.monotonic() - began)
-    site.load.wait_changes(AFTER)
     figures = site.converge(figures)
     assert figures.lost == 0, figures.notes
     assert figures.converge_seconds is not None, figures.notes
