@@ -11,30 +11,54 @@ from rq import Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from core.queue import QUEUE_PRESENCE, queue
+from core.state import intake
+from emulator.delivery import engine_for
 from emulator.harness.processes import Service
+from emulator.scenario import PAIR_OF, Action, Kind
 from tests.chaos.conftest import SiteFactory
 from tests.chaos.site import ChaosSite, Figures, wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
 
 WARM_UP = 40
-# Slow presence reads, so a notification batch is inside its read when the kill comes.
-READ_LATENCY = {"kind": "latency", "path": "getPresencesByUserId", "latency": 1.0}
+# Slow presence reads, so a notification batch is inside its read when the kill comes: a
+# batch started less than KILL_WITHIN ago has not had its answer yet.
+READ_LATENCY = {"kind": "latency", "path": "getPresencesByUserId", "latency": 2.0}
+KILL_WITHIN = 1.0
 BATCH_JOB = "workers.jobs.process_notifications"
 
 
 def busy_worker(site: ChaosSite) -> Service | None:
-    """The worker process running a batch of notifications now, if any."""
+    """The worker process inside the presence read of a batch of notifications, if any."""
     for worker in Worker.all(connection=site.redis):
         job_id = worker.get_current_job_id()
         if job_id is None:
             continue
         job = Job.fetch(job_id, connection=site.redis, serializer=JSONSerializer)
-        if job.func_name == BATCH_JOB:
+        started = job.started_at.timestamp() if job.started_at else 0.0
+        if job.func_name == BATCH_JOB and time.time() - started < KILL_WITHIN:
             for service in site.workers:
                 if service.proc.pid == worker.pid and service.proc.poll() is None:
                     return service
     return None
+
+
+def last_batch_running(site: ChaosSite) -> Service | None:
+    """The worker running a batch of notifications while no other batch waits behind it."""
+    if engine_for(site.emulator.world).busy():  # Graph still has some to post
+        return None
+    if queue(site.redis, QUEUE_PRESENCE).count or intake.depth(site.redis)[0]:
+        return None
+    return busy_worker(site)
+
+
+def final_burst(site: ChaosSite) -> None:
+    """One last change for every user, each to a profile they do not show now."""
+    for graph_id in site.site.graph_ids:
+        pair = site.teams_pair(graph_id)
+        kind = Kind.BACK if pair == PAIR_OF[Kind.DO_NOT_DISTURB] else Kind.DO_NOT_DISTURB
+        site.load.apply(Action(0.0, graph_id, kind, *PAIR_OF[kind]))
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-worker", "two-workers"])
@@ -43,11 +67,12 @@ def test_worker_killed_mid_batch_loses_no_acknowledged_change(
 ) -> None:
     site = chaos_site(workers=workers)
     site.load.wait_changes(WARM_UP)
-    site.site.control.request("POST", "/faults/routes", READ_LATENCY)
-    site.load.wait_changes(WARM_UP)
-    # No change after this one: a later change of the same user would hide a lost batch.
     site.load.stop()
-    victim = wait_until(lambda: busy_worker(site), "a worker in the middle of a batch", 30)
+    wait_until(lambda: not site.behind(), "the office day so far to be applied", 60)
+    site.site.control.request("POST", "/faults/routes", READ_LATENCY)
+    # Each user's last change: a batch killed now has no later change to hide behind.
+    final_burst(site)
+    victim = wait_until(lambda: last_batch_running(site), "the last batch to be running", 60)
     began = time.monotonic()
     victim.kill()  # SIGKILL: the job, its forwarder's unacked reads, everything in flight
     site.site.control.request("DELETE", "/faults")
