@@ -194,6 +194,9 @@ class ChaosSite:
         for _ in range(clocks):
             self.start_clock()
         wait_until(self.live_subscription, "the clock to subscribe", 30)
+        # A new subscription owes a resync sweep; it reads every user. Let it pass first, or
+        # it would repair whatever a scenario's fault lost and hide the loss.
+        wait_until(lambda: not sub_state.sweep_owed(self.redis, TENANT), "the first sweep", 30)
         self.load.start()
         self._cleanups.append(self.load.stop)
         return self
