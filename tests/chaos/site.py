@@ -196,10 +196,19 @@ class ChaosSite:
         wait_until(self.live_subscription, "the clock to subscribe", 30)
         # A new subscription owes a resync sweep; it reads every user. Let it pass first, or
         # it would repair whatever a scenario's fault lost and hide the loss.
-        wait_until(lambda: not sub_state.sweep_owed(self.redis, TENANT), "the first sweep", 30)
+        wait_until(self._first_sweep_done, "the first sweep", 30)
         self.load.start()
         self._cleanups.append(self.load.stop)
         return self
+
+    def _first_sweep_done(self) -> bool:
+        # The clock asks for the sweep just after it saves the record: give it a moment.
+        record = self.subscription_record()
+        return (
+            record is not None
+            and time.time() > record.created_at + 1.0
+            and not sub_state.sweep_owed(self.redis, TENANT)
+        )
 
     def start_worker(self) -> Service:
         """One more `python -m workers`, ready once RQ lists it among the workers."""
