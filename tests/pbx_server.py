@@ -125,6 +125,7 @@ class PbxServer:
         self.requests: list[Recorded] = []
         self.problems: list[str] = []
         self.tokens_issued = 0
+        self.generic_writes: list[Recorded] = []  # writes to /generic/* answered with a 2xx
         self.canned: dict[str, tuple[int, Any]] = {}  # /generic/* answers: (status, JSON)
         self.generic_auth: tuple[str, ...] | None = None  # ("bearer",) ("basic", user) ...
         self.page_size = 1  # list answers are paged, to exercise next-page links
@@ -164,6 +165,11 @@ class PbxServer:
         returns when the outage ends (epoch seconds)."""
         self._down = (time.time() + seconds, _Fault(status, retry_after))
         return self._down[0]
+
+    def clear_faults(self) -> None:
+        """Answer normally again (faults not yet used are dropped)."""
+        self._faults.clear()
+        self._down = None
 
     def hang(self, times: int = 1) -> None:
         self._faults.extend(_Fault(None) for _ in range(times))
@@ -280,6 +286,8 @@ class PbxServer:
         if not ok:
             return JSONResponse({"message": "unauthorized"}, 401)
         status, body = self.canned.get(rec.path, (204, None))
+        if rec.method != "GET" and 200 <= status < 300:
+            self.generic_writes.append(rec)
         return Response(status_code=status) if body is None else JSONResponse(body, status)
 
     async def _token_3cx(self, rec: Recorded, m: re.Match[str]) -> Response:

@@ -64,10 +64,13 @@ class BridgeSite:
         hold_seconds: float = 0.0,
         env: Mapping[str, str] | None = None,
         extensions: Mapping[str, str] | None = None,
+        graph_base_url: str | None = None,
     ) -> None:
         """`pbx_users` are linked to the first Graph users in the tenants file, in order;
-        `extensions` gives some of them a `pbx_users[].extension`."""
+        `extensions` gives some of them a `pbx_users[].extension`. `graph_base_url` points the
+        bridge's login and Graph calls elsewhere than the emulator (a fault proxy before it)."""
         self.emulator = emulator
+        self.graph_base_url = graph_base_url or emulator.base_url
         self.redis = redis_client
         self.control = emulator.control()
         self.web_port = free_port()
@@ -82,10 +85,12 @@ class BridgeSite:
         )
         self.client_id: str = app["client_id"]
         self.accounts = [f"svc{n}-{uuid.uuid4().hex[:6]}@contoso.test" for n in range(accounts)]
-        for account in self.accounts:
+        self.account_ids = [  # their Graph user ids, for faults such as a revoked sign-in
             self.control.add_service_account(
                 self.tenant_id, account, uuid.uuid4().hex, "Presence service"
             )
+            for account in self.accounts
+        ]
         self.graph_ids = self.control.seed_users(self.tenant_id, count=users, prefix="person")
         self.links = dict(zip(pbx_users, self.graph_ids, strict=False))
         self.extensions = dict(extensions or {})
@@ -114,8 +119,8 @@ class BridgeSite:
             pbx=pbx,
             tenant_id=self.tenant_id,
             client_id=self.client_id,
-            login=self.emulator.base_url,
-            graph=self.emulator.base_url,
+            login=self.graph_base_url,
+            graph=self.graph_base_url,
             public=self.web_url,
         )
         toml += f'\n[tenants.mapping]\npreset = "{preset}"\nhold_seconds = {hold_seconds}\n'

@@ -103,8 +103,16 @@ class Service:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
 
+    def pause(self) -> None:
+        """Stalled, as a process the host stopped scheduling (SIGSTOP); resume() it."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGCONT)  # a paused process cannot act on SIGTERM
             os.killpg(self.proc.pid, signal.SIGTERM)  # the group we created, nothing else
             try:
                 self.proc.wait(timeout=15)
