@@ -32,7 +32,9 @@ from subscriptions.tenant_view import TenantView
 log = logging.getLogger(__name__)
 
 DRAIN_BATCH = 500
-# A renewal this recent already answered the challenge (Graph repeats it every few minutes).
+# A reauthorization this recent already answered the challenge (Graph repeats it every few
+# minutes). Only one made for a challenge counts: a create or a routine renewal just before a
+# revocation has not answered it, and skipping would leave Graph holding the notifications.
 RECENT_RENEWAL_SECONDS = 60.0
 REAUTHORIZATION_REQUIRED = "reauthorizationRequired"
 SUBSCRIPTION_REMOVED = "subscriptionRemoved"
@@ -92,10 +94,13 @@ def handle_lifecycle(ctx: TenantView, items: list[dict[str, Any]]) -> LifecycleR
 
 
 def _reauthorize(ctx: TenantView, record: SubscriptionRecord, report: LifecycleReport) -> None:
-    if ctx.now() - record.renewed_at < RECENT_RENEWAL_SECONDS:
+    now = ctx.now()
+    answered = ctx.reauthorized.get(record.subscription_id)
+    if answered is not None and now - answered < RECENT_RENEWAL_SECONDS:
         return
     result = ActionReport(ctx.name)
     if guarded(ctx, record.account, result, partial(renew, ctx, record, result)):
+        ctx.reauthorized[record.subscription_id] = now
         report.renewed.append(record.account)
     report.failed.update(result.deferred | result.failed)
 

@@ -34,6 +34,9 @@ class TenantView:
     now: Callable[[], float] = time.time
     budget: CallBudget = field(default_factory=CallBudget)
     fence: Fence | None = None  # the leader lock's term the clock acts in (None: unfenced)
+    # Subscription id -> when a reauthorizationRequired was last answered by a renewal. Held in
+    # memory: a clock that takes over renews once more, which is harmless.
+    reauthorized: dict[str, float] = field(default_factory=dict, repr=False)
     _clients: dict[tuple[str | None, bool], GraphClient] = field(default_factory=dict, repr=False)
 
     @property

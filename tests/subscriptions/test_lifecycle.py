@@ -69,15 +69,28 @@ def test_reauthorization_required_renews_by_patch(bridge_factory: Callable[..., 
     assert after.expiration - bridge.emulator.world.clock.now() > 55 * 60
 
 
-def test_reauthorization_right_after_a_renewal_is_not_renewed_again(
+def test_a_repeated_reauthorization_right_after_answering_one_is_not_renewed_again(
     bridge_factory: Callable[..., Bridge],
 ) -> None:
     bridge = bridge_factory(users=20, accounts=1)
     bridge.reconcile()
     (sub,) = bridge.live()
+    ctx = bridge.context()  # the clock keeps its view of the tenant across ticks
     deliver(bridge, sub.id, "reauthorizationRequired")
-    report = lifecycle.drain(bridge.context())
-    assert report.renewed == []
+    assert lifecycle.drain(ctx).renewed == bridge.accounts
+    deliver(bridge, sub.id, "reauthorizationRequired")  # Graph repeats the challenge
+    assert lifecycle.drain(ctx).renewed == []
+
+
+def test_a_reauthorization_right_after_the_create_is_answered(
+    bridge_factory: Callable[..., Bridge],
+) -> None:
+    """A create (or routine renewal) just before a revocation has not answered the challenge."""
+    bridge = bridge_factory(users=20, accounts=1)
+    bridge.reconcile()
+    (sub,) = bridge.live()
+    deliver(bridge, sub.id, "reauthorizationRequired")
+    assert lifecycle.drain(bridge.context()).renewed == bridge.accounts
 
 
 def test_subscription_removed_recreates_and_resyncs(bridge_factory: Callable[..., Bridge]) -> None:
