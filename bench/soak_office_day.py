@@ -7,6 +7,10 @@ private redis-server. The emulator and the load generator run in this process. S
 accounts are signed in as an operator does; the tenants file links every Graph user to a PBX
 user, as a small site writes it.
 
+Warm-up first (the morning, compressed): `--warm-per-user` changes per user (default 50, the
+cap of a user's transition list) at `--warm-rate` changes/s, so the hour starts from what a
+site holds after a day of work (capped lists and streams full), not from an empty Redis.
+
 Load: `emulator.scenario.office_day` (a seeded day per user; meetings start within a minute
 or two of :00 and :30), played in real time from `--start-minute` of the day (default 55, so
 the first meeting burst comes five minutes in), after every user's state at that minute has
