@@ -212,6 +212,11 @@ class Soak:
                 "applied_s": round(applied_s, 1), "redis_before": before,
                 "redis_after": after}  # fmt: skip
 
+    def idle(self) -> bool:
+        """Nothing waiting in the intake stream or an RQ queue (the hour starts quiet)."""
+        stream, unacked = intake.depth(self.redis)
+        return not stream and not unacked and not any(queue(self.redis, q).count for q in QUEUES)
+
     def sample_redis(self) -> dict[str, Any]:
         memory: Any = self.redis.info("memory")
         return {
@@ -255,6 +260,7 @@ class Soak:
             return all(p in served and served[p].profile == w for p, w in wanted.items())
 
         wait_for(applied, "every user's state at the start minute", SETUP_TIMEOUT)
+        wait_for(self.idle, "the queues to drain before the hour", SETUP_TIMEOUT)
         print(f"setup: {len(state)} users set at minute {self.args.start_minute:g}, "
               f"{len(actions)} changes to play", flush=True)  # fmt: skip
         return load
