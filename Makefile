@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # Coverage of the packages ([tool.coverage] in pyproject.toml); `make test COVERAGE=` skips it.
 COVERAGE ?= --cov --cov-report=term:skip-covered
 
-.PHONY: setup run stop test lint bench clean lock
+.PHONY: setup run stop test lint bench soak clean lock
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -23,6 +23,11 @@ lint: setup
 bench: setup
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+# An hour's office day for 5,000 users, memory sampled (not CI; docs/BENCHMARKS.md, "Soak").
+# `make soak SOAK_ARGS="--minutes 3 --users 500"` for a quick look.
+soak: setup
+	$(PY) bench/soak_office_day.py $(SOAK_ARGS)
 
 # Stops this checkout's `make run` and its private Redis.
 stop:
