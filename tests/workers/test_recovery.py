@@ -7,9 +7,11 @@ Each test owns its Redis server (it stops and flushes it). Recovery times are pr
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -33,31 +35,37 @@ WITHIN = 60.0  # the issue's bound for every recovery here
 ENTRY_WITHIN = 30.0
 
 
+@dataclass
+class Rig:
+    """A private Redis, an HTTP PBX and the worker processes a test starts against them."""
+
+    directory: Path
+    server: RedisServer
+    client: redis.Redis
+    pbx: PbxServer
+    services: list[Service] = field(default_factory=list)
+
+    @classmethod
+    @contextlib.contextmanager
+    def started(cls, directory: Path) -> Iterator[Rig]:
+        with RedisServer() as server, PbxServer() as pbx:
+            rig = cls(directory, server, redis.Redis(port=server.port, socket_timeout=5), pbx)
+            try:
+                yield rig
+            finally:  # the workers too when a scenario fails half-way
+                for service in rig.services:
+                    service.stop()
+                rig.client.close()
+
+    def start_worker(self, pbx_timeout: int = 60, **extra: str) -> Service:
+        env = worker_env(self.directory, self.server, self.pbx.url, pbx_timeout, **extra)
+        return start_worker(self.services, env, self.client)
+
+
 @pytest.fixture
-def server() -> Iterator[RedisServer]:
-    with RedisServer() as started:
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    with Rig.started(tmp_path) as started:
         yield started
-
-
-@pytest.fixture
-def client(server: RedisServer) -> Iterator[redis.Redis]:
-    connection = redis.Redis(port=server.port, socket_timeout=5)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
-def pbx() -> Iterator[PbxServer]:
-    with PbxServer() as started:
-        yield started
-
-
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    started: list[Service] = []
-    yield started
-    for service in started:
-        service.stop()
 
 
 def worker_env(
@@ -116,14 +124,9 @@ def report(what: str, seconds: float) -> None:
     print(f"\nrecovery: {what}: {seconds:.1f} s")
 
 
-def test_a_job_due_while_redis_was_down_runs_within_seconds_after_it_returns(
-    tmp_path: Path,
-    server: RedisServer,
-    client: redis.Redis,
-    pbx: PbxServer,
-    services: list[Service],
-) -> None:
-    start_worker(services, worker_env(tmp_path, server, pbx.url), client)
+def test_a_job_due_while_redis_was_down_runs_within_seconds_after_it_returns(rig: Rig) -> None:
+    client, server = rig.client, rig.server
+    rig.start_worker()
     wanted = desire(client, "alice", "Away")
     enqueue_deliver(client, TENANT, ["alice"], retry_after=2)  # falls due during the outage
     server.stop(keep_data=True)
@@ -136,14 +139,9 @@ def test_a_job_due_while_redis_was_down_runs_within_seconds_after_it_returns(
     )
 
 
-def test_a_delayed_job_runs_within_seconds_after_redis_restarts_empty(
-    tmp_path: Path,
-    server: RedisServer,
-    client: redis.Redis,
-    pbx: PbxServer,
-    services: list[Service],
-) -> None:
-    start_worker(services, worker_env(tmp_path, server, pbx.url), client)
+def test_a_delayed_job_runs_within_seconds_after_redis_restarts_empty(rig: Rig) -> None:
+    client, server = rig.client, rig.server
+    rig.start_worker()
     server.stop()
     time.sleep(OUTAGE_SECONDS)
     server.start()  # no persistence: it comes back empty
@@ -154,14 +152,9 @@ def test_a_delayed_job_runs_within_seconds_after_redis_restarts_empty(
     report("delayed job (due 1 s after Redis returned) applied", time.monotonic() - back)
 
 
-def test_a_worker_whose_redis_goes_away_as_a_job_ends_keeps_working(
-    tmp_path: Path,
-    server: RedisServer,
-    client: redis.Redis,
-    pbx: PbxServer,
-    services: list[Service],
-) -> None:
-    worker = start_worker(services, worker_env(tmp_path, server, pbx.url, pbx_timeout=2), client)
+def test_a_worker_whose_redis_goes_away_as_a_job_ends_keeps_working(rig: Rig) -> None:
+    client, server, pbx = rig.client, rig.server, rig.pbx
+    worker = rig.start_worker(pbx_timeout=2)
     desire(client, "alice", "Away")
     pbx.hang(1)  # the PUT times out after 2 s, while Redis is away: the job ends without it
     enqueue_deliver(client, TENANT, ["alice"])
@@ -175,14 +168,9 @@ def test_a_worker_whose_redis_goes_away_as_a_job_ends_keeps_working(
     assert worker.proc.poll() is None
 
 
-def test_the_consumer_group_is_recreated_after_redis_comes_back_empty(
-    tmp_path: Path,
-    server: RedisServer,
-    client: redis.Redis,
-    pbx: PbxServer,
-    services: list[Service],
-) -> None:
-    start_worker(services, worker_env(tmp_path, server, pbx.url), client)
+def test_the_consumer_group_is_recreated_after_redis_comes_back_empty(rig: Rig) -> None:
+    client = rig.client
+    rig.start_worker()
     append_lifecycle(client, "missed")
     wait_for(lambda: in_inbox(client) == 1, "the first item forwarded")
     client.flushall()
@@ -192,27 +180,17 @@ def test_the_consumer_group_is_recreated_after_redis_comes_back_empty(
     report("intake item forwarded after FLUSHALL", time.monotonic() - flushed)
 
 
-def test_rq_lists_the_worker_again_after_redis_comes_back_empty(
-    tmp_path: Path,
-    server: RedisServer,
-    client: redis.Redis,
-    pbx: PbxServer,
-    services: list[Service],
-) -> None:
+def test_rq_lists_the_worker_again_after_redis_comes_back_empty(rig: Rig) -> None:
     """Operators (and `rq info`) see the worker; its record is written again after a flush."""
-    start_worker(services, worker_env(tmp_path, server, pbx.url), client)
+    client = rig.client
+    rig.start_worker()
     client.flushall()
     wait_for(lambda: Worker.all(connection=client), "the worker listed again", timeout=30)
 
 
-def test_a_worker_that_cannot_recreate_the_group_says_why(
-    tmp_path: Path,
-    server: RedisServer,
-    client: redis.Redis,
-    pbx: PbxServer,
-    services: list[Service],
-) -> None:
-    start_worker(services, worker_env(tmp_path, server, pbx.url), client)
+def test_a_worker_that_cannot_recreate_the_group_says_why(rig: Rig) -> None:
+    client = rig.client
+    rig.start_worker()
     client.flushall()
     client.set(intake.STREAM, "not a stream")  # the group cannot be made on this key
     refused = time.monotonic()
@@ -225,14 +203,9 @@ def test_a_worker_that_cannot_recreate_the_group_says_why(
     assert "WRONGTYPE" in " ".join(found)
 
 
-def test_the_problem_report_clears_once_the_group_can_be_made(
-    tmp_path: Path,
-    server: RedisServer,
-    client: redis.Redis,
-    pbx: PbxServer,
-    services: list[Service],
-) -> None:
-    start_worker(services, worker_env(tmp_path, server, pbx.url), client)
+def test_the_problem_report_clears_once_the_group_can_be_made(rig: Rig) -> None:
+    client = rig.client
+    rig.start_worker()
     client.flushall()
     client.set(intake.STREAM, "not a stream")
     worker = coordination.Process.WORKER
@@ -247,22 +220,12 @@ class KilledWorker:
     """Worker A dies (SIGKILL) holding a started delivery job and a read, unforwarded intake
     entry; worker B starts and must finish both."""
 
-    def __init__(
-        self,
-        tmp_path: Path,
-        server: RedisServer,
-        client: redis.Redis,
-        pbx: PbxServer,
-        services: list[Service],
-    ) -> None:
-        self.client, self.pbx, self.services = client, pbx, services
+    def __init__(self, rig: Rig) -> None:
+        client, pbx = rig.client, rig.pbx
+        self.client, self.pbx = client, pbx
         # A gathers a burst for 10 s after its read (the widest coalescing window allowed):
         # the kill lands between its read and its forward.
-        a = start_worker(
-            self.services,
-            worker_env(tmp_path, server, pbx.url, PRESENCE_BRIDGE_COALESCE_WINDOW_MS="10000"),
-            client,
-        )
+        a = rig.start_worker(PRESENCE_BRIDGE_COALESCE_WINDOW_MS="10000")
         self.wanted = desire(client, "alice", "Do Not Disturb")
         pbx.hang(1)  # A's PUT never gets an answer: the job stays started
         enqueue_deliver(client, TENANT, ["alice"])
@@ -271,7 +234,7 @@ class KilledWorker:
         wait_for(lambda: intake.depth(client)[1] == 1, "the entry read by A")
         a.kill()
         self.killed = time.monotonic()
-        start_worker(self.services, worker_env(tmp_path, server, pbx.url), client)
+        rig.start_worker()
         wait_for(lambda: in_inbox(client) == 1, "the entry forwarded by B", timeout=ENTRY_WITHIN)
         self.entry_seconds = time.monotonic() - self.killed
         wait_for(lambda: applied(client, self.wanted), "the job retried by B", timeout=WITHIN)
@@ -283,15 +246,8 @@ class KilledWorker:
 @pytest.fixture(scope="module")
 def killed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KilledWorker]:
     """One run of the scenario (half a minute), read by the tests below."""
-    services: list[Service] = []
-    with RedisServer() as server, PbxServer() as pbx:
-        client = redis.Redis(port=server.port, socket_timeout=5)
-        try:
-            yield KilledWorker(tmp_path_factory.mktemp("killed"), server, client, pbx, services)
-        finally:  # the workers too when the scenario fails half-way
-            for service in services:
-                service.stop()
-            client.close()
+    with Rig.started(tmp_path_factory.mktemp("killed")) as rig:
+        yield KilledWorker(rig)
 
 
 def test_a_killed_workers_entry_and_job_are_recovered_by_another_within_a_minute(
@@ -306,20 +262,14 @@ def test_the_repeated_pbx_write_after_a_kill_is_the_same_put(killed: KilledWorke
     assert [(w.method, w.json()) for w in writes] == [("PUT", {"profile": "Do Not Disturb"})] * 2
 
 
-def test_a_worker_started_after_a_kill_runs_scheduled_jobs_within_seconds(
-    tmp_path: Path,
-    server: RedisServer,
-    client: redis.Redis,
-    pbx: PbxServer,
-    services: list[Service],
-) -> None:
+def test_a_worker_started_after_a_kill_runs_scheduled_jobs_within_seconds(rig: Rig) -> None:
     """The dead worker's scheduler locks must not keep its successor from scheduling."""
-    env = worker_env(tmp_path, server, pbx.url)
-    first = start_worker(services, env, client)
+    client = rig.client
+    first = rig.start_worker()
     lock = RQScheduler.get_locking_key(QUEUE_PBX)
     wait_for(lambda: client.exists(lock), "the first worker holding the scheduler lock")
     first.kill()
-    start_worker(services, env, client)
+    rig.start_worker()
     started = time.monotonic()
     wanted = desire(client, "alice", "Away")
     enqueue_deliver(client, TENANT, ["alice"], retry_after=1)
