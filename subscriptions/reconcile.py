@@ -163,11 +163,17 @@ def renew_owed(ctx: TenantView) -> ActionReport:
         if record is None or record.subscription_id != debt.subscription_id or now >= debt.until:
             sub_state.settle_renewal(ctx.redis, ctx.name, account, ctx.fence)
             continue
-        if sub_state.backoff_until(ctx.redis, ctx.name, account) > now:
-            report.deferred[account] = "backing off"
-            continue
-        guarded(ctx, account, report, partial(renew, ctx, record, report))
+        _renew_unless_backing_off(ctx, account, record, report, now)
     return report
+
+
+def _renew_unless_backing_off(
+    ctx: TenantView, account: str, record: SubscriptionRecord, report: ActionReport, now: float
+) -> None:
+    if sub_state.backoff_until(ctx.redis, ctx.name, account) > now:
+        report.deferred[account] = "backing off"
+    else:
+        guarded(ctx, account, report, partial(renew, ctx, record, report))
 
 
 def renew_expiring(ctx: TenantView) -> ActionReport:
@@ -177,10 +183,7 @@ def renew_expiring(ctx: TenantView) -> ActionReport:
     for account, record in sub_state.load(ctx.redis, ctx.name).items():
         if record.expires_at - now > RENEW_WITHIN_SECONDS:
             continue
-        if sub_state.backoff_until(ctx.redis, ctx.name, account) > now:
-            report.deferred[account] = "backing off"
-            continue
-        guarded(ctx, account, report, partial(renew, ctx, record, report))
+        _renew_unless_backing_off(ctx, account, record, report, now)
     return report
 
 

@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
+def wait_for(
+    check: Callable[[], T | None], what: str, timeout: float = 30.0, poll: float = 0.02
+) -> T:
     """Poll `check` until it returns something truthy; servers offer no readiness event."""
     deadline = time.monotonic() + timeout
     while True:
@@ -24,7 +26,7 @@ def wait_for(check: Callable[[], T | None], what: str, timeout: float = 30.0) ->
             return value
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(poll)
 
 
 def private_env(env: Mapping[str, str], *, inherit: bool = True) -> dict[str, str]:

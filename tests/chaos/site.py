@@ -34,7 +34,7 @@ from emulator import presence
 from emulator.demo import ScenarioRunner
 from emulator.harness.bridge import TENANT, BridgeSite
 from emulator.harness.faultproxy import FaultProxy
-from emulator.harness.processes import ROOT, Service, private_env
+from emulator.harness.processes import ROOT, Service, private_env, wait_for
 from emulator.harness.redis_server import RedisServer
 from emulator.scenario import Action
 from emulator.server import EmulatorServer
@@ -69,14 +69,7 @@ json = {{ profile = "$profile" }}
 
 def wait_until(check: Callable[[], Any], what: str, timeout: float) -> Any:
     """Poll `check` until truthy; the bridge and the emulator signal nothing we could await."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(POLL_SECONDS)
+    return wait_for(check, what, timeout, poll=POLL_SECONDS)
 
 
 class OfficeDay(ScenarioRunner):
