@@ -12,7 +12,6 @@ request (sign-ins are rare: no connection to the login host stays open).
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -25,6 +24,8 @@ from starlette.routing import Route
 from core.errors import BridgeError, ConfigError
 from core.graph_tokens import GraphTokens
 from core.settings import Settings
+from webhook.admin import view
+from webhook.admin._private import html_response
 from webhook.auth import ADMIN_KEY_LOCKOUT_SECONDS, KeyCheck, check_admin_key, presented_key
 from webhook.forms import read_form
 
@@ -84,12 +85,9 @@ async def login(request: Request) -> Response:
     return _json({"auth_uri": auth_uri}, status, {"Location": auth_uri})
 
 
-def _page(title: str, text: str, status: int) -> HTMLResponse:
-    body = (
-        f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>"
-    )
-    return HTMLResponse(body, status, headers=_HEADERS)
+def _page(request: Request, title: str, text: str, status: int) -> HTMLResponse:
+    """The status page's look, with its link back: where the page's "Sign in" button ends."""
+    return html_response(request, title, view.message(text), status)
 
 
 async def _answer(request: Request) -> dict[str, str] | None:
@@ -102,15 +100,16 @@ async def _answer(request: Request) -> dict[str, str] | None:
 async def callback(request: Request) -> Response:
     response = await _answer(request)
     if response is None:
-        return _page("Sign-in failed", "the sign-in response is too large", 413)
+        return _page(request, "Sign-in failed", "The sign-in response is too large.", 413)
     try:
         tenant, account = await run_sign_in(request, lambda auth: auth.finish_sign_in(response))
     except BridgeError as error:
-        return _page("Sign-in failed", str(error), _status(error))
+        return _page(request, "Sign-in failed", str(error), _status(error))
     return _page(
+        request,
         "Signed in",
         f"{account} now keeps the presence subscriptions of tenant {tenant}. "
-        "You can close this window.",
+        "The status page shows its health.",
         200,
     )
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -13,24 +11,18 @@ from core.errors import BridgeError
 from core.queue import enqueue_sync_directory
 from webhook.admin import view
 from webhook.admin._private import HEADERS, MAX_FORM_BYTES, html_response, settings_of
-from webhook.admin.sessions import login_page, refusal, unauthorised
+from webhook.admin.sessions import post_refusal
 from webhook.forms import read_form
 from webhook.oauth import run_sign_in
 
 
-def _same_origin(request: Request) -> bool:
-    """A state-changing form must come from this page (SameSite=Strict already; belt and braces)."""
-    origin = request.headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == request.headers.get("host", "")
-
-
 async def sign_in(request: Request) -> Response:
     """A "Sign in" button: starts the sign-in flow as /oauth/login does; /oauth/callback ends it."""
-    if not _same_origin(request):
-        return login_page(request)
-    if refused := await refusal(request, html=True):
+    form = await read_form(request, MAX_FORM_BYTES)
+    if form is None:
+        return html_response(request, "Sign-in", view.message("That request is too large."), 413)
+    if refused := await post_refusal(request, form, html=True):
         return refused
-    form = await read_form(request, MAX_FORM_BYTES) or {}
     tenant, account = form.get("tenant", ""), form.get("account") or None
     settings = settings_of(request)
     if settings.tenant(tenant) is None:
@@ -47,9 +39,10 @@ async def sign_in(request: Request) -> Response:
 
 async def directory_sync(request: Request) -> Response:
     """On-demand directory sync (`?full=true` for a full import): queued for a worker."""
-    if not _same_origin(request):
-        return unauthorised()
-    if refused := await refusal(request, html=False):
+    form = await read_form(request, MAX_FORM_BYTES)
+    if form is None:
+        return JSONResponse({"error": "request too large"}, 413, headers=HEADERS)
+    if refused := await post_refusal(request, form, html=False):
         return refused
     tenant = request.path_params["tenant"]
     if settings_of(request).tenant(tenant) is None:

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from core.status.page import page_model
 from webhook.admin import view
 from webhook.admin._private import HEADERS, html_response, settings_of
-from webhook.admin.sessions import refusal
+from webhook.admin.sessions import page_form_token, refusal
 
 
 async def page_html(request: Request) -> Response:
@@ -29,7 +29,7 @@ async def page_html(request: Request) -> Response:
     return html_response(
         request,
         "Status",
-        view.status_main(data),
+        view.status_main(data, page_form_token(request)),
         live=True,
         nav=nav,
         subtitle=view.esc("as of " + view.clock(data["generated_at"])),

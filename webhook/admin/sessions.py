@@ -5,6 +5,12 @@ Access takes the admin API key, either in a header (scripts) or exchanged once a
 A session is `expiry.nonce.mac`, HMAC-SHA256 under a key derived from the admin key, so
 rotating the admin key ends every session and nothing is stored server-side. Every use of
 the key itself goes through the throttle of `webhook.auth.check_admin_key`.
+
+Every form the page posts carries the session's form token (an HMAC of the session under its
+own derived key), checked in constant time: the CSRF defence. It does not lean on `Origin`,
+which Chromium sends as "null" from a page with `Referrer-Policy: no-referrer`; a present,
+real Origin of another host is still refused. A request with the key in a header needs no
+token (a browser never adds that header by itself).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 from starlette.requests import Request
@@ -26,14 +33,29 @@ from webhook.forms import read_form
 COOKIE = "pb_admin"
 COOKIE_PATH = "/admin"
 SESSION_SECONDS = 8 * 3600
+CSRF_FIELD = "csrf"  # the hidden input of every form the page posts
+CSRF_HEADER = "x-csrf-token"  # the same token, for a script posting with the session cookie
 _SESSION_CONTEXT = b"presence-bridge admin session v1"
+_FORM_CONTEXT = b"presence-bridge admin form token v1"
 
 
-def _mac(admin_key: SecretStr, payload: str) -> str:
-    session_key = hmac.new(
-        admin_key.get_secret_value().encode(), _SESSION_CONTEXT, hashlib.sha256
-    ).digest()
-    return hmac.new(session_key, payload.encode(), hashlib.sha256).hexdigest()
+def _mac(admin_key: SecretStr, payload: str, context: bytes = _SESSION_CONTEXT) -> str:
+    derived = hmac.new(admin_key.get_secret_value().encode(), context, hashlib.sha256).digest()
+    return hmac.new(derived, payload.encode(), hashlib.sha256).hexdigest()
+
+
+def form_token(admin_key: SecretStr, session: str) -> str:
+    """The token the page's forms carry: bound to this session, useless without it."""
+    return _mac(admin_key, session, _FORM_CONTEXT)
+
+
+def page_form_token(request: Request) -> str:
+    """The form token of the request's session, "" without one (e.g. the key in a header)."""
+    expected = settings_of(request).process.admin_api_key
+    session = request.cookies.get(COOKIE)
+    if expected is None or not session_valid(session, expected, time.time()):
+        return ""
+    return form_token(expected, session or "")
 
 
 def issue_session(admin_key: SecretStr, now: float) -> str:
@@ -74,6 +96,41 @@ async def refusal(request: Request, *, html: bool) -> Response | None:
     if html:
         return login_page(request)
     return unauthorised()
+
+
+async def post_refusal(request: Request, form: dict[str, str], *, html: bool) -> Response | None:
+    """`refusal` for a state-changing POST: a session must also show its form token."""
+    if presented_key(request) is not None:
+        return await refusal(request, html=html)
+    expected = settings_of(request).process.admin_api_key
+    session = request.cookies.get(COOKIE)
+    if expected is None or not session_valid(session, expected, time.time()):
+        if html and expected is not None:
+            text = "Your session has ended: sign in again, then press the button again."
+            return login_page(request, text)
+        return await refusal(request, html=html)
+    if _foreign_origin(request):
+        return forbidden(request, "This request came from another site.", html=html)
+    given = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""
+    if not hmac.compare_digest(given.encode(), form_token(expected, session or "").encode()):
+        text = "This form did not come from the current status page: reload it and try again."
+        return forbidden(request, text, html=html)
+    return None
+
+
+def _foreign_origin(request: Request) -> bool:
+    """An Origin naming another host; a missing or "null" one proves nothing either way."""
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return False
+    return urlsplit(origin).netloc != request.headers.get("host", "")
+
+
+def forbidden(request: Request, text: str, *, html: bool) -> Response:
+    """A refused POST says why; 401, as a request without valid credentials for the action."""
+    if html:
+        return html_response(request, "Refused", view.message(text), 401)
+    return JSONResponse({"error": text}, 401, headers=HEADERS)
 
 
 def unauthorised() -> Response:

@@ -88,11 +88,12 @@ def _presence_cell(availability: str | None, activity: str | None) -> str:
 # ---- the page -------------------------------------------------------------------------------
 
 
-def status_main(data: dict[str, Any]) -> str:
+def status_main(data: dict[str, Any], form_token: str = "") -> str:
+    """The page; `form_token` goes into every form it posts (webhook.admin.sessions)."""
     parts = [_overview(data)]
     if not data["tenants"]:
         parts.append(message("No tenants are configured (PRESENCE_BRIDGE_TENANTS_FILE)."))
-    parts += [_tenant(t) for t in data["tenants"]]
+    parts += [_tenant(t, form_token) for t in data["tenants"]]
     failed_jobs = [p for p in data["problems"] if p["source"] == "job"]
     if failed_jobs:
         parts.append(
@@ -121,7 +122,7 @@ def _overview(data: dict[str, Any]) -> str:
     return f'<div class="overview">{"".join(chips)}</div>'
 
 
-def _tenant(t: dict[str, Any]) -> str:
+def _tenant(t: dict[str, Any], form_token: str) -> str:
     u = t["users"]
     unlinked = t["user_count"] - t["linked_count"]
     counts = (
@@ -131,7 +132,7 @@ def _tenant(t: dict[str, Any]) -> str:
     )
     state = badge("enabled", "ok") if t["enabled"] else badge("disabled", "off")
     sections = [
-        ("Service accounts", _accounts(t)),
+        ("Service accounts", _accounts(t, form_token)),
         ("Subscriptions", _subscriptions(t)),
         (f"Users ({t['user_count']})", _users(t)),
         ("Recent transitions", _transitions(t)),
@@ -146,7 +147,7 @@ def _tenant(t: dict[str, Any]) -> str:
     )
 
 
-def _accounts(t: dict[str, Any]) -> str:
+def _accounts(t: dict[str, Any], form_token: str) -> str:
     rows = []
     for a in t["accounts"]:
         label = {
@@ -157,6 +158,7 @@ def _accounts(t: dict[str, Any]) -> str:
         button = "Sign in again" if a["status"] == "healthy" else "Sign in"
         form = (
             '<form class="inline" method="post" action="/admin/sign-in">'
+            f'<input type="hidden" name="csrf" value="{esc(form_token)}">'
             f'<input type="hidden" name="tenant" value="{esc(t["name"])}">'
             f'<input type="hidden" name="account" value="{esc(a["account"])}">'
             f'<button type="submit">{esc(button)}</button></form>'

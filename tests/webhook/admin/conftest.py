@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +67,13 @@ def logged_in(url: str) -> Iterator[httpx.Client]:
         response = client.post("/admin/login", data={"key": ADMIN_KEY})
         assert response.status_code == 303, response.text
         yield client
+
+
+def form_token(client: httpx.Client) -> str:
+    """The token the status page put in its forms for this client's session."""
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/admin").text)
+    assert found is not None, "the page carries no form token"
+    return found.group(1)
 
 
 def run_pipeline(client: redis.Redis, graph_id: str, availability: str, sequence: str) -> None:
