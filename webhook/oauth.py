@@ -87,7 +87,7 @@ async def login(request: Request) -> Response:
 
 def _page(request: Request, title: str, text: str, status: int) -> HTMLResponse:
     """The status page's look, with its link back: where the page's "Sign in" button ends."""
-    return html_response(request, title, view.message(text), status)
+    return html_response(request, title, view.message(text, title), status)
 
 
 async def _answer(request: Request) -> dict[str, str] | None:

@@ -63,9 +63,10 @@ def closed_notice() -> str:
     return message("The status page is closed: set PRESENCE_BRIDGE_ADMIN_API_KEY to open it.")
 
 
-def message(text: str) -> str:
+def message(text: str, heading: str = "") -> str:
     back = '<p><a href="/admin">Back to the status page</a></p>'
-    return f'<div class="login"><p>{esc(text)}</p>{back}</div>'
+    title = f"<h2>{esc(heading)}</h2>" if heading else ""
+    return f'<div class="login">{title}<p>{esc(text)}</p>{back}</div>'
 
 
 def _table(headers: Iterable[str], rows: list[list[str]], empty: str, cls: str = "") -> str:
