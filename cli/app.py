@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from cli import clock, dead_letters, directory, env_file, subscriptions
 from cli.check import check
@@ -60,7 +61,7 @@ def _options(
         fail(str(exc), ExitCode.USAGE)
     env_file.apply(values, os.environ)
     if env_file_path is None:
-        err.print(f"using the environment in {path} (written by `make run`)")
+        err.print(f"using the environment in {escape(str(path))} (written by `make run`)")
 
 
 # Wide enough for any row: a pipe or a file has no width, and a cut row loses its end.
