@@ -10,7 +10,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.common import Session, UsageProblem, ago, duration, out, print_json
+from cli.common import Session, UsageProblem, ago, duration, err, out, print_json
+from cli.exit_codes import ExitCode
 from core.status import system as model
 from core.status import user as user_status
 
@@ -52,7 +53,10 @@ def status(
     tenant: str | None = typer.Option(None, "--tenant", "-t", help="One tenant (default: all)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Accounts, subscriptions, users, queues, dead letters and recent errors."""
+    """Accounts, subscriptions, users, queues, dead letters and recent errors.
+
+    Exits 1 when the worker or clock has no heartbeat or a problem is listed: a probe.
+    """
     with Session() as session:
         redis = session.redis()
         if tenant is not None:
@@ -60,7 +64,20 @@ def status(
         report = model.bridge_status(redis, session.settings, tenant)
     if json_out:
         print_json(report)
-        return
+    else:
+        _print_report(report)
+    why = [
+        f"no {name} heartbeat"
+        for name, alive in (("worker", report.worker_alive), ("clock", report.clock_alive))
+        if not alive
+    ]
+    why += [f"{len(report.problems)} problem(s)"] if report.problems else []
+    if why:
+        err.print(f"unhealthy: {', '.join(why)}")  # fmt: skip
+    raise typer.Exit(ExitCode.FAILED if why else ExitCode.OK)
+
+
+def _print_report(report: model.BridgeStatus) -> None:
     now = report.generated_at
     out.print(f"worker: {_alive(report.worker_alive)}, clock: {_alive(report.clock_alive)}")
     queues = ", ".join(f"{q.name} {q.queued}" + (f" ({q.failed} failed)" if q.failed else "")

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 from cryptography.fernet import Fernet
 
+from core.settings import LAUNCHER_VARIABLES
 from core.standard_webhooks import SECRET_PREFIX, new_secret
 
 DEMO_USERS = 50
@@ -104,6 +105,19 @@ def configure(demo_dir: Path, web_port: str) -> dict[str, str]:
     seed = wait_for(demo_dir / "demo.json", 30)
     (demo_dir / "tenants.toml").write_text(tenants_toml(seed, web_port))
     return {"PRESENCE_BRIDGE_TENANT_DEMO_CLIENT_SECRET": str(seed["client_secret"])}
+
+
+def write_env(path: Path, env: dict[str, str]) -> None:
+    """The bridge's variables for `presence-bridge` (cli/env_file.py); secrets, hence mode 600."""
+    launcher = {f"PRESENCE_BRIDGE_{name}" for name in LAUNCHER_VARIABLES}
+    ours = {k: v for k, v in env.items() if k.startswith("PRESENCE_BRIDGE_") and k not in launcher}
+    lines = [f"{k}={v}\n" for k, v in sorted(ours.items()) if "\n" not in v]
+    # Created 600 before a byte is written, and narrowed again if it existed already.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        os.fchmod(fd, 0o600)
+        file.write("# Written by `make run` for `presence-bridge` (docs/cli.md); holds secrets.\n")
+        file.writelines(lines)
 
 
 def sign_in(demo_dir: Path, web_base: str, admin_key: str) -> list[str]:

@@ -172,6 +172,7 @@ def main() -> int:
         env.update(demo_setup.prepare(demo_dir, port))
         start("graph", demo_setup.emulator_command(ROOT, demo_dir, free_port(), port), env, procs)
         env.update(demo_setup.configure(demo_dir, port))
+        demo_setup.write_env(run_dir / "env", env)  # so `presence-bridge` finds the demo
     for name, command in read_procfile(ROOT / "Procfile"):
         start(name, command, env, procs)
 

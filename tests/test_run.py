@@ -93,6 +93,19 @@ def test_demo_turns_teams_presence_into_pbx_profiles(
             profiles = httpx.get(url, headers={"X-API-Key": key}).json()["value"]
         assert profiles, "no PBX profile within 90 s"
         assert redis_client.scard("pb:tenant:demo:subs") == 1
+        assert_the_cli_finds_the_demo(tmp_path, env)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
+
+
+def assert_the_cli_finds_the_demo(run_dir: Path, env: dict[str, str]) -> None:
+    """`presence-bridge` with nothing exported reads the demo's `.run/env` (mode 600)."""
+    assert (run_dir / "env").stat().st_mode & 0o777 == 0o600
+    bare = {k: v for k, v in env.items() if k not in ("REDIS_URL", "PRESENCE_BRIDGE_PORT")}
+    done = subprocess.run(  # noqa: S603 - our own entry point
+        [str(Path(sys.executable).parent / "presence-bridge"), "status", "--json"],
+        cwd=ROOT, env=bare, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert f"using the environment in {run_dir / 'env'}" in done.stderr
+    assert [t["name"] for t in json.loads(done.stdout)["tenants"]] == ["demo"], done.stderr
