@@ -40,6 +40,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/graph/lifecycle", notifications.receive, methods=["POST"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/health/system", health.system, methods=["GET"]),
         Route("/metrics", metrics.serve, methods=["GET"]),
         *builtin_api.routes,
         *pbx_events.routes,

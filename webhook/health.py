@@ -1,16 +1,21 @@
-"""Liveness (`/healthz`) and readiness (`/readyz`: Redis answers, a worker is alive and
-reports nothing it cannot do)."""
+"""Liveness (`/healthz`), readiness (`/readyz`: this web process can durably queue, i.e.
+Redis accepts a write) and the system's health (`/health/system`: workers, clock, backlog).
+
+Readiness is only about this process: while workers are down it still queues what Graph
+sends, so a load balancer must keep it in rotation. The rest is for a monitor.
+"""
 
 from __future__ import annotations
 
 import time
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from core.state import coordination
+from core.state import coordination, intake
 from core.version import VERSION
+from webhook.auth import bearer_token, key_matches
 
 
 async def healthz(request: Request) -> Response:
@@ -18,20 +23,56 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    redis = request.app.state.redis
-    worker = coordination.Process.WORKER
+    """200 when Redis takes a write (PING alone passes on a read-only or full Redis)."""
     try:
-        await redis.ping()
-        worker_alive = await coordination.alive_async(redis, worker)
-        problems = await coordination.problems_async(redis, worker, time.time())
-    except (RedisError, OSError):
-        return JSONResponse({"status": "unready", "redis": False}, status_code=503)
-    ready = worker_alive and not problems
-    body: dict[str, object] = {
-        "status": "ready" if ready else "unready",
-        "redis": True,
-        "worker": worker_alive,
-    }
-    if problems:
-        body["problems"] = problems  # what a worker needs from Redis and cannot have
-    return JSONResponse(body, status_code=200 if ready else 503)
+        await coordination.probe_write_async(request.app.state.redis, time.time())
+    except (RedisError, OSError) as exc:
+        # Redis's error code (READONLY, OOM, NOREPLICAS) or the class: the message of a
+        # connection error can carry the Redis address.
+        return JSONResponse(
+            {"status": "unready", "redis": False, "reason": _reason(exc)}, status_code=503
+        )
+    return JSONResponse({"status": "ready", "redis": True})
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ResponseError) and exc.args:
+        return str(exc.args[0]).split(" ", 1)[0]  # the reply's error code, e.g. READONLY
+    return type(exc).__name__
+
+
+async def system(request: Request) -> Response:
+    """`GET /health/system`: 200 when a worker and the clock are alive and report nothing."""
+    token = request.app.state.settings.process.metrics_token
+    if token is not None and not key_matches(bearer_token(request), token):
+        return Response(
+            b"unauthorized\n", 401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'}
+        )
+    redis = request.app.state.redis
+    now = time.time()
+    try:
+        pipe = redis.pipeline(transaction=False)
+        for process in coordination.Process:
+            coordination.queue_alive(pipe, process)
+            coordination.queue_problems(pipe, process)
+        results = await pipe.execute()
+        length, pending = await intake.depth_async(redis)
+    except (RedisError, OSError) as exc:
+        body = {"status": "unhealthy", "redis": False, "reason": _reason(exc)}
+        return JSONResponse(body, status_code=503)
+    processes: dict[str, object] = {}
+    healthy = True
+    for i, process in enumerate(coordination.Process):
+        alive = bool(results[2 * i])
+        problems = coordination.problems_from(results[2 * i + 1], now)
+        healthy = healthy and alive and not problems
+        processes[process.value] = {"alive": alive, "problems": problems}
+    return JSONResponse(
+        {
+            "status": "healthy" if healthy else "unhealthy",
+            "redis": True,
+            **processes,
+            "intake": {"length": length, "pending": pending},  # reported, not judged
+        },
+        status_code=200 if healthy else 503,
+    )

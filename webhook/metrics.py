@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.queue import QUEUES, queue_key
-from core.state import accounts, backoff, callstate, delivery, intake
+from core.state import accounts, backoff, callstate, coordination, delivery, intake
 from core.state import subscriptions as sub_state
 from core.state.accounts import AccountHealth
 from core.state.backoff import BackoffState
@@ -34,6 +34,11 @@ BACKOFF_HELP = (
 CALLSTATE_HELP = (
     "Call-state listeners' events by tenant, source and event: call_started, call_ended, "
     "connects, disconnects, resyncs, unreachable, login_failures, emit_failures, dropped, leads."
+)
+
+PROCESS_UP_HELP = "1 while a process of this type (worker, clock) has a fresh heartbeat."
+PROCESS_PROBLEMS_HELP = (
+    "What the processes of this type report they need from Redis and cannot have (reasons)."
 )
 
 
@@ -71,6 +76,7 @@ class WebMetrics:
         counters: dict[str, int],
         depths: dict[str, int],
         tenants: dict[str, TenantFigures] | None = None,
+        processes: Mapping[str, tuple[bool, int]] | None = None,
     ) -> bytes:
         lines: list[str] = []
         for name, help_text in COUNTERS.items():
@@ -97,8 +103,19 @@ class WebMetrics:
         lines += [f"# HELP {metric} Work waiting in Redis, by queue.", f"# TYPE {metric} gauge"]
         for queue, depth in sorted(depths.items()):
             lines.append(f'{metric}{{queue="{queue}"}} {depth}')
+        lines += _process_lines(processes or {})
         lines += _tenant_lines(tenants or {})
         return "\n".join(lines).encode() + b"\n" + generate_latest(self.registry)
+
+
+def _process_lines(processes: Mapping[str, tuple[bool, int]]) -> list[str]:
+    """Per process type (worker, clock): a heartbeat is fresh; what its instances report."""
+    up, problems = f"{NAMESPACE}_process_up", f"{NAMESPACE}_process_problems"
+    lines = [f"# HELP {up} {PROCESS_UP_HELP}", f"# TYPE {up} gauge"]
+    lines += [f'{up}{{process="{p}"}} {int(alive)}' for p, (alive, _) in sorted(processes.items())]
+    lines += [f"# HELP {problems} {PROCESS_PROBLEMS_HELP}", f"# TYPE {problems} gauge"]
+    lines += [f'{problems}{{process="{p}"}} {n}' for p, (_, n) in sorted(processes.items())]
+    return lines
 
 
 def _tenant_lines(tenants: dict[str, TenantFigures]) -> list[str]:
@@ -164,6 +181,7 @@ async def serve(request: Request) -> Response:
     counters: dict[str, int] = {}
     depths: dict[str, int] = {}
     figures: dict[str, TenantFigures] = {}
+    processes: dict[str, tuple[bool, int]] = {}
     try:
         pipe = state.redis.pipeline(transaction=False)
         intake.queue_figures(pipe)
@@ -179,7 +197,17 @@ async def serve(request: Request) -> Response:
         sources = [(t.name, t.pbx.callstate.source) for t in tenants if t.pbx.callstate]
         for name, source in sources:
             callstate.queue_status(pipe, name, source)
+        for process in coordination.Process:
+            coordination.queue_alive(pipe, process)
+            coordination.queue_problems(pipe, process)
         raw, intake_len, *rest = await pipe.execute()
+        cut = len(rest) - 2 * len(coordination.Process)
+        rest, beats = rest[:cut], rest[cut:]
+        now = time.time()
+        processes = {
+            p.value: (bool(beats[2 * i]), len(coordination.problems_from(beats[2 * i + 1], now)))
+            for i, p in enumerate(coordination.Process)
+        }
         split = len(rest) - len(sources)
         rest, statuses = rest[:split], rest[split:]
         lengths, per_tenant = rest[: len(QUEUES)], rest[len(QUEUES) :]
@@ -202,7 +230,7 @@ async def serve(request: Request) -> Response:
             )
     except (RedisError, OSError):
         pass  # still serve this process's own figures
-    body = state.metrics.render(counters, depths, figures)
+    body = state.metrics.render(counters, depths, figures, processes)
     return Response(body, media_type=PROMETHEUS_TEXT)
 
 

@@ -9,6 +9,9 @@
   what it needs from Redis and cannot have (say, a structure it cannot recreate). The key
   expires with the heartbeat; an instance's field counts only while fresh, so a dead one's
   reasons fade with it.
+- `pb:ready:probe` string, with a short expiry: what a web process writes to learn that Redis
+  accepts writes (`/readyz`); a read-only replica, or one refusing writes (OOM, too few
+  replicas), fails it while PING still answers.
 - `pb:clock:epoch` string, set once per Redis lifetime: when it is gone, Redis came back empty.
 - `pb:tenant:{t}:repair` string, JSON `Repair`: the clock's repair of a tenant after that, and
   how far it got (kept once done, until the next one).
@@ -31,6 +34,8 @@ from core.errors import BridgeError
 from core.state._private import PREFIX, Batch, dumps, loads, number, tenant_key, text
 
 EPOCH_KEY = PREFIX + "clock:epoch"
+READY_PROBE_KEY = PREFIX + "ready:probe"
+READY_PROBE_TTL_SECONDS = 10
 
 
 def lock_key(name: str) -> str:
@@ -241,6 +246,16 @@ def alive(redis: Redis, process: Process) -> bool:
 async def alive_async(redis: aioredis.Redis, process: Process) -> bool:
     """`alive` for the web process's asyncio client."""
     return bool(await redis.exists(heartbeat_key(process)))
+
+
+def queue_problems(pipe: Batch, process: Process) -> None:
+    """Queue the read `problems_from` decodes."""
+    pipe.hgetall(problems_key(process))
+
+
+async def probe_write_async(redis: aioredis.Redis, now: float) -> None:
+    """Write a short-lived key: raises when Redis refuses writes (read-only, OOM, NOREPLICAS)."""
+    await redis.set(READY_PROBE_KEY, repr(now), ex=READY_PROBE_TTL_SECONDS)
 
 
 # ---- the clock's epoch -------------------------------------------------------------------

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import redis.asyncio as aioredis
 from redis import Redis
 from redis.asyncio.client import Pipeline as AsyncPipeline
 from redis.client import Pipeline
@@ -224,6 +225,16 @@ def depth(redis: Redis) -> tuple[int, int]:
     length = int(redis.xlen(STREAM))
     try:
         pending: Any = redis.xpending(STREAM, GROUP)
+    except ResponseError:  # no stream or no group yet: no worker has started
+        return length, 0
+    return length, int(pending["pending"])
+
+
+async def depth_async(redis: aioredis.Redis) -> tuple[int, int]:
+    """`depth` for the web process's asyncio client."""
+    length = int(await redis.xlen(STREAM))
+    try:
+        pending: Any = await redis.xpending(STREAM, GROUP)
     except ResponseError:  # no stream or no group yet: no worker has started
         return length, 0
     return length, int(pending["pending"])
