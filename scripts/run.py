@@ -182,7 +182,7 @@ def main() -> int:
 
     base = f"http://{host}:{port}"
     if wait_healthy(f"{base}/healthz", procs, timeout=60):
-        print(f"Presence Bridge is running: web on {base} (health: {base}/readyz, "
+        print(f"Presence Bridge is running: web on {base} (health: {base}/health/system, "
               f"metrics: {base}/metrics). Ctrl-C stops it.", flush=True)  # fmt: skip
         if demo:
             announce_demo(demo_dir, base, env)

@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import redis
 
-from core.state import coordination
 from emulator.harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,12 +42,15 @@ def test_all_processes_start_healthy_without_tenants(
                 break
         assert f"http://127.0.0.1:{port}" in lines[-1], "".join(lines)
         deadline = time.monotonic() + 30
-        ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
-        while ready.status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.2)  # the worker's first heartbeat; polled, nothing to await
-            ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
-        assert ready.json() == {"status": "ready", "redis": True, "worker": True}
-        assert coordination.alive(redis_client, coordination.Process.CLOCK)
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz").json() == {
+            "status": "ready",
+            "redis": True,
+        }
+        health = httpx.get(f"http://127.0.0.1:{port}/health/system")
+        while health.status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the worker's and clock's first heartbeats; polled, nothing to await
+            health = httpx.get(f"http://127.0.0.1:{port}/health/system")
+        assert health.json()["status"] == "healthy", health.json()  # worker and clock alive
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)

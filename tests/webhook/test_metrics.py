@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx
 import redis
 from cryptography.fernet import Fernet
 
-from core.state import accounts, backoff, callstate, delivery, intake
+from core.state import accounts, backoff, callstate, coordination, delivery, intake
 from core.state import subscriptions as sub_state
 from core.state.subscriptions import ReconcileStatus
 from emulator.harness.served import ServedApp
@@ -131,3 +132,21 @@ def test_metrics_show_a_pbx_and_a_graph_app_backing_off(
         'presence_bridge_backoff_failures{tenant="contoso",peer="graph"} 2',
     ]:
         assert line in text
+
+
+def test_metrics_show_which_processes_are_up_and_their_problems(
+    web: httpx.Client, redis_client: redis.Redis
+) -> None:
+    now = time.time()
+    coordination.beat(redis_client, coordination.Process.WORKER, now, 30)
+    coordination.report_problems(
+        redis_client, coordination.Process.WORKER, "w1", ["intake: WRONGTYPE"], now, 30
+    )
+    text = web.get("/metrics").text
+    for line in [
+        'presence_bridge_process_up{process="worker"} 1',
+        'presence_bridge_process_up{process="clock"} 0',
+        'presence_bridge_process_problems{process="worker"} 1',
+        'presence_bridge_process_problems{process="clock"} 0',
+    ]:
+        assert line in text.splitlines()
