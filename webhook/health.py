@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -35,9 +35,16 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready", "redis": True})
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ResponseError) and exc.args:
-        return str(exc.args[0]).split(" ", 1)[0]  # the reply's error code, e.g. READONLY
+# redis-py strips the code from the replies it maps to a class of its own.
+_CODES: dict[type[Exception], str] = {ReadOnlyError: "READONLY", OutOfMemoryError: "OOM"}
+
+
+def _reason(exc: Exception) -> str:
+    for cls, code in _CODES.items():
+        if isinstance(exc, cls):
+            return code
+    if type(exc) is ResponseError and exc.args:
+        return str(exc.args[0]).split(" ", 1)[0]  # the reply's code, e.g. NOREPLICAS
     return type(exc).__name__
 
 

@@ -6,10 +6,12 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 import redis
 
 from core.settings import load_settings
 from core.state import coordination, intake
+from emulator.harness.ports import free_port
 from emulator.harness.redis_server import RedisServer
 from emulator.harness.served import ServedApp
 from webhook.app import create_app
@@ -46,17 +48,40 @@ def test_readyz_writes_to_redis(web: httpx.Client, redis_client: redis.Redis) ->
     assert redis_client.ttl(coordination.READY_PROBE_KEY) > 0
 
 
-def test_readyz_is_503_when_redis_refuses_writes() -> None:
-    # PING answers, but without a replica a write is refused (NOREPLICAS).
-    with RedisServer(args=("--min-replicas-to-write", "1")) as server:
-        assert server.client.ping()
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        # a replica of a primary that is gone: read-only
+        (("--replicaof", "127.0.0.1", str(free_port())), "READONLY"),
+        # full, and told not to evict
+        (("--maxmemory", "1", "--maxmemory-policy", "noeviction"), "OOM"),
+        # a primary that wants a replica to acknowledge and has none
+        (("--min-replicas-to-write", "1"), "NOREPLICAS"),
+    ],
+)
+def test_readyz_is_503_when_redis_answers_but_refuses_writes(
+    args: tuple[str, ...], reason: str
+) -> None:
+    with RedisServer(args=args) as server:
+        assert server.client.ping()  # PING alone would call it ready
         settings = load_settings({"PRESENCE_BRIDGE_REDIS_URL": server.url()})
         with ServedApp(create_app(settings)) as served:
             response = httpx.get(f"{served.url}/readyz")
     assert (response.status_code, response.json()) == (
         503,
-        {"status": "unready", "redis": False, "reason": "NOREPLICAS"},
+        {"status": "unready", "redis": False, "reason": reason},
     )
+
+
+def test_readyz_and_system_are_503_without_redis() -> None:
+    with RedisServer() as server:
+        settings = load_settings({"PRESENCE_BRIDGE_REDIS_URL": server.url()})
+        with ServedApp(create_app(settings)) as served:
+            server.stop()
+            ready = httpx.get(f"{served.url}/readyz")
+            system = httpx.get(f"{served.url}/health/system")
+    assert (ready.status_code, ready.json()["redis"]) == (503, False)
+    assert (system.status_code, system.json()["redis"]) == (503, False)
 
 
 def test_system_is_503_without_a_worker(web: httpx.Client, redis_client: redis.Redis) -> None:
