@@ -130,3 +130,12 @@ def test_an_unknown_tenant_is_a_usage_error(tmp_path: Path) -> None:
 def test_both_values_are_required() -> None:
     result = run("--availability", "Busy")
     assert (result.exit_code, "--activity" in result.output) == (ExitCode.USAGE, True)
+
+
+def test_a_change_during_offline_is_said_to_wait_the_hold(tmp_path: Path) -> None:
+    env = tenant_env(tmp_path)
+    report = as_json(run("--availability", "Offline", "--activity", "OffWork", "--tenant", TENANT,
+                         "--json", env=env))  # fmt: skip
+    assert any(
+        "during Offline/PresenceUnknown waits hold_seconds (20 s)" in n for n in report["notes"]
+    )
