@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from cli import clock, dead_letters, directory, env_file, subscriptions
+from cli import clock, dead_letters, directory, env_file, mapping, subscriptions
 from cli.check import check
 from cli.common import err, fail, out
 from cli.exit_codes import ExitCode
@@ -84,6 +84,7 @@ app.add_typer(subscriptions.app, name="subscriptions")
 app.add_typer(users_app, name="users")
 app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(clock.app, name="clock")
+app.add_typer(mapping.app, name="mapping")
 
 
 def main() -> None:

@@ -99,3 +99,38 @@ def compile_rules(mapping: MappingSettings) -> RuleSet:
 
 def decide(rules: RuleSet, availability: object, activity: object) -> Decision:
     return rules.decide(availability, activity)
+
+
+# Graph's documented values (docs: presence resource); others are accepted, as new ones appear.
+DOCUMENTED_AVAILABILITY: Final = frozenset(
+    v.casefold()
+    for v in (
+        "Available", "AvailableIdle", "Away", "BeRightBack", "Busy", "BusyIdle",
+        "DoNotDisturb", "Offline", "PresenceUnknown",
+    )
+)  # fmt: skip
+DOCUMENTED_ACTIVITY: Final = frozenset(
+    v.casefold()
+    for v in (
+        "Available", "Away", "BeRightBack", "Busy", "DoNotDisturb", "InACall",
+        "InAConferenceCall", "Inactive", "InAMeeting", "Offline", "OffWork", "OutOfOffice",
+        "PresenceUnknown", "Presenting", "UrgentInterruptionsOnly",
+    )
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """A decision and the position in `RuleSet.rules` of the rule that made it (None: no rule)."""
+
+    decision: Decision
+    index: int | None
+
+
+def explain(rules: RuleSet, availability: object, activity: object) -> Explanation:
+    """What `decide` decides, and which rule matched: the plain first-match walk, for operators."""
+    a, b = normalise(availability), normalise(activity)
+    for index, rule in enumerate(rules.rules):
+        if rule.matches(a, b):
+            return Explanation(rule.decision, index)
+    return Explanation(LEAVE_UNCHANGED, None)
