@@ -1,4 +1,4 @@
-"""The worker's heartbeat: alive, and what it needs from Redis and cannot have (`/health/system`)."""
+"""The worker's heartbeat: alive, and what it needs from Redis and cannot have (/health/system)."""
 
 from __future__ import annotations
 
