@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import rq.worker_registration as worker_registration
 from redis import Redis
@@ -37,10 +38,46 @@ WORKER_TTL_SECONDS = 20
 CLEANING_LOCK_SECONDS = 60
 
 
+# Set when a connection of the worker's client connects again after losing its socket. With
+# several queues RQ pops a job id with BLPOP, and redis-py retries a command whose connection
+# broke: a reply lost that way loses the popped job, with no record of it anywhere.
+_reconnected = threading.Event()
+
+
+class _ReconnectWatch:
+    _connected_before = False
+    _sock: object
+
+    def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        again = self._sock is None and self._connected_before
+        super().connect_check_health(*args, **kwargs)  # type: ignore[misc]
+        self._connected_before = True
+        if again:
+            _reconnected.set()
+
+
+def watch_reconnects(client: Redis) -> Redis:
+    """Make `client`'s connections (plain or TLS, as its URL chose) report reconnecting."""
+    pool = client.connection_pool
+    base = pool.connection_class
+    pool.connection_class = type(f"Watched{base.__name__}", (_ReconnectWatch, base), {})
+    return client
+
+
 class BridgeWorker(SimpleWorker):
     max_connection_wait_time = 2.0  # RQ backs off to 60 s between tries of a lost Redis
 
-    def __init__(self, queues: Sequence[Queue], connection: Redis, name: str) -> None:
+    def __init__(
+        self,
+        queues: Sequence[Queue],
+        connection: Redis,
+        name: str,
+        on_reconnect: Callable[[], None] | None = None,
+    ) -> None:
+        """`on_reconnect` runs once Redis answers again after a connection of `connection`
+        (made by `watch_reconnects`) was lost: a job popped then is gone, so the caller asks
+        for what repairs it."""
+        self._on_reconnect = on_reconnect
         super().__init__(
             list(queues),
             name=name,
@@ -90,6 +127,9 @@ class BridgeWorker(SimpleWorker):
                 registered = pipe.execute()[-1]
             if not registered:  # Redis came back empty: RQ would no longer list this worker
                 self._register_again()
+            if _reconnected.is_set() and self._on_reconnect is not None:
+                _reconnected.clear()
+                self._on_reconnect()
         except (RedisError, OSError):
             log.debug("worker: heartbeat failed; the dequeue waits for Redis")
 

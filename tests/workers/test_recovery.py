@@ -21,6 +21,8 @@ from rq.scheduler import RQScheduler
 
 from core.queue import QUEUE_PBX, enqueue_deliver
 from core.state import coordination, delivery, intake
+from core.state import subscriptions as sub_state
+from emulator.harness.faultproxy import FaultProxy
 from emulator.harness.processes import Service, private_env, wait_for
 from emulator.harness.redis_server import RedisServer
 from emulator.harness.tenants import secret_env, tenant_toml, write_env
@@ -79,10 +81,9 @@ def worker_env(
     env = write_env(
         tmp_path,
         tenant_toml(TENANT, pbx=options),
-        PRESENCE_BRIDGE_REDIS_URL=server.url(),
         PRESENCE_BRIDGE_LOG_LEVEL="WARNING",
         **{secret_env(TENANT, "CLIENT_SECRET"): "s"},
-        **extra,
+        **{"PRESENCE_BRIDGE_REDIS_URL": server.url(), **extra},
     )
     return private_env(env, inherit=False)
 
@@ -275,3 +276,16 @@ def test_a_worker_started_after_a_kill_runs_scheduled_jobs_within_seconds(rig: R
     enqueue_deliver(client, TENANT, ["alice"], retry_after=1)
     wait_for(lambda: applied(client, wanted), "the delayed delivery", timeout=30)
     report("delayed job (due 1 s after a new worker started) applied", time.monotonic() - started)
+
+
+def test_a_dequeue_cut_by_a_reset_connection_asks_for_a_resync_and_a_delivery(rig: Rig) -> None:
+    """A job popped by BLPOP as the connection broke is lost without a trace: once Redis
+    answers again the worker asks for what repairs it (a sweep, and every pending delivery)."""
+    client = rig.client
+    with FaultProxy(rig.server.port) as proxy:
+        rig.start_worker(PRESENCE_BRIDGE_REDIS_URL=f"redis://{proxy.url_host}/0")
+        wanted = desire(client, "alice", "Away")  # pending, and no job would apply it
+        proxy.reset()  # the worker's blocking dequeue is cut
+
+        wait_for(lambda: sub_state.sweep_owed(client, TENANT), "a resync sweep asked for")
+        wait_for(lambda: applied(client, wanted), "the pending delivery applied")
