@@ -374,6 +374,20 @@ class ChaosSite:
             figures.notes["behind"] = {u: list(v) for u, v in sorted(behind.items())}
         return figures
 
+    def under_fault(
+        self, scenario: str, inject: Callable[[], Callable[[], None]], warm_up: int, during: int
+    ) -> Figures:
+        """`warm_up` changes, then `inject` (it returns the restore) for `during` changes; the
+        load stops as the fault is lifted (a later change would hide a lost one)."""
+        self.load.wait_changes(warm_up)
+        began = time.monotonic()
+        restore = inject()
+        try:
+            self.load.wait_changes(during)
+        finally:
+            restore()
+        return Figures(scenario, fault_seconds=time.monotonic() - began)
+
     def converge(self, figures: Figures) -> Figures:
         """Stop the load, wait for convergence (deadline CONVERGE_DEADLINE), count, record.
 

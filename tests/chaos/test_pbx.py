@@ -3,13 +3,12 @@ timeout), or answering 503 with Retry-After. Every change made meanwhile reaches
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
 
 from tests.chaos.conftest import SiteFactory
-from tests.chaos.site import PBX_TIMEOUT_SECONDS, ChaosSite, Figures
+from tests.chaos.site import PBX_TIMEOUT_SECONDS, ChaosSite
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
 
@@ -49,16 +48,14 @@ def test_pbx_fault_under_load_ends_in_the_latest_profiles(
     chaos_site: SiteFactory, fault: str
 ) -> None:
     site = chaos_site()
-    site.load.wait_changes(WARM_UP)
-    requests_before = len(site.pbx.requests)
-    began = time.monotonic()
-    restore = FAULTS[fault](site)
-    try:
-        site.load.wait_changes(DURING)
-    finally:
-        restore()
-    figures = Figures(f"pbx-{fault}", fault_seconds=time.monotonic() - began)
-    asked = len(site.pbx.requests) - requests_before
+    requests_before: list[int] = []
+
+    def inject() -> Callable[[], None]:
+        requests_before.append(len(site.pbx.requests))
+        return FAULTS[fault](site)
+
+    figures = site.under_fault(f"pbx-{fault}", inject, WARM_UP, DURING)
+    asked = len(site.pbx.requests) - requests_before[0]
     figures.notes["pbx_requests_during_fault"] = asked
     figures = site.converge(figures)
     assert figures.lost == 0, figures.notes

@@ -67,14 +67,7 @@ def test_redis_fault_under_load_loses_no_acknowledged_change(
     chaos_site: SiteFactory, fault: str
 ) -> None:
     site = chaos_site()
-    site.load.wait_changes(WARM_UP)
-    began = time.monotonic()
-    restore = FAULTS[fault](site)
-    try:
-        site.load.wait_changes(DURING)
-    finally:
-        restore()
-    figures = Figures(f"redis-{fault}", fault_seconds=time.monotonic() - began)
+    figures = site.under_fault(f"redis-{fault}", lambda: FAULTS[fault](site), WARM_UP, DURING)
     figures = site.converge(figures)
     assert figures.lost == 0, figures.notes
     assert figures.converge_seconds is not None, figures.notes
